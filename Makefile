@@ -1,0 +1,75 @@
+# The one front door. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER_DIR ?= .cluster
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) requirements-dev.lock pyproject.toml
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes requirements-dev.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps --editable .
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## create .venv from the lock file
+
+.PHONY: lock
+lock: $(UV) ## re-resolve requirements*.lock from pyproject.toml
+	$(UV) pip compile --quiet --upgrade pyproject.toml --generate-hashes --python-version 3.11 -o requirements.lock
+	$(UV) pip compile --quiet --upgrade pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements-dev.lock
+
+.PHONY: lint
+lint: venv ## ruff, ruff format --check, mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: venv ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: control-plane
+control-plane: ## build (once) and cache kube-apiserver and etcd
+	tools/envtest/obtain.sh control-plane
+
+.PHONY: helm
+helm: ## build (once) and cache helm
+	tools/envtest/obtain.sh helm
+
+.PHONY: test
+test: venv control-plane ## unit and integration tests (starts its own control plane)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: cluster
+cluster: venv control-plane ## start the local control plane; writes $(CLUSTER_DIR)/kubeconfig
+	$(PY) tools/envtest/controlplane.py up --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane
+	@if [ -x $(PY) ]; then $(PY) tools/envtest/controlplane.py down --dir $(CLUSTER_DIR); fi
+
+.PHONY: demo
+demo: cluster ## bring up the local cluster and run the main job on it
+	KUBECONFIG=$(CLUSTER_DIR)/kubeconfig kubectl get namespaces
+
+.PHONY: clean
+clean: cluster-down ## remove the venv, tools and cluster state (not the binary cache)
+	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR) .mypy_cache .ruff_cache .pytest_cache
