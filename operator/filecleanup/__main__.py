@@ -1,0 +1,72 @@
+"""``python -m filecleanup`` / ``filecleanup-operator``: run the operator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import kopf
+
+from filecleanup.config import CONFIG_ENV, ConfigError, load_config
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="filecleanup-operator",
+        description=(
+            "Run the FileCleanup operator: delete the storage keys listed in FileCleanup resources. "
+            "It uses the in-cluster service account, or else the current kubeconfig (KUBECONFIG)."
+        ),
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"operator configuration file (default: the path in ${CONFIG_ENV})",
+    )
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        dest="namespaces",
+        metavar="NAMESPACE",
+        help="watch only this namespace (repeatable; globs like 'team-*' work); default: all namespaces",
+    )
+    parser.add_argument(
+        "--liveness",
+        default="0.0.0.0:8080",
+        metavar="HOST:PORT",
+        help="serve the liveness probe at http://HOST:PORT/healthz; 'off' disables it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["plain", "json"], default="plain", help="log line format (default: plain)"
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"filecleanup-operator: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    import filecleanup.handlers  # noqa: F401, PLC0415  (registers the handlers)
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces or (),
+        liveness_endpoint=None if args.liveness == "off" else f"http://{args.liveness}/healthz",
+        memo=kopf.Memo(config=config),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Operator configuration: a YAML file named by ``FILECLEANUP_CONFIG``, validated once at startup.
+
+A bad file stops the operator with a message that names the offending field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+import yaml
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+CONFIG_ENV = "FILECLEANUP_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or invalid; the message says where and why."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class HttpStorageConfig(StrictModel):
+    """The design note's storage server: ``POST url`` with ``{"keys": [...]}``."""
+
+    type: Literal["http"]
+    url: AnyHttpUrl
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
+    read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _token_file_is_readable(self) -> Self:
+        if self.token_file is not None and not os.access(self.token_file, os.R_OK):
+            raise ValueError(f"tokenFile {self.token_file} is not a readable file")
+        return self
+
+
+StorageConfig = HttpStorageConfig
+
+
+class OperatorConfig(StrictModel):
+    default_storage: str
+    storages: Annotated[dict[str, StorageConfig], Field(min_length=1)]
+    chunks_in_flight_per_object: Annotated[int, Field(ge=1, le=64)] = 4
+    status_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+
+    @model_validator(mode="after")
+    def _default_storage_exists(self) -> Self:
+        if self.default_storage not in self.storages:
+            raise ValueError(
+                f"defaultStorage {self.default_storage!r} is not one of the storages: "
+                f"{', '.join(sorted(self.storages))}"
+            )
+        return self
+
+
+def load_config(path: Path | None = None) -> OperatorConfig:
+    if path is None:
+        configured = os.environ.get(CONFIG_ENV)
+        if not configured:
+            raise ConfigError(f"set {CONFIG_ENV} to the path of the operator configuration file")
+        path = Path(configured)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"configuration {path} is not valid YAML: {error}") from error
+    try:
+        return OperatorConfig.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ConfigError(f"invalid configuration {path}: {problems}") from error

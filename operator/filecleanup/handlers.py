@@ -1,0 +1,66 @@
+"""Kopf wiring only: settings, clients in memo, and one handler for the FileCleanup kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from filecleanup import kube
+from filecleanup.config import OperatorConfig
+from filecleanup.engine import Engine, ObjectContext
+from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
+from filecleanup.storage import open_storages
+
+UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Handler progress lives in status, not in annotations.
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    # The diff-base must not copy spec.keys: a 10,000-key list would not fit in the 256 KiB that all
+    # annotations of an object share. Keys are immutable (a CEL rule), so nothing is lost.
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration", ignored_fields=["spec.keys"]
+    )
+    config: OperatorConfig = memo.config
+    memo.storages = open_storages(config)
+    memo.api = await kube.connect()
+    memo.engine = Engine(config, memo.storages)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    for storage in memo.storages.values():
+        await storage.aclose()
+    await memo.api.close()
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, id="delete-keys", backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS)
+async def delete_keys(
+    *,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    def post_event(event_type: str, reason: str, message: str) -> None:
+        kopf.event(body, type=event_type, reason=reason, message=message)
+
+    context = ObjectContext(
+        spec=FileCleanupSpec.model_validate(dict(spec)),
+        status=FileCleanupStatus.model_validate(dict(status)),
+        generation=meta.get("generation"),
+        sink=kube.ObjectStatusSink(memo.api, namespace or "", name),
+        post_event=post_event,
+        logger=logger,
+    )
+    delay = await memo.engine.run(context)
+    if delay is not None:
+        raise kopf.TemporaryError(f"next run in {delay:.1f} s", delay=delay)

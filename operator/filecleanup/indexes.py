@@ -1,0 +1,45 @@
+"""Sets of indexes into ``spec.keys``, written as ranges the way a Job writes ``failedIndexes``.
+
+``"0-99,150,200-201"`` keeps the authoritative set of keys still to delete small in status,
+whatever the keys look like: 10,000 keys still pending are ``"0-9999"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class IndexRangeError(ValueError):
+    """A range string that is not ``N`` or ``A-B`` items, ascending, separated by commas."""
+
+
+def format_ranges(indexes: Iterable[int]) -> str:
+    ordered = sorted(set(indexes))
+    parts: list[str] = []
+    position = 0
+    while position < len(ordered):
+        start = ordered[position]
+        end = start
+        while position + 1 < len(ordered) and ordered[position + 1] == end + 1:
+            position += 1
+            end = ordered[position]
+        parts.append(str(start) if start == end else f"{start}-{end}")
+        position += 1
+    return ",".join(parts)
+
+
+def parse_ranges(text: str) -> list[int]:
+    """The ascending indexes that ``text`` names; the inverse of :func:`format_ranges`."""
+    if not text:
+        return []
+    indexes: list[int] = []
+    for part in text.split(","):
+        start_text, dash, end_text = part.partition("-")
+        if not start_text.isdigit() or (dash and not end_text.isdigit()):
+            raise IndexRangeError(f"bad index range {part!r} in {text!r}")
+        start = int(start_text)
+        end = int(end_text) if dash else start
+        if end < start or (indexes and start <= indexes[-1]):
+            raise IndexRangeError(f"index range {part!r} in {text!r} is not ascending")
+        indexes.extend(range(start, end + 1))
+    return indexes

@@ -1,0 +1,60 @@
+"""The operator's own Kubernetes client (kubernetes.aio) for status checkpoints and TTL deletes.
+
+Kopf keeps its own connection for watching and events; this one writes our status through the
+status subresource, with a merge patch, at the moments the engine chooses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.aio import client, config
+
+from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupStatus
+
+MERGE_PATCH = "application/merge-patch+json"
+NOT_FOUND = 404
+
+
+async def connect() -> client.ApiClient:
+    """In a pod, the service account; elsewhere, the current kubeconfig (KUBECONFIG)."""
+    try:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return client.ApiClient(configuration)
+    except config.ConfigException:
+        return await config.new_client_from_config()  # type: ignore[no-untyped-call,no-any-return]
+
+
+def status_patch(status: FileCleanupStatus) -> dict[str, Any]:
+    # Absent fields are sent as null so that the merge patch removes what no longer applies.
+    return {"status": status.model_dump(mode="json", by_alias=True)}
+
+
+class ObjectStatusSink:
+    """Writes one object's status; a vanished object ends the run quietly."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self._objects = client.CustomObjectsApi(api)
+        self._namespace = namespace
+        self._name = name
+
+    async def write(self, status: FileCleanupStatus) -> None:
+        await self._objects.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            self._namespace,
+            PLURAL,
+            self._name,
+            status_patch(status),
+            _content_type=MERGE_PATCH,
+        )
+
+    async def delete_object(self) -> None:
+        try:
+            await self._objects.delete_namespaced_custom_object(
+                GROUP, VERSION, self._namespace, PLURAL, self._name
+            )
+        except client.ApiException as error:
+            if error.status != NOT_FOUND:
+                raise

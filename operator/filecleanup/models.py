@@ -1,0 +1,97 @@
+"""The FileCleanup API as pydantic models. The CRD in ``crds/`` is the schema's source; a test checks
+that these models agree with it (field names, defaults and limits)."""
+
+from __future__ import annotations
+
+import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "filecleanup.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "FileCleanup"
+PLURAL = "filecleanups"
+
+MAX_KEYS = 10_000
+MAX_KEY_LENGTH = 1024
+MAX_LISTED_FAILED_KEYS = 100
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Backoff(CamelModel):
+    initial_seconds: Annotated[int, Field(ge=1, le=3600)] = 5
+    max_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
+
+
+class FileCleanupSpec(CamelModel):
+    keys: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]],
+        Field(min_length=1, max_length=MAX_KEYS),
+    ]
+    storage: Annotated[str | None, Field(min_length=1, max_length=63)] = None
+    chunk_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 5
+    backoff: Backoff = Field(default_factory=Backoff)
+    ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31_536_000)] = None
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    IN_PROGRESS = "InProgress"
+    BACKOFF = "Backoff"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in {Phase.SUCCEEDED, Phase.FAILED}
+
+
+class ConditionType(StrEnum):
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    PROGRESSING = "Progressing"
+
+
+class Condition(CamelModel):
+    type: ConditionType
+    status: Literal["True", "False", "Unknown"]
+    observed_generation: int | None = None
+    last_transition_time: datetime.datetime
+    reason: str
+    message: str
+
+
+class FailedKey(CamelModel):
+    key: str
+    error: str
+    attempts: int
+
+
+class FileCleanupStatus(CamelModel):
+    phase: Phase = Phase.PENDING
+    observed_generation: int | None = None
+    storage: str | None = None
+    total: int = 0
+    deleted: int = 0
+    failed: int = 0
+    retries: int = 0
+    chunk_size: int | None = None
+    pending_indexes: str = ""
+    failed_indexes: str = ""
+    failed_keys: list[FailedKey] = Field(default_factory=list)
+    failed_keys_omitted: int = 0
+    start_time: datetime.datetime | None = None
+    completion_time: datetime.datetime | None = None
+    next_retry_time: datetime.datetime | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+    def condition(self, condition_type: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == condition_type), None)

@@ -1,0 +1,375 @@
+"""Pure decision logic: spec + status (+ the clock) -> what to do next, and the status that follows.
+
+No I/O here; ``handlers.py`` and ``runner.py`` carry the decisions out.
+
+A *round* sends every key in ``pending`` once, in chunks. A key the storage confirms is deleted; any
+other key goes to ``failed``. When a round ends with failures and budget left, the next round is set up
+at once (``retries`` + 1, ``pending`` = the failed keys) and waits in phase Backoff until
+``nextRetryTime``. A round interrupted because the storage is unavailable keeps its pending keys and
+waits too, without using budget.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from filecleanup.indexes import format_ranges, parse_ranges
+from filecleanup.models import (
+    MAX_LISTED_FAILED_KEYS,
+    Backoff,
+    Condition,
+    ConditionType,
+    FailedKey,
+    FileCleanupSpec,
+    FileCleanupStatus,
+    Phase,
+)
+from filecleanup.storage.base import ChunkResult
+
+JITTER_FRACTION = 0.2
+MAX_RETRY_AFTER_SECONDS = 3600.0
+EARLIER_ERROR = "failed in an earlier round"
+# A requeue that wakes this close to nextRetryTime runs; waiting again would cost a write for nothing.
+WAKE_TOLERANCE_SECONDS = 1.0
+
+
+class Reason:
+    DELETING = "Deleting"
+    RETRY_SCHEDULED = "RetryScheduled"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
+    SUCCEEDED = "Succeeded"
+    RETRIES_EXHAUSTED = "RetriesExhausted"
+    UNKNOWN_STORAGE = "UnknownStorage"
+
+
+def unique_indexes(keys: Sequence[str]) -> list[int]:
+    """The index of each key's first occurrence: duplicates are deleted once."""
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    return sorted(first.values())
+
+
+def backoff_delay(backoff: Backoff, retry_round: int, jitter: float) -> float:
+    """Seconds before retry round ``retry_round`` (1 for the first retry): doubling, capped, jittered.
+
+    ``jitter`` is a sample from [0, 1); it shortens the delay by up to 20 %, so the cap still holds.
+    """
+    base = min(float(backoff.max_seconds), backoff.initial_seconds * 2.0 ** max(0, retry_round - 1))
+    return base * (1.0 - JITTER_FRACTION * jitter)
+
+
+def unavailable_delay(
+    backoff: Backoff, unavailable_for: float, retry_after: float | None, jitter: float
+) -> float:
+    """Seconds to wait while the storage is unavailable.
+
+    ``Retry-After`` wins when the storage sent one. Otherwise the wait grows with how long the
+    storage has been unavailable: waiting as long again doubles the total each time, up to the cap.
+    """
+    if retry_after is not None:
+        return min(max(0.0, retry_after), MAX_RETRY_AFTER_SECONDS)
+    base = min(float(backoff.max_seconds), max(float(backoff.initial_seconds), unavailable_for))
+    return base * (1.0 - JITTER_FRACTION * jitter)
+
+
+@dataclass
+class Progress:
+    """The working state of one object during a round; status is its durable form."""
+
+    keys: Sequence[str]
+    total: int
+    deleted: int = 0
+    retries: int = 0
+    chunk_size: int = 100
+    pending: dict[int, None] = field(default_factory=dict)  # an ordered set
+    failed: dict[int, str] = field(default_factory=dict)
+    earlier_errors: dict[int, str] = field(default_factory=dict)
+    whole_call_failures: int = 0
+
+    @classmethod
+    def start(cls, spec: FileCleanupSpec) -> Progress:
+        indexes = unique_indexes(spec.keys)
+        return cls(
+            keys=spec.keys,
+            total=len(indexes),
+            chunk_size=spec.chunk_size,
+            pending=dict.fromkeys(indexes),
+        )
+
+    @classmethod
+    def resume(cls, spec: FileCleanupSpec, status: FileCleanupStatus) -> Progress:
+        """Rebuild the round from its checkpoint: only what was not confirmed is sent again."""
+        listed_errors = {item.key: item.error for item in status.failed_keys}
+        pending = parse_ranges(status.pending_indexes)
+        failed = parse_ranges(status.failed_indexes)
+        return cls(
+            keys=spec.keys,
+            total=status.total,
+            deleted=status.deleted,
+            retries=status.retries,
+            chunk_size=status.chunk_size or spec.chunk_size,
+            pending=dict.fromkeys(pending),
+            failed={i: listed_errors.get(spec.keys[i], EARLIER_ERROR) for i in failed},
+            earlier_errors={i: listed_errors.get(spec.keys[i], EARLIER_ERROR) for i in pending}
+            if status.retries
+            else {},
+        )
+
+    def chunks(self) -> list[list[int]]:
+        ordered = list(self.pending)
+        return [ordered[at : at + self.chunk_size] for at in range(0, len(ordered), self.chunk_size)]
+
+    def chunk_keys(self, chunk: Sequence[int]) -> list[str]:
+        return [self.keys[index] for index in chunk]
+
+    def record(self, chunk: Sequence[int], result: ChunkResult) -> None:
+        """Apply one call's outcome; a key not confirmed as deleted failed this round."""
+        for index in chunk:
+            if index not in self.pending:
+                continue
+            del self.pending[index]
+            key = self.keys[index]
+            if key in result.deleted:
+                self.deleted += 1
+                self.earlier_errors.pop(index, None)
+            else:
+                self.failed[index] = result.failed.get(key, "not confirmed as deleted by the storage")
+        if result.whole_call_failed:
+            self.whole_call_failures += 1
+
+    @property
+    def failed_count(self) -> int:
+        """Keys whose latest attempt failed: this round's failures, plus, in a retry round, the keys
+        not yet sent again (each failed in the round before)."""
+        return len(self.failed) + (len(self.pending) if self.retries else 0)
+
+    def begin_retry_round(self) -> None:
+        """Retry only the failed keys. Halve the chunks after whole-call failures, so that one poison
+        key cannot keep failing its neighbours and the failing keys get pinned down."""
+        if self.whole_call_failures:
+            self.chunk_size = max(1, self.chunk_size // 2)
+        self.retries += 1
+        self.earlier_errors = self.failed
+        self.pending = dict.fromkeys(sorted(self.failed))
+        self.failed = {}
+        self.whole_call_failures = 0
+
+    def listed_failures(self) -> tuple[list[FailedKey], int]:
+        """The first failed keys by position in spec.keys, and how many more there are."""
+        entries: list[tuple[int, str, int]] = [
+            (i, error, self.retries + 1) for i, error in self.failed.items()
+        ]
+        if self.retries:
+            entries.extend((i, self.earlier_errors.get(i, EARLIER_ERROR), self.retries) for i in self.pending)
+        entries.sort()
+        listed = [
+            FailedKey(key=self.keys[i], error=error, attempts=attempts)
+            for i, error, attempts in entries[:MAX_LISTED_FAILED_KEYS]
+        ]
+        return listed, len(entries) - len(listed)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Nothing to do: the object already Succeeded or Failed."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Back-off still running (for example after an operator restart)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Reject:
+    """The object cannot be processed at all; it becomes Failed and nothing is deleted."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Run:
+    storage: str
+    progress: Progress
+    starting: bool
+
+
+Action = Finished | Wait | Reject | Run
+
+
+def plan(
+    spec: FileCleanupSpec,
+    status: FileCleanupStatus,
+    storages: Collection[str],
+    default_storage: str,
+    now: datetime.datetime,
+) -> Action:
+    if status.phase.finished:
+        return Finished()
+    storage = spec.storage or default_storage
+    if storage not in storages:
+        return Reject(
+            Reason.UNKNOWN_STORAGE,
+            f"storage {storage!r} is not configured; configured storages: {', '.join(sorted(storages))}",
+        )
+    if status.phase == Phase.PENDING or not status.total:
+        return Run(storage, Progress.start(spec), starting=True)
+    if status.phase == Phase.BACKOFF and status.next_retry_time:
+        remaining = (status.next_retry_time - now).total_seconds()
+        if remaining > WAKE_TOLERANCE_SECONDS:
+            return Wait(remaining)
+    return Run(storage, Progress.resume(spec, status), starting=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: Phase
+    reason: str
+    message: str
+    delay: float | None = None
+
+
+def after_round(spec: FileCleanupSpec, progress: Progress, jitter: float) -> Outcome:
+    """Decide what follows a round in which every pending key got an answer."""
+    if not progress.failed:
+        return Outcome(
+            Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {progress.deleted} of {progress.total} keys"
+        )
+    if progress.retries >= spec.max_retries:
+        return Outcome(
+            Phase.FAILED,
+            Reason.RETRIES_EXHAUSTED,
+            f"{len(progress.failed)} of {progress.total} keys not deleted after "
+            f"{progress.retries} retries; deleted {progress.deleted}",
+        )
+    failed = len(progress.failed)
+    progress.begin_retry_round()
+    delay = backoff_delay(spec.backoff, progress.retries, jitter)
+    return Outcome(
+        Phase.BACKOFF,
+        Reason.RETRY_SCHEDULED,
+        f"retry {progress.retries} of {spec.max_retries} for {failed} failed keys in {delay:.0f} s",
+        delay=delay,
+    )
+
+
+def storage_unavailable(
+    spec: FileCleanupSpec,
+    *,
+    since: Condition | None,
+    error: str,
+    retry_after: float | None,
+    now: datetime.datetime,
+    jitter: float,
+) -> Outcome:
+    """The round stops where it is; its pending keys wait without using up their retry budget.
+
+    ``since`` is the Progressing condition: if it already says StorageUnavailable, its transition
+    time tells how long the storage has been gone.
+    """
+    unavailable_since = (
+        since.last_transition_time
+        if since is not None and since.reason == Reason.STORAGE_UNAVAILABLE
+        else now
+    )
+    delay = unavailable_delay(spec.backoff, (now - unavailable_since).total_seconds(), retry_after, jitter)
+    return Outcome(Phase.BACKOFF, Reason.STORAGE_UNAVAILABLE, f"{error}; next try in {delay:.0f} s", delay)
+
+
+def set_condition(conditions: list[Condition], update: Condition) -> list[Condition]:
+    """Conditions per the API conventions: lastTransitionTime moves only when the status flips.
+
+    A new reason restarts the clock too: the StorageUnavailable back-off measures from it.
+    """
+    previous = next((c for c in conditions if c.type == update.type), None)
+    if previous is not None and (previous.status, previous.reason) == (update.status, update.reason):
+        update = update.model_copy(update={"last_transition_time": previous.last_transition_time})
+    return [c for c in conditions if c.type != update.type] + [update]
+
+
+def _condition(
+    condition_type: ConditionType,
+    *,
+    true: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime.datetime,
+) -> Condition:
+    return Condition(
+        type=condition_type,
+        status="True" if true else "False",
+        observed_generation=generation,
+        last_transition_time=now,
+        reason=reason,
+        message=message,
+    )
+
+
+def next_status(
+    previous: FileCleanupStatus,
+    *,
+    progress: Progress,
+    storage: str,
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """The whole status for a checkpoint or a phase change, computed in one place."""
+    phase, reason, message, delay = outcome.phase, outcome.reason, outcome.message, outcome.delay
+    listed, omitted = progress.listed_failures()
+    stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
+    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=not phase.finished))
+    if phase == Phase.SUCCEEDED:
+        conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
+    if phase == Phase.FAILED:
+        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    return FileCleanupStatus(
+        phase=phase,
+        observed_generation=generation,
+        storage=storage,
+        total=progress.total,
+        deleted=progress.deleted,
+        failed=progress.failed_count,
+        retries=progress.retries,
+        chunk_size=progress.chunk_size,
+        pending_indexes=format_ranges(progress.pending),
+        failed_indexes=format_ranges(progress.failed),
+        failed_keys=listed,
+        failed_keys_omitted=omitted,
+        start_time=previous.start_time or now,
+        completion_time=now if phase.finished else None,
+        next_retry_time=now + datetime.timedelta(seconds=delay) if delay is not None else None,
+        conditions=conditions,
+    )
+
+
+def rejected_status(
+    previous: FileCleanupStatus,
+    *,
+    storage: str,
+    reject: Reject,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    stamp = functools.partial(
+        _condition, reason=reject.reason, message=reject.message, generation=generation, now=now
+    )
+    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=False))
+    conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    return previous.model_copy(
+        update={
+            "phase": Phase.FAILED,
+            "observed_generation": generation,
+            "storage": storage,
+            "start_time": previous.start_time or now,
+            "completion_time": now,
+            "conditions": conditions,
+        }
+    )

@@ -1,0 +1,76 @@
+"""The storage interface and the outcome of one batch-delete call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class StorageUnavailable(Exception):  # noqa: N818  (the name is the public contract)
+    """The whole call failed for reasons that are not the keys' fault: nothing is known deleted.
+
+    Connection refused, connect timeout, DNS failure, 503 or 429. The caller backs off and keeps
+    the keys pending, without using up their retry budget.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one call confirmed. Every requested key is either in ``deleted`` or in ``failed``."""
+
+    deleted: frozenset[str]
+    failed: Mapping[str, str] = field(default_factory=dict)
+    whole_call_failed: bool = False
+
+    @classmethod
+    def from_reply(
+        cls, requested: Sequence[str], confirmed: Iterable[str], errors: Mapping[str, str]
+    ) -> ChunkResult:
+        """Only a requested key that the storage confirmed counts as deleted; the rest failed."""
+        wanted = set(requested)
+        deleted = frozenset(wanted.intersection(confirmed))
+        failed = {
+            key: errors.get(key) or "not confirmed as deleted by the storage"
+            for key in wanted
+            if key not in deleted
+        }
+        return cls(deleted=deleted, failed=failed)
+
+    @classmethod
+    def all_failed(cls, requested: Sequence[str], reason: str) -> ChunkResult:
+        """The call failed as a whole, after the request may have reached the storage."""
+        return cls(deleted=frozenset(), failed=dict.fromkeys(requested, reason), whole_call_failed=True)
+
+
+class Storage(Protocol):
+    name: str
+
+    async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        """Delete ``keys`` in one call. Raises :class:`StorageUnavailable` if the call failed as a whole
+        before the storage could act on it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class ConcurrencyLimited:
+    """Caps the calls in flight to one storage across all objects, so that one big album can neither
+    starve the others nor flood the storage server."""
+
+    def __init__(self, storage: Storage, limit: int) -> None:
+        self.name = storage.name
+        self._storage = storage
+        self._slots = asyncio.Semaphore(limit)
+
+    async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        async with self._slots:
+            return await self._storage.delete(keys)
+
+    async def aclose(self) -> None:
+        await self._storage.aclose()

@@ -1,0 +1,1 @@
+"""Test and demo helpers that ship with the operator: a reference storage server."""

@@ -1,0 +1,171 @@
+"""A reference HTTP storage server with fault injection, for the demo, tests and benchmarks.
+
+It implements the design note's batch-delete API over files in a directory:
+
+    POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message"}]}
+
+A key is a path relative to ``--root``; a missing file counts as deleted. Faults are switched on
+through ``POST /_admin/faults`` (see :class:`Faults`), and ``GET /_admin/stats`` tells what happened.
+
+    python -m filecleanup.testing.storage_server --root DIR --port 8080 [--token-file F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+
+from aiohttp import web
+
+
+@dataclass
+class Faults:
+    """What the server does wrong, consumed call by call."""
+
+    statuses: list[int] = field(default_factory=list)  # answer the next calls with these, deleting nothing
+    retry_after: str | None = None  # Retry-After header sent with those statuses
+    hang_calls: int = 0  # the next N calls wait hang_seconds before answering
+    hang_seconds: float = 0.0
+    latency_seconds: float = 0.0  # every call waits this long
+    fail_keys: dict[str, int] = field(default_factory=dict)  # key -> failures left (-1: always)
+    broken_replies: int = 0  # the next N calls answer 200 with a body that breaks the contract
+
+
+@dataclass
+class Stats:
+    calls: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    requested: collections.Counter[str] = field(default_factory=collections.Counter)
+    removed_files: int = 0
+    chunk_sizes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ServerState:
+    root: Path
+    token: str | None
+    faults: Faults = field(default_factory=Faults)
+    stats: Stats = field(default_factory=Stats)
+
+
+STATE = web.AppKey("state", ServerState)
+
+
+def _path_for(root: Path, key: str) -> Path | None:
+    candidate = (root / key).resolve()
+    return candidate if candidate.is_relative_to(root) and candidate != root else None
+
+
+def _remove(root: Path, keys: list[str]) -> tuple[list[str], list[dict[str, str]], int]:
+    deleted: list[str] = []
+    errors: list[dict[str, str]] = []
+    removed = 0
+    for key in keys:
+        path = _path_for(root, key)
+        if path is None:
+            errors.append({"key": key, "message": "key escapes the storage root"})
+            continue
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            errors.append({"key": key, "message": error.strerror or str(error)})
+            continue
+        deleted.append(key)
+    return deleted, errors, removed
+
+
+async def delete(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.token is not None and request.headers.get("Authorization") != f"Bearer {state.token}":
+        return web.json_response({"error": "unauthorized"}, status=HTTPStatus.UNAUTHORIZED)
+    body = await request.json()
+    keys: list[str] = body["keys"]
+    stats, faults = state.stats, state.faults
+    stats.calls += 1
+    stats.chunk_sizes.append(len(keys))
+    stats.requested.update(keys)
+    stats.in_flight += 1
+    stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+    try:
+        if faults.statuses:
+            headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
+            return web.json_response({"error": "injected"}, status=faults.statuses.pop(0), headers=headers)
+        if faults.latency_seconds:
+            await asyncio.sleep(faults.latency_seconds)
+        if faults.hang_calls:
+            faults.hang_calls -= 1
+            await asyncio.sleep(faults.hang_seconds)
+        if faults.broken_replies:
+            faults.broken_replies -= 1
+            return web.json_response({"removed": keys})
+        injected = [key for key in keys if faults.fail_keys.get(key, 0)]
+        for key in injected:
+            if faults.fail_keys[key] > 0:
+                faults.fail_keys[key] -= 1
+        wanted = [key for key in keys if key not in injected]
+        deleted, errors, removed = await asyncio.to_thread(_remove, state.root, wanted)
+        stats.removed_files += removed
+        errors.extend({"key": key, "message": "injected failure"} for key in injected)
+        return web.json_response({"deleted": deleted, "errors": errors})
+    finally:
+        stats.in_flight -= 1
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.faults = Faults(**await request.json())
+    return web.json_response(asdict(state.faults))
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    stats = request.app[STATE].stats
+    return web.json_response(asdict(stats))
+
+
+async def reset(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.faults, state.stats = Faults(), Stats()
+    return web.json_response({})
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def make_app(root: Path, token: str | None = None) -> web.Application:
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[STATE] = ServerState(root=root.resolve(), token=token)
+    app.router.add_post("/delete", delete)
+    app.router.add_post("/_admin/faults", set_faults)
+    app.router.add_get("/_admin/stats", get_stats)
+    app.router.add_post("/_admin/reset", reset)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--root", type=Path, required=True, help="directory holding the files")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--token-file", type=Path, help="require this bearer token")
+    args = parser.parse_args(argv)
+    token = args.token_file.read_text().strip() if args.token_file else None
+    args.root.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        web.run_app(make_app(args.root, token), host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
