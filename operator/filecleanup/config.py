@@ -35,6 +35,13 @@ class HttpStorageConfig(StrictModel):
     token_file: Path | None = None
 
     @model_validator(mode="after")
+    def _no_credentials_in_url(self) -> Self:
+        # A URL ends up in logs and error messages; a token belongs in tokenFile.
+        if self.url.username or self.url.password:
+            raise ValueError("url must not carry credentials; put a bearer token in tokenFile")
+        return self
+
+    @model_validator(mode="after")
     def _token_file_is_readable(self) -> Self:
         if self.token_file is not None and not os.access(self.token_file, os.R_OK):
             raise ValueError(f"tokenFile {self.token_file} is not a readable file")

@@ -38,7 +38,7 @@ class FileCleanupSpec(CamelModel):
     storage: Annotated[str | None, Field(min_length=1, max_length=63)] = None
     chunk_size: Annotated[int, Field(ge=1, le=1000)] = 100
     max_retries: Annotated[int, Field(ge=0, le=100)] = 5
-    backoff: Backoff = Field(default_factory=Backoff)
+    backoff: Backoff = Backoff()
     ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31_536_000)] = None
 
 
@@ -86,12 +86,12 @@ class FileCleanupStatus(CamelModel):
     chunk_size: int | None = None
     pending_indexes: str = ""
     failed_indexes: str = ""
-    failed_keys: list[FailedKey] = Field(default_factory=list)
+    failed_keys: Annotated[list[FailedKey], Field(max_length=MAX_LISTED_FAILED_KEYS)] = []
     failed_keys_omitted: int = 0
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None
     next_retry_time: datetime.datetime | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = []
 
     def condition(self, condition_type: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from filecleanup.config import CONFIG_ENV, ConfigError, load_config
+
+VALID = """
+defaultStorage: photos
+storages:
+  photos:
+    type: http
+    url: http://storage.photos.svc:8080/delete
+    connectTimeoutSeconds: 2
+    readTimeoutSeconds: 30
+    maxConcurrentRequests: 8
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    photos = config.storages["photos"]
+    assert config.default_storage == "photos"
+    assert str(photos.url) == "http://storage.photos.svc:8080/delete"
+    assert (photos.connect_timeout_seconds, photos.read_timeout_seconds) == (2, 30)
+    assert photos.token_file is None
+    assert config.chunks_in_flight_per_object == 4
+
+
+def test_path_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_ENV, str(write(tmp_path, VALID)))
+    assert load_config().default_storage == "photos"
+
+
+def test_missing_environment_variable_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    with pytest.raises(ConfigError, match=CONFIG_ENV):
+        load_config()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (VALID.replace("defaultStorage: photos", "defaultStorage: videos"), "defaultStorage 'videos'"),
+        (VALID.replace("http://storage", "ftp://storage"), "storages.photos.url"),
+        (VALID.replace("http://storage", "http://user:secret@storage"), "credentials"),
+        (VALID.replace("readTimeoutSeconds: 30", "readTimeoutSeconds: 0"), "readTimeoutSeconds"),
+        (VALID.replace("maxConcurrentRequests: 8", "maxConcurrentRequests: 8\n    colour: red"), "colour"),
+        (VALID.replace("type: http", "type: carrier-pigeon"), "storages.photos"),
+        (VALID + "    tokenFile: /nonexistent/token\n", "tokenFile /nonexistent/token"),
+        ("storages: {}\ndefaultStorage: x\n", "storages"),
+        ("defaultStorage: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_invalid_config_names_the_field(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_unreadable_file_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(tmp_path / "absent.yaml")
