@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
-from kubernetes import client
+import urllib3
+from kubernetes import client, watch
 from kubernetes.dynamic import DynamicClient
 
 Manifest = dict[str, Any]
@@ -20,15 +24,15 @@ class Kube:
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
-    def create(self, manifest: Manifest, namespace: str | None = None) -> Manifest:
+    def create(self, manifest: Manifest, namespace: str | None = None, **params: Any) -> Manifest:
         resource = self._resource(manifest["apiVersion"], manifest["kind"])
-        return cast("Manifest", resource.create(body=manifest, namespace=namespace).to_dict())
+        return cast("Manifest", resource.create(body=manifest, namespace=namespace, **params).to_dict())
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest:
         resource = self._resource(api_version, kind)
         return cast("Manifest", resource.get(name=name, namespace=namespace).to_dict())
 
-    def list(
+    def list_objects(
         self, api_version: str, kind: str, namespace: str | None = None, **params: Any
     ) -> list[Manifest]:
         resource = self._resource(api_version, kind)
@@ -68,6 +72,27 @@ class Kube:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(interval)
 
+    def create_namespace(self, prefix: str) -> str:
+        """A new namespace with a unique name. Nothing deletes it: without a controller-manager a
+        deleted namespace never goes away anyway."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return name
+
+    def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
+        """(type, reason, message) of the events about object ``name``, oldest first."""
+        found = self.list_objects(
+            "v1", "Event", namespace=namespace, field_selector=f"involvedObject.name={name}"
+        )
+        found.sort(key=lambda event: event["metadata"]["creationTimestamp"])
+        return [(event["type"], event["reason"], event["message"]) for event in found]
+
+    def watch_revisions(
+        self, api_version: str, kind: str, namespace: str, name: str, since: str
+    ) -> RevisionCounter:
+        """Count the writes to one object after resourceVersion ``since``, in a background thread."""
+        return RevisionCounter(self._resource(api_version, kind), namespace, name, since)
+
     def apply_crd(self, manifest: Manifest) -> None:
         """Create a CRD (or keep the one there) and wait until it is Established."""
         name = manifest["metadata"]["name"]
@@ -83,3 +108,29 @@ class Kube:
             return crd if conditions.get("Established") == "True" else None
 
         self.wait_for(f"CRD {name} to be Established", established)
+
+
+class RevisionCounter:
+    def __init__(self, resource: Any, namespace: str, name: str, since: str) -> None:
+        self.writes = 0
+        self._watcher = watch.Watch()  # type: ignore[no-untyped-call]
+        self._thread = threading.Thread(
+            target=self._count, args=(resource, namespace, name, since), daemon=True
+        )
+        self._thread.start()
+
+    def _count(self, resource: Any, namespace: str, name: str, since: str) -> None:
+        events = resource.watch(
+            namespace=namespace, name=name, resource_version=since, timeout=300, watcher=self._watcher
+        )
+        # The stream ends with an error when the control plane stops first; the count stands.
+        with contextlib.suppress(urllib3.exceptions.HTTPError):
+            for event in events:
+                if event["type"] == "MODIFIED":
+                    self.writes += 1
+
+    def stop(self, settle: float = 1.0) -> int:
+        """The writes seen, after ``settle`` seconds for the last ones to arrive."""
+        time.sleep(settle)
+        self._watcher.stop()  # type: ignore[no-untyped-call]
+        return self.writes

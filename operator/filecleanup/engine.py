@@ -115,7 +115,11 @@ class Engine:
             Reason.DELETING,
             f"deleting {len(progress.pending)} keys in chunks of {progress.chunk_size}",
         )
-        if starting or context.status.phase != Phase.IN_PROGRESS:
+        previous = context.status.condition(ConditionType.PROGRESSING)
+        probing_outage = previous is not None and previous.reason == Reason.STORAGE_UNAVAILABLE
+        # While the storage is down, each try costs one status write, not two; the first checkpoint
+        # after it answers says InProgress.
+        if starting or (context.status.phase != Phase.IN_PROGRESS and not probing_outage):
             await recorder.write(deleting)
 
         async def checkpoint() -> None:

@@ -7,10 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from controlplane import ControlPlane, obtain_binaries
 from tests.kube import Kube
+from tests.processes import OperatorProcess, StorageProcess
+
+MAX_CONCURRENT_REQUESTS = 4
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +49,66 @@ def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
 @pytest.fixture(scope="session")
 def kube(api_client: client.ApiClient) -> Kube:
     return Kube(api_client)
+
+
+CRD_FILE = Path(__file__).parents[2] / "crds" / "filecleanup.dev_filecleanups.yaml"
+
+
+@pytest.fixture(scope="session")
+def crd(kube: Kube) -> None:
+    kube.apply_crd(yaml.safe_load(CRD_FILE.read_text()))
+
+
+@pytest.fixture(scope="session")
+def storage_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageProcess]:
+    storage = StorageProcess(tmp_path_factory.mktemp("storage"))
+    storage.start()
+    try:
+        yield storage
+    finally:
+        storage.stop()
+
+
+@pytest.fixture
+def storage(storage_process: StorageProcess) -> StorageProcess:
+    """The shared storage server, with faults and counters reset for this test."""
+    if storage_process.process is None or storage_process.process.poll() is not None:
+        storage_process.start()
+    storage_process.reset()
+    return storage_process
+
+
+def operator_config(storage: StorageProcess) -> dict[str, object]:
+    return {
+        "defaultStorage": "photos",
+        "storages": {
+            "photos": {
+                "type": "http",
+                "url": storage.url,
+                "connectTimeoutSeconds": 0.5,
+                "readTimeoutSeconds": 1,
+                "maxConcurrentRequests": MAX_CONCURRENT_REQUESTS,
+            }
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def operator(
+    crd: None, kubeconfig: Path, storage_process: StorageProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator for the suite, watching the namespaces named ``it-*``."""
+    process = OperatorProcess(
+        tmp_path_factory.mktemp("operator"), kubeconfig, operator_config(storage_process), ["it-*"]
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def namespace(kube: Kube, operator: OperatorProcess) -> str:
+    """A fresh namespace that the shared operator watches."""
+    return kube.create_namespace("it")

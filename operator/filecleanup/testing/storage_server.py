@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -41,7 +40,7 @@ class Stats:
     calls: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
-    requested: collections.Counter[str] = field(default_factory=collections.Counter)
+    requested: dict[str, int] = field(default_factory=dict)  # key -> times it was sent
     removed_files: int = 0
     chunk_sizes: list[int] = field(default_factory=list)
 
@@ -92,7 +91,8 @@ async def delete(request: web.Request) -> web.Response:
     stats, faults = state.stats, state.faults
     stats.calls += 1
     stats.chunk_sizes.append(len(keys))
-    stats.requested.update(keys)
+    for key in keys:
+        stats.requested[key] = stats.requested.get(key, 0) + 1
     stats.in_flight += 1
     stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
     try:

@@ -1,0 +1,37 @@
+"""Creating FileCleanups and waiting for them, for integration tests and benchmarks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from filecleanup.models import API_VERSION, KIND
+from tests.kube import Kube, Manifest
+
+
+def cleanup_manifest(name: str, keys: list[str], **spec: Any) -> Manifest:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {"keys": keys, **spec},
+    }
+
+
+def create_cleanup(kube: Kube, namespace: str, name: str, keys: list[str], **spec: Any) -> Manifest:
+    return kube.create(cleanup_manifest(name, keys, **spec), namespace=namespace)
+
+
+def get_cleanup(kube: Kube, namespace: str, name: str) -> Manifest:
+    return kube.get(API_VERSION, KIND, name, namespace=namespace)
+
+
+def wait_for_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = 60.0) -> Manifest:
+    def reached() -> Manifest | None:
+        found = get_cleanup(kube, namespace, name)
+        return found if found.get("status", {}).get("phase") == phase else None
+
+    return kube.wait_for(f"{namespace}/{name} to reach phase {phase}", reached, timeout=timeout)
+
+
+def album_keys(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}/photo-{i:05d}.jpg" for i in range(count)]

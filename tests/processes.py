@@ -1,0 +1,141 @@
+"""The storage server and the operator as real processes, so that tests can stop, kill and restart them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from controlplane import free_port
+
+STARTUP_TIMEOUT = 30.0
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not healthy after {STARTUP_TIMEOUT:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class StorageProcess:
+    """The reference storage server; stop() and start() keep its port and its files."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.root = workdir / "storage-root"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "storage.log"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/delete"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "filecleanup.testing.storage_server",
+                    "--root",
+                    str(self.root),
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        wait_until_healthy(f"{self.base}/healthz", self.process, self.log)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def seed(self, keys: list[str]) -> None:
+        for key in keys:
+            path = self.root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"photo")
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).exists()
+
+    def fault(self, **faults: Any) -> None:
+        httpx.post(f"{self.base}/_admin/faults", json=faults, timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.base}/_admin/reset", timeout=5).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        reply = httpx.get(f"{self.base}/_admin/stats", timeout=5)
+        reply.raise_for_status()
+        stats: dict[str, Any] = reply.json()
+        return stats
+
+
+class OperatorProcess:
+    """``python -m filecleanup`` watching ``namespaces``, with its log in a file."""
+
+    def __init__(
+        self, workdir: Path, kubeconfig: Path, config: dict[str, Any], namespaces: list[str]
+    ) -> None:
+        self.workdir = workdir
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.config_path = workdir / "operator-config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log = workdir / "operator.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra_args: str) -> None:
+        port = free_port()
+        namespace_args = [arg for namespace in self.namespaces for arg in ("--namespace", namespace)]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "filecleanup",
+                    "--config",
+                    str(self.config_path),
+                    "--liveness",
+                    f"127.0.0.1:{port}",
+                    *namespace_args,
+                    *extra_args,
+                ],
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", self.process, self.log)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.process, sig)
+
+    def log_text(self) -> str:
+        return self.log.read_text()
