@@ -14,7 +14,7 @@ from tests.kube import Kube
 
 
 def rejection_message(error: ApiException) -> str:
-    message: str = json.loads(error.body)["message"]
+    message: str = json.loads(error.body or "{}")["message"]
     return message
 
 
