@@ -67,8 +67,8 @@ cluster-down: ## stop the local control plane
 	@if [ -x $(PY) ]; then $(PY) tools/envtest/controlplane.py down --dir $(CLUSTER_DIR); fi
 
 .PHONY: demo
-demo: cluster ## bring up the local cluster and run the main job on it
-	KUBECONFIG=$(CLUSTER_DIR)/kubeconfig kubectl get namespaces
+demo: cluster ## run the main job on the local cluster: storage server, operator, a FileCleanup
+	$(PY) -m filecleanup.testing.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, tools and cluster state (not the binary cache)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
+    # One line per storage call is noise; the engine logs what matters per object.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     kopf.run(
         standalone=True,
         clusterwide=not args.namespaces,

@@ -32,6 +32,7 @@ from filecleanup.storage.base import ChunkResult
 JITTER_FRACTION = 0.2
 MAX_RETRY_AFTER_SECONDS = 3600.0
 EARLIER_ERROR = "failed in an earlier round"
+MAX_ERROR_LENGTH = 256  # a storage's error text is kept short: status must stay small
 # A requeue that wakes this close to nextRetryTime runs; waiting again would cost a write for nothing.
 WAKE_TOLERANCE_SECONDS = 1.0
 
@@ -137,7 +138,8 @@ class Progress:
                 self.deleted += 1
                 self.earlier_errors.pop(index, None)
             else:
-                self.failed[index] = result.failed.get(key, "not confirmed as deleted by the storage")
+                error = result.failed.get(key, "not confirmed as deleted by the storage")
+                self.failed[index] = error[:MAX_ERROR_LENGTH]
         if result.whole_call_failed:
             self.whole_call_failures += 1
 

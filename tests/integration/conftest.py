@@ -11,8 +11,8 @@ import yaml
 from kubernetes import client, config
 
 from controlplane import ControlPlane, obtain_binaries
+from filecleanup.testing.processes import OperatorProcess, StorageProcess
 from tests.kube import Kube
-from tests.processes import OperatorProcess, StorageProcess
 
 MAX_CONCURRENT_REQUESTS = 4
 

@@ -6,10 +6,10 @@ import signal
 from pathlib import Path
 
 from filecleanup.indexes import parse_ranges
+from filecleanup.testing.processes import OperatorProcess, StorageProcess
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest
-from tests.processes import OperatorProcess, StorageProcess
 
 
 def test_killed_operator_resumes_without_resending_confirmed_keys(

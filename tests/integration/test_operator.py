@@ -9,10 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from filecleanup.testing.processes import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import MAX_CONCURRENT_REQUESTS
 from tests.kube import Kube
-from tests.processes import StorageProcess
 
 FAST_BACKOFF = {"initialSeconds": 1, "maxSeconds": 2}
 
@@ -55,6 +55,25 @@ def test_happy_path_deletes_every_key_once_in_chunks(
     assert set(stats["requested"].values()) == {1}  # the duplicate was sent once
     events = kube.events(namespace, "album-1")
     assert ("Normal", "Completed", "deleted 250 of 250 keys") in events
+    table = subprocess.run(
+        ["kubectl", "get", "filecleanups", "-n", namespace, "-o", "wide"],
+        check=True,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert table[:9] == [
+        "NAME",
+        "PHASE",
+        "TOTAL",
+        "DELETED",
+        "FAILED",
+        "RETRIES",
+        "AGE",
+        "STORAGE",
+        "NEXT-RETRY",
+    ]
+    assert table[9:15] == ["album-1", "Succeeded", "250", "250", "0", "0"]
 
 
 def test_only_failed_keys_are_retried_and_counts_stay_exact(

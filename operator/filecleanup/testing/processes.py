@@ -1,21 +1,29 @@
-"""The storage server and the operator as real processes, so that tests can stop, kill and restart them."""
+"""The storage server and the operator as real processes, so that tests and the demo can stop, kill and
+restart them."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from controlplane import free_port
-
 STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -24,7 +32,7 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) ->
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == HTTPStatus.OK:
                 return
         except httpx.TransportError:
             pass
