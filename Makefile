@@ -36,10 +36,11 @@ lock: $(UV) ## re-resolve requirements*.lock from pyproject.toml
 	$(UV) pip compile --quiet --upgrade pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements-dev.lock
 
 .PHONY: lint
-lint: venv ## ruff, ruff format --check, mypy --strict
+lint: venv ## ruff, ruff format --check, mypy --strict, hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
 
 .PHONY: fmt
 fmt: venv ## apply ruff's fixes and formatting
@@ -55,7 +56,7 @@ helm: ## build (once) and cache helm
 	tools/envtest/obtain.sh helm
 
 .PHONY: test
-test: venv control-plane ## unit and integration tests (starts its own control plane)
+test: venv control-plane helm ## unit and integration tests (starts its own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: cluster
@@ -69,6 +70,11 @@ cluster-down: ## stop the local control plane
 .PHONY: demo
 demo: cluster ## run the main job on the local cluster: storage server, operator, a FileCleanup
 	$(PY) -m filecleanup.testing.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo
+
+.PHONY: demo-helm
+demo-helm: cluster helm ## the demo, with the operator installed by the Helm chart and run as its ServiceAccount
+	$(PY) -m filecleanup.testing.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
+		--helm $$(tools/envtest/obtain.sh helm)
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, tools and cluster state (not the binary cache)

@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not args.namespaces,
         namespaces=args.namespaces or (),
         liveness_endpoint=None if args.liveness == "off" else f"http://{args.liveness}/healthz",
-        memo=kopf.Memo(config=config),
+        memo=kopf.Memo(
+            config=config,
+            watches_namespace_globs=any(set("*?[") & set(namespace) for namespace in args.namespaces or ()),
+        ),
     )
     return 0
 

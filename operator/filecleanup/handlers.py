@@ -19,6 +19,9 @@ UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Handler progress lives in status, not in annotations.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    # Watching CRDs and namespaces at run time needs cluster-wide read access to both; discovery once
+    # at startup needs none. Only namespace globs ('team-*') need the namespaces watched.
+    settings.scanning.disabled = not memo.watches_namespace_globs
     # The diff-base must not copy spec.keys: a 10,000-key list would not fit in the 256 KiB that all
     # annotations of an object share. Keys are immutable (a CEL rule), so nothing is lost.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -27,6 +30,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     config: OperatorConfig = memo.config
     memo.storages = open_storages(config)
     memo.api = await kube.connect()
+    if not await kube.serves_filecleanups(memo.api):
+        # Fail and let the pod restart: serving nothing while looking healthy helps nobody.
+        raise kopf.PermanentError(
+            f"the API server does not serve {PLURAL}.{GROUP}/{VERSION}; install the CRD"
+        )
     memo.engine = Engine(config, memo.storages)
 
 

@@ -26,6 +26,17 @@ async def connect() -> client.ApiClient:
         return await config.new_client_from_config()  # type: ignore[no-untyped-call,no-any-return]
 
 
+async def serves_filecleanups(api: client.ApiClient) -> bool:
+    """Whether the API server serves the FileCleanup kind (discovery needs no RBAC)."""
+    try:
+        resources = await client.CustomObjectsApi(api).get_api_resources(GROUP, VERSION)
+    except client.ApiException as error:
+        if error.status == NOT_FOUND:
+            return False
+        raise
+    return any(resource.name == PLURAL for resource in resources.resources)
+
+
 def status_patch(status: FileCleanupStatus) -> dict[str, Any]:
     # Absent fields are sent as null so that the merge patch removes what no longer applies.
     return {"status": status.model_dump(mode="json", by_alias=True)}

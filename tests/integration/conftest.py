@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,15 @@ from tests.kube import Kube
 
 MAX_CONCURRENT_REQUESTS = 4
 
-pytestmark = pytest.mark.integration
+OBTAIN_SCRIPT = Path(__file__).parents[2] / "tools" / "envtest" / "obtain.sh"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything here needs real servers: `pytest -m "not integration"` runs the unit tests alone."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +44,15 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield plane.kubeconfig
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary, built once and cached by obtain.sh (as `make helm` does)."""
+    output = subprocess.run(
+        [str(OBTAIN_SCRIPT), "helm"], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    return Path(output.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

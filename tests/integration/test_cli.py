@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from controlplane import ControlPlane, obtain_binaries
 from filecleanup.testing.processes import OperatorProcess, StorageProcess
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
@@ -52,3 +54,25 @@ def test_json_logs_carry_the_object(
     assert len(completed) == 1
     assert completed[0]["object"]["name"] == "logged"
     assert completed[0]["object"]["namespace"] == namespace
+
+
+def test_operator_without_the_crd_exits_instead_of_serving_nothing(tmp_path: Path) -> None:
+    plane = ControlPlane(tmp_path / "bare")
+    plane.start(obtain_binaries())
+    try:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "defaultStorage: photos\nstorages:\n  photos: {type: http, url: 'http://127.0.0.1:9/delete'}\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "filecleanup", "--config", str(config), "--liveness", "off"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        )
+    finally:
+        plane.stop()
+    assert result.returncode != 0
+    assert "does not serve filecleanups.filecleanup.dev/v1alpha1; install the CRD" in result.stderr

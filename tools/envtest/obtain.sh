@@ -15,6 +15,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kubernetes_version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/go.mod")
 etcd_version=$(awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$here/go.mod")
 helm_version=v3.22.0
+helm_kube_minor=37  # the client-go minor helm_version is built with: helm's default capabilities
 cache_root=${FILECLEANUP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/filecleanup}
 
 log() { echo "obtain.sh: $*" >&2; }
@@ -58,14 +59,18 @@ helm_binary() {
         command -v helm
         return
     fi
-    local dir="$cache_root/helm/$helm_version"
+    local dir="$cache_root/helm/$helm_version-kube1.$helm_kube_minor"
     if [[ ! -x "$dir/helm" ]]; then
         need_go
         log "building helm $helm_version into $dir"
         mkdir -p "$dir"
-        CGO_ENABLED=0 GOBIN="$dir" go install -trimpath \
-            -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version" \
-            "helm.sh/helm/v3/cmd/helm@$helm_version"
+        local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
+        # As helm's own Makefile does; otherwise `helm template` assumes Kubernetes 1.20.
+        local package
+        for package in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+            ldflags+=" -X $package.k8sVersionMajor=1 -X $package.k8sVersionMinor=$helm_kube_minor"
+        done
+        CGO_ENABLED=0 GOBIN="$dir" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$helm_version"
     fi
     echo "$dir/helm"
 }

@@ -1,5 +1,8 @@
 """``make demo``: the main job on the local control plane, end to end.
 
+With ``--helm`` (``make demo-helm``) the chart is installed first and the operator runs as the chart's
+ServiceAccount, with the chart's configuration and arguments (there is no kubelet to run its pod).
+
 It starts the reference storage server holding two sample albums (one file answers with an error the
 first time, to show a retry round), starts the operator, creates a FileCleanup for one album, waits,
 and prints ``kubectl get filecleanups`` and the object's events. The control plane keeps running
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,9 +23,14 @@ import time
 from pathlib import Path
 
 from filecleanup.models import GROUP, PLURAL
+from filecleanup.testing.chart import installed_operator, service_account_kubeconfig
 from filecleanup.testing.processes import OperatorProcess, StorageProcess
 
-CRD = Path(__file__).parents[3] / "crds" / "filecleanup.dev_filecleanups.yaml"
+REPOSITORY = Path(__file__).parents[3]
+CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
+CHART = REPOSITORY / "charts" / "filecleanup-operator"
+RELEASE = "filecleanup"
+RELEASE_NAMESPACE = "filecleanup-system"
 ALBUM = "album-42"
 WAIT_SECONDS = 60
 
@@ -46,28 +55,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--helm", type=Path, help="install the chart with this helm binary first")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep order with kubectl's output
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
 
-    kubectl(args.kubeconfig, "apply", "--server-side", "-f", str(CRD))
-    kubectl(args.kubeconfig, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
-    kubectl(args.kubeconfig, "delete", PLURAL, ALBUM, "--ignore-not-found")
-
     storage = StorageProcess(args.workdir)
     keys = album_keys("42", 120)
     storage.seed([*keys, *album_keys("7", 30)])
-    operator = OperatorProcess(
-        args.workdir,
-        args.kubeconfig,
-        {"defaultStorage": "photos", "storages": {"photos": {"type": "http", "url": storage.url}}},
-        namespaces=["default"],
-    )
+    if args.helm:
+        operator, operator_args = install_chart(args.helm, args.kubeconfig, storage.url, args.workdir)
+    else:
+        kubectl(args.kubeconfig, "apply", "--server-side", "-f", str(CRD))
+        config = {"defaultStorage": "photos", "storages": {"photos": {"type": "http", "url": storage.url}}}
+        operator, operator_args = OperatorProcess(args.workdir, args.kubeconfig, config, ["default"]), []
+    kubectl(args.kubeconfig, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
+    kubectl(args.kubeconfig, "delete", PLURAL, ALBUM, "--ignore-not-found")
+    kubectl(args.kubeconfig, "delete", "events", "--field-selector", f"involvedObject.name={ALBUM}")
     storage.start()
     try:
         storage.fault(fail_keys={keys[17]: 1, keys[88]: 1})
-        operator.start()
+        operator.start(*operator_args)
         cleanup = {
             "apiVersion": f"{GROUP}/v1alpha1",
             "kind": "FileCleanup",
@@ -95,6 +104,49 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfiles left: album 42: {left_42} of {len(keys)}; album 7 (not in the request): {left_7} of 30")
     print(f"operator log: {operator.log}")
     return 0 if phase == "Succeeded" and left_42 == 0 and left_7 == 30 else 1  # noqa: PLR2004
+
+
+def install_chart(
+    helm: Path, kubeconfig: Path, storage_url: str, workdir: Path
+) -> tuple[OperatorProcess, list[str]]:
+    crd = f"{PLURAL}.{GROUP}"
+    if kubectl(kubeconfig, "get", "crd", crd, "--ignore-not-found", "-o", "name", capture=True).strip():
+        # Adopt a CRD that `make demo` or kubectl created, so that the release can manage it.
+        kubectl(kubeconfig, "annotate", "--overwrite", "crd", crd, f"meta.helm.sh/release-name={RELEASE}")
+        kubectl(
+            kubeconfig,
+            "annotate",
+            "--overwrite",
+            "crd",
+            crd,
+            f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}",
+        )
+        kubectl(kubeconfig, "label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
+    command = [
+        str(helm),
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        RELEASE_NAMESPACE,
+        "--create-namespace",
+    ]
+    command += [
+        "--set",
+        "scope=namespaced",
+        "--set",
+        "watchNamespaces={default}",
+        "--set",
+        f"fullnameOverride={RELEASE}",
+    ]
+    command += ["--set", f"config.storages.photos.url={storage_url}"]
+    print(f"$ helm upgrade --install {RELEASE} charts/filecleanup-operator -n {RELEASE_NAMESPACE} --set ...")
+    subprocess.run(command, check=True, env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    config, operator_args = installed_operator(kubeconfig, RELEASE_NAMESPACE, RELEASE)
+    account = service_account_kubeconfig(kubeconfig, RELEASE_NAMESPACE, RELEASE, workdir / "sa-kubeconfig")
+    print(f"running the operator as ServiceAccount {RELEASE_NAMESPACE}/{RELEASE}: {' '.join(operator_args)}")
+    return OperatorProcess(workdir, account, config, []), operator_args
 
 
 def wait_until_finished(kubeconfig: Path) -> str:

@@ -1,0 +1,74 @@
+{{/* Chart name, truncated to the 63 characters a label allows. */}}
+{{- define "filecleanup.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart, unless the release name already contains the chart name. */}}
+{{- define "filecleanup.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "filecleanup.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "filecleanup.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "filecleanup.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "filecleanup.labels" -}}
+helm.sh/chart: {{ include "filecleanup.chart" . }}
+{{ include "filecleanup.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: filecleanup
+{{- end }}
+
+{{- define "filecleanup.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "filecleanup.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "filecleanup.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The namespaces a namespaced install acts in; it must name at least one. */}}
+{{- define "filecleanup.watchNamespaces" -}}
+{{- if eq .Values.scope "namespaced" }}
+{{- if not .Values.watchNamespaces }}
+{{- fail "scope: namespaced needs watchNamespaces to list at least one namespace" }}
+{{- end }}
+{{- end }}
+{{- toJson .Values.watchNamespaces }}
+{{- end }}
+
+{{/* What the operator may do to FileCleanups: the same in a ClusterRole or a Role. */}}
+{{- define "filecleanup.rules" -}}
+# Watch the objects, record Kopf's diff-base annotation, delete Succeeded objects past their TTL.
+- apiGroups: ["filecleanup.dev"]
+  resources: ["filecleanups"]
+  verbs: ["list", "watch", "patch", "delete"]
+# Progress, counts and conditions go through the status subresource.
+- apiGroups: ["filecleanup.dev"]
+  resources: ["filecleanups/status"]
+  verbs: ["patch"]
+# Completed, RetryScheduled, RetriesExhausted, ... events.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}

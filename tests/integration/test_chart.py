@@ -1,0 +1,311 @@
+"""The Helm chart against the real API server: lint, server-side dry-runs, an install whose
+ServiceAccount runs the operator, least-privilege RBAC, and a CRD that survives uninstall."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from filecleanup.models import API_VERSION, KIND
+from filecleanup.testing.chart import installed_operator, service_account_kubeconfig
+from filecleanup.testing.processes import OperatorProcess, StorageProcess
+from tests.cleanups import album_keys, create_cleanup, wait_for_phase
+from tests.kube import Kube
+
+CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
+CRD_NAME = "filecleanups.filecleanup.dev"
+
+# A stand-in for prometheus-operator's CRD, so that a ServiceMonitor can be dry-run here.
+SERVICE_MONITOR_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+class Cli:
+    def __init__(self, helm: Path, kubeconfig: Path) -> None:
+        self.helm_binary = helm
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def run(
+        self, *argv: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=self.env, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(argv[:3])} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(str(self.helm_binary), *args, check=check)
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", *args, stdin=stdin, check=check)
+
+    def can_i(self, service_account: str, *args: str) -> bool:
+        result = self.kubectl(
+            "auth", "can-i", f"--as=system:serviceaccount:{service_account}", *args, check=False
+        )
+        return result.stdout.strip() == "yes"
+
+
+@pytest.fixture(scope="module")
+def cli(helm: Path, kubeconfig: Path, crd: None) -> Cli:
+    return Cli(helm, kubeconfig)
+
+
+def set_flags(values: dict[str, str]) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+NAMESPACED = {"scope": "namespaced"}
+
+
+@pytest.mark.parametrize(
+    "values", [{}, {**NAMESPACED, "watchNamespaces": "{photos,videos}"}], ids=["default", "namespaced"]
+)
+def test_chart_lints(cli: Cli, values: dict[str, str]) -> None:
+    result = cli.helm("lint", str(CHART), "--strict", *set_flags(values))
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_values_schema_rejects_unknown_keys_and_inline_tokens(cli: Cli) -> None:
+    unknown = cli.helm("template", "x", str(CHART), "--set", "colour=red", check=False)
+    assert unknown.returncode != 0
+    assert "additional properties 'colour' not allowed" in unknown.stderr
+    inline = cli.helm(
+        "template", "x", str(CHART), "--set", "config.storages.photos.token=s3cr3t", check=False
+    )
+    assert inline.returncode != 0
+    assert "additional properties 'token' not allowed" in inline.stderr
+
+
+def test_namespaced_scope_needs_namespaces(cli: Cli) -> None:
+    result = cli.helm("template", "x", str(CHART), "--set", "scope=namespaced", check=False)
+    assert result.returncode != 0
+    assert "watchNamespaces to list at least one namespace" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {
+            **NAMESPACED,
+            "podDisruptionBudget.enabled": "true",
+            "metrics.enabled": "true",
+            "metrics.serviceMonitor.enabled": "true",
+            "config.storages.videos.type": "http",
+            "config.storages.videos.url": "https://videos.example.internal/delete",
+            "config.storages.videos.tokenSecret.name": "videos-token",
+            "config.storages.videos.tokenSecret.key": "token",
+        },
+    ],
+    ids=["default", "namespaced-pdb-metrics-two-storages"],
+)
+def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_security(
+    cli: Cli, kube: Kube, values: dict[str, str]
+) -> None:
+    kube.apply_crd(SERVICE_MONITOR_CRD)
+    release_namespace = kube.create_namespace("chart")
+    cli.kubectl("label", "namespace", release_namespace, "pod-security.kubernetes.io/enforce=restricted")
+    watched = [kube.create_namespace("watched"), kube.create_namespace("watched")]
+    if values.get("scope") == "namespaced":
+        values = {**values, "watchNamespaces": "{" + ",".join(watched) + "}"}
+    rendered = cli.helm("template", "fc", str(CHART), "-n", release_namespace, *set_flags(values)).stdout
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered) if doc)
+
+    result = cli.kubectl(
+        "apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", "-", stdin=rendered
+    )
+    assert "PodSecurity" not in result.stderr  # no "would violate PodSecurity restricted" warning
+    if values.get("scope") == "namespaced":
+        assert kinds.count("Role") == kinds.count("RoleBinding") == 2
+        assert {"PodDisruptionBudget", "ServiceMonitor"} <= set(kinds)
+        assert "ClusterRole" not in kinds
+        config = next(doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "ConfigMap")
+        storages = yaml.safe_load(config["data"]["config.yaml"])["storages"]
+        assert storages["videos"]["tokenFile"] == "/var/run/secrets/filecleanup/videos/token"
+    else:
+        assert {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment"} <= set(kinds)
+
+
+@pytest.fixture
+def release(cli: Cli, kube: Kube) -> Iterator[tuple[str, str]]:
+    namespace = kube.create_namespace("fc-system")
+    yield namespace, "fc"
+    cli.helm("uninstall", "fc", "-n", namespace, check=False)
+
+
+@pytest.mark.parametrize("scope", ["namespaced", "cluster-wide"])
+def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixtures)
+    cli: Cli,
+    kube: Kube,
+    kubeconfig: Path,
+    storage: StorageProcess,
+    tmp_path: Path,
+    release: tuple[str, str],
+    scope: str,
+) -> None:
+    namespace, name = release
+    watched = kube.create_namespace("albums")
+    values = {
+        "scope": scope,
+        "crds.enabled": "false",  # the suite's CRD is already there, not owned by this release
+        "config.storages.photos.url": storage.url,
+        "fullnameOverride": name,
+    }
+    if scope == "namespaced":
+        values["watchNamespaces"] = "{" + watched + "}"
+    cli.helm("install", name, str(CHART), "-n", namespace, *set_flags(values))
+
+    # No kubelet here: run the Deployment's container command locally, as its ServiceAccount.
+    config, args = installed_operator(kubeconfig, namespace, name)
+    account_kubeconfig = service_account_kubeconfig(kubeconfig, namespace, name, tmp_path / "sa-kubeconfig")
+    if scope == "cluster-wide":
+        assert not any(arg.startswith("--namespace") for arg in args)
+        args.append(f"--namespace={watched}")  # keep clear of the other tests' objects
+    else:
+        assert args[-1] == f"--namespace={watched}"
+    operator = OperatorProcess(tmp_path, account_kubeconfig, config, [])
+    operator.start(*args)
+    try:
+        create_cleanup(kube, watched, "album-9", album_keys(watched, 20), ttlSecondsAfterFinished=1)
+        done = wait_for_phase(kube, watched, "album-9", "Succeeded")
+        assert done["status"]["deleted"] == 20
+
+        def deleted() -> dict[str, object] | None:
+            return {} if not kube.list_objects(API_VERSION, KIND, watched) else None
+
+        kube.wait_for("the TTL deletion, which needs the delete verb", deleted)
+    finally:
+        operator.stop()
+    log = operator.log_text()
+    assert "403" not in log
+    assert "Forbidden" not in log
+    assert [reason for _, reason, _ in kube.events(watched, "album-9")] == ["Completed"]
+
+
+def test_rbac_is_least_privilege(cli: Cli, kube: Kube, release: tuple[str, str]) -> None:
+    namespace, name = release
+    watched = kube.create_namespace("albums")
+    other = kube.create_namespace("other")
+    values = {"scope": "namespaced", "watchNamespaces": "{" + watched + "}", "crds.enabled": "false"}
+    cli.helm(
+        "install", name, str(CHART), "-n", namespace, "--set", f"fullnameOverride={name}", *set_flags(values)
+    )
+    account = f"{namespace}:{name}"
+
+    for verb in ("list", "watch", "patch", "delete"):
+        assert cli.can_i(account, verb, "filecleanups.filecleanup.dev", "-n", watched)
+    assert cli.can_i(account, "patch", "filecleanups.filecleanup.dev", "--subresource=status", "-n", watched)
+    assert cli.can_i(account, "create", "events", "-n", watched)
+
+    assert not cli.can_i(account, "list", "filecleanups.filecleanup.dev", "-n", other)
+    assert not cli.can_i(account, "create", "events", "-n", other)
+    assert not cli.can_i(account, "list", "filecleanups.filecleanup.dev", "--all-namespaces")
+    assert not cli.can_i(account, "create", "filecleanups.filecleanup.dev", "-n", watched)
+    assert not cli.can_i(account, "update", "filecleanups.filecleanup.dev", "-n", watched)
+    assert not cli.can_i(account, "get", "secrets", "-n", watched)
+    assert not cli.can_i(account, "get", "secrets", "-n", namespace)
+    assert not cli.can_i(account, "list", "secrets", "--all-namespaces")
+    assert not cli.can_i(account, "get", "configmaps", "-n", namespace)
+    assert not cli.can_i(account, "list", "pods", "-n", watched)
+    assert not cli.can_i(account, "delete", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not cli.can_i(account, "list", "namespaces")
+
+
+def test_cluster_wide_rbac_reads_no_secrets(cli: Cli, release: tuple[str, str]) -> None:
+    namespace, name = release
+    cli.helm(
+        "install",
+        name,
+        str(CHART),
+        "-n",
+        namespace,
+        "--set",
+        f"fullnameOverride={name}",
+        "--set",
+        "crds.enabled=false",
+    )
+    account = f"{namespace}:{name}"
+    assert cli.can_i(account, "list", "filecleanups.filecleanup.dev", "--all-namespaces")
+    assert not cli.can_i(account, "list", "secrets", "--all-namespaces")
+    assert not cli.can_i(account, "get", "secrets", "-n", namespace)
+    assert not cli.can_i(account, "list", "deployments.apps", "--all-namespaces")
+    assert not cli.can_i(account, "create", "filecleanups.filecleanup.dev", "--all-namespaces")
+
+
+def test_crd_is_upgraded_in_place_and_kept_on_uninstall(
+    cli: Cli, kube: Kube, release: tuple[str, str]
+) -> None:
+    namespace, name = release
+    # Let the release adopt the suite's CRD, as `helm install` would have created it.
+    cli.kubectl(
+        "annotate",
+        "--overwrite",
+        "crd",
+        CRD_NAME,
+        f"meta.helm.sh/release-name={name}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+    cli.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
+    watched = kube.create_namespace("albums")
+    create_cleanup(kube, watched, "keep-me", ["a"])
+
+    cli.helm("install", name, str(CHART), "-n", namespace, "--set", f"fullnameOverride={name}")
+    cli.helm(
+        "upgrade",
+        name,
+        str(CHART),
+        "-n",
+        namespace,
+        "--set",
+        f"fullnameOverride={name}",
+        "--set",
+        "logFormat=plain",
+    )
+    crd = json.loads(cli.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/name"] == "filecleanup-operator"
+
+    result = cli.helm("uninstall", name, "-n", namespace)
+    assert CRD_NAME in result.stdout + result.stderr  # helm reports the kept resource
+    assert (
+        cli.kubectl("get", "crd", CRD_NAME, "-o", "name").stdout.strip()
+        == f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME}"
+    )
+    assert kube.get(API_VERSION, KIND, "keep-me", namespace=watched)["spec"]["keys"] == ["a"]
+
+
+def test_helm_test_hook_renders(cli: Cli) -> None:
+    rendered = cli.helm(
+        "template", "fc", str(CHART), "--show-only", "templates/tests/test-health.yaml"
+    ).stdout
+    pod = yaml.safe_load(rendered)
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "http://fc-filecleanup-operator:8080/healthz" in pod["spec"]["containers"][0]["command"][-1]
