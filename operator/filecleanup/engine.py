@@ -97,13 +97,22 @@ class Engine:
                 storage = context.spec.storage or self._config.default_storage
                 await context.sink.write(
                     reconcile.rejected_status(
-                        context.status, storage=storage, reject=action, generation=context.generation, now=now
+                        context.status,
+                        spec=context.spec,
+                        storage=storage,
+                        reject=action,
+                        generation=context.generation,
+                        now=now,
                     )
                 )
                 context.post_event("Warning", reason, message)
                 context.logger.error("Rejected: %s", message)
                 return None
-            case reconcile.Run(storage, progress, starting):
+            case reconcile.Run(storage, progress, starting, redrive):
+                if redrive:
+                    message = f"redriving {len(progress.pending)} failed keys with a fresh retry budget"
+                    context.post_event("Normal", Reason.REDRIVEN, message)
+                    context.logger.info("Redriven: %s", message)
                 return await self._run_round(context, storage, progress, starting=starting)
 
     async def _run_round(

@@ -46,6 +46,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="delete-keys", backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS)
+@kopf.on.update(
+    GROUP, VERSION, PLURAL, id="redrive", field="spec.retryNonce", backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS
+)
 async def delete_keys(
     *,
     body: kopf.Body,

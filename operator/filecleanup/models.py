@@ -40,6 +40,7 @@ class FileCleanupSpec(CamelModel):
     max_retries: Annotated[int, Field(ge=0, le=100)] = 5
     backoff: Backoff = Backoff()
     ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31_536_000)] = None
+    retry_nonce: Annotated[str | None, Field(max_length=64)] = None
 
 
 class Phase(StrEnum):
@@ -83,6 +84,8 @@ class FileCleanupStatus(CamelModel):
     deleted: int = 0
     failed: int = 0
     retries: int = 0
+    redrives: int = 0
+    retry_nonce: str | None = None
     chunk_size: int | None = None
     pending_indexes: str = ""
     failed_indexes: str = ""

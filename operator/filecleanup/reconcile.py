@@ -43,6 +43,7 @@ class Reason:
     STORAGE_UNAVAILABLE = "StorageUnavailable"
     SUCCEEDED = "Succeeded"
     RETRIES_EXHAUSTED = "RetriesExhausted"
+    REDRIVEN = "Redriven"
     UNKNOWN_STORAGE = "UnknownStorage"
 
 
@@ -85,6 +86,8 @@ class Progress:
     total: int
     deleted: int = 0
     retries: int = 0
+    redrives: int = 0
+    retry_nonce: str | None = None
     chunk_size: int = 100
     pending: dict[int, None] = field(default_factory=dict)  # an ordered set
     failed: dict[int, str] = field(default_factory=dict)
@@ -98,6 +101,7 @@ class Progress:
             keys=spec.keys,
             total=len(indexes),
             chunk_size=spec.chunk_size,
+            retry_nonce=spec.retry_nonce,
             pending=dict.fromkeys(indexes),
         )
 
@@ -112,12 +116,33 @@ class Progress:
             total=status.total,
             deleted=status.deleted,
             retries=status.retries,
+            redrives=status.redrives,
+            retry_nonce=spec.retry_nonce,
             chunk_size=status.chunk_size or spec.chunk_size,
             pending=dict.fromkeys(pending),
             failed={i: listed_errors.get(spec.keys[i], EARLIER_ERROR) for i in failed},
             earlier_errors={i: listed_errors.get(spec.keys[i], EARLIER_ERROR) for i in pending}
-            if status.retries
+            if status.retries or status.redrives
             else {},
+        )
+
+    @classmethod
+    def redrive(cls, spec: FileCleanupSpec, status: FileCleanupStatus) -> Progress:
+        """A Failed object again: only its failed keys, a fresh retry budget, the spec's chunk size."""
+        if not status.total:  # rejected before it started: nothing was tried yet
+            started = cls.start(spec)
+            started.redrives = status.redrives + 1
+            return started
+        failed = cls.resume(spec, status)
+        return cls(
+            keys=spec.keys,
+            total=failed.total,
+            deleted=failed.deleted,
+            redrives=status.redrives + 1,
+            retry_nonce=spec.retry_nonce,
+            chunk_size=spec.chunk_size,
+            pending=dict.fromkeys(sorted([*failed.failed, *failed.pending])),
+            earlier_errors={**failed.earlier_errors, **failed.failed},
         )
 
     def chunks(self) -> list[list[int]]:
@@ -147,7 +172,12 @@ class Progress:
     def failed_count(self) -> int:
         """Keys whose latest attempt failed: this round's failures, plus, in a retry round, the keys
         not yet sent again (each failed in the round before)."""
-        return len(self.failed) + (len(self.pending) if self.retries else 0)
+        return len(self.failed) + (len(self.pending) if self.retrying else 0)
+
+    @property
+    def retrying(self) -> bool:
+        """Whether the pending keys all failed before: in a retry round, or in a redrive."""
+        return bool(self.retries or self.redrives)
 
     def begin_retry_round(self) -> None:
         """Retry only the failed keys. Halve the chunks after whole-call failures, so that one poison
@@ -165,7 +195,7 @@ class Progress:
         entries: list[tuple[int, str, int]] = [
             (i, error, self.retries + 1) for i, error in self.failed.items()
         ]
-        if self.retries:
+        if self.retrying:
             entries.extend((i, self.earlier_errors.get(i, EARLIER_ERROR), self.retries) for i in self.pending)
         entries.sort()
         listed = [
@@ -200,6 +230,7 @@ class Run:
     storage: str
     progress: Progress
     starting: bool
+    redrive: bool = False
 
 
 Action = Finished | Wait | Reject | Run
@@ -212,7 +243,8 @@ def plan(
     default_storage: str,
     now: datetime.datetime,
 ) -> Action:
-    if status.phase.finished:
+    redrive = status.phase == Phase.FAILED and spec.retry_nonce != status.retry_nonce
+    if status.phase.finished and not redrive:
         return Finished()
     storage = spec.storage or default_storage
     if storage not in storages:
@@ -220,6 +252,8 @@ def plan(
             Reason.UNKNOWN_STORAGE,
             f"storage {storage!r} is not configured; configured storages: {', '.join(sorted(storages))}",
         )
+    if redrive:
+        return Run(storage, Progress.redrive(spec, status), starting=True, redrive=True)
     if status.phase == Phase.PENDING or not status.total:
         return Run(storage, Progress.start(spec), starting=True)
     if status.phase == Phase.BACKOFF and status.next_retry_time:
@@ -340,6 +374,8 @@ def next_status(
         deleted=progress.deleted,
         failed=progress.failed_count,
         retries=progress.retries,
+        redrives=progress.redrives,
+        retry_nonce=progress.retry_nonce,
         chunk_size=progress.chunk_size,
         pending_indexes=format_ranges(progress.pending),
         failed_indexes=format_ranges(progress.failed),
@@ -355,6 +391,7 @@ def next_status(
 def rejected_status(
     previous: FileCleanupStatus,
     *,
+    spec: FileCleanupSpec,
     storage: str,
     reject: Reject,
     generation: int | None,
@@ -370,6 +407,7 @@ def rejected_status(
             "phase": Phase.FAILED,
             "observed_generation": generation,
             "storage": storage,
+            "retry_nonce": spec.retry_nonce,
             "start_time": previous.start_time or now,
             "completion_time": now,
             "conditions": conditions,

@@ -347,9 +347,67 @@ class TestStatus:
     def test_rejected_status_is_failed_with_the_reason(self) -> None:
         reject = reconcile.Reject(Reason.UNKNOWN_STORAGE, "storage 'music' is not configured")
         status = reconcile.rejected_status(
-            FileCleanupStatus(), storage="music", reject=reject, generation=1, now=NOW
+            FileCleanupStatus(),
+            spec=spec(["a"], retryNonce="n1"),
+            storage="music",
+            reject=reject,
+            generation=1,
+            now=NOW,
         )
         failed = status.condition(ConditionType.FAILED)
         assert status.phase == Phase.FAILED
         assert failed is not None and (failed.status, failed.reason) == ("True", Reason.UNKNOWN_STORAGE)
         assert status.deleted == 0
+        assert status.retry_nonce == "n1"  # acted on: the same nonce does not redrive it again
+
+
+class TestRedrive:
+    storages = ("photos",)
+
+    def failed_status(self, the_spec: FileCleanupSpec) -> FileCleanupStatus:
+        progress = Progress.start(the_spec)
+        run_round(progress, failing={"b", "d"})
+        outcome = reconcile.after_round(the_spec, progress, jitter=0)
+        assert outcome.phase == Phase.FAILED
+        return status_after(progress, outcome)
+
+    def test_failed_object_is_left_alone_until_the_nonce_changes(self) -> None:
+        the_spec = spec(["a", "b", "c", "d"], maxRetries=0)
+        failed = self.failed_status(the_spec)
+        assert isinstance(reconcile.plan(the_spec, failed, self.storages, "photos", NOW), reconcile.Finished)
+
+    def test_new_nonce_redrives_only_the_failed_keys_with_a_fresh_budget(self) -> None:
+        the_spec = spec(["a", "b", "c", "d"], maxRetries=0, chunkSize=3)
+        failed = self.failed_status(the_spec)
+        redriven_spec = spec(["a", "b", "c", "d"], maxRetries=0, chunkSize=3, retryNonce="r1")
+        action = reconcile.plan(redriven_spec, failed, self.storages, "photos", NOW)
+        assert isinstance(action, reconcile.Run)
+        assert action.redrive
+        progress = action.progress
+        assert [progress.chunk_keys(chunk) for chunk in progress.chunks()] == [["b", "d"]]
+        assert (progress.retries, progress.redrives, progress.deleted, progress.failed_count) == (0, 1, 2, 2)
+        run_round(progress)
+        outcome = reconcile.after_round(redriven_spec, progress, jitter=0)
+        status = status_after(progress, outcome, failed)
+        assert (status.phase, status.deleted, status.failed, status.redrives) == (Phase.SUCCEEDED, 4, 0, 1)
+        assert status.retry_nonce == "r1"
+        assert isinstance(
+            reconcile.plan(redriven_spec, status, self.storages, "photos", NOW), reconcile.Finished
+        )
+
+    def test_succeeded_object_ignores_a_nonce(self) -> None:
+        the_spec = spec(["a"])
+        progress = Progress.start(the_spec)
+        run_round(progress)
+        done = status_after(progress, reconcile.after_round(the_spec, progress, jitter=0))
+        action = reconcile.plan(spec(["a"], retryNonce="r1"), done, self.storages, "photos", NOW)
+        assert isinstance(action, reconcile.Finished)
+
+    def test_rejected_object_starts_over_once_its_storage_exists(self) -> None:
+        reject = reconcile.Reject(Reason.UNKNOWN_STORAGE, "storage 'photos' is not configured")
+        rejected = reconcile.rejected_status(
+            FileCleanupStatus(), spec=spec(["a", "b"]), storage="photos", reject=reject, generation=1, now=NOW
+        )
+        action = reconcile.plan(spec(["a", "b"], retryNonce="r1"), rejected, self.storages, "photos", NOW)
+        assert isinstance(action, reconcile.Run)
+        assert (action.progress.total, len(action.progress.pending), action.progress.redrives) == (2, 2, 1)

@@ -1,0 +1,188 @@
+"""``filecleanup``: submit, follow and redrive album cleanups, and relay an album service's outbox.
+
+It talks to the cluster in the current kubeconfig (KUBECONFIG), or the in-cluster service account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from kubernetes.aio.client import ApiException
+
+from filecleanup.client import FileCleanupClient, ObjectSummary, SubmitConflict
+from filecleanup.outbox import Relay, connect_url
+
+EXAMPLES = """\
+examples:
+  filecleanup submit --album 42 --keys-file keys.txt --namespace photos
+  filecleanup status --namespace photos              # every FileCleanup in the namespace
+  filecleanup status --album 42 --namespace photos   # one album, all of its parts
+  filecleanup retry album-42 --namespace photos      # redrive a Failed one: only its failed keys
+  filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="filecleanup",
+        description=(
+            "Delete an album's storage keys through FileCleanup objects, follow their progress, and redrive "
+            "the ones that failed. Uses the current kubeconfig (KUBECONFIG) or the in-cluster account."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    submit = commands.add_parser(
+        "submit",
+        help="create the FileCleanup(s) for an album's keys; safe to repeat",
+        description=(
+            "Create the FileCleanup objects for an album: album-<id>, or album-<id>-0, -1, ... when the keys "
+            "need more than one object (10,000 keys or about 1.4 MB each). Submitting the same keys again "
+            "succeeds and changes nothing; different keys for an album that exists is an error."
+        ),
+    )
+    submit.add_argument("--album", required=True, help="the album id (letters, digits, '-', '_', '.')")
+    submit.add_argument(
+        "--keys-file", required=True, type=Path, help="storage keys, one per line ('-' reads standard input)"
+    )
+    submit.add_argument(
+        "--storage", help="a storage named in the operator configuration (default: its default)"
+    )
+    submit.add_argument(
+        "--namespace", "-n", default="default", help="namespace of the objects (default: default)"
+    )
+
+    status = commands.add_parser("status", help="a table of FileCleanups and their progress")
+    status.add_argument("--album", help="only this album's objects, with a total line")
+    status.add_argument("--namespace", "-n", default="default", help="namespace (default: default)")
+    status.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace")
+
+    retry = commands.add_parser(
+        "retry",
+        help="redrive a Failed FileCleanup: only its failed keys, with a fresh retry budget",
+        description=(
+            "Redrive a Failed FileCleanup (the design note's 'poll in queue'): the operator deletes its "
+            "failed keys again with a fresh retry budget, records it in status.redrives and posts a Redriven event. "
+            "It sets spec.retryNonce to a new value."
+        ),
+    )
+    retry.add_argument("name", help="the FileCleanup's name, e.g. album-42")
+    retry.add_argument("--namespace", "-n", default="default", help="namespace (default: default)")
+
+    relay = commands.add_parser(
+        "relay",
+        help="drain an album service's outbox table into FileCleanups",
+        description=(
+            "Submit the rows of the filecleanup_outbox table, marking each delivered once the API server "
+            "has accepted its objects; rows that fail wait with back-off. Runs until interrupted."
+        ),
+    )
+    relay.add_argument("--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db")
+    relay.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
+    relay.add_argument(
+        "--poll-seconds", type=float, default=1.0, help="wait between polls of an empty outbox"
+    )
+    return root
+
+
+def read_keys(path: Path) -> list[str]:
+    text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
+    header = ["NAME", "ALBUM", "PHASE", "PROGRESS", "TOTAL", "DELETED", "FAILED", "RETRIES"]
+    if with_namespace:
+        header.insert(0, "NAMESPACE")
+    rows = [header]
+    for item in summaries:
+        percent = f"{100 * item.deleted // item.total}%" if item.total else "-"
+        row = [item.name, item.album or "-", item.phase, percent, str(item.total), str(item.deleted)]
+        row += [str(item.failed), str(item.retries)]
+        rows.append([item.namespace, *row] if with_namespace else row)
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+async def submit(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    keys = read_keys(args.keys_file)
+    names = await client.submit(args.album, keys, namespace=args.namespace, storage=args.storage)
+    print(f"album {args.album}: {len(set(keys))} keys in {len(names)} FileCleanup(s): {', '.join(names)}")
+    return 0
+
+
+async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    namespace = None if args.all_namespaces else args.namespace
+    if args.album is None:
+        objects = await client.list(namespace=namespace)
+        print(table([ObjectSummary.from_object(obj) for obj in objects], with_namespace=namespace is None))
+        return 0
+    album = await client.status(args.album, namespace=args.namespace)
+    print(table(album.objects, with_namespace=False))
+    print(
+        f"\nalbum {album.album}: {album.phase}, {album.deleted} of {album.total} keys deleted, "
+        f"{album.failed} failed, {len(album.objects)} of {album.parts} part(s) found"
+    )
+    return 0 if album.objects else 1
+
+
+async def retry(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    await client.retry(args.name, namespace=args.namespace)
+    print(
+        f"{args.namespace}/{args.name}: redrive requested; follow it with: filecleanup status -n {args.namespace}"
+    )
+    return 0
+
+
+async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    connect, dialect = connect_url(args.database)
+    outbox = Relay(connect, dialect, client, poll_seconds=args.poll_seconds)
+    if args.once:
+        print(f"delivered {await outbox.run_once()} outbox row(s)")
+        return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await outbox.run(stop)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[FileCleanupClient, argparse.Namespace], Awaitable[int]]] = {
+    "submit": submit,
+    "status": status,
+    "retry": retry,
+    "relay": relay,
+}
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with await FileCleanupClient.connect() as client:
+        return await COMMANDS[args.command](client, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(run(args))
+    except (ValueError, SubmitConflict, OSError) as error:
+        print(f"filecleanup: {error}", file=sys.stderr)
+    except ApiException as error:
+        print(f"filecleanup: the API server answered {error.status} {error.reason}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The album-service side: submit an album's keys as FileCleanup objects, idempotently, and follow them.
+
+    client = await FileCleanupClient.connect()
+    names = await client.submit("42", keys, namespace="photos")     # creating twice is fine
+    print((await client.status("42", namespace="photos")).phase)
+
+Object names derive from the album (``album-42``, or ``album-42-0`` ... when the keys need several
+objects), so a retried submission finds the objects it created before. ``SyncFileCleanupClient`` offers
+the same calls without ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, cast
+
+from kubernetes.aio import client as k8s
+
+from filecleanup import kube
+from filecleanup.models import API_VERSION, GROUP, KIND, MAX_KEYS, PLURAL, VERSION, Phase
+
+ALBUM_LABEL = f"{GROUP}/album"
+PART_LABEL = f"{GROUP}/part"
+PARTS_LABEL = f"{GROUP}/parts"
+# etcd stores about 1.5 MiB per object; leave room for the status and metadata (see README, Size).
+MAX_OBJECT_KEY_BYTES = 1_400_000
+_KEY_OVERHEAD_BYTES = 4  # quotes, comma and space around each key in the stored JSON
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_NAME_SAFE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+CONFLICT = 409
+
+
+class SubmitConflict(Exception):  # noqa: N818  (a conflict, not an error of the caller's code)
+    """An object of the album exists with other keys: resubmitting would not be idempotent."""
+
+
+def split_keys(
+    keys: Iterable[str], max_keys: int = MAX_KEYS, max_bytes: int = MAX_OBJECT_KEY_BYTES
+) -> list[list[str]]:
+    """Distinct keys, in order, in as few parts as fit one object each (by count and by size)."""
+    parts: list[list[str]] = [[]]
+    size = 0
+    for key in dict.fromkeys(keys):
+        cost = len(key.encode()) + _KEY_OVERHEAD_BYTES
+        if len(parts[-1]) >= max_keys or (parts[-1] and size + cost > max_bytes):
+            parts.append([])
+            size = 0
+        parts[-1].append(key)
+        size += cost
+    return [part for part in parts if part]
+
+
+def album_label(album_id: str) -> str:
+    if not _LABEL_VALUE.match(album_id):
+        raise ValueError(
+            f"album id {album_id!r} must be 1 to 63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return album_id
+
+
+def object_names(album_id: str, parts: int) -> list[str]:
+    """``album-<id>`` or ``album-<id>-<part>``; an id that is not a DNS label gets a hash to stay unique."""
+    album_label(album_id)
+    slug = album_id
+    if not _NAME_SAFE.match(album_id):
+        cleaned = re.sub(r"[^a-z0-9-]+", "-", album_id.lower()).strip("-")[:30] or "x"
+        slug = f"{cleaned}-{hashlib.sha256(album_id.encode()).hexdigest()[:8]}"
+    base = f"album-{slug}"
+    return [base] if parts == 1 else [f"{base}-{part}" for part in range(parts)]
+
+
+def manifests(
+    album_id: str,
+    keys: Iterable[str],
+    *,
+    storage: str | None = None,
+    ttl_seconds_after_finished: int | None = None,
+) -> list[dict[str, Any]]:
+    parts = split_keys(keys)
+    if not parts:
+        raise ValueError(f"album {album_id!r}: no keys to delete")
+    names = object_names(album_id, len(parts))
+    result = []
+    for part, (name, part_keys) in enumerate(zip(names, parts, strict=True)):
+        spec: dict[str, Any] = {"keys": part_keys}
+        if storage is not None:
+            spec["storage"] = storage
+        if ttl_seconds_after_finished is not None:
+            spec["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
+        labels = {ALBUM_LABEL: album_label(album_id), PART_LABEL: str(part), PARTS_LABEL: str(len(parts))}
+        result.append(
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": name, "labels": labels},
+                "spec": spec,
+            }
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class ObjectSummary:
+    name: str
+    namespace: str
+    album: str | None
+    phase: str
+    total: int
+    deleted: int
+    failed: int
+    retries: int
+    storage: str | None
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> ObjectSummary:
+        status = obj.get("status") or {}
+        metadata = obj["metadata"]
+        return cls(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            album=(metadata.get("labels") or {}).get(ALBUM_LABEL),
+            phase=status.get("phase", Phase.PENDING.value),
+            total=status.get("total", 0),
+            deleted=status.get("deleted", 0),
+            failed=status.get("failed", 0),
+            retries=status.get("retries", 0),
+            storage=status.get("storage") or obj["spec"].get("storage"),
+        )
+
+
+@dataclass(frozen=True)
+class AlbumStatus:
+    album: str
+    objects: list[ObjectSummary]
+    parts: int
+
+    @property
+    def phase(self) -> str:
+        """Failed if any part failed, Succeeded when every part did, else the least advanced phase."""
+        phases = {summary.phase for summary in self.objects}
+        if not self.objects:
+            return "NotFound"
+        if Phase.FAILED.value in phases:
+            return Phase.FAILED.value
+        if phases == {Phase.SUCCEEDED.value} and len(self.objects) == self.parts:
+            return Phase.SUCCEEDED.value
+        for phase in (Phase.BACKOFF, Phase.IN_PROGRESS):
+            if phase.value in phases:
+                return phase.value
+        return Phase.PENDING.value
+
+    @property
+    def total(self) -> int:
+        return sum(summary.total for summary in self.objects)
+
+    @property
+    def deleted(self) -> int:
+        return sum(summary.deleted for summary in self.objects)
+
+    @property
+    def failed(self) -> int:
+        return sum(summary.failed for summary in self.objects)
+
+
+class FileCleanupClient:
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self._api = api
+        self._objects = k8s.CustomObjectsApi(api)
+
+    @classmethod
+    async def connect(cls) -> FileCleanupClient:
+        """In a pod, its service account; elsewhere the current kubeconfig (KUBECONFIG)."""
+        return cls(await kube.connect())
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._api.close()  # type: ignore[no-untyped-call]
+
+    async def submit(
+        self,
+        album_id: str,
+        keys: Iterable[str],
+        *,
+        namespace: str = "default",
+        storage: str | None = None,
+        ttl_seconds_after_finished: int | None = None,
+    ) -> list[str]:
+        """Create the album's FileCleanups; the names of all of them. An identical object that already
+        exists counts as created; one with other keys raises :class:`SubmitConflict`."""
+        created = []
+        for manifest in manifests(
+            album_id, keys, storage=storage, ttl_seconds_after_finished=ttl_seconds_after_finished
+        ):
+            name = manifest["metadata"]["name"]
+            try:
+                await self._objects.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, manifest
+                )
+            except k8s.ApiException as error:
+                if error.status != CONFLICT:
+                    raise
+                existing = await self._get(namespace, name)
+                if not _same_request(existing, manifest):
+                    message = f"{namespace}/{name} exists with other keys or settings than album {album_id!r}"
+                    raise SubmitConflict(message) from error
+            created.append(name)
+        return created
+
+    async def status(self, album_id: str, *, namespace: str = "default") -> AlbumStatus:
+        objects = await self.list(namespace=namespace, album_id=album_id)
+        parts = max((int(_labels(obj).get(PARTS_LABEL, "1")) for obj in objects), default=0)
+        return AlbumStatus(album_id, [ObjectSummary.from_object(obj) for obj in objects], parts)
+
+    async def list(
+        self, *, namespace: str | None = None, album_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """FileCleanups in ``namespace`` (all namespaces if None), optionally only one album's."""
+        selector = f"{ALBUM_LABEL}={album_label(album_id)}" if album_id is not None else None
+        if namespace is None:
+            found = await self._objects.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, label_selector=selector
+            )
+        else:
+            found = await self._objects.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, label_selector=selector
+            )
+        items: list[dict[str, Any]] = cast("dict[str, Any]", found)["items"]
+        return sorted(items, key=lambda obj: (obj["metadata"]["namespace"], obj["metadata"]["name"]))
+
+    async def retry(self, name: str, *, namespace: str = "default") -> str:
+        """Redrive a Failed object: its failed keys get a fresh retry budget. Returns the nonce set."""
+        obj = await self._get(namespace, name)
+        phase = (obj.get("status") or {}).get("phase")
+        if phase != Phase.FAILED.value:
+            raise ValueError(
+                f"{namespace}/{name} is {phase or 'not started'}; only a Failed FileCleanup can be retried"
+            )
+        nonce = uuid.uuid4().hex
+        await self._objects.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"spec": {"retryNonce": nonce}},
+            _content_type=kube.MERGE_PATCH,
+        )
+        return nonce
+
+    async def _get(self, namespace: str, name: str) -> dict[str, Any]:
+        obj = await self._objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return cast("dict[str, Any]", obj)
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = obj["metadata"].get("labels") or {}
+    return labels
+
+
+def _same_request(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """The same keys, storage, TTL and album: the API server's defaults for other fields do not matter."""
+    fields = ("keys", "storage", "ttlSecondsAfterFinished")
+    return all(existing["spec"].get(field) == wanted["spec"].get(field) for field in fields) and (
+        _labels(existing).get(ALBUM_LABEL) == _labels(wanted).get(ALBUM_LABEL)
+    )
+
+
+class SyncFileCleanupClient:
+    """:class:`FileCleanupClient` for code without an event loop; one private loop serves every call."""
+
+    def __init__(self) -> None:
+        self._runner = asyncio.Runner()
+        self._client = self._runner.run(FileCleanupClient.connect())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._runner.run(self._client.aclose())
+        self._runner.close()
+
+    def submit(self, album_id: str, keys: Sequence[str], **options: Any) -> list[str]:
+        return self._runner.run(self._client.submit(album_id, keys, **options))
+
+    def status(self, album_id: str, *, namespace: str = "default") -> AlbumStatus:
+        return self._runner.run(self._client.status(album_id, namespace=namespace))
+
+    def retry(self, name: str, *, namespace: str = "default") -> str:
+        return self._runner.run(self._client.retry(name, namespace=namespace))
