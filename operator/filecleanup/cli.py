@@ -70,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
         help="redrive a Failed FileCleanup: only its failed keys, with a fresh retry budget",
         description=(
             "Redrive a Failed FileCleanup (the design note's 'poll in queue'): the operator deletes its "
-            "failed keys again with a fresh retry budget, records it in status.redrives and posts a Redriven event. "
-            "It sets spec.retryNonce to a new value."
+            "failed keys again with a fresh retry budget, records it in status.redrives and posts a "
+            "Redriven event. It sets spec.retryNonce to a new value."
         ),
     )
     retry.add_argument("name", help="the FileCleanup's name, e.g. album-42")
@@ -140,7 +140,7 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
 async def retry(client: FileCleanupClient, args: argparse.Namespace) -> int:
     await client.retry(args.name, namespace=args.namespace)
     print(
-        f"{args.namespace}/{args.name}: redrive requested; follow it with: filecleanup status -n {args.namespace}"
+        f"{args.namespace}/{args.name}: redrive requested; follow it: filecleanup status -n {args.namespace}"
     )
     return 0
 
