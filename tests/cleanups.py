@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes.dynamic.exceptions import NotFoundError
+
 from filecleanup.models import API_VERSION, KIND
 from tests.kube import Kube, Manifest
 
@@ -27,7 +29,10 @@ def get_cleanup(kube: Kube, namespace: str, name: str) -> Manifest:
 
 def wait_for_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = 60.0) -> Manifest:
     def reached() -> Manifest | None:
-        found = get_cleanup(kube, namespace, name)
+        try:
+            found = get_cleanup(kube, namespace, name)
+        except NotFoundError:  # not created yet
+            return None
         return found if found.get("status", {}).get("phase") == phase else None
 
     return kube.wait_for(f"{namespace}/{name} to reach phase {phase}", reached, timeout=timeout)

@@ -80,7 +80,7 @@ class Kube:
         return name
 
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
-        """(type, reason, message) of the events about object ``name``, oldest first."""
+        """(type, reason, message) of the events about object ``name``, oldest first (to the second)."""
         found = self.list_objects(
             "v1", "Event", namespace=namespace, field_selector=f"involvedObject.name={name}"
         )

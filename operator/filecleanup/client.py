@@ -83,6 +83,7 @@ def manifests(
     storage: str | None = None,
     ttl_seconds_after_finished: int | None = None,
 ) -> list[dict[str, Any]]:
+    album_label(album_id)
     parts = split_keys(keys)
     if not parts:
         raise ValueError(f"album {album_id!r}: no keys to delete")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client, config
+from kubernetes.aio import config as aio_config
 
 from controlplane import ControlPlane, obtain_binaries
+from filecleanup.client import FileCleanupClient
 from filecleanup.testing.processes import OperatorProcess, StorageProcess
 from tests.kube import Kube
 
@@ -130,3 +132,10 @@ def operator(
 def namespace(kube: Kube, operator: OperatorProcess) -> str:
     """A fresh namespace that the shared operator watches."""
     return kube.create_namespace("it")
+
+
+@pytest.fixture
+async def cleanup_client(kubeconfig: Path) -> AsyncIterator[FileCleanupClient]:
+    api = await aio_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    async with FileCleanupClient(api) as client:
+        yield client

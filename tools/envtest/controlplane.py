@@ -270,40 +270,61 @@ class ControlPlane:
         state = ClusterState(api_port=api_port, etcd_port=etcd_port, etcd_pid=etcd.pid, apiserver_pid=0)
         try:
             self._wait(lambda: self._etcd_healthy(etcd_url), "etcd", etcd.pid)
-            server = f"https://127.0.0.1:{api_port}"
-            apiserver = self._spawn(
-                "kube-apiserver",
-                [
-                    str(binaries / "kube-apiserver"),
-                    f"--etcd-servers={etcd_url}",
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
-                    f"--secure-port={api_port}",
-                    f"--cert-dir={self.pki}",
-                    f"--tls-cert-file={self.pki / 'apiserver.crt'}",
-                    f"--tls-private-key-file={self.pki / 'apiserver.key'}",
-                    f"--client-ca-file={self.pki / 'ca.crt'}",
-                    f"--service-account-issuer={server}",
-                    f"--api-audiences={server}",
-                    f"--service-account-key-file={self.pki / 'sa.pub'}",
-                    f"--service-account-signing-key-file={self.pki / 'sa.key'}",
-                    "--service-cluster-ip-range=10.0.0.0/24",
-                    "--authorization-mode=RBAC",
-                    "--disable-admission-plugins=ServiceAccount",
-                    "--allow-privileged=true",
-                    # The default reconciler refuses a loopback advertise address.
-                    "--endpoint-reconciler-type=none",
-                    *self.extra_apiserver_flags(),
-                ],
-            )
-            state.apiserver_pid = apiserver.pid
-            self._wait(lambda: self._ready(server), "kube-apiserver", apiserver.pid)
+            self._start_apiserver(binaries, state)
         except BaseException:
             self.stop(state)
             raise
         self.kubeconfig.write_text(kubeconfig_text(state.server, self.pki))
-        self.state_file.write_text(json.dumps(asdict(state)) + "\n")
         return state
+
+    def stop_apiserver(self) -> None:
+        """Stop only the API server, as an outage would; etcd and its data stay."""
+        state = self.load_state()
+        if state is not None and state.apiserver_pid:
+            stop_pid(state.apiserver_pid)
+            state.apiserver_pid = 0
+            self._save(state)
+
+    def start_apiserver(self, binaries: Path) -> None:
+        """Start the API server again on the same port, over the same etcd."""
+        state = self.load_state()
+        if state is None:
+            raise RuntimeError(f"no control plane in {self.workdir}")
+        self._start_apiserver(binaries, state)
+
+    def _start_apiserver(self, binaries: Path, state: ClusterState) -> None:
+        server = state.server
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                str(binaries / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{state.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={state.api_port}",
+                f"--cert-dir={self.pki}",
+                f"--tls-cert-file={self.pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={self.pki / 'apiserver.key'}",
+                f"--client-ca-file={self.pki / 'ca.crt'}",
+                f"--service-account-issuer={server}",
+                f"--api-audiences={server}",
+                f"--service-account-key-file={self.pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={self.pki / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                # The default reconciler refuses a loopback advertise address.
+                "--endpoint-reconciler-type=none",
+                *self.extra_apiserver_flags(),
+            ],
+        )
+        state.apiserver_pid = apiserver.pid
+        self._save(state)
+        self._wait(lambda: self._ready(server), "kube-apiserver", apiserver.pid)
+
+    def _save(self, state: ClusterState) -> None:
+        self.state_file.write_text(json.dumps(asdict(state)) + "\n")
 
     def extra_apiserver_flags(self) -> list[str]:
         """Flags from FILECLEANUP_APISERVER_FLAGS (space-separated), e.g. an audit policy for benchmarks."""

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import pytest
+
+from filecleanup.client import (
+    ALBUM_LABEL,
+    PARTS_LABEL,
+    AlbumStatus,
+    ObjectSummary,
+    album_label,
+    manifests,
+    object_names,
+    split_keys,
+)
+
+
+def keys(count: int, prefix: str = "albums/1") -> list[str]:
+    return [f"{prefix}/photo-{i:06d}.jpg" for i in range(count)]
+
+
+class TestSplit:
+    def test_twenty_five_thousand_keys_make_three_objects(self) -> None:
+        parts = split_keys(keys(25_000))
+        assert [len(part) for part in parts] == [10_000, 10_000, 5_000]
+        assert [key for part in parts for key in part] == keys(25_000)
+
+    def test_duplicates_are_dropped_before_splitting(self) -> None:
+        assert split_keys(["a", "b", "a", "c", "b"], max_keys=2) == [["a", "b"], ["c"]]
+
+    def test_size_limit_splits_long_keys_before_the_count_limit(self) -> None:
+        long_keys = ["k" * 1000 + str(i) for i in range(3000)]
+        parts = split_keys(long_keys)
+        assert len(parts) == 3
+        assert all(sum(len(key) + 4 for key in part) <= 1_400_000 for part in parts)
+
+    def test_no_keys_make_no_parts(self) -> None:
+        assert split_keys([]) == []
+
+
+class TestNames:
+    def test_one_part_is_named_after_the_album(self) -> None:
+        assert object_names("42", 1) == ["album-42"]
+
+    def test_several_parts_are_numbered(self) -> None:
+        assert object_names("42", 3) == ["album-42-0", "album-42-1", "album-42-2"]
+
+    @pytest.mark.parametrize(("first", "second"), [("Album_1", "album-1"), ("a.b", "a-b")])
+    def test_ids_that_are_not_dns_labels_get_a_hash_so_they_cannot_collide(
+        self, first: str, second: str
+    ) -> None:
+        assert object_names(first, 1) != object_names(second, 1)
+        assert object_names(first, 1) == object_names(first, 1)
+
+    @pytest.mark.parametrize("bad", ["", "-x", "a/b", "x" * 64, "é"])
+    def test_album_ids_must_fit_a_label(self, bad: str) -> None:
+        with pytest.raises(ValueError, match="album id"):
+            album_label(bad)
+
+    def test_manifests_carry_labels_and_options(self) -> None:
+        (first, second) = manifests("7", keys(15_000), storage="videos", ttl_seconds_after_finished=60)
+        assert first["metadata"]["name"] == "album-7-0"
+        assert first["metadata"]["labels"] == {
+            ALBUM_LABEL: "7",
+            "filecleanup.dev/part": "0",
+            PARTS_LABEL: "2",
+        }
+        assert first["spec"]["storage"] == "videos"
+        assert second["spec"]["ttlSecondsAfterFinished"] == 60
+        assert len(second["spec"]["keys"]) == 5_000
+
+    def test_an_album_without_keys_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="no keys"):
+            manifests("7", [])
+
+
+def summary(name: str, phase: str, total: int = 10, deleted: int = 0, failed: int = 0) -> ObjectSummary:
+    return ObjectSummary(name, "ns", "42", phase, total, deleted, failed, 0, "photos")
+
+
+class TestAlbumStatus:
+    @pytest.mark.parametrize(
+        ("phases", "parts", "expected"),
+        [
+            ([], 0, "NotFound"),
+            (["Succeeded", "Succeeded"], 2, "Succeeded"),
+            (["Succeeded"], 2, "Pending"),  # a part is not there yet
+            (["Succeeded", "Failed"], 2, "Failed"),
+            (["Succeeded", "Backoff", "InProgress"], 3, "Backoff"),
+            (["Succeeded", "InProgress"], 2, "InProgress"),
+            (["Pending", "Succeeded"], 2, "Pending"),
+        ],
+    )
+    def test_phase_of_the_album(self, phases: list[str], parts: int, expected: str) -> None:
+        album = AlbumStatus("42", [summary(f"p{i}", phase) for i, phase in enumerate(phases)], parts)
+        assert album.phase == expected
+
+    def test_counts_add_up(self) -> None:
+        album = AlbumStatus("42", [summary("a", "Succeeded", 10, 10), summary("b", "Failed", 5, 3, 2)], 2)
+        assert (album.total, album.deleted, album.failed) == (15, 13, 2)
