@@ -48,7 +48,50 @@ class HttpStorageConfig(StrictModel):
         return self
 
 
-StorageConfig = HttpStorageConfig
+class S3StorageConfig(StrictModel):
+    """An S3-compatible bucket, through DeleteObjects (at most 1,000 keys per call)."""
+
+    type: Literal["s3"]
+    bucket: Annotated[str, Field(min_length=3, max_length=63)]
+    region: str = "us-east-1"
+    # Unset: AWS. Set: MinIO, Ceph RGW, Google Cloud Storage's XML API, ...
+    endpoint: AnyHttpUrl | None = None
+    # auto: path style with a custom endpoint, virtual-hosted style on AWS.
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    key_prefix: str = ""
+    # A shared credentials file mounted from a Secret; unset: the standard AWS chain (environment,
+    # shared files, web identity / IRSA, container and instance metadata).
+    credentials_file: Path | None = None
+    profile: str | None = None
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
+    read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
+
+    @model_validator(mode="after")
+    def _credentials_file_is_readable(self) -> Self:
+        if self.credentials_file is not None and not os.access(self.credentials_file, os.R_OK):
+            raise ValueError(f"credentialsFile {self.credentials_file} is not a readable file")
+        return self
+
+
+class FilesystemStorageConfig(StrictModel):
+    """Files on a mounted volume (NFS, a PVC); keys are paths relative to ``root``."""
+
+    type: Literal["filesystem"]
+    root: Path
+    prune_empty_dirs: bool = False
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=64)] = 4
+
+    @model_validator(mode="after")
+    def _root_is_absolute(self) -> Self:
+        if not self.root.is_absolute():
+            raise ValueError(f"root {self.root} must be an absolute path")
+        return self
+
+
+StorageConfig = Annotated[
+    HttpStorageConfig | S3StorageConfig | FilesystemStorageConfig, Field(discriminator="type")
+]
 
 
 class OperatorConfig(StrictModel):

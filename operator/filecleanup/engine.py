@@ -85,9 +85,8 @@ class Engine:
     async def run(self, context: ObjectContext) -> float | None:
         """One run for one object. Returns seconds until it should run again, or None when done."""
         now = utcnow()
-        action = reconcile.plan(
-            context.spec, context.status, self._storages, self._config.default_storage, now
-        )
+        limits = {name: storage.max_keys_per_call for name, storage in self._storages.items()}
+        action = reconcile.plan(context.spec, context.status, limits, self._config.default_storage, now)
         match action:
             case reconcile.Finished():
                 return await self._expire(context, now)

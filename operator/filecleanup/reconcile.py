@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from filecleanup.indexes import format_ranges, parse_ranges
@@ -45,6 +45,7 @@ class Reason:
     RETRIES_EXHAUSTED = "RetriesExhausted"
     REDRIVEN = "Redriven"
     UNKNOWN_STORAGE = "UnknownStorage"
+    INVALID_CHUNK_SIZE = "InvalidChunkSize"
 
 
 def unique_indexes(keys: Sequence[str]) -> list[int]:
@@ -239,19 +240,18 @@ Action = Finished | Wait | Reject | Run
 def plan(
     spec: FileCleanupSpec,
     status: FileCleanupStatus,
-    storages: Collection[str],
+    storages: Mapping[str, int | None],
     default_storage: str,
     now: datetime.datetime,
 ) -> Action:
+    """``storages`` maps each configured storage to the most keys one of its calls may carry."""
     redrive = status.phase == Phase.FAILED and spec.retry_nonce != status.retry_nonce
     if status.phase.finished and not redrive:
         return Finished()
     storage = spec.storage or default_storage
-    if storage not in storages:
-        return Reject(
-            Reason.UNKNOWN_STORAGE,
-            f"storage {storage!r} is not configured; configured storages: {', '.join(sorted(storages))}",
-        )
+    rejected = _check_storage(spec, storage, storages)
+    if rejected is not None:
+        return rejected
     if redrive:
         return Run(storage, Progress.redrive(spec, status), starting=True, redrive=True)
     if status.phase == Phase.PENDING or not status.total:
@@ -261,6 +261,21 @@ def plan(
         if remaining > WAKE_TOLERANCE_SECONDS:
             return Wait(remaining)
     return Run(storage, Progress.resume(spec, status), starting=False)
+
+
+def _check_storage(spec: FileCleanupSpec, storage: str, storages: Mapping[str, int | None]) -> Reject | None:
+    if storage not in storages:
+        return Reject(
+            Reason.UNKNOWN_STORAGE,
+            f"storage {storage!r} is not configured; configured storages: {', '.join(sorted(storages))}",
+        )
+    limit = storages[storage]
+    if limit is not None and spec.chunk_size > limit:
+        return Reject(
+            Reason.INVALID_CHUNK_SIZE,
+            f"chunkSize {spec.chunk_size} is more than storage {storage!r} takes in one call ({limit})",
+        )
+    return None
 
 
 @dataclass(frozen=True)

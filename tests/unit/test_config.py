@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from filecleanup.config import CONFIG_ENV, ConfigError, load_config
+from filecleanup.config import (
+    CONFIG_ENV,
+    ConfigError,
+    FilesystemStorageConfig,
+    HttpStorageConfig,
+    S3StorageConfig,
+    load_config,
+)
 
 VALID = """
 defaultStorage: photos
@@ -27,6 +34,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, VALID))
     photos = config.storages["photos"]
+    assert isinstance(photos, HttpStorageConfig)
     assert config.default_storage == "photos"
     assert str(photos.url) == "http://storage.photos.svc:8080/delete"
     assert (photos.connect_timeout_seconds, photos.read_timeout_seconds) == (2, 30)
@@ -49,7 +57,7 @@ def test_missing_environment_variable_is_explained(monkeypatch: pytest.MonkeyPat
     ("text", "message"),
     [
         (VALID.replace("defaultStorage: photos", "defaultStorage: videos"), "defaultStorage 'videos'"),
-        (VALID.replace("http://storage", "ftp://storage"), "storages.photos.url"),
+        (VALID.replace("http://storage", "ftp://storage"), "storages.photos.http.url"),
         (VALID.replace("http://storage", "http://user:secret@storage"), "credentials"),
         (VALID.replace("readTimeoutSeconds: 30", "readTimeoutSeconds: 0"), "readTimeoutSeconds"),
         (VALID.replace("maxConcurrentRequests: 8", "maxConcurrentRequests: 8\n    colour: red"), "colour"),
@@ -67,3 +75,44 @@ def test_invalid_config_names_the_field(tmp_path: Path, text: str, message: str)
 def test_unreadable_file_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read configuration"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_s3_and_filesystem_storages(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    config = load_config(
+        write(
+            tmp_path,
+            f"""
+defaultStorage: bucket
+storages:
+  bucket: {{type: s3, bucket: photos, endpoint: "http://127.0.0.1:9000", keyPrefix: "tenants/a/",
+            credentialsFile: {credentials}}}
+  volume: {{type: filesystem, root: /data/photos, pruneEmptyDirs: true}}
+""",
+        )
+    )
+    bucket, volume = config.storages["bucket"], config.storages["volume"]
+    assert isinstance(bucket, S3StorageConfig)
+    assert (bucket.bucket, bucket.key_prefix, bucket.addressing_style, bucket.region) == (
+        "photos",
+        "tenants/a/",
+        "auto",
+        "us-east-1",
+    )
+    assert isinstance(volume, FilesystemStorageConfig)
+    assert volume.prune_empty_dirs
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("{type: filesystem, root: data/photos}", "root data/photos must be an absolute path"),
+        ("{type: s3}", "storages.photos.s3.bucket"),
+        ("{type: s3, bucket: bkt, addressingStyle: sideways}", "addressingStyle"),
+        ("{type: s3, bucket: bkt, credentialsFile: /nonexistent}", "credentialsFile /nonexistent"),
+    ],
+)
+def test_invalid_s3_and_filesystem_storages(tmp_path: Path, storage: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, f"defaultStorage: photos\nstorages:\n  photos: {storage}\n"))

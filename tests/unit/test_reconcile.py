@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import ClassVar
 
 import pytest
 
@@ -201,7 +202,7 @@ class TestCheckpoint:
 
 
 class TestPlan:
-    storages = ("photos", "videos")
+    storages: ClassVar[dict[str, int | None]] = {"photos": None, "videos": None, "bucket": 1000}
 
     def plan(self, the_spec: FileCleanupSpec, status: FileCleanupStatus) -> reconcile.Action:
         return reconcile.plan(the_spec, status, self.storages, "photos", NOW)
@@ -221,6 +222,18 @@ class TestPlan:
         assert isinstance(action, reconcile.Reject)
         assert action.reason == Reason.UNKNOWN_STORAGE
         assert "'music'" in action.message
+
+    def test_chunk_size_beyond_the_storage_limit_is_rejected_naming_it(self) -> None:
+        the_spec = FileCleanupSpec.model_construct(
+            **{**spec(["a"], storage="bucket").__dict__, "chunk_size": 1001}
+        )
+        action = self.plan(the_spec, FileCleanupStatus())
+        assert isinstance(action, reconcile.Reject)
+        assert action.reason == Reason.INVALID_CHUNK_SIZE
+        assert action.message == "chunkSize 1001 is more than storage 'bucket' takes in one call (1000)"
+        assert isinstance(
+            self.plan(spec(["a"], storage="bucket", chunkSize=1000), FileCleanupStatus()), reconcile.Run
+        )
 
     @pytest.mark.parametrize("phase", [Phase.SUCCEEDED, Phase.FAILED])
     def test_finished_objects_are_left_alone(self, phase: Phase) -> None:
@@ -362,7 +375,7 @@ class TestStatus:
 
 
 class TestRedrive:
-    storages = ("photos",)
+    storages: ClassVar[dict[str, int | None]] = {"photos": None}
 
     def failed_status(self, the_spec: FileCleanupSpec) -> FileCleanupStatus:
         progress = Progress.start(the_spec)

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from filecleanup.config import OperatorConfig
+from filecleanup.config import (
+    FilesystemStorageConfig,
+    HttpStorageConfig,
+    OperatorConfig,
+    S3StorageConfig,
+    StorageConfig,
+)
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, Storage, StorageUnavailable
+from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.http import HttpStorage
+from filecleanup.storage.s3 import S3Storage
 
-__all__ = ["ChunkResult", "Storage", "StorageUnavailable", "open_storages"]
+__all__ = ["ChunkResult", "Storage", "StorageUnavailable", "open_storage", "open_storages"]
+
+
+def open_storage(name: str, config: StorageConfig) -> Storage:
+    """The backend for one configured storage, without the concurrency limit."""
+    match config:
+        case HttpStorageConfig():
+            return HttpStorage(name, config)
+        case S3StorageConfig():
+            return S3Storage(name, config)
+        case FilesystemStorageConfig():
+            return FilesystemStorage(name, config)
 
 
 def open_storages(config: OperatorConfig) -> dict[str, Storage]:
-    """One client per configured storage; the caller closes them with ``aclose``."""
+    """One client per configured storage, each capped at its maxConcurrentRequests across all objects;
+    the caller closes them with ``aclose``."""
     return {
-        name: ConcurrencyLimited(HttpStorage(name, storage), storage.max_concurrent_requests)
+        name: ConcurrencyLimited(open_storage(name, storage), storage.max_concurrent_requests)
         for name, storage in config.storages.items()
     }

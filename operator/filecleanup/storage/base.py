@@ -50,6 +50,7 @@ class ChunkResult:
 
 class Storage(Protocol):
     name: str
+    max_keys_per_call: int | None  # the most keys one call may carry, if the storage has a limit
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         """Delete ``keys`` in one call. Raises :class:`StorageUnavailable` if the call failed as a whole
@@ -65,6 +66,7 @@ class ConcurrencyLimited:
 
     def __init__(self, storage: Storage, limit: int) -> None:
         self.name = storage.name
+        self.max_keys_per_call = storage.max_keys_per_call
         self._storage = storage
         self._slots = asyncio.Semaphore(limit)
 

@@ -64,6 +64,8 @@ class _TokenFile:
 
 
 class HttpStorage:
+    max_keys_per_call: int | None = None
+
     def __init__(self, name: str, config: HttpStorageConfig) -> None:
         self.name = name
         self._url = str(config.url)
