@@ -22,7 +22,8 @@ REPLY_WITH_ERRORS = b"""<?xml version="1.0" encoding="UTF-8"?>
     <Key>tenants/a/albums/1/denied.jpg</Key><Code>AccessDenied</Code><Message>Access Denied</Message>
   </Error>
   <Error>
-    <Key>tenants/a/albums/1/busy.jpg</Key><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>
+    <Key>tenants/a/albums/1/busy.jpg</Key><Code>SlowDown</Code>
+    <Message>Please reduce your request rate.</Message>
   </Error>
   <Error><Key>tenants/a/albums/1/oops.jpg</Key><Code>InternalError</Code></Error>
 </DeleteResult>"""
