@@ -68,8 +68,10 @@ cluster-down: ## stop the local control plane
 	@if [ -x $(PY) ]; then $(PY) tools/envtest/controlplane.py down --dir $(CLUSTER_DIR); fi
 
 .PHONY: demo
-demo: cluster ## run the main job on the local cluster: storage server, operator, a FileCleanup
-	$(PY) -m filecleanup.testing.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo
+STORAGE ?= http
+demo: cluster ## the main job on the local cluster: storage, operator, a FileCleanup (STORAGE=http|s3|filesystem)
+	$(PY) -m filecleanup.testing.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
+		--storage $(STORAGE)
 
 .PHONY: demo-helm
 demo-helm: cluster helm ## the demo, with the operator installed by the Helm chart and run as its ServiceAccount

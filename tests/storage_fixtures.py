@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from filecleanup.testing.storage_server import STATE, Faults, ServerState, make_app
+from filecleanup.testing.storages import Directory
 
 
-@dataclass
-class RunningServer:
-    url: str
-    root: Path
-    state: ServerState
+class RunningServer(Directory):
+    def __init__(self, url: str, root: Path, state: ServerState, runner: web.AppRunner) -> None:
+        super().__init__(root)
+        self.url = url
+        self.state = state
+        self._runner = runner
 
-    def seed(self, keys: list[str]) -> None:
-        for key in keys:
-            path = self.root / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"photo")
-
-    def exists(self, key: str) -> bool:
-        return (self.root / key).exists()
+    async def stop(self) -> None:
+        await self._runner.cleanup()
 
     def fault(self, **faults: object) -> None:
         self.state.faults = Faults(**faults)  # type: ignore[arg-type]
@@ -33,14 +28,14 @@ class RunningServer:
 
 @pytest.fixture
 async def storage_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    app = make_app(tmp_path / "root")
     (tmp_path / "root").mkdir()
+    app = make_app(tmp_path / "root")
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}/delete", tmp_path / "root", app[STATE])
+        yield RunningServer(f"http://127.0.0.1:{port}/delete", tmp_path / "root", app[STATE], runner)
     finally:
         await runner.cleanup()

@@ -14,7 +14,8 @@ from kubernetes.aio import config as aio_config
 
 from controlplane import ControlPlane, obtain_binaries
 from filecleanup.client import FileCleanupClient
-from filecleanup.testing.processes import OperatorProcess, StorageProcess
+from filecleanup.testing.processes import OperatorProcess
+from filecleanup.testing.storages import StorageProcess
 from tests.kube import Kube
 
 MAX_CONCURRENT_REQUESTS = 4

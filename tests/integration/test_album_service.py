@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 from album_service import init_db
-from filecleanup.testing.processes import StorageProcess, free_port, stop_process, wait_until_healthy
+from filecleanup.testing.processes import free_port, stop_process, wait_until_healthy
+from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, wait_for_phase
 from tests.kube import Kube
 

@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from filecleanup.config import OperatorConfig
 from filecleanup.models import API_VERSION, KIND
 from filecleanup.testing.chart import installed_operator, service_account_kubeconfig
-from filecleanup.testing.processes import OperatorProcess, StorageProcess
+from filecleanup.testing.processes import OperatorProcess
+from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.kube import Kube
 
@@ -123,9 +126,17 @@ def test_namespaced_scope_needs_namespaces(cli: Cli) -> None:
             "config.storages.videos.url": "https://videos.example.internal/delete",
             "config.storages.videos.tokenSecret.name": "videos-token",
             "config.storages.videos.tokenSecret.key": "token",
+            "config.storages.archive.type": "s3",
+            "config.storages.archive.bucket": "photo-archive",
+            "config.storages.archive.endpoint": "https://minio.example.internal",
+            "config.storages.archive.credentialsSecret.name": "archive-aws",
+            "config.storages.archive.credentialsSecret.key": "credentials",
+            "config.storages.shared.type": "filesystem",
+            "config.storages.shared.root": "/data/photos",
+            "config.storages.shared.volume.persistentVolumeClaim.claimName": "photos",
         },
     ],
-    ids=["default", "namespaced-pdb-metrics-two-storages"],
+    ids=["default", "namespaced-pdb-metrics-four-storages"],
 )
 def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_security(
     cli: Cli, kube: Kube, values: dict[str, str]
@@ -150,6 +161,20 @@ def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_securi
         config = next(doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "ConfigMap")
         storages = yaml.safe_load(config["data"]["config.yaml"])["storages"]
         assert storages["videos"]["tokenFile"] == "/var/run/secrets/filecleanup/videos/token"
+        assert storages["archive"]["credentialsFile"] == "/var/run/secrets/filecleanup/archive/credentials"
+        assert storages["shared"] == {"type": "filesystem", "root": "/data/photos"}
+        deployment = next(doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "Deployment")
+        mounts = {
+            m["name"]: m["mountPath"]
+            for m in deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        }
+        assert mounts["volume-shared"] == "/data/photos"
+        assert mounts["secret-archive"] == "/var/run/secrets/filecleanup/archive"
+        # The operator accepts what the chart renders; only the files the pod would mount are missing here.
+        with pytest.raises(ValidationError) as invalid:
+            OperatorConfig.model_validate(yaml.safe_load(config["data"]["config.yaml"]))
+        assert sorted(error["loc"][1] for error in invalid.value.errors()) == ["archive", "videos"]
+        assert all("is not a readable file" in error["msg"] for error in invalid.value.errors())
     else:
         assert {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment"} <= set(kinds)
 

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from controlplane import ControlPlane, obtain_binaries
-from filecleanup.testing.processes import OperatorProcess, StorageProcess
+from filecleanup.testing.processes import OperatorProcess
+from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube
@@ -34,7 +35,7 @@ def test_invalid_configuration_stops_the_operator_with_a_clear_error(tmp_path: P
     result = run_operator("--config", str(config))
     assert result.returncode == 2
     assert "invalid configuration" in result.stderr
-    assert "storages.photos.url" in result.stderr
+    assert "storages.photos.http.url" in result.stderr
 
 
 def test_json_logs_carry_the_object(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from filecleanup.client import FileCleanupClient, SubmitConflict
-from filecleanup.testing.processes import StorageProcess
+from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, get_cleanup, wait_for_phase
 from tests.kube import Kube
 

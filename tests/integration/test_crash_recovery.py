@@ -6,7 +6,8 @@ import signal
 from pathlib import Path
 
 from filecleanup.indexes import parse_ranges
-from filecleanup.testing.processes import OperatorProcess, StorageProcess
+from filecleanup.testing.processes import OperatorProcess
+from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest

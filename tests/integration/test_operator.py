@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from filecleanup.testing.processes import StorageProcess
+from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import MAX_CONCURRENT_REQUESTS
 from tests.kube import Kube

@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
 from filecleanup.storage import Storage, StorageUnavailable, open_storage
-from filecleanup.testing.storage_server import STATE, make_app
-from tests.s3 import MotoServer
+from filecleanup.testing.storages import S3_BUCKET, DirectoryStorage, MotoProcess
+from tests.storage_fixtures import RunningServer, storage_server
 
-BUCKET = "photos"
 PREFIX = "tenants/acme/"
+__all__ = ["storage_server"]  # a fixture
 
 
 @dataclass
@@ -29,79 +28,42 @@ class Backend:
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(tmp_path_factory.mktemp("moto"))
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
+    server = MotoProcess(tmp_path_factory.mktemp("moto"), key_prefix=PREFIX)
     server.start()
-    server.create_bucket(BUCKET)
     yield server
     server.stop()
 
 
-async def http_backend(tmp_path: Path) -> AsyncIterator[Backend]:
-    root = tmp_path / "http-root"
-    root.mkdir()
-    app = make_app(root)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    storage = open_storage("photos", HttpStorageConfig(type="http", url=f"http://127.0.0.1:{port}/delete"))
-
-    def seed(keys: list[str]) -> None:
-        for key in keys:
-            (root / key).parent.mkdir(parents=True, exist_ok=True)
-            (root / key).write_bytes(b"photo")
-
-    yield Backend(storage, seed, lambda key: (root / key).exists(), runner.cleanup)
+async def http_backend(server: RunningServer) -> AsyncIterator[Backend]:
+    storage = open_storage("photos", HttpStorageConfig(type="http", url=server.url))
+    yield Backend(storage, server.seed, server.exists, server.stop)
     await storage.aclose()
-    await runner.cleanup()
-    assert app[STATE].stats.calls >= 0
 
 
-async def s3_backend(moto: MotoServer) -> AsyncIterator[Backend]:
-    config = S3StorageConfig.model_validate(
-        {
-            "type": "s3",
-            "bucket": BUCKET,
-            "endpoint": moto.endpoint,
-            "keyPrefix": PREFIX,
-            "credentialsFile": str(moto.credentials_file),
-            "connectTimeoutSeconds": 0.5,
-        }
-    )
+async def s3_backend(moto: MotoProcess) -> AsyncIterator[Backend]:
+    config = S3StorageConfig.model_validate({**moto.operator_storage(), "connectTimeoutSeconds": 0.5})
     storage = open_storage("bucket", config)
-    yield Backend(
-        storage,
-        lambda keys: moto.put(BUCKET, [PREFIX + key for key in keys]),
-        lambda key: moto.exists(BUCKET, PREFIX + key),
-        moto.stop,
-    )
+    yield Backend(storage, moto.seed, moto.exists, moto.stop)
     await storage.aclose()
     if moto.process is not None and moto.process.poll() is not None:
         moto.start()  # taken down by the test: bring it back for the next one
-        moto.create_bucket(BUCKET)
 
 
 async def filesystem_backend(tmp_path: Path) -> AsyncIterator[Backend]:
-    root = tmp_path / "volume"
-    root.mkdir()
-    storage = open_storage("volume", FilesystemStorageConfig(type="filesystem", root=root))
-
-    def seed(keys: list[str]) -> None:
-        for key in keys:
-            (root / key).parent.mkdir(parents=True, exist_ok=True)
-            (root / key).write_bytes(b"photo")
-
-    yield Backend(storage, seed, lambda key: (root / key).exists(), lambda: shutil.rmtree(root))
+    volume = DirectoryStorage(tmp_path / "volume")
+    storage = open_storage("volume", FilesystemStorageConfig.model_validate(volume.operator_storage()))
+    yield Backend(storage, volume.seed, volume.exists, lambda: shutil.rmtree(volume.root))
     await storage.aclose()
 
 
 @pytest.fixture(params=["http", "s3", "filesystem"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, storage_server: RunningServer
+) -> AsyncIterator[Backend]:
     match request.param:
         case "http":
-            made = http_backend(tmp_path)
+            made = http_backend(storage_server)
         case "s3":
             made = s3_backend(request.getfixturevalue("moto"))
         case _:
@@ -152,13 +114,15 @@ async def test_a_storage_that_is_gone_is_unavailable_not_a_key_failure(backend: 
         await backend.storage.delete(KEYS)
 
 
-async def test_s3_key_prefix_confines_deletes(moto: MotoServer) -> None:
-    moto.put(BUCKET, ["albums/5/x.jpg", f"{PREFIX}albums/5/x.jpg"])
+async def test_s3_key_prefix_confines_deletes(moto: MotoProcess) -> None:
+    moto.client().put_object(Bucket=S3_BUCKET, Key="albums/5/x.jpg", Body=b"outside the prefix")
+    moto.seed(["albums/5/x.jpg"])
     async for backend in s3_backend(moto):
         result = await backend.storage.delete(["albums/5/x.jpg"])
         assert result.deleted == {"albums/5/x.jpg"}
-    assert not moto.exists(BUCKET, f"{PREFIX}albums/5/x.jpg")
-    assert moto.exists(BUCKET, "albums/5/x.jpg")  # outside the prefix: untouched
+    assert not moto.exists("albums/5/x.jpg")
+    listed = moto.client().list_objects_v2(Bucket=S3_BUCKET, Prefix="albums/5/")
+    assert [item["Key"] for item in listed.get("Contents", [])] == ["albums/5/x.jpg"]  # untouched
 
 
 async def test_filesystem_cannot_escape_its_root(tmp_path: Path) -> None:

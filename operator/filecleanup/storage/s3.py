@@ -86,6 +86,7 @@ class S3Storage:
         self._url = self._delete_url(config)
         self._credentials_source = self._session(config).get_credentials
         self._credentials: Credentials | None = None
+        self._credentials_lock = asyncio.Lock()  # resolve the chain once, not once per chunk in flight
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 connect=config.connect_timeout_seconds,
@@ -123,11 +124,13 @@ class S3Storage:
 
     async def _frozen_credentials(self) -> ReadOnlyCredentials:
         # Resolving and refreshing credentials may read files or call STS: never on the event loop.
-        if self._credentials is None:
-            self._credentials = await asyncio.to_thread(self._credentials_source)
+        async with self._credentials_lock:
+            if self._credentials is None:
+                self._credentials = await asyncio.to_thread(self._credentials_source)
             if self._credentials is None:
                 raise StorageUnavailable(f"storage {self.name}: no AWS credentials found")
-        return await asyncio.to_thread(self._credentials.get_frozen_credentials)
+            credentials = self._credentials
+        return await asyncio.to_thread(credentials.get_frozen_credentials)
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         prefixed = [self._config.key_prefix + key for key in keys]

@@ -3,10 +3,11 @@
 With ``--helm`` (``make demo-helm``) the chart is installed first and the operator runs as the chart's
 ServiceAccount, with the chart's configuration and arguments (there is no kubelet to run its pod).
 
-It starts the reference storage server holding two sample albums (one file answers with an error the
-first time, to show a retry round), starts the operator, creates a FileCleanup for one album, waits,
-and prints ``kubectl get filecleanups`` and the object's events. The control plane keeps running
-(``make cluster-down`` stops it); the storage server and the operator are stopped.
+It starts a sample storage holding two albums (``--storage``: the reference HTTP server, where one
+file answers with an error the first time to show a retry round; moto's S3 server; or a directory),
+starts the operator, creates a FileCleanup for one album, waits, and prints ``kubectl get
+filecleanups`` and the object's events. The control plane keeps running (``make cluster-down`` stops
+it); the storage and the operator are stopped.
 
     python -m filecleanup.testing.demo --kubeconfig .cluster/kubeconfig --workdir .cluster/demo
 """
@@ -24,7 +25,8 @@ from pathlib import Path
 
 from filecleanup.models import GROUP, PLURAL
 from filecleanup.testing.chart import installed_operator, service_account_kubeconfig
-from filecleanup.testing.processes import OperatorProcess, StorageProcess
+from filecleanup.testing.processes import OperatorProcess
+from filecleanup.testing.storages import DirectoryStorage, MotoProcess, SampleStorage, StorageProcess
 
 REPOSITORY = Path(__file__).parents[3]
 CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
@@ -56,26 +58,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--helm", type=Path, help="install the chart with this helm binary first")
+    parser.add_argument("--storage", choices=["http", "s3", "filesystem"], default="http", help="the backend")
     args = parser.parse_args(argv)
+    if args.helm and args.storage != "http":
+        parser.error(
+            "--helm runs with the HTTP storage: the chart mounts S3 credentials and volumes in a pod"
+        )
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep order with kubectl's output
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
 
-    storage = StorageProcess(args.workdir)
+    storage = sample_storage(args.storage, args.workdir)
     keys = album_keys("42", 120)
-    storage.seed([*keys, *album_keys("7", 30)])
     if args.helm:
-        operator, operator_args = install_chart(args.helm, args.kubeconfig, storage.url, args.workdir)
+        url = str(storage.operator_storage()["url"])
+        operator, operator_args = install_chart(args.helm, args.kubeconfig, url, args.workdir)
     else:
         kubectl(args.kubeconfig, "apply", "--server-side", "-f", str(CRD))
-        config = {"defaultStorage": "photos", "storages": {"photos": {"type": "http", "url": storage.url}}}
+        config = {"defaultStorage": "photos", "storages": {"photos": storage.operator_storage()}}
         operator, operator_args = OperatorProcess(args.workdir, args.kubeconfig, config, ["default"]), []
     kubectl(args.kubeconfig, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
     kubectl(args.kubeconfig, "delete", PLURAL, ALBUM, "--ignore-not-found")
     kubectl(args.kubeconfig, "delete", "events", "--field-selector", f"involvedObject.name={ALBUM}")
     storage.start()
     try:
-        storage.fault(fail_keys={keys[17]: 1, keys[88]: 1})
+        storage.seed([*keys, *album_keys("7", 30)])
+        if isinstance(storage, StorageProcess):
+            storage.fault(fail_keys={keys[17]: 1, keys[88]: 1})
         operator.start(*operator_args)
         cleanup = {
             "apiVersion": f"{GROUP}/v1alpha1",
@@ -91,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
         )
         phase = wait_until_finished(args.kubeconfig)
+        left_42 = sum(storage.exists(key) for key in keys)
+        left_7 = sum(storage.exists(key) for key in album_keys("7", 30))
     finally:
         operator.stop()
         storage.stop()
@@ -99,11 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     kubectl(args.kubeconfig, "get", "filecleanups", "-o", "wide")
     print(f"\n$ kubectl get events --field-selector involvedObject.name={ALBUM}")
     kubectl(args.kubeconfig, "get", "events", "--field-selector", f"involvedObject.name={ALBUM}")
-    left_42 = sum(storage.exists(key) for key in keys)
-    left_7 = sum(storage.exists(key) for key in album_keys("7", 30))
+
     print(f"\nfiles left: album 42: {left_42} of {len(keys)}; album 7 (not in the request): {left_7} of 30")
     print(f"operator log: {operator.log}")
     return 0 if phase == "Succeeded" and left_42 == 0 and left_7 == 30 else 1  # noqa: PLR2004
+
+
+def sample_storage(kind: str, workdir: Path) -> SampleStorage:
+    match kind:
+        case "s3":
+            return MotoProcess(workdir)
+        case "filesystem":
+            return DirectoryStorage(workdir / "volume")
+        case _:
+            return StorageProcess(workdir)
 
 
 def install_chart(

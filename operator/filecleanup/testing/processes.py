@@ -1,5 +1,5 @@
-"""The storage server and the operator as real processes, so that tests and the demo can stop, kill and
-restart them."""
+"""The operator as a real process, so that tests and the demo can stop, kill and restart it; and the
+helpers that start and stop local servers."""
 
 from __future__ import annotations
 
@@ -49,60 +49,6 @@ def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGT
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-class StorageProcess:
-    """The reference storage server; stop() and start() keep its port and its files."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.root = workdir / "storage-root"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.log = workdir / "storage.log"
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.url = f"{self.base}/delete"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "filecleanup.testing.storage_server",
-                    "--root",
-                    str(self.root),
-                    "--port",
-                    str(self.port),
-                ],
-                stdout=log,
-                stderr=log,
-            )
-        wait_until_healthy(f"{self.base}/healthz", self.process, self.log)
-
-    def stop(self) -> None:
-        stop_process(self.process)
-
-    def seed(self, keys: list[str]) -> None:
-        for key in keys:
-            path = self.root / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"photo")
-
-    def exists(self, key: str) -> bool:
-        return (self.root / key).exists()
-
-    def fault(self, **faults: Any) -> None:
-        httpx.post(f"{self.base}/_admin/faults", json=faults, timeout=5).raise_for_status()
-
-    def reset(self) -> None:
-        httpx.post(f"{self.base}/_admin/reset", timeout=5).raise_for_status()
-
-    def stats(self) -> dict[str, Any]:
-        reply = httpx.get(f"{self.base}/_admin/stats", timeout=5)
-        reply.raise_for_status()
-        stats: dict[str, Any] = reply.json()
-        return stats
 
 
 class OperatorProcess:

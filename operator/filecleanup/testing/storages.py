@@ -1,0 +1,171 @@
+"""Sample storages for the demo and the tests, one per backend: the reference HTTP storage server,
+moto's S3 server (both real processes on loopback) and a plain directory. Each can be seeded with
+files, asked which still exist, and describes itself as an operator storage configuration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from filecleanup.testing.processes import free_port, stop_process, wait_until_healthy
+
+S3_BUCKET = "photos"
+S3_REGION = "us-east-1"
+S3_ACCESS_KEY = "filecleanup-test"  # moto accepts any credentials; these open nothing real
+S3_SECRET_KEY = "filecleanup-test-secret"  # noqa: S105
+
+
+class SampleStorage(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def seed(self, keys: list[str]) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def operator_storage(self) -> dict[str, Any]: ...
+
+
+class Directory:
+    """Files under ``root``, one per key."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def seed(self, keys: list[str]) -> None:
+        for key in keys:
+            path = self.root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"photo")
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).exists()
+
+
+class DirectoryStorage(Directory):
+    """The filesystem backend's volume: nothing to start."""
+
+    def start(self) -> None:
+        """A directory is always there."""
+
+    def stop(self) -> None:
+        """A directory is always there."""
+
+    def operator_storage(self) -> dict[str, Any]:
+        return {"type": "filesystem", "root": str(self.root.resolve()), "pruneEmptyDirs": True}
+
+
+class StorageProcess(Directory):
+    """The reference storage server; stop() and start() keep its port and its files."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir / "storage-root")
+        self.log = workdir / "storage.log"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/delete"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "filecleanup.testing.storage_server",
+                    "--root",
+                    str(self.root),
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        wait_until_healthy(f"{self.base}/healthz", self.process, self.log)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def operator_storage(self) -> dict[str, Any]:
+        return {"type": "http", "url": self.url}
+
+    def fault(self, **faults: Any) -> None:
+        httpx.post(f"{self.base}/_admin/faults", json=faults, timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.base}/_admin/reset", timeout=5).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        reply = httpx.get(f"{self.base}/_admin/stats", timeout=5)
+        reply.raise_for_status()
+        stats: dict[str, Any] = reply.json()
+        return stats
+
+
+class MotoProcess:
+    """moto's S3 server with one bucket; the operator reads its credentials from a shared credentials
+    file, as it would from a mounted Secret."""
+
+    def __init__(self, workdir: Path, key_prefix: str = "") -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.key_prefix = key_prefix
+        self.log = workdir / "moto.log"
+        self.credentials_file = workdir / "aws-credentials"
+        self.credentials_file.write_text(
+            f"[default]\naws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {S3_SECRET_KEY}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self._client: Any = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=log,
+            )
+        wait_until_healthy(f"{self.endpoint}/moto-api/", self.process, self.log)
+        self.client().create_bucket(Bucket=S3_BUCKET)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def client(self) -> Any:  # botocore builds the S3 methods at run time
+        if self._client is None:
+            import botocore.session  # noqa: PLC0415  (only the S3 sample needs it)
+
+            self._client = botocore.session.get_session().create_client(
+                "s3",
+                region_name=S3_REGION,
+                endpoint_url=self.endpoint,
+                aws_access_key_id=S3_ACCESS_KEY,
+                aws_secret_access_key=S3_SECRET_KEY,
+            )
+        return self._client
+
+    def seed(self, keys: list[str]) -> None:
+        s3 = self.client()
+        for key in keys:
+            s3.put_object(Bucket=S3_BUCKET, Key=self.key_prefix + key, Body=b"photo")
+
+    def exists(self, key: str) -> bool:
+        full = self.key_prefix + key
+        listed = self.client().list_objects_v2(Bucket=S3_BUCKET, Prefix=full)
+        return any(item["Key"] == full for item in listed.get("Contents", []))
+
+    def operator_storage(self) -> dict[str, Any]:
+        return {
+            "type": "s3",
+            "bucket": S3_BUCKET,
+            "region": S3_REGION,
+            "endpoint": self.endpoint,
+            "keyPrefix": self.key_prefix,
+            "credentialsFile": str(self.credentials_file),
+        }
