@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="serve the liveness probe at http://HOST:PORT/healthz; 'off' disables it (default: %(default)s)",
     )
     parser.add_argument(
+        "--metrics",
+        default="0.0.0.0:9090",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics; 'off' disables it (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-format", choices=["plain", "json"], default="plain", help="log line format (default: plain)"
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         liveness_endpoint=None if args.liveness == "off" else f"http://{args.liveness}/healthz",
         memo=kopf.Memo(
             config=config,
+            metrics_address=None if args.metrics == "off" else args.metrics,
             watches_namespace_globs=any(set("*?[") & set(namespace) for namespace in args.namespaces or ()),
         ),
     )

@@ -6,6 +6,7 @@ A bad file stops the operator with a message that names the offending field.
 from __future__ import annotations
 
 import os
+import string
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -24,7 +25,39 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
-class HttpStorageConfig(StrictModel):
+NamespaceName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+
+
+class StoragePolicy(StrictModel):
+    """Who may delete what with this storage's credentials. Whoever may create a FileCleanup in an
+    allowed namespace may delete the keys under that namespace's prefix, and nothing else."""
+
+    allowed_namespaces: Literal["*"] | Annotated[list[NamespaceName], Field(min_length=1)]
+    # Every key of an object must start with this; "{namespace}" stands for the object's namespace.
+    # "" allows any key.
+    key_prefix: str
+
+    @model_validator(mode="after")
+    def _only_the_namespace_placeholder(self) -> Self:
+        fields = {name for _, name, _, _ in string.Formatter().parse(self.key_prefix) if name is not None}
+        if fields - {"namespace"}:
+            raise ValueError(
+                f"keyPrefix may only use {{namespace}}, not {{{', '.join(sorted(fields - {'namespace'}))}}}"
+            )
+        return self
+
+    def allows(self, namespace: str) -> bool:
+        return self.allowed_namespaces == "*" or namespace in self.allowed_namespaces
+
+    def prefix_for(self, namespace: str) -> str:
+        return self.key_prefix.format(namespace=namespace)
+
+
+class StorageBase(StrictModel):
+    policy: StoragePolicy
+
+
+class HttpStorageConfig(StorageBase):
     """The design note's storage server: ``POST url`` with ``{"keys": [...]}``."""
 
     type: Literal["http"]
@@ -48,7 +81,7 @@ class HttpStorageConfig(StrictModel):
         return self
 
 
-class S3StorageConfig(StrictModel):
+class S3StorageConfig(StorageBase):
     """An S3-compatible bucket, through DeleteObjects (at most 1,000 keys per call)."""
 
     type: Literal["s3"]
@@ -74,7 +107,7 @@ class S3StorageConfig(StrictModel):
         return self
 
 
-class FilesystemStorageConfig(StrictModel):
+class FilesystemStorageConfig(StorageBase):
     """Files on a mounted volume (NFS, a PVC); keys are paths relative to ``root``."""
 
     type: Literal["filesystem"]

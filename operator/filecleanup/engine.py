@@ -7,16 +7,19 @@ worker is ever held by a back-off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from filecleanup import reconcile
 from filecleanup.config import OperatorConfig
+from filecleanup.metrics import Metrics
 from filecleanup.models import ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.reconcile import Outcome, Progress, Reason
 from filecleanup.storage import Storage, StorageUnavailable
@@ -39,10 +42,11 @@ class ObjectContext:
 
     spec: FileCleanupSpec
     status: FileCleanupStatus
+    namespace: str
     generation: int | None
     sink: StatusSink
     post_event: EventPoster
-    logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    logger: logging.Logger | logging.LoggerAdapter[Any]
 
 
 class _StatusRecorder:
@@ -76,17 +80,36 @@ class Engine:
         self,
         config: OperatorConfig,
         storages: dict[str, Storage],
+        metrics: Metrics,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
         self._storages = storages
+        self._metrics = metrics
         self._jitter = jitter
+        self._rules = {
+            name: reconcile.StorageRules(
+                policy=config.storages[name].policy, max_keys_per_call=storage.max_keys_per_call
+            )
+            for name, storage in storages.items()
+        }
 
     async def run(self, context: ObjectContext) -> float | None:
         """One run for one object. Returns seconds until it should run again, or None when done."""
         now = utcnow()
-        limits = {name: storage.max_keys_per_call for name, storage in self._storages.items()}
-        action = reconcile.plan(context.spec, context.status, limits, self._config.default_storage, now)
+        # Every log line of the run names the storage (the object's namespace and name come from Kopf).
+        storage_name = context.spec.storage or self._config.default_storage
+        context = dataclasses.replace(
+            context, logger=logging.LoggerAdapter(context.logger, {"storage": storage_name})
+        )
+        action = reconcile.plan(
+            context.spec,
+            context.status,
+            namespace=context.namespace,
+            storages=self._rules,
+            default_storage=self._config.default_storage,
+            now=now,
+        )
         match action:
             case reconcile.Finished():
                 return await self._expire(context, now)
@@ -107,15 +130,22 @@ class Engine:
                 context.post_event("Warning", reason, message)
                 context.logger.error("Rejected: %s", message)
                 return None
-            case reconcile.Run(storage, progress, starting, redrive):
+            case reconcile.Run(storage, progress, starting, redrive, deadline):
                 if redrive:
                     message = f"redriving {len(progress.pending)} failed keys with a fresh retry budget"
                     context.post_event("Normal", Reason.REDRIVEN, message)
                     context.logger.info("Redriven: %s", message)
-                return await self._run_round(context, storage, progress, starting=starting)
+                    context = dataclasses.replace(context, status=reconcile.fresh_drive(context.status))
+                return await self._run_round(context, storage, progress, starting=starting, deadline=deadline)
 
     async def _run_round(
-        self, context: ObjectContext, storage_name: str, progress: Progress, *, starting: bool
+        self,
+        context: ObjectContext,
+        storage_name: str,
+        progress: Progress,
+        *,
+        starting: bool,
+        deadline: datetime.datetime | None,
     ) -> float | None:
         recorder = _StatusRecorder(context, progress, storage_name)
         deleting = Outcome(
@@ -139,6 +169,7 @@ class Engine:
             workers=self._config.chunks_in_flight_per_object,
             checkpoint_interval=self._config.status_interval_seconds,
             checkpoint=checkpoint,
+            stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
         )
         if unavailable is not None:
             progressing = recorder.latest.condition(ConditionType.PROGRESSING)
@@ -156,6 +187,12 @@ class Engine:
             context.logger.warning("Storage unavailable: %s", outcome.message)
             return outcome.delay
 
+        if progress.pending:  # the deadline stopped the round
+            outcome = reconcile.deadline_exceeded(context.spec, progress)
+            await recorder.write(outcome)
+            context.post_event("Warning", outcome.reason, outcome.message)
+            context.logger.error("Deadline exceeded: %s", outcome.message)
+            return None
         outcome = reconcile.after_round(context.spec, progress, self._jitter())
         await recorder.write(outcome)
         if outcome.phase == Phase.SUCCEEDED:
@@ -168,6 +205,7 @@ class Engine:
             context.post_event("Warning", Reason.RETRIES_EXHAUSTED, f"{outcome.message}; e.g. {sample}")
             context.logger.error("Retries exhausted: %s", outcome.message)
             return None
+        self._metrics.retry_rounds.labels(storage_name).inc()
         context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
         context.logger.info("Retry scheduled: %s", outcome.message)
         return outcome.delay
@@ -196,20 +234,40 @@ async def run_round(
     workers: int,
     checkpoint_interval: float,
     checkpoint: Callable[[], Awaitable[None]],
+    stop_after: float | None = None,
 ) -> StorageUnavailable | None:
     """Send the pending keys, up to ``workers`` chunks in flight, checkpointing at most once per
-    ``checkpoint_interval``. Stops taking new chunks when the storage is unavailable."""
+    ``checkpoint_interval``.
+
+    No new chunk starts once the storage is unavailable or ``stop_after`` seconds have passed. When the
+    round is cancelled (the operator is shutting down), no new chunk starts either, the calls in flight
+    finish (within the storage's timeouts), their outcome is recorded and checkpointed, and then the
+    cancellation goes on: no confirmed deletion goes unrecorded.
+    """
     chunks = iter(progress.chunks())
+    stop_at = None if stop_after is None else time.monotonic() + stop_after
     unavailable: StorageUnavailable | None = None
+    stopping = False
     last_checkpoint = time.monotonic()
 
+    def may_start() -> bool:
+        return unavailable is None and not stopping and (stop_at is None or time.monotonic() < stop_at)
+
     async def worker() -> None:
-        nonlocal unavailable, last_checkpoint
+        nonlocal unavailable, stopping, last_checkpoint
         for chunk in chunks:  # shared: each chunk is taken by one worker
-            if unavailable is not None:
+            if not may_start():
                 return
+            # A task of its own, shielded: cancelling the round must not abort a call the storage may
+            # already have acted on.
+            call = asyncio.ensure_future(storage.delete(progress.chunk_keys(chunk)))
             try:
-                result = await storage.delete(progress.chunk_keys(chunk))
+                result = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                stopping = True
+                with contextlib.suppress(StorageUnavailable):
+                    progress.record(chunk, await call)
+                raise
             except StorageUnavailable as error:
                 unavailable = unavailable or error
                 return
@@ -218,7 +276,11 @@ async def run_round(
                 last_checkpoint = time.monotonic()
                 await checkpoint()
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(workers):
-            group.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
+    except asyncio.CancelledError:
+        await checkpoint()  # the workers have recorded their last calls by now
+        raise
     return unavailable

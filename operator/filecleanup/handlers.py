@@ -9,6 +9,7 @@ import kopf
 from filecleanup import kube
 from filecleanup.config import OperatorConfig
 from filecleanup.engine import Engine, ObjectContext
+from filecleanup.metrics import Metrics
 from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
 from filecleanup.storage import open_storages
 
@@ -22,20 +23,26 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Watching CRDs and namespaces at run time needs cluster-wide read access to both; discovery once
     # at startup needs none. Only namespace globs ('team-*') need the namespaces watched.
     settings.scanning.disabled = not memo.watches_namespace_globs
+    # On SIGTERM, cancel the handlers at once: a round then starts no new call, lets the calls in flight
+    # finish and checkpoints them (engine.run_round), well within the pod's termination grace period.
+    settings.queueing.exit_timeout = 0
     # The diff-base must not copy spec.keys: a 10,000-key list would not fit in the 256 KiB that all
     # annotations of an object share. Keys are immutable (a CEL rule), so nothing is lost.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration", ignored_fields=["spec.keys"]
     )
     config: OperatorConfig = memo.config
-    memo.storages = open_storages(config)
+    memo.metrics = Metrics()
+    if memo.metrics_address:
+        memo.metrics.serve(memo.metrics_address)
+    memo.storages = open_storages(config, memo.metrics)
     memo.api = await kube.connect()
     if not await kube.serves_filecleanups(memo.api):
         # Fail and let the pod restart: serving nothing while looking healthy helps nobody.
         raise kopf.PermanentError(
             f"the API server does not serve {PLURAL}.{GROUP}/{VERSION}; install the CRD"
         )
-    memo.engine = Engine(config, memo.storages)
+    memo.engine = Engine(config, memo.storages, memo.metrics)
 
 
 @kopf.on.cleanup()
@@ -43,6 +50,14 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     for storage in memo.storages.values():
         await storage.aclose()
     await memo.api.close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def count_phases(event: kopf.RawEvent, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+    if event["type"] == "DELETED":
+        memo.metrics.objects.gone(uid)
+    else:
+        memo.metrics.objects.seen(uid, status.get("phase"))
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="delete-keys", backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS)
@@ -67,6 +82,7 @@ async def delete_keys(
     context = ObjectContext(
         spec=FileCleanupSpec.model_validate(dict(spec)),
         status=FileCleanupStatus.model_validate(dict(status)),
+        namespace=namespace or "",
         generation=meta.get("generation"),
         sink=kube.ObjectStatusSink(memo.api, namespace or "", name),
         post_event=post_event,

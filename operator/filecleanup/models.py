@@ -40,6 +40,7 @@ class FileCleanupSpec(CamelModel):
     max_retries: Annotated[int, Field(ge=0, le=100)] = 5
     backoff: Backoff = Backoff()
     ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31_536_000)] = None
+    active_deadline_seconds: Annotated[int | None, Field(ge=1, le=31_536_000)] = None
     retry_nonce: Annotated[str | None, Field(max_length=64)] = None
 
 

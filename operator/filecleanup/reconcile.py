@@ -16,6 +16,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from filecleanup.config import StoragePolicy
 from filecleanup.indexes import format_ranges, parse_ranges
 from filecleanup.models import (
     MAX_LISTED_FAILED_KEYS,
@@ -46,6 +47,8 @@ class Reason:
     REDRIVEN = "Redriven"
     UNKNOWN_STORAGE = "UnknownStorage"
     INVALID_CHUNK_SIZE = "InvalidChunkSize"
+    FORBIDDEN = "Forbidden"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 
 def unique_indexes(keys: Sequence[str]) -> list[int]:
@@ -232,50 +235,115 @@ class Run:
     progress: Progress
     starting: bool
     redrive: bool = False
+    deadline: datetime.datetime | None = None  # stop taking new chunks then
+
+
+@dataclass(frozen=True)
+class StorageRules:
+    """What the configuration says about one storage, as far as decisions go."""
+
+    policy: StoragePolicy
+    max_keys_per_call: int | None = None
 
 
 Action = Finished | Wait | Reject | Run
 
 
-def plan(
+def plan(  # noqa: PLR0911  (a decision table reads best as one)
     spec: FileCleanupSpec,
     status: FileCleanupStatus,
-    storages: Mapping[str, int | None],
+    *,
+    namespace: str,
+    storages: Mapping[str, StorageRules],
     default_storage: str,
     now: datetime.datetime,
 ) -> Action:
-    """``storages`` maps each configured storage to the most keys one of its calls may carry."""
     redrive = status.phase == Phase.FAILED and spec.retry_nonce != status.retry_nonce
     if status.phase.finished and not redrive:
         return Finished()
     storage = spec.storage or default_storage
-    rejected = _check_storage(spec, storage, storages)
+    rejected = _check_storage(spec, namespace, storage, storages)
     if rejected is not None:
         return rejected
     if redrive:
-        return Run(storage, Progress.redrive(spec, status), starting=True, redrive=True)
+        return Run(
+            storage,
+            Progress.redrive(spec, status),
+            starting=True,
+            redrive=True,
+            deadline=_deadline(spec, now),
+        )
     if status.phase == Phase.PENDING or not status.total:
-        return Run(storage, Progress.start(spec), starting=True)
+        return Run(storage, Progress.start(spec), starting=True, deadline=_deadline(spec, now))
+    deadline = _deadline(spec, status.start_time or now)
+    if deadline is not None and now >= deadline:
+        return Reject(
+            Reason.DEADLINE_EXCEEDED,
+            f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds})",
+        )
     if status.phase == Phase.BACKOFF and status.next_retry_time:
         remaining = (status.next_retry_time - now).total_seconds()
+        if deadline is not None:
+            remaining = min(remaining, (deadline - now).total_seconds())
         if remaining > WAKE_TOLERANCE_SECONDS:
             return Wait(remaining)
-    return Run(storage, Progress.resume(spec, status), starting=False)
+    return Run(storage, Progress.resume(spec, status), starting=False, deadline=deadline)
 
 
-def _check_storage(spec: FileCleanupSpec, storage: str, storages: Mapping[str, int | None]) -> Reject | None:
+def _deadline(spec: FileCleanupSpec, start: datetime.datetime) -> datetime.datetime | None:
+    if spec.active_deadline_seconds is None:
+        return None
+    return start + datetime.timedelta(seconds=spec.active_deadline_seconds)
+
+
+def _check_storage(
+    spec: FileCleanupSpec, namespace: str, storage: str, storages: Mapping[str, StorageRules]
+) -> Reject | None:
+    """Everything that stops an object before any key is sent: every key is checked."""
     if storage not in storages:
         return Reject(
             Reason.UNKNOWN_STORAGE,
             f"storage {storage!r} is not configured; configured storages: {', '.join(sorted(storages))}",
         )
-    limit = storages[storage]
-    if limit is not None and spec.chunk_size > limit:
+    rules = storages[storage]
+    if rules.max_keys_per_call is not None and spec.chunk_size > rules.max_keys_per_call:
         return Reject(
             Reason.INVALID_CHUNK_SIZE,
-            f"chunkSize {spec.chunk_size} is more than storage {storage!r} takes in one call ({limit})",
+            f"chunkSize {spec.chunk_size} is more than storage {storage!r} takes in one call "
+            f"({rules.max_keys_per_call})",
+        )
+    if not rules.policy.allows(namespace):
+        return Reject(Reason.FORBIDDEN, f"namespace {namespace!r} may not use storage {storage!r}")
+    prefix = rules.policy.prefix_for(namespace)
+    outside = [key for key in spec.keys if not key.startswith(prefix)]
+    if outside:
+        shown = ", ".join(repr(key) for key in outside[:3])
+        return Reject(
+            Reason.FORBIDDEN,
+            f"{len(outside)} keys are outside {prefix!r}, the prefix storage {storage!r} allows namespace "
+            f"{namespace!r}, e.g. {shown}; nothing was deleted",
         )
     return None
+
+
+def fresh_drive(status: FileCleanupStatus) -> FileCleanupStatus:
+    """The status a redrive starts from: a new start time (and deadline), no verdict yet."""
+    return status.model_copy(
+        update={
+            "start_time": None,
+            "completion_time": None,
+            "conditions": [c for c in status.conditions if c.type == ConditionType.PROGRESSING],
+        }
+    )
+
+
+def deadline_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
+    return Outcome(
+        Phase.FAILED,
+        Reason.DEADLINE_EXCEEDED,
+        f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); deleted {progress.deleted} "
+        f"of {progress.total}, {len(progress.pending) + len(progress.failed)} not deleted",
+    )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -99,13 +100,12 @@ def storage(storage_process: StorageProcess) -> StorageProcess:
     return storage_process
 
 
-def operator_config(storage: StorageProcess) -> dict[str, object]:
+def operator_config(storage: StorageProcess) -> dict[str, Any]:
     return {
         "defaultStorage": "photos",
         "storages": {
             "photos": {
-                "type": "http",
-                "url": storage.url,
+                **storage.operator_storage(),
                 "connectTimeoutSeconds": 0.5,
                 "readTimeoutSeconds": 1,
                 "maxConcurrentRequests": MAX_CONCURRENT_REQUESTS,

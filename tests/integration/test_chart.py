@@ -126,14 +126,20 @@ def test_namespaced_scope_needs_namespaces(cli: Cli) -> None:
             "config.storages.videos.url": "https://videos.example.internal/delete",
             "config.storages.videos.tokenSecret.name": "videos-token",
             "config.storages.videos.tokenSecret.key": "token",
+            "config.storages.videos.policy.allowedNamespaces": "{videos}",
+            "config.storages.videos.policy.keyPrefix": "",
             "config.storages.archive.type": "s3",
             "config.storages.archive.bucket": "photo-archive",
             "config.storages.archive.endpoint": "https://minio.example.internal",
             "config.storages.archive.credentialsSecret.name": "archive-aws",
             "config.storages.archive.credentialsSecret.key": "credentials",
+            "config.storages.archive.policy.allowedNamespaces": "*",
+            "config.storages.archive.policy.keyPrefix": "tenants/{namespace}/",
             "config.storages.shared.type": "filesystem",
             "config.storages.shared.root": "/data/photos",
             "config.storages.shared.volume.persistentVolumeClaim.claimName": "photos",
+            "config.storages.shared.policy.allowedNamespaces": "*",
+            "config.storages.shared.policy.keyPrefix": "",
         },
     ],
     ids=["default", "namespaced-pdb-metrics-four-storages"],
@@ -162,7 +168,11 @@ def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_securi
         storages = yaml.safe_load(config["data"]["config.yaml"])["storages"]
         assert storages["videos"]["tokenFile"] == "/var/run/secrets/filecleanup/videos/token"
         assert storages["archive"]["credentialsFile"] == "/var/run/secrets/filecleanup/archive/credentials"
-        assert storages["shared"] == {"type": "filesystem", "root": "/data/photos"}
+        assert storages["shared"] == {
+            "type": "filesystem",
+            "root": "/data/photos",
+            "policy": {"allowedNamespaces": "*", "keyPrefix": ""},
+        }
         deployment = next(doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "Deployment")
         mounts = {
             m["name"]: m["mountPath"]

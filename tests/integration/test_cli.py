@@ -55,6 +55,7 @@ def test_json_logs_carry_the_object(
     assert len(completed) == 1
     assert completed[0]["object"]["name"] == "logged"
     assert completed[0]["object"]["namespace"] == namespace
+    assert completed[0]["storage"] == "photos"
 
 
 def test_operator_without_the_crd_exits_instead_of_serving_nothing(tmp_path: Path) -> None:

@@ -9,15 +9,18 @@ from pathlib import Path
 import pytest
 
 from filecleanup.config import HttpStorageConfig
+from filecleanup.metrics import Metrics
 from filecleanup.storage.base import ConcurrencyLimited, StorageUnavailable
 from filecleanup.storage.http import HttpStorage, parse_retry_after
+from filecleanup.testing.storages import OPEN_POLICY
 from tests.storage_fixtures import RunningServer, storage_server
 
 __all__ = ["storage_server"]
 
 
 def backend(url: str, **settings: object) -> HttpStorage:
-    return HttpStorage("photos", HttpStorageConfig.model_validate({"type": "http", "url": url, **settings}))
+    config = {"type": "http", "url": url, "policy": OPEN_POLICY, **settings}
+    return HttpStorage("photos", HttpStorageConfig.model_validate(config))
 
 
 async def test_deletes_files_and_counts_missing_ones_as_deleted(storage_server: RunningServer) -> None:
@@ -115,7 +118,9 @@ async def test_bearer_token_is_read_from_its_file_and_reread_on_rotation(
 
 async def test_concurrency_limit_holds_across_callers(storage_server: RunningServer) -> None:
     storage_server.fault(latency_seconds=0.05)
-    storage = ConcurrencyLimited(backend(storage_server.url, maxConcurrentRequests=3), limit=3)
+    storage = ConcurrencyLimited(
+        backend(storage_server.url, maxConcurrentRequests=3), limit=3, metrics=Metrics()
+    )
     await asyncio.gather(*(storage.delete([f"k/{i}"]) for i in range(12)))
     await storage.aclose()
     assert storage_server.state.stats.peak_in_flight == 3

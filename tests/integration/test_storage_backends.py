@@ -12,7 +12,7 @@ import pytest
 
 from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
 from filecleanup.storage import Storage, StorageUnavailable, open_storage
-from filecleanup.testing.storages import S3_BUCKET, DirectoryStorage, MotoProcess
+from filecleanup.testing.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 from tests.storage_fixtures import RunningServer, storage_server
 
 PREFIX = "tenants/acme/"
@@ -36,7 +36,9 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
 
 
 async def http_backend(server: RunningServer) -> AsyncIterator[Backend]:
-    storage = open_storage("photos", HttpStorageConfig(type="http", url=server.url))
+    storage = open_storage(
+        "photos", HttpStorageConfig.model_validate({"type": "http", "url": server.url, "policy": OPEN_POLICY})
+    )
     yield Backend(storage, server.seed, server.exists, server.stop)
     await storage.aclose()
 
@@ -134,7 +136,12 @@ async def test_filesystem_cannot_escape_its_root(tmp_path: Path) -> None:
     (tmp_path / "elsewhere" / "x.jpg").write_text("keep")
     (root / "albums" / "link").symlink_to(tmp_path / "elsewhere")
     (root / "escape.jpg").symlink_to(outside)
-    storage = open_storage("volume", FilesystemStorageConfig(type="filesystem", root=root))
+    storage = open_storage(
+        "volume",
+        FilesystemStorageConfig.model_validate(
+            {"type": "filesystem", "root": str(root), "policy": OPEN_POLICY}
+        ),
+    )
 
     result = await storage.delete(
         ["../secret.txt", "albums/../../secret.txt", "albums/link/x.jpg", "escape.jpg", "/"]
@@ -156,7 +163,10 @@ async def test_filesystem_prunes_directories_left_empty(tmp_path: Path) -> None:
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_text("x")
     storage = open_storage(
-        "volume", FilesystemStorageConfig(type="filesystem", root=root, prune_empty_dirs=True)
+        "volume",
+        FilesystemStorageConfig.model_validate(
+            {"type": "filesystem", "root": str(root), "policy": OPEN_POLICY, "pruneEmptyDirs": True}
+        ),
     )
     await storage.delete(["a/b/c/1.jpg"])
     assert not (root / "a" / "b" / "c").exists()

@@ -22,6 +22,7 @@ storages:
     connectTimeoutSeconds: 2
     readTimeoutSeconds: 30
     maxConcurrentRequests: 8
+    policy: {allowedNamespaces: [photos, albums], keyPrefix: "{namespace}/"}
 """
 
 
@@ -40,6 +41,9 @@ def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
     assert (photos.connect_timeout_seconds, photos.read_timeout_seconds) == (2, 30)
     assert photos.token_file is None
     assert config.chunks_in_flight_per_object == 4
+    assert photos.policy.allows("albums")
+    assert not photos.policy.allows("default")
+    assert photos.policy.prefix_for("albums") == "albums/"
 
 
 def test_path_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,6 +65,21 @@ def test_missing_environment_variable_is_explained(monkeypatch: pytest.MonkeyPat
         (VALID.replace("http://storage", "http://user:secret@storage"), "credentials"),
         (VALID.replace("readTimeoutSeconds: 30", "readTimeoutSeconds: 0"), "readTimeoutSeconds"),
         (VALID.replace("maxConcurrentRequests: 8", "maxConcurrentRequests: 8\n    colour: red"), "colour"),
+        (
+            VALID.replace('keyPrefix: "{namespace}/"', 'keyPrefix: "{album}/"'),
+            "may only use {namespace}, not {album}",
+        ),
+        (VALID.replace("allowedNamespaces: [photos, albums]", "allowedNamespaces: []"), "allowedNamespaces"),
+        (
+            VALID.replace("allowedNamespaces: [photos, albums]", "allowedNamespaces: [Bad_NS]"),
+            "allowedNamespaces",
+        ),
+        (
+            VALID.replace(
+                '    policy: {allowedNamespaces: [photos, albums], keyPrefix: "{namespace}/"}\n', ""
+            ),
+            "policy",
+        ),
         (VALID.replace("type: http", "type: carrier-pigeon"), "storages.photos"),
         (VALID + "    tokenFile: /nonexistent/token\n", "tokenFile /nonexistent/token"),
         ("storages: {}\ndefaultStorage: x\n", "storages"),
@@ -87,8 +106,9 @@ def test_s3_and_filesystem_storages(tmp_path: Path) -> None:
 defaultStorage: bucket
 storages:
   bucket: {{type: s3, bucket: photos, endpoint: "http://127.0.0.1:9000", keyPrefix: "tenants/a/",
-            credentialsFile: {credentials}}}
-  volume: {{type: filesystem, root: /data/photos, pruneEmptyDirs: true}}
+            credentialsFile: {credentials}, policy: {{allowedNamespaces: "*", keyPrefix: ""}}}}
+  volume: {{type: filesystem, root: /data/photos, pruneEmptyDirs: true,
+            policy: {{allowedNamespaces: "*", keyPrefix: ""}}}}
 """,
         )
     )
@@ -114,5 +134,6 @@ storages:
     ],
 )
 def test_invalid_s3_and_filesystem_storages(tmp_path: Path, storage: str, message: str) -> None:
+    storage = storage.replace("}", ", policy: {allowedNamespaces: '*', keyPrefix: ''}}")
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, f"defaultStorage: photos\nstorages:\n  photos: {storage}\n"))

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import datetime
-from typing import ClassVar
 
 import pytest
 
 from filecleanup import reconcile
+from filecleanup.config import StoragePolicy
 from filecleanup.models import (
     MAX_LISTED_FAILED_KEYS,
     Backoff,
@@ -14,7 +14,7 @@ from filecleanup.models import (
     FileCleanupStatus,
     Phase,
 )
-from filecleanup.reconcile import Outcome, Progress, Reason
+from filecleanup.reconcile import Outcome, Progress, Reason, StorageRules
 from filecleanup.storage.base import ChunkResult
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
@@ -48,6 +48,25 @@ def run_round(
     for chunk in progress.chunks():
         requested = set(progress.chunk_keys(chunk))
         answer(progress, chunk, failing, whole=whole_failing and bool(requested & failing))
+
+
+OPEN = StoragePolicy(allowed_namespaces="*", key_prefix="")
+STORAGES = {
+    "photos": StorageRules(OPEN),
+    "videos": StorageRules(OPEN),
+    "bucket": StorageRules(OPEN, max_keys_per_call=1000),
+    "tenants": StorageRules(
+        StoragePolicy(allowed_namespaces=["team-a", "team-b"], key_prefix="t/{namespace}/")
+    ),
+}
+
+
+def plan(
+    the_spec: FileCleanupSpec, status: FileCleanupStatus, namespace: str = "ns", now: datetime.datetime = NOW
+) -> reconcile.Action:
+    return reconcile.plan(
+        the_spec, status, namespace=namespace, storages=STORAGES, default_storage="photos", now=now
+    )
 
 
 def status_after(
@@ -202,10 +221,10 @@ class TestCheckpoint:
 
 
 class TestPlan:
-    storages: ClassVar[dict[str, int | None]] = {"photos": None, "videos": None, "bucket": 1000}
-
-    def plan(self, the_spec: FileCleanupSpec, status: FileCleanupStatus) -> reconcile.Action:
-        return reconcile.plan(the_spec, status, self.storages, "photos", NOW)
+    def plan(
+        self, the_spec: FileCleanupSpec, status: FileCleanupStatus, namespace: str = "ns"
+    ) -> reconcile.Action:
+        return plan(the_spec, status, namespace=namespace)
 
     def test_new_object_starts_on_the_default_storage(self) -> None:
         action = self.plan(spec(["a"]), FileCleanupStatus())
@@ -375,8 +394,6 @@ class TestStatus:
 
 
 class TestRedrive:
-    storages: ClassVar[dict[str, int | None]] = {"photos": None}
-
     def failed_status(self, the_spec: FileCleanupSpec) -> FileCleanupStatus:
         progress = Progress.start(the_spec)
         run_round(progress, failing={"b", "d"})
@@ -387,13 +404,13 @@ class TestRedrive:
     def test_failed_object_is_left_alone_until_the_nonce_changes(self) -> None:
         the_spec = spec(["a", "b", "c", "d"], maxRetries=0)
         failed = self.failed_status(the_spec)
-        assert isinstance(reconcile.plan(the_spec, failed, self.storages, "photos", NOW), reconcile.Finished)
+        assert isinstance(plan(the_spec, failed), reconcile.Finished)
 
     def test_new_nonce_redrives_only_the_failed_keys_with_a_fresh_budget(self) -> None:
         the_spec = spec(["a", "b", "c", "d"], maxRetries=0, chunkSize=3)
         failed = self.failed_status(the_spec)
         redriven_spec = spec(["a", "b", "c", "d"], maxRetries=0, chunkSize=3, retryNonce="r1")
-        action = reconcile.plan(redriven_spec, failed, self.storages, "photos", NOW)
+        action = plan(redriven_spec, failed)
         assert isinstance(action, reconcile.Run)
         assert action.redrive
         progress = action.progress
@@ -404,16 +421,14 @@ class TestRedrive:
         status = status_after(progress, outcome, failed)
         assert (status.phase, status.deleted, status.failed, status.redrives) == (Phase.SUCCEEDED, 4, 0, 1)
         assert status.retry_nonce == "r1"
-        assert isinstance(
-            reconcile.plan(redriven_spec, status, self.storages, "photos", NOW), reconcile.Finished
-        )
+        assert isinstance(plan(redriven_spec, status), reconcile.Finished)
 
     def test_succeeded_object_ignores_a_nonce(self) -> None:
         the_spec = spec(["a"])
         progress = Progress.start(the_spec)
         run_round(progress)
         done = status_after(progress, reconcile.after_round(the_spec, progress, jitter=0))
-        action = reconcile.plan(spec(["a"], retryNonce="r1"), done, self.storages, "photos", NOW)
+        action = plan(spec(["a"], retryNonce="r1"), done)
         assert isinstance(action, reconcile.Finished)
 
     def test_rejected_object_starts_over_once_its_storage_exists(self) -> None:
@@ -421,6 +436,86 @@ class TestRedrive:
         rejected = reconcile.rejected_status(
             FileCleanupStatus(), spec=spec(["a", "b"]), storage="photos", reject=reject, generation=1, now=NOW
         )
-        action = reconcile.plan(spec(["a", "b"], retryNonce="r1"), rejected, self.storages, "photos", NOW)
+        action = plan(spec(["a", "b"], retryNonce="r1"), rejected)
         assert isinstance(action, reconcile.Run)
         assert (action.progress.total, len(action.progress.pending), action.progress.redrives) == (2, 2, 1)
+
+
+class TestPolicy:
+    def test_an_allowed_namespace_with_keys_under_its_prefix_runs(self) -> None:
+        action = plan(
+            spec(["t/team-a/1.jpg", "t/team-a/x/2.jpg"], storage="tenants"), FileCleanupStatus(), "team-a"
+        )
+        assert isinstance(action, reconcile.Run)
+
+    def test_a_namespace_not_allowed_is_forbidden(self) -> None:
+        action = plan(spec(["t/team-c/1.jpg"], storage="tenants"), FileCleanupStatus(), "team-c")
+        assert isinstance(action, reconcile.Reject)
+        assert (action.reason, action.message) == (
+            Reason.FORBIDDEN,
+            "namespace 'team-c' may not use storage 'tenants'",
+        )
+
+    def test_one_key_outside_the_prefix_forbids_the_whole_object(self) -> None:
+        keys = [f"t/team-a/{i}.jpg" for i in range(500)] + ["t/team-b/theirs.jpg"]
+        action = plan(spec(keys, storage="tenants"), FileCleanupStatus(), "team-a")
+        assert isinstance(action, reconcile.Reject)
+        assert action.reason == Reason.FORBIDDEN
+        assert "1 keys are outside 't/team-a/'" in action.message
+        assert "'t/team-b/theirs.jpg'" in action.message
+
+    def test_the_policy_is_checked_again_on_a_redrive(self) -> None:
+        failed = FileCleanupStatus(phase=Phase.FAILED, total=1, failed_indexes="0", retry_nonce=None)
+        action = plan(spec(["t/team-b/x.jpg"], storage="tenants", retryNonce="r"), failed, "team-a")
+        assert isinstance(action, reconcile.Reject)
+        assert action.reason == Reason.FORBIDDEN
+
+
+class TestDeadline:
+    def test_a_new_object_runs_with_its_deadline(self) -> None:
+        action = plan(spec(["a"], activeDeadlineSeconds=60), FileCleanupStatus())
+        assert isinstance(action, reconcile.Run)
+        assert action.deadline == NOW + datetime.timedelta(seconds=60)
+
+    def test_past_the_deadline_it_fails(self) -> None:
+        started = FileCleanupStatus(phase=Phase.IN_PROGRESS, total=1, pending_indexes="0", start_time=NOW)
+        later = NOW + datetime.timedelta(seconds=61)
+        action = plan(spec(["a"], activeDeadlineSeconds=60), started, now=later)
+        assert isinstance(action, reconcile.Reject)
+        assert action.reason == Reason.DEADLINE_EXCEEDED
+
+    def test_a_backoff_wait_ends_at_the_deadline(self) -> None:
+        waiting = FileCleanupStatus(
+            phase=Phase.BACKOFF,
+            total=1,
+            pending_indexes="0",
+            start_time=NOW,
+            next_retry_time=NOW + datetime.timedelta(seconds=300),
+        )
+        assert plan(spec(["a"], activeDeadlineSeconds=60), waiting) == reconcile.Wait(60.0)
+
+    def test_a_redrive_starts_the_clock_again(self) -> None:
+        failed = FileCleanupStatus(phase=Phase.FAILED, total=1, failed_indexes="0", start_time=NOW)
+        later = NOW + datetime.timedelta(hours=1)
+        action = plan(spec(["a"], activeDeadlineSeconds=60, retryNonce="r"), failed, now=later)
+        assert isinstance(action, reconcile.Run)
+        assert action.deadline == later + datetime.timedelta(seconds=60)
+        fresh = reconcile.fresh_drive(
+            failed.model_copy(
+                update={
+                    "conditions": status_after(
+                        Progress.start(spec(["a"])), Outcome(Phase.FAILED, Reason.RETRIES_EXHAUSTED, "x")
+                    ).conditions
+                }
+            )
+        )
+        assert fresh.start_time is None
+        assert [c.type for c in fresh.conditions] == [ConditionType.PROGRESSING]
+
+    def test_deadline_outcome_counts_what_is_left(self) -> None:
+        progress = Progress.start(spec(["a", "b", "c"], chunkSize=1))
+        first = progress.chunks()[0]
+        progress.record(first, ChunkResult.from_reply(["a"], ["a"], {}))
+        outcome = reconcile.deadline_exceeded(spec(["a", "b", "c"], activeDeadlineSeconds=5), progress)
+        assert (outcome.phase, outcome.reason) == (Phase.FAILED, Reason.DEADLINE_EXCEEDED)
+        assert "deleted 1 of 3, 2 not deleted" in outcome.message

@@ -15,6 +15,7 @@ from filecleanup.storage.s3 import (
     parse_delete_objects_reply,
 )
 
+OPEN_POLICY = {"allowedNamespaces": "*", "keyPrefix": ""}
 REPLY_WITH_ERRORS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
   <Deleted><Key>tenants/a/albums/1/ok.jpg</Key></Deleted>
@@ -41,7 +42,7 @@ MALFORMED = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 
 def storage(**settings: object) -> S3Storage:
-    config = {"type": "s3", "bucket": "photos", "keyPrefix": "tenants/a/", **settings}
+    config = {"type": "s3", "bucket": "photos", "keyPrefix": "tenants/a/", "policy": OPEN_POLICY, **settings}
     return S3Storage("bucket", S3StorageConfig.model_validate(config))
 
 

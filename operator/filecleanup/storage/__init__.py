@@ -9,6 +9,7 @@ from filecleanup.config import (
     S3StorageConfig,
     StorageConfig,
 )
+from filecleanup.metrics import Metrics
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, Storage, StorageUnavailable
 from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.http import HttpStorage
@@ -28,10 +29,10 @@ def open_storage(name: str, config: StorageConfig) -> Storage:
             return FilesystemStorage(name, config)
 
 
-def open_storages(config: OperatorConfig) -> dict[str, Storage]:
+def open_storages(config: OperatorConfig, metrics: Metrics) -> dict[str, Storage]:
     """One client per configured storage, each capped at its maxConcurrentRequests across all objects;
     the caller closes them with ``aclose``."""
     return {
-        name: ConcurrencyLimited(open_storage(name, storage), storage.max_concurrent_requests)
+        name: ConcurrencyLimited(open_storage(name, storage), storage.max_concurrent_requests, metrics)
         for name, storage in config.storages.items()
     }

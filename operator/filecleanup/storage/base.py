@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from filecleanup.metrics import Metrics
 
 
 class StorageUnavailable(Exception):  # noqa: N818  (the name is the public contract)
@@ -62,17 +66,34 @@ class Storage(Protocol):
 
 class ConcurrencyLimited:
     """Caps the calls in flight to one storage across all objects, so that one big album can neither
-    starve the others nor flood the storage server."""
+    starve the others nor flood the storage server; and measures them."""
 
-    def __init__(self, storage: Storage, limit: int) -> None:
+    def __init__(self, storage: Storage, limit: int, metrics: Metrics) -> None:
         self.name = storage.name
         self.max_keys_per_call = storage.max_keys_per_call
         self._storage = storage
         self._slots = asyncio.Semaphore(limit)
+        self._metrics = metrics
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        metrics, name = self._metrics, self.name
         async with self._slots:
-            return await self._storage.delete(keys)
+            started = time.monotonic()
+            metrics.calls_in_flight.labels(name).inc()
+            try:
+                result = await self._storage.delete(keys)
+            except StorageUnavailable:
+                metrics.storage_available.labels(name).set(0)
+                metrics.call_seconds.labels(name, "unavailable").observe(time.monotonic() - started)
+                raise
+            finally:
+                metrics.calls_in_flight.labels(name).dec()
+        outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"
+        metrics.call_seconds.labels(name, outcome).observe(time.monotonic() - started)
+        metrics.storage_available.labels(name).set(1)
+        metrics.keys_deleted.labels(name).inc(len(result.deleted))
+        metrics.keys_failed.labels(name).inc(len(result.failed))
+        return result
 
     async def aclose(self) -> None:
         await self._storage.aclose()

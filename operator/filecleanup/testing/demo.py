@@ -75,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         operator, operator_args = install_chart(args.helm, args.kubeconfig, url, args.workdir)
     else:
         kubectl(args.kubeconfig, "apply", "--server-side", "-f", str(CRD))
-        config = {"defaultStorage": "photos", "storages": {"photos": storage.operator_storage()}}
+        # The policy a real installation would have: only this namespace, only album keys.
+        policy = {"allowedNamespaces": ["default"], "keyPrefix": "albums/"}
+        config = {
+            "defaultStorage": "photos",
+            "storages": {"photos": {**storage.operator_storage(), "policy": policy}},
+        }
         operator, operator_args = OperatorProcess(args.workdir, args.kubeconfig, config, ["default"]), []
     kubectl(args.kubeconfig, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
     kubectl(args.kubeconfig, "delete", PLURAL, ALBUM, "--ignore-not-found")
@@ -161,6 +166,7 @@ def install_chart(
         f"fullnameOverride={RELEASE}",
     ]
     command += ["--set", f"config.storages.photos.url={storage_url}"]
+    command += ["--set", "config.storages.photos.policy.keyPrefix=albums/"]
     print(f"$ helm upgrade --install {RELEASE} charts/filecleanup-operator -n {RELEASE_NAMESPACE} --set ...")
     subprocess.run(command, check=True, env={**os.environ, "KUBECONFIG": str(kubeconfig)})
     config, operator_args = installed_operator(kubeconfig, RELEASE_NAMESPACE, RELEASE)

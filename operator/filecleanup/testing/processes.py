@@ -64,9 +64,11 @@ class OperatorProcess:
         self.config_path.write_text(yaml.safe_dump(config))
         self.log = workdir / "operator.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.metrics_url = ""
 
     def start(self, *extra_args: str) -> None:
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         namespace_args = [arg for namespace in self.namespaces for arg in ("--namespace", namespace)]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log.open("ab") as log:
@@ -79,6 +81,8 @@ class OperatorProcess:
                     str(self.config_path),
                     "--liveness",
                     f"127.0.0.1:{port}",
+                    "--metrics",
+                    f"127.0.0.1:{metrics_port}",
                     *namespace_args,
                     *extra_args,
                 ],

@@ -13,6 +13,9 @@ import httpx
 
 from filecleanup.testing.processes import free_port, stop_process, wait_until_healthy
 
+# Any namespace, any key: the tests' and demo's storages are their own. A real configuration names
+# namespaces and a prefix (see the README, Operating).
+OPEN_POLICY = {"allowedNamespaces": "*", "keyPrefix": ""}
 S3_BUCKET = "photos"
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY = "filecleanup-test"  # moto accepts any credentials; these open nothing real
@@ -58,14 +61,20 @@ class DirectoryStorage(Directory):
         """A directory is always there."""
 
     def operator_storage(self) -> dict[str, Any]:
-        return {"type": "filesystem", "root": str(self.root.resolve()), "pruneEmptyDirs": True}
+        return {
+            "type": "filesystem",
+            "root": str(self.root.resolve()),
+            "pruneEmptyDirs": True,
+            "policy": OPEN_POLICY,
+        }
 
 
 class StorageProcess(Directory):
     """The reference storage server; stop() and start() keep its port and its files."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, token_file: Path | None = None) -> None:
         super().__init__(workdir / "storage-root")
+        self.token_file = token_file
         self.log = workdir / "storage.log"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -76,13 +85,9 @@ class StorageProcess(Directory):
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "filecleanup.testing.storage_server",
-                    "--root",
-                    str(self.root),
-                    "--port",
-                    str(self.port),
+                    *(sys.executable, "-m", "filecleanup.testing.storage_server"),
+                    *("--root", str(self.root), "--port", str(self.port)),
+                    *(("--token-file", str(self.token_file)) if self.token_file else ()),
                 ],
                 stdout=log,
                 stderr=log,
@@ -93,7 +98,7 @@ class StorageProcess(Directory):
         stop_process(self.process)
 
     def operator_storage(self) -> dict[str, Any]:
-        return {"type": "http", "url": self.url}
+        return {"type": "http", "url": self.url, "policy": OPEN_POLICY}
 
     def fault(self, **faults: Any) -> None:
         httpx.post(f"{self.base}/_admin/faults", json=faults, timeout=5).raise_for_status()
@@ -168,4 +173,5 @@ class MotoProcess:
             "endpoint": self.endpoint,
             "keyPrefix": self.key_prefix,
             "credentialsFile": str(self.credentials_file),
+            "policy": OPEN_POLICY,
         }

@@ -1,0 +1,212 @@
+"""Operating the operator safely: the namespace-to-storage policy, secrets kept out of sight, metrics,
+deadlines and graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from filecleanup.indexes import parse_ranges
+from filecleanup.testing.processes import OperatorProcess
+from filecleanup.testing.storages import StorageProcess
+from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
+from tests.integration.conftest import operator_config
+from tests.kube import Kube, Manifest
+
+
+def condition(obj: Manifest, condition_type: str) -> dict[str, str]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == condition_type)
+
+
+def test_policy_forbids_other_namespaces_and_keys_outside_the_prefix_before_any_call(
+    crd: None, kube: Kube, kubeconfig: Path, storage: StorageProcess, tmp_path: Path
+) -> None:
+    allowed, other = kube.create_namespace("policy"), kube.create_namespace("policy")
+    config = operator_config(storage)
+    config["storages"]["photos"]["policy"] = {
+        "allowedNamespaces": [allowed],
+        "keyPrefix": "tenants/{namespace}/",
+    }
+    operator = OperatorProcess(tmp_path, kubeconfig, config, ["policy-*"])
+    own = [f"tenants/{allowed}/photo-{i}.jpg" for i in range(5)]
+    storage.seed([*own, f"tenants/{other}/theirs.jpg"])
+    operator.start()
+    try:
+        create_cleanup(kube, allowed, "mine", own)
+        create_cleanup(kube, allowed, "sneaky", [*own[:2], f"tenants/{other}/theirs.jpg"])
+        create_cleanup(kube, other, "elsewhere", [f"tenants/{other}/theirs.jpg"])
+        wait_for_phase(kube, allowed, "mine", "Succeeded")
+        sneaky = wait_for_phase(kube, allowed, "sneaky", "Failed")
+        elsewhere = wait_for_phase(kube, other, "elsewhere", "Failed")
+    finally:
+        operator.stop()
+
+    assert condition(sneaky, "Failed")["reason"] == "Forbidden"
+    assert f"1 keys are outside 'tenants/{allowed}/'" in condition(sneaky, "Failed")["message"]
+    assert condition(elsewhere, "Failed")["message"] == f"namespace '{other}' may not use storage 'photos'"
+    requested = storage.stats()["requested"]
+    assert set(requested) == set(own)  # only the allowed object's keys reached the storage, once each
+    assert storage.exists(f"tenants/{other}/theirs.jpg")
+    assert [(kind, reason) for kind, reason, _ in kube.events(other, "elsewhere")] == [
+        ("Warning", "Forbidden")
+    ]
+
+
+def test_secrets_appear_in_no_log_event_or_status(
+    crd: None, kube: Kube, kubeconfig: Path, tmp_path: Path, storage: StorageProcess
+) -> None:
+    secret = "s3cr3t-token-7f1e2d"  # a bearer token the storage demands
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{secret}\n")
+    guarded = StorageProcess(tmp_path / "guarded", token_file=token_file)
+    guarded.start()
+    namespace = kube.create_namespace("secrets")
+    config: dict[str, Any] = {
+        "defaultStorage": "guarded",
+        "storages": {
+            "guarded": {**guarded.operator_storage(), "tokenFile": str(token_file)},
+            "wrong": {**guarded.operator_storage(), "tokenFile": str(tmp_path / "wrong-token")},
+        },
+    }
+    (tmp_path / "wrong-token").write_text("not-the-token-9a8b7c\n")
+    operator = OperatorProcess(tmp_path, kubeconfig, config, ["secrets-*"])
+    operator.start("--verbose", "--log-format", "json")
+    try:
+        guarded.fault(fail_keys={f"{namespace}/photo-00001.jpg": -1})
+        create_cleanup(kube, namespace, "ok", album_keys(namespace, 3), maxRetries=0)
+        create_cleanup(kube, namespace, "rejected", album_keys(namespace, 2), storage="wrong")
+        wait_for_phase(kube, namespace, "ok", "Failed")
+
+        def unauthorized() -> Manifest | None:
+            found = get_cleanup(kube, namespace, "rejected")
+            return found if "rejected the credentials" in json.dumps(found.get("status", {})) else None
+
+        kube.wait_for("the storage to refuse the wrong token", unauthorized)
+    finally:
+        operator.stop()
+        guarded.stop()
+
+    seen = operator.log_text() + json.dumps(kube.list_objects("v1", "Event", namespace))
+    seen += json.dumps([get_cleanup(kube, namespace, name) for name in ("ok", "rejected")])
+    assert "rejected the credentials" in seen  # the failure is reported...
+    for leaked in (secret, "not-the-token-9a8b7c", "Bearer "):
+        assert leaked not in seen  # ...without the token
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    samples = {}
+    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_are_served_and_count_the_work(
+    operator: OperatorProcess, kube: Kube, namespace: str, storage: StorageProcess
+) -> None:
+    before = scrape(operator.metrics_url)
+    storage.fault(fail_keys={f"{namespace}/photo-00003.jpg": 1})
+    create_cleanup(
+        kube,
+        namespace,
+        "measured",
+        album_keys(namespace, 25),
+        chunkSize=10,
+        backoff={"initialSeconds": 1, "maxSeconds": 1},
+    )
+    wait_for_phase(kube, namespace, "measured", "Succeeded")
+    time.sleep(0.5)  # the watch event of the final status reaches the phase gauge
+    after = scrape(operator.metrics_url)
+    photos = (("storage", "photos"),)
+
+    def grew(name: str, labels: tuple[tuple[str, str], ...] = photos) -> float:
+        return after[(name, labels)] - before.get((name, labels), 0.0)
+
+    assert grew("filecleanup_keys_deleted_total") == 25
+    assert grew("filecleanup_keys_failed_total") == 1
+    assert grew("filecleanup_retry_rounds_total") == 1
+    assert (
+        grew(
+            "filecleanup_delete_call_duration_seconds_count", (("outcome", "deleted"), ("storage", "photos"))
+        )
+        == 3
+    )
+    assert (
+        grew(
+            "filecleanup_delete_call_duration_seconds_count", (("outcome", "partial"), ("storage", "photos"))
+        )
+        == 1
+    )
+    assert after[("filecleanup_delete_calls_in_flight", photos)] == 0
+    assert after[("filecleanup_storage_available", photos)] == 1
+    assert after[("filecleanup_objects", (("phase", "Succeeded"),))] >= 1
+
+
+def test_active_deadline_fails_the_object(kube: Kube, namespace: str, storage: StorageProcess) -> None:
+    keys = album_keys(namespace, 4)
+    storage.fault(fail_keys={keys[0]: -1})
+    create_cleanup(
+        kube,
+        namespace,
+        "late",
+        keys,
+        maxRetries=100,
+        activeDeadlineSeconds=3,
+        backoff={"initialSeconds": 1, "maxSeconds": 1},
+    )
+    failed = wait_for_phase(kube, namespace, "late", "Failed", timeout=30)
+    assert condition(failed, "Failed")["reason"] == "DeadlineExceeded"
+    started = failed["status"]["startTime"]
+    finished = failed["status"]["completionTime"]
+    assert started < finished
+    assert failed["status"]["deleted"] == 3
+    assert ("Warning", "DeadlineExceeded") in [
+        (kind, reason) for kind, reason, _ in kube.events(namespace, "late")
+    ]
+
+
+def test_sigterm_records_every_confirmed_deletion(
+    crd: None, kube: Kube, kubeconfig: Path, storage: StorageProcess, tmp_path: Path
+) -> None:
+    namespace = kube.create_namespace("graceful")
+    config = operator_config(storage)
+    config["storages"]["photos"]["readTimeoutSeconds"] = 10
+    operator = OperatorProcess(tmp_path, kubeconfig, config, ["graceful-*"])
+    keys = album_keys(namespace, 200)
+    storage.seed(keys)
+    storage.fault(latency_seconds=1.5)
+    operator.start()
+    create_cleanup(kube, namespace, "interrupted", keys, chunkSize=10)
+    kube.wait_for("calls in flight", lambda: {} if storage.stats()["calls"] >= 4 else None, interval=0.05)
+    stopping = time.monotonic()
+    assert operator.process is not None
+    operator.process.send_signal(signal.SIGTERM)
+    exit_code = operator.process.wait(timeout=30)
+    stopped_in = time.monotonic() - stopping
+
+    status = get_cleanup(kube, namespace, "interrupted")["status"]
+    removed = storage.stats()["removed_files"]
+    assert exit_code == 0
+    assert stopped_in < 5  # the calls in flight (1.5 s) and one checkpoint, well within a grace period
+    assert removed > 0
+    assert status["deleted"] == removed  # every confirmed deletion is in status
+    pending = {keys[i] for i in parse_ranges(status["pendingIndexes"])}
+    assert not any(storage.exists(key) for key in set(keys) - pending)
+    print(f"\nSIGTERM: stopped in {stopped_in:.1f} s; {removed} deletions confirmed and all recorded")  # noqa: T201
+
+    storage.fault()
+    sent_before = storage.stats()["requested"]
+    operator.start()
+    try:
+        done = wait_for_phase(kube, namespace, "interrupted", "Succeeded", timeout=60)["status"]
+    finally:
+        operator.stop()
+    assert (done["deleted"], done["total"]) == (200, 200)
+    sent_after = storage.stats()["requested"]
+    assert all(sent_after[key] == sent_before[key] for key in set(keys) - pending)  # not sent again
