@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 import kopf
@@ -48,6 +49,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-format", choices=["plain", "json"], default="plain", help="log line format (default: plain)"
     )
+    parser.add_argument(
+        "--peering",
+        metavar="NAME",
+        help=(
+            "run as one of several replicas: only the longest-running one works, the others stand by and "
+            "take over when it stops (Kopf peering, through the KopfPeering or ClusterKopfPeering NAME)"
+        ),
+    )
+    parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="how long a replica that stopped answering is still taken for alive (default: %(default)s)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -68,12 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     # One line per storage call is noise; the engine logs what matters per object.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     kopf.run(
-        standalone=True,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        # The earlier a replica started, the higher its priority: a restarted one never preempts the one
+        # at work, and stands by instead.
+        priority=-time.time_ns() // 1_000_000,
         clusterwide=not args.namespaces,
         namespaces=args.namespaces or (),
         liveness_endpoint=None if args.liveness == "off" else f"http://{args.liveness}/healthz",
         memo=kopf.Memo(
             config=config,
+            peering_lifetime=args.peering_lifetime if args.peering else None,
+            clusterwide=not args.namespaces,
             metrics_address=None if args.metrics == "off" else args.metrics,
             watches_namespace_globs=any(set("*?[") & set(namespace) for namespace in args.namespaces or ()),
         ),

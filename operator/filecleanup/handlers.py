@@ -26,6 +26,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # On SIGTERM, cancel the handlers at once: a round then starts no new call, lets the calls in flight
     # finish and checkpoints them (engine.run_round), well within the pod's termination grace period.
     settings.queueing.exit_timeout = 0
+    if memo.peering_lifetime is not None:
+        settings.peering.mandatory = True  # a missing peering object is an error, not a silent solo run
+        settings.peering.lifetime = memo.peering_lifetime
+        settings.peering.clusterwide = memo.clusterwide
     # The diff-base must not copy spec.keys: a 10,000-key list would not fit in the 256 KiB that all
     # annotations of an object share. Keys are immutable (a CEL rule), so nothing is lost.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

@@ -24,6 +24,7 @@ from tests.kube import Kube
 
 CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
 CRD_NAME = "filecleanups.filecleanup.dev"
+PEERING_CRDS = CHART.parents[1] / "crds" / "kopf.dev_peerings.yaml"
 
 # A stand-in for prometheus-operator's CRD, so that a ServiceMonitor can be dry-run here.
 SERVICE_MONITOR_CRD: dict[str, Any] = {
@@ -196,7 +197,7 @@ def release(cli: Cli, kube: Kube) -> Iterator[tuple[str, str]]:
     cli.helm("uninstall", "fc", "-n", namespace, check=False)
 
 
-@pytest.mark.parametrize("scope", ["namespaced", "cluster-wide"])
+@pytest.mark.parametrize(("scope", "replicas"), [("namespaced", 1), ("cluster-wide", 1), ("namespaced", 2)])
 def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixtures)
     cli: Cli,
     kube: Kube,
@@ -205,11 +206,15 @@ def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixt
     tmp_path: Path,
     release: tuple[str, str],
     scope: str,
+    replicas: int,
 ) -> None:
     namespace, name = release
     watched = kube.create_namespace("albums")
+    for document in yaml.safe_load_all(PEERING_CRDS.read_text()):
+        kube.apply_crd(document)
     values = {
         "scope": scope,
+        "replicaCount": str(replicas),
         "crds.enabled": "false",  # the suite's CRD is already there, not owned by this release
         "config.storages.photos.url": storage.url,
         "fullnameOverride": name,
@@ -237,11 +242,19 @@ def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixt
             return {} if not kube.list_objects(API_VERSION, KIND, watched) else None
 
         kube.wait_for("the TTL deletion, which needs the delete verb", deleted)
+        peers_seen = (
+            len(kube.get("kopf.dev/v1", "KopfPeering", name, namespace=watched).get("status") or {})
+            if replicas > 1
+            else 0
+        )
     finally:
         operator.stop()
     log = operator.log_text()
     assert "403" not in log
     assert "Forbidden" not in log
+    if replicas > 1:
+        assert f"--peering={name}" in args
+        assert peers_seen == 1  # the replica recorded itself in the KopfPeering, through its own RBAC
     assert [reason for _, reason, _ in kube.events(watched, "album-9")] == ["Completed"]
 
 

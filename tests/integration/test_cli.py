@@ -64,7 +64,8 @@ def test_operator_without_the_crd_exits_instead_of_serving_nothing(tmp_path: Pat
     try:
         config = tmp_path / "config.yaml"
         config.write_text(
-            "defaultStorage: photos\nstorages:\n  photos: {type: http, url: 'http://127.0.0.1:9/delete'}\n"
+            "defaultStorage: photos\nstorages:\n  photos: {type: http, url: 'http://127.0.0.1:9/delete',\n"
+            "    policy: {allowedNamespaces: '*', keyPrefix: ''}}\n"
         )
         result = subprocess.run(
             [sys.executable, "-m", "filecleanup", "--config", str(config), "--liveness", "off"],

@@ -72,3 +72,19 @@ app.kubernetes.io/part-of: filecleanup
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/* Peering (a standby replica) is on with more than one replica. */}}
+{{- define "filecleanup.peering" -}}
+{{- if gt (int .Values.replicaCount) 1 }}{{ include "filecleanup.fullname" . }}{{ end }}
+{{- end }}
+
+{{/* What Kopf needs of its peering objects, for a standby replica. */}}
+{{- define "filecleanup.peeringRules" -}}
+- apiGroups: ["kopf.dev"]
+  resources: [{{ if eq .Values.scope "cluster-wide" }}"clusterkopfpeerings"{{ else }}"kopfpeerings"{{ end }}]
+  resourceNames: [{{ include "filecleanup.fullname" . | quote }}]
+  verbs: ["get", "patch"]
+- apiGroups: ["kopf.dev"]
+  resources: [{{ if eq .Values.scope "cluster-wide" }}"clusterkopfpeerings"{{ else }}"kopfpeerings"{{ end }}]
+  verbs: ["list", "watch"]
+{{- end }}
