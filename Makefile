@@ -59,6 +59,10 @@ helm: ## build (once) and cache helm
 test: venv control-plane helm ## unit and integration tests (starts its own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: venv control-plane ## benchmarks: a table of ratios, JSON in bench/results/ (BENCH_ARGS=--quick)
+	PYTHONPATH=tools/envtest $(PY) bench/run.py $(BENCH_ARGS)
+
 .PHONY: cluster
 cluster: venv control-plane ## start the local control plane; writes $(CLUSTER_DIR)/kubeconfig
 	$(PY) tools/envtest/controlplane.py up --dir $(CLUSTER_DIR)

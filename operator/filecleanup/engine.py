@@ -167,7 +167,7 @@ class Engine:
             progress,
             self._storages[storage_name],
             workers=self._config.chunks_in_flight_per_object,
-            checkpoint_interval=self._config.status_interval_seconds,
+            checkpoint_interval=checkpoint_interval(self._config.status_interval_seconds, progress.total),
             checkpoint=checkpoint,
             stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
         )
@@ -225,6 +225,19 @@ class Engine:
         await context.sink.delete_object()
         context.logger.info("Deleted %.0f s after it succeeded (ttlSecondsAfterFinished)", ttl)
         return None
+
+
+KEYS_PER_CHECKPOINT_INTERVAL = 1000
+
+
+def checkpoint_interval(seconds: float, total_keys: int) -> float:
+    """Seconds between checkpoints: ``seconds`` per 1,000 keys of the object, at least ``seconds``.
+
+    Every status write makes the API server re-encode and store the whole object, keys included, and
+    send it to every watcher: a 10,000-key object is about 1 MB. Scaling the interval with the size
+    bounds that traffic per object, while a crash still re-sends at most one interval of work.
+    """
+    return seconds * max(1.0, total_keys / KEYS_PER_CHECKPOINT_INTERVAL)
 
 
 async def run_round(

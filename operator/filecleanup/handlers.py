@@ -38,7 +38,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     config: OperatorConfig = memo.config
     memo.metrics = Metrics()
     if memo.metrics_address:
-        memo.metrics.serve(memo.metrics_address)
+        try:
+            memo.metrics.serve(memo.metrics_address)
+        except OSError as error:  # a port in use will not free itself: stop with the reason
+            raise kopf.PermanentError(f"cannot serve metrics at {memo.metrics_address}: {error}") from error
     memo.storages = open_storages(config, memo.metrics)
     memo.api = await kube.connect()
     if not await kube.serves_filecleanups(memo.api):
@@ -57,7 +60,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def count_phases(event: kopf.RawEvent, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+async def count_phases(
+    event: kopf.RawEvent, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> None:
     if event["type"] == "DELETED":
         memo.metrics.objects.gone(uid)
     else:
