@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 CONFIG_ENV = "FILECLEANUP_CONFIG"
@@ -57,15 +65,30 @@ class StorageBase(StrictModel):
     policy: StoragePolicy
 
 
-class HttpStorageConfig(StorageBase):
+def _readable(path: Path) -> Path:
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{path} is not a readable file")
+    return path
+
+
+# A file mounted from a Secret: checked at startup, so that a wrong mount stops the operator at once.
+ReadableFile = Annotated[Path, AfterValidator(_readable)]
+
+
+class RemoteStorageBase(StorageBase):
+    """A storage reached over the network: separate connect and read timeouts, a cap on calls."""
+
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
+    read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
+
+
+class HttpStorageConfig(RemoteStorageBase):
     """The design note's storage server: ``POST url`` with ``{"keys": [...]}``."""
 
     type: Literal["http"]
     url: AnyHttpUrl
-    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
-    read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
-    token_file: Path | None = None
+    token_file: ReadableFile | None = None
 
     @model_validator(mode="after")
     def _no_credentials_in_url(self) -> Self:
@@ -74,14 +97,8 @@ class HttpStorageConfig(StorageBase):
             raise ValueError("url must not carry credentials; put a bearer token in tokenFile")
         return self
 
-    @model_validator(mode="after")
-    def _token_file_is_readable(self) -> Self:
-        if self.token_file is not None and not os.access(self.token_file, os.R_OK):
-            raise ValueError(f"tokenFile {self.token_file} is not a readable file")
-        return self
 
-
-class S3StorageConfig(StorageBase):
+class S3StorageConfig(RemoteStorageBase):
     """An S3-compatible bucket, through DeleteObjects (at most 1,000 keys per call)."""
 
     type: Literal["s3"]
@@ -94,17 +111,8 @@ class S3StorageConfig(StorageBase):
     key_prefix: str = ""
     # A shared credentials file mounted from a Secret; unset: the standard AWS chain (environment,
     # shared files, web identity / IRSA, container and instance metadata).
-    credentials_file: Path | None = None
+    credentials_file: ReadableFile | None = None
     profile: str | None = None
-    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
-    read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
-
-    @model_validator(mode="after")
-    def _credentials_file_is_readable(self) -> Self:
-        if self.credentials_file is not None and not os.access(self.credentials_file, os.R_OK):
-            raise ValueError(f"credentialsFile {self.credentials_file} is not a readable file")
-        return self
 
 
 class FilesystemStorageConfig(StorageBase):

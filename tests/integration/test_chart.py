@@ -226,6 +226,7 @@ def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixt
     # No kubelet here: run the Deployment's container command locally, as its ServiceAccount.
     config, args = installed_operator(kubeconfig, namespace, name)
     account_kubeconfig = service_account_kubeconfig(kubeconfig, namespace, name, tmp_path / "sa-kubeconfig")
+    assert not any(arg.startswith("--metrics") for arg in args)  # the pod's address, not ours
     if scope == "cluster-wide":
         assert not any(arg.startswith("--namespace") for arg in args)
         args.append(f"--namespace={watched}")  # keep clear of the other tests' objects

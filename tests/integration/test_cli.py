@@ -68,7 +68,17 @@ def test_operator_without_the_crd_exits_instead_of_serving_nothing(tmp_path: Pat
             "    policy: {allowedNamespaces: '*', keyPrefix: ''}}\n"
         )
         result = subprocess.run(
-            [sys.executable, "-m", "filecleanup", "--config", str(config), "--liveness", "off"],
+            [
+                sys.executable,
+                "-m",
+                "filecleanup",
+                "--config",
+                str(config),
+                "--liveness",
+                "off",
+                "--metrics",
+                "off",
+            ],
             capture_output=True,
             text=True,
             timeout=60,

@@ -81,7 +81,10 @@ def test_missing_environment_variable_is_explained(monkeypatch: pytest.MonkeyPat
             "policy",
         ),
         (VALID.replace("type: http", "type: carrier-pigeon"), "storages.photos"),
-        (VALID + "    tokenFile: /nonexistent/token\n", "tokenFile /nonexistent/token"),
+        (
+            VALID + "    tokenFile: /nonexistent/token\n",
+            "tokenFile: Value error, /nonexistent/token is not a readable file",
+        ),
         ("storages: {}\ndefaultStorage: x\n", "storages"),
         ("defaultStorage: [unclosed\n", "not valid YAML"),
     ],
@@ -130,7 +133,10 @@ storages:
         ("{type: filesystem, root: data/photos}", "root data/photos must be an absolute path"),
         ("{type: s3}", "storages.photos.s3.bucket"),
         ("{type: s3, bucket: bkt, addressingStyle: sideways}", "addressingStyle"),
-        ("{type: s3, bucket: bkt, credentialsFile: /nonexistent}", "credentialsFile /nonexistent"),
+        (
+            "{type: s3, bucket: bkt, credentialsFile: /nonexistent}",
+            "credentialsFile: Value error, /nonexistent is not a readable file",
+        ),
     ],
 )
 def test_invalid_s3_and_filesystem_storages(tmp_path: Path, storage: str, message: str) -> None:

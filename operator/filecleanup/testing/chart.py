@@ -56,9 +56,9 @@ def service_account_kubeconfig(admin_kubeconfig: Path, namespace: str, account: 
 
 def installed_operator(kubeconfig: Path, namespace: str, name: str) -> tuple[dict[str, Any], list[str]]:
     """The installed configuration file's content, and the Deployment's arguments other than the
-    configuration path and the liveness address (which are the pod's)."""
+    configuration path and the liveness and metrics addresses (which are the pod's)."""
     config_map = kubectl_json(kubeconfig, "get", "configmap", name, "-n", namespace)
     deployment = kubectl_json(kubeconfig, "get", "deployment", name, "-n", namespace)
     args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    local_args = [arg for arg in args if not arg.startswith(("--config", "--liveness"))]
+    local_args = [arg for arg in args if not arg.startswith(("--config", "--liveness", "--metrics"))]
     return yaml.safe_load(config_map["data"]["config.yaml"]), local_args
