@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from filecleanup.config import HttpStorageConfig
 from filecleanup.storage.base import ChunkResult, StorageUnavailable
+from filecleanup.storage.transport import BatchDeleteTransport
 
 UNAVAILABLE_STATUSES = {HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS}
 # Bad credentials are the operator's problem, not the keys': wait for them to be fixed.
@@ -69,32 +70,13 @@ class HttpStorage:
     def __init__(self, name: str, config: HttpStorageConfig) -> None:
         self.name = name
         self._url = str(config.url)
-        self._read_timeout = config.read_timeout_seconds
         self._token = _TokenFile(config.token_file) if config.token_file else None
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout_seconds,
-                read=config.read_timeout_seconds,
-                write=config.read_timeout_seconds,
-                pool=None,  # the caller bounds concurrency to the pool size
-            ),
-            limits=httpx.Limits(
-                max_connections=config.max_concurrent_requests,
-                max_keepalive_connections=config.max_concurrent_requests,
-            ),
-        )
+        self._transport = BatchDeleteTransport(name, config)
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         headers = self._token.header() if self._token else {}
-        try:
-            reply = await self._client.post(self._url, json={"keys": list(keys)}, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            raise StorageUnavailable(f"cannot connect to storage {self.name}: {error}") from error
-        except httpx.ReadTimeout:
-            return ChunkResult.all_failed(keys, f"no reply within {self._read_timeout:g} s: outcome unknown")
-        except httpx.TransportError as error:
-            return ChunkResult.all_failed(keys, f"call failed: {type(error).__name__}: {error}")
-        return self._result(keys, reply)
+        reply = await self._transport.post(self._url, keys, json={"keys": list(keys)}, headers=headers)
+        return reply if isinstance(reply, ChunkResult) else self._result(keys, reply)
 
     def _result(self, keys: Sequence[str], reply: httpx.Response) -> ChunkResult:
         if reply.status_code in UNAVAILABLE_STATUSES:
@@ -114,7 +96,7 @@ class HttpStorage:
         return ChunkResult.from_reply(keys, parsed.deleted, errors)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
 
 def _first_line(error: Exception) -> str:

@@ -32,6 +32,7 @@ from botocore.session import Session
 from filecleanup.config import S3StorageConfig
 from filecleanup.storage.base import ChunkResult, StorageUnavailable
 from filecleanup.storage.http import parse_retry_after
+from filecleanup.storage.transport import BatchDeleteTransport
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -87,18 +88,7 @@ class S3Storage:
         self._credentials_source = self._session(config).get_credentials
         self._credentials: Credentials | None = None
         self._credentials_lock = asyncio.Lock()  # resolve the chain once, not once per chunk in flight
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout_seconds,
-                read=config.read_timeout_seconds,
-                write=config.read_timeout_seconds,
-                pool=None,
-            ),
-            limits=httpx.Limits(
-                max_connections=config.max_concurrent_requests,
-                max_keepalive_connections=config.max_concurrent_requests,
-            ),
-        )
+        self._transport = BatchDeleteTransport(name, config)
 
     @staticmethod
     def _session(config: S3StorageConfig) -> Session:
@@ -145,17 +135,9 @@ class S3Storage:
             },
         )
         S3SigV4Auth(await self._frozen_credentials(), "s3", self._config.region).add_auth(request)
-        try:
-            reply = await self._client.post(self._url, content=body, headers=dict(request.headers.items()))
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            raise StorageUnavailable(f"cannot connect to storage {self.name}: {error}") from error
-        except httpx.ReadTimeout:
-            return ChunkResult.all_failed(
-                keys, f"no reply within {self._config.read_timeout_seconds:g} s: outcome unknown"
-            )
-        except httpx.TransportError as error:
-            return ChunkResult.all_failed(keys, f"call failed: {type(error).__name__}: {error}")
-        return self._result(keys, reply)
+        headers = dict(request.headers.items())
+        reply = await self._transport.post(self._url, keys, content=body, headers=headers)
+        return reply if isinstance(reply, ChunkResult) else self._result(keys, reply)
 
     def _result(self, keys: Sequence[str], reply: httpx.Response) -> ChunkResult:
         status = reply.status_code
@@ -182,4 +164,4 @@ class S3Storage:
         return ChunkResult.from_reply(keys, confirmed, by_key)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
