@@ -116,12 +116,11 @@ class Engine:
             case reconcile.Wait(seconds):
                 return seconds
             case reconcile.Reject(reason, message):
-                storage = context.spec.storage or self._config.default_storage
                 await context.sink.write(
                     reconcile.rejected_status(
                         context.status,
                         spec=context.spec,
-                        storage=storage,
+                        storage=storage_name,
                         reject=action,
                         generation=context.generation,
                         now=now,

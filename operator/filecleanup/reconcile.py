@@ -28,7 +28,7 @@ from filecleanup.models import (
     FileCleanupStatus,
     Phase,
 )
-from filecleanup.storage.base import ChunkResult
+from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult
 
 JITTER_FRACTION = 0.2
 MAX_RETRY_AFTER_SECONDS = 3600.0
@@ -64,8 +64,7 @@ def backoff_delay(backoff: Backoff, retry_round: int, jitter: float) -> float:
 
     ``jitter`` is a sample from [0, 1); it shortens the delay by up to 20 %, so the cap still holds.
     """
-    base = min(float(backoff.max_seconds), backoff.initial_seconds * 2.0 ** max(0, retry_round - 1))
-    return base * (1.0 - JITTER_FRACTION * jitter)
+    return _capped_with_jitter(backoff, backoff.initial_seconds * 2.0 ** max(0, retry_round - 1), jitter)
 
 
 def unavailable_delay(
@@ -78,8 +77,12 @@ def unavailable_delay(
     """
     if retry_after is not None:
         return min(max(0.0, retry_after), MAX_RETRY_AFTER_SECONDS)
-    base = min(float(backoff.max_seconds), max(float(backoff.initial_seconds), unavailable_for))
-    return base * (1.0 - JITTER_FRACTION * jitter)
+    return _capped_with_jitter(backoff, max(float(backoff.initial_seconds), unavailable_for), jitter)
+
+
+def _capped_with_jitter(backoff: Backoff, seconds: float, jitter: float) -> float:
+    """At most ``backoff.max_seconds``, then shortened by up to 20 % (``jitter`` is from [0, 1))."""
+    return min(float(backoff.max_seconds), seconds) * (1.0 - JITTER_FRACTION * jitter)
 
 
 @dataclass
@@ -167,7 +170,7 @@ class Progress:
                 self.deleted += 1
                 self.earlier_errors.pop(index, None)
             else:
-                error = result.failed.get(key, "not confirmed as deleted by the storage")
+                error = result.failed.get(key, NOT_CONFIRMED)
                 self.failed[index] = error[:MAX_ERROR_LENGTH]
         if result.whole_call_failed:
             self.whole_call_failures += 1

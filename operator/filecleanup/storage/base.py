@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from filecleanup.metrics import Metrics
 
 
+NOT_CONFIRMED = "not confirmed as deleted by the storage"
+
+
 class StorageUnavailable(Exception):  # noqa: N818  (the name is the public contract)
     """The whole call failed for reasons that are not the keys' fault: nothing is known deleted.
 
@@ -39,11 +42,7 @@ class ChunkResult:
         """Only a requested key that the storage confirmed counts as deleted; the rest failed."""
         wanted = set(requested)
         deleted = frozenset(wanted.intersection(confirmed))
-        failed = {
-            key: errors.get(key) or "not confirmed as deleted by the storage"
-            for key in wanted
-            if key not in deleted
-        }
+        failed = {key: errors.get(key) or NOT_CONFIRMED for key in wanted if key not in deleted}
         return cls(deleted=deleted, failed=failed)
 
     @classmethod
