@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -68,6 +70,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def replica_identity() -> str:
+    """Who this replica is to its peers: the pod's name (the chart sets POD_NAME through the downward
+    API), else the host and process. Never the user name: in a container, an arbitrary UID has no
+    passwd entry, and Kopf's own fallback (``getpass.getuser()``) then crashes at start-up."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -84,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     # One line per storage call is noise; the engine logs what matters per object.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     kopf.run(
+        identity=replica_identity(),  # type: ignore[arg-type]  # a NewType of str kopf does not export
         standalone=args.peering is None,
         peering_name=args.peering,
         # The earlier a replica started, the higher its priority: a restarted one never preempts the one

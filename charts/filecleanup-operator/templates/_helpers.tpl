@@ -43,8 +43,13 @@ app.kubernetes.io/part-of: filecleanup
 {{- end }}
 {{- end }}
 
+{{/* repository:tag, or repository@digest when a digest is given (it pins the exact image). */}}
 {{- define "filecleanup.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The namespaces a namespaced install acts in; it must name at least one. */}}
