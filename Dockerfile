@@ -1,21 +1,28 @@
-# syntax=docker/dockerfile:1
-# The operator image: dependencies pinned by hash from requirements.lock, no build tools in the final
-# stage, a non-root user, and a root filesystem that may be mounted read-only.
+# The operator image: dependencies pinned by hash from requirements.lock, no build tools and no pip in
+# the final stage, any non-root UID (no passwd entry needed), a root filesystem that may be read-only.
+# `make image` builds it (tools/image/image.sh); see the README, "The image".
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY requirements.lock /tmp/requirements.lock
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-deps --require-hashes --only-binary=:all: -r /tmp/requirements.lock
+# .build/pip-ca.crt (optional, build stage only): the CA bundle pip trusts where the registries sit
+# behind a TLS-inspecting proxy; image.sh puts the machine's bundle there.
+COPY requirements.lock .build/pip-ca.crt* /tmp/build/
+RUN if [ -s /tmp/build/pip-ca.crt ]; then export PIP_CERT=/tmp/build/pip-ca.crt; fi \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-deps --require-hashes --only-binary=:all: -r /tmp/build/requirements.lock \
+    && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
+COPY tools/image/prune_site_packages.py /tmp/build/
+RUN /opt/venv/bin/python /tmp/build/prune_site_packages.py /opt/venv
 COPY operator/filecleanup /opt/app/filecleanup
 RUN /opt/venv/bin/python -m compileall -q /opt/app
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="filecleanup-operator" \
       org.opencontainers.image.description="Deletes the storage keys listed in FileCleanup resources" \
+      org.opencontainers.image.source="https://github.com/filecleanup/filecleanup-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/app /opt/app
@@ -23,7 +30,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# 65532: the conventional "nonroot" user; the chart's securityContext uses the same IDs.
+# 65532: the conventional "nonroot" user; the chart's securityContext uses the same IDs. Numeric, so
+# that the kubelet can check runAsNonRoot against it.
 USER 65532:65532
-EXPOSE 8080
+EXPOSE 8080 9090
 ENTRYPOINT ["python", "-m", "filecleanup"]

@@ -10,6 +10,7 @@ UV := $(TOOLS)/uv/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER_DIR ?= .cluster
+IMAGE ?= filecleanup/filecleanup-operator:dev
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
@@ -58,6 +59,18 @@ helm: ## build (once) and cache helm
 .PHONY: test
 test: venv control-plane helm ## unit and integration tests (starts its own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: image
+image: ## build the operator image (IMAGE=...); starts Debian's dockerd if no engine answers
+	tools/image/image.sh build $(IMAGE)
+
+.PHONY: e2e
+e2e: venv control-plane helm image ## end-to-end: the image run as the chart's pod, in a private network namespace
+	FILECLEANUP_IMAGE=$(IMAGE) tools/e2e/sandbox.sh $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: engine-down
+engine-down: ## stop the Docker engine that `make image` started, if it did
+	tools/image/image.sh engine-down
 
 .PHONY: bench
 bench: venv control-plane ## benchmarks: a table of ratios, JSON in bench/results/ (BENCH_ARGS=--quick)

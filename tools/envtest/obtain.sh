@@ -4,6 +4,9 @@
 #
 #   tools/envtest/obtain.sh control-plane   -> prints a directory with kube-apiserver and etcd
 #   tools/envtest/obtain.sh helm            -> prints the path of a helm binary
+#   tools/envtest/obtain.sh pause           -> prints the path of a static pause binary (a pod sandbox)
+#   tools/envtest/obtain.sh node            -> prints a directory with kubelet, kube-controller-manager
+#                                              and kube-scheduler (make node)
 #
 # KUBEBUILDER_ASSETS (controller-runtime's convention) names a directory of binaries the user
 # already has; it wins when it holds both kube-apiserver and etcd.
@@ -54,6 +57,53 @@ control_plane() {
     echo "$dir"
 }
 
+# Builds Kubernetes commands from the pinned module into $1, stamped with the version.
+build_kubernetes() {
+    local dir=$1 minor=${kubernetes_version#v1.} command
+    shift
+    minor=${minor%%.*}
+    local stamp="k8s.io/component-base/version"
+    local ldflags="-s -w -X $stamp.gitVersion=$kubernetes_version -X $stamp.gitMajor=1 -X $stamp.gitMinor=$minor"
+    ldflags+=" -X $stamp.buildDate=1970-01-01T00:00:00Z"
+    for command in "$@"; do
+        (
+            cd "$here"
+            CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -tags providerless -ldflags "$ldflags" \
+                -o "$dir/$command" "k8s.io/kubernetes/cmd/$command"
+        )
+    done
+}
+
+node_binaries() {
+    local dir="$cache_root/envtest/node-$kubernetes_version"
+    if [[ -x "$dir/kubelet" && -x "$dir/kube-controller-manager" && -x "$dir/kube-scheduler" ]]; then
+        echo "$dir"
+        return
+    fi
+    need_go
+    log "building kubelet, kube-controller-manager and kube-scheduler $kubernetes_version into $dir (minutes, once)"
+    local started=$SECONDS
+    mkdir -p "$dir.partial"
+    build_kubernetes "$dir.partial" kubelet kube-controller-manager kube-scheduler
+    rm -rf "$dir" && mv "$dir.partial" "$dir"
+    log "built in $((SECONDS - started)) s"
+    echo "$dir"
+}
+
+# The pod sandbox's pause process, from the Kubernetes module's own source: no image registry needed.
+pause_binary() {
+    local dir="$cache_root/envtest/pause-$kubernetes_version"
+    if [[ ! -x "$dir/pause" ]]; then
+        need_go
+        local module
+        module=$(cd "$here" && GOFLAGS=-mod=mod go mod download -json k8s.io/kubernetes | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+        mkdir -p "$dir"
+        gcc -Os -static -DVERSION="$kubernetes_version" -o "$dir/pause.partial" "$module/build/pause/linux/pause.c"
+        mv "$dir/pause.partial" "$dir/pause"
+    fi
+    echo "$dir/pause"
+}
+
 helm_binary() {
     if command -v helm >/dev/null && helm version --short 2>/dev/null | grep -q '^v3\.'; then
         command -v helm
@@ -78,5 +128,7 @@ helm_binary() {
 case "${1:-}" in
     control-plane) control_plane ;;
     helm) helm_binary ;;
-    *) echo "usage: $0 control-plane|helm" >&2; exit 2 ;;
+    node) node_binaries ;;
+    pause) pause_binary ;;
+    *) echo "usage: $0 control-plane|helm|node|pause" >&2; exit 2 ;;
 esac
