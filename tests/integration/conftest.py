@@ -1,27 +1,21 @@
-"""Integration fixtures: a real kube-apiserver + etcd on loopback, one per test session."""
+"""Integration fixtures: the reference storage server and one operator process for the suite (the
+control plane comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client, config
 from kubernetes.aio import config as aio_config
 
-from controlplane import ControlPlane, obtain_binaries
 from filecleanup.client import FileCleanupClient
 from filecleanup.testing.processes import OperatorProcess
 from filecleanup.testing.storages import StorageProcess
 from tests.kube import Kube
 
 MAX_CONCURRENT_REQUESTS = 4
-
-OBTAIN_SCRIPT = Path(__file__).parents[2] / "tools" / "envtest" / "obtain.sh"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,55 +24,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private control plane, or the cluster in FILECLEANUP_TEST_KUBECONFIG when that is set.
-
-    A plain KUBECONFIG is deliberately not used: it often points at a real cluster.
-    """
-    given = os.environ.get("FILECLEANUP_TEST_KUBECONFIG")
-    if given:
-        yield Path(given)
-        return
-    plane = ControlPlane(tmp_path_factory.mktemp("control-plane"))
-    plane.start(obtain_binaries())
-    try:
-        yield plane.kubeconfig
-    finally:
-        plane.stop()
-
-
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    """The helm binary, built once and cached by obtain.sh (as `make helm` does)."""
-    output = subprocess.run(
-        [str(OBTAIN_SCRIPT), "helm"], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
-    return Path(output.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="session")
-def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
-    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    try:
-        yield api
-    finally:
-        api.close()
-
-
-@pytest.fixture(scope="session")
-def kube(api_client: client.ApiClient) -> Kube:
-    return Kube(api_client)
-
-
-CRD_FILE = Path(__file__).parents[2] / "crds" / "filecleanup.dev_filecleanups.yaml"
-
-
-@pytest.fixture(scope="session")
-def crd(kube: Kube) -> None:
-    kube.apply_crd(yaml.safe_load(CRD_FILE.read_text()))
 
 
 @pytest.fixture(scope="session")

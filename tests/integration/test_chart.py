@@ -4,8 +4,6 @@ ServiceAccount runs the operator, least-privilege RBAC, and a CRD that survives 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from filecleanup.testing.chart import installed_operator, service_account_kubeco
 from filecleanup.testing.processes import OperatorProcess
 from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
+from tests.commands import Cli, set_flags
 from tests.kube import Kube
 
 CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
@@ -49,41 +48,9 @@ SERVICE_MONITOR_CRD: dict[str, Any] = {
 }
 
 
-class Cli:
-    def __init__(self, helm: Path, kubeconfig: Path) -> None:
-        self.helm_binary = helm
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-
-    def run(
-        self, *argv: str, stdin: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=self.env, check=False)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(argv[:3])} failed ({result.returncode}):\n{result.stderr}")
-        return result
-
-    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run(str(self.helm_binary), *args, check=check)
-
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return self.run("kubectl", *args, stdin=stdin, check=check)
-
-    def can_i(self, service_account: str, *args: str) -> bool:
-        result = self.kubectl(
-            "auth", "can-i", f"--as=system:serviceaccount:{service_account}", *args, check=False
-        )
-        return result.stdout.strip() == "yes"
-
-
 @pytest.fixture(scope="module")
 def cli(helm: Path, kubeconfig: Path, crd: None) -> Cli:
     return Cli(helm, kubeconfig)
-
-
-def set_flags(values: dict[str, str]) -> list[str]:
-    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 
 
 NAMESPACED = {"scope": "namespaced"}

@@ -18,7 +18,7 @@ from kubernetes.aio import config as aio_config
 from controlplane import ControlPlane, obtain_binaries
 from filecleanup.client import ALBUM_LABEL, FileCleanupClient
 from filecleanup.outbox import TABLE, Connection, Dialect, Relay, State, create_table, enqueue
-from tests.integration.conftest import CRD_FILE
+from tests.conftest import CRD_FILE
 from tests.kube import Kube
 from tests.postgres import PostgresServer
 

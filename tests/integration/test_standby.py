@@ -11,7 +11,8 @@ import yaml
 from filecleanup.testing.processes import OperatorProcess
 from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
-from tests.integration.conftest import CRD_FILE, operator_config
+from tests.conftest import CRD_FILE
+from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest
 
 PEERING_CRDS = CRD_FILE.with_name("kopf.dev_peerings.yaml")
