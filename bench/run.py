@@ -32,7 +32,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from controlplane import ControlPlane, obtain_binaries
+from controlplane import ApiServerOptions, ControlPlane, obtain_binaries
 from filecleanup.config import HttpStorageConfig
 from filecleanup.metrics import Metrics
 from filecleanup.models import GROUP, PLURAL, VERSION
@@ -76,10 +76,12 @@ class Bench:
         self.audit_log = workdir / "audit.log"
         policy = workdir / "audit-policy.yaml"
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
-        os.environ["FILECLEANUP_APISERVER_FLAGS"] = (
-            f"--audit-policy-file={policy} --audit-log-path={self.audit_log} --audit-log-maxsize=0"
+        audit = (
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-maxsize=0",
         )
-        self.plane = ControlPlane(workdir / "plane")
+        self.plane = ControlPlane(workdir / "plane", ApiServerOptions(extra_flags=audit))
         self.plane.start(obtain_binaries())
         self.api = config.new_client_from_config(config_file=str(self.plane.kubeconfig))  # type: ignore[no-untyped-call]
         self.objects = client.CustomObjectsApi(self.api)

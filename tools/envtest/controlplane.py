@@ -25,8 +25,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
@@ -52,6 +52,19 @@ def obtain_binaries() -> Path:
         [str(OBTAIN_SCRIPT), "control-plane"], check=True, stdout=subprocess.PIPE, text=True
     ).stdout
     return Path(output.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class ApiServerOptions:
+    """Where and how kube-apiserver serves. The defaults are envtest's: loopback only, and no
+    ServiceAccount admission, since without a controller-manager no ServiceAccount would exist for a pod.
+    A node (tools/node) serves on every address of its own network namespace, on 443."""
+
+    bind_address: str = "127.0.0.1"
+    advertise_address: str = "127.0.0.1"
+    port: int | None = None  # None: a free port
+    service_account_admission: bool = False
+    extra_flags: Sequence[str] = field(default_factory=tuple)  # e.g. an audit policy for benchmarks
 
 
 @dataclass
@@ -220,8 +233,9 @@ def stop_pid(pid: int) -> None:
 class ControlPlane:
     """etcd and kube-apiserver with their data, certificates and logs under ``workdir``."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, options: ApiServerOptions | None = None) -> None:
         self.workdir = workdir.resolve()
+        self.options = options or ApiServerOptions()
         self.pki = self.workdir / "pki"
         self.kubeconfig = self.workdir / "kubeconfig"
         self.state_file = self.workdir / "state.json"
@@ -246,7 +260,7 @@ class ControlPlane:
     ) -> ClusterState:
         self.workdir.mkdir(parents=True, exist_ok=True)
         write_pki(self.pki)
-        api_port = api_port or free_port()
+        api_port = api_port or self.options.port or free_port()
         etcd_port = etcd_port or free_port()
         etcd_peer_port = free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -299,8 +313,8 @@ class ControlPlane:
             [
                 str(binaries / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{state.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.options.bind_address}",
+                f"--advertise-address={self.options.advertise_address}",
                 f"--secure-port={state.api_port}",
                 f"--cert-dir={self.pki}",
                 f"--tls-cert-file={self.pki / 'apiserver.crt'}",
@@ -312,11 +326,15 @@ class ControlPlane:
                 f"--service-account-signing-key-file={self.pki / 'sa.key'}",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--authorization-mode=RBAC",
-                "--disable-admission-plugins=ServiceAccount",
+                *(
+                    []
+                    if self.options.service_account_admission
+                    else ["--disable-admission-plugins=ServiceAccount"]
+                ),
                 "--allow-privileged=true",
                 # The default reconciler refuses a loopback advertise address.
                 "--endpoint-reconciler-type=none",
-                *self.extra_apiserver_flags(),
+                *self.options.extra_flags,
             ],
         )
         state.apiserver_pid = apiserver.pid
@@ -325,10 +343,6 @@ class ControlPlane:
 
     def _save(self, state: ClusterState) -> None:
         self.state_file.write_text(json.dumps(asdict(state)) + "\n")
-
-    def extra_apiserver_flags(self) -> list[str]:
-        """Flags from FILECLEANUP_APISERVER_FLAGS (space-separated), e.g. an audit policy for benchmarks."""
-        return os.environ.get("FILECLEANUP_APISERVER_FLAGS", "").split()
 
     def stop(self, state: ClusterState | None = None) -> None:
         state = state or self.load_state()
