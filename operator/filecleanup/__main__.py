@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
-import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import kopf
+from aiohttp import web
 
-from filecleanup.config import CONFIG_ENV, ConfigError, load_config
+from filecleanup import kube
+from filecleanup.config import CONFIG_ENV, ConfigError, OperatorConfig, load_config
+from filecleanup.leader import LeaderElector, LeaseTiming, LostLease
+from filecleanup.metrics import Metrics
+from filecleanup.runtime import Runtime
+
+logger = logging.getLogger("filecleanup")
+EXIT_LOST_LEASE = 1
+EXIT_BAD_SETUP = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,39 +64,65 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-format", choices=["plain", "json"], default="plain", help="log line format (default: plain)"
     )
-    parser.add_argument(
-        "--peering",
-        metavar="NAME",
-        help=(
-            "run as one of several replicas: only the longest-running one works, the others stand by and "
-            "take over when it stops (Kopf peering, through the KopfPeering or ClusterKopfPeering NAME)"
-        ),
+    election = parser.add_argument_group(
+        "leader election",
+        "With several replicas, only the one holding a coordination.k8s.io Lease works; the others stand "
+        "by and take over when it stops (at once) or dies (after the lease duration).",
     )
-    parser.add_argument(
-        "--peering-lifetime",
-        type=int,
-        default=60,
+    election.add_argument("--leader-elect", action="store_true", help="work only while holding the Lease")
+    election.add_argument(
+        "--leader-election-id", default="filecleanup-operator", metavar="NAME", help="the Lease's name"
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE"),
+        metavar="NAMESPACE",
+        help="the Lease's namespace (default: $POD_NAMESPACE, the pod's own)",
+    )
+    election.add_argument(
+        "--lease-duration",
+        type=float,
+        default=LeaseTiming.duration_seconds,
         metavar="SECONDS",
-        help="how long a replica that stopped answering is still taken for alive (default: %(default)s)",
+        help="how long a Lease not renewed is still taken for held (default: %(default)s)",
+    )
+    election.add_argument(
+        "--renew-deadline",
+        type=float,
+        default=LeaseTiming.renew_deadline_seconds,
+        metavar="SECONDS",
+        help="how long the holder keeps working without renewing, before it exits (default: %(default)s)",
+    )
+    election.add_argument(
+        "--retry-period",
+        type=float,
+        default=LeaseTiming.retry_period_seconds,
+        metavar="SECONDS",
+        help="how often candidates try and the holder renews (default: %(default)s)",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.leader_elect and not args.leader_election_namespace:
+        parser.error("--leader-elect needs --leader-election-namespace (or POD_NAMESPACE)")
+    return args
 
 
 def replica_identity() -> str:
-    """Who this replica is to its peers: the pod's name (the chart sets POD_NAME through the downward
-    API), else the host and process. Never the user name: in a container, an arbitrary UID has no
-    passwd entry, and Kopf's own fallback (``getpass.getuser()``) then crashes at start-up."""
-    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    """Who this process is to its peers, as client-go builds it: the pod's name (the chart sets
+    POD_NAME through the downward API) or the host, and a random suffix, so that a container restarted
+    in the same pod is a new candidate, not the dead holder. Never the user name: in a container, an
+    arbitrary UID has no passwd entry, and Kopf's own fallback (``getpass.getuser()``) crashes."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = load_config(args.config)
-    except ConfigError as error:
+        timing = LeaseTiming(args.lease_duration, args.renew_deadline, args.retry_period)
+    except (ConfigError, ValueError) as error:
         print(f"filecleanup-operator: {error}", file=sys.stderr)  # noqa: T201
-        return 2
+        return EXIT_BAD_SETUP
     import filecleanup.handlers  # noqa: F401, PLC0415  (registers the handlers)
 
     kopf.configure(
@@ -92,25 +131,110 @@ def main(argv: list[str] | None = None) -> int:
     )
     # One line per storage call is noise; the engine logs what matters per object.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    kopf.run(
-        identity=replica_identity(),  # type: ignore[arg-type]  # a NewType of str kopf does not export
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        # The earlier a replica started, the higher its priority: a restarted one never preempts the one
-        # at work, and stands by instead.
-        priority=-time.time_ns() // 1_000_000,
-        clusterwide=not args.namespaces,
-        namespaces=args.namespaces or (),
-        liveness_endpoint=None if args.liveness == "off" else f"http://{args.liveness}/healthz",
-        memo=kopf.Memo(
-            config=config,
-            peering_lifetime=args.peering_lifetime if args.peering else None,
-            clusterwide=not args.namespaces,
-            metrics_address=None if args.metrics == "off" else args.metrics,
-            watches_namespace_globs=any(set("*?[") & set(namespace) for namespace in args.namespaces or ()),
-        ),
-    )
+    return asyncio.run(run(args, config, timing))
+
+
+async def run(args: argparse.Namespace, config: OperatorConfig, timing: LeaseTiming) -> int:
+    """Serve liveness and metrics at once (a standby is alive too), wait for the Lease if elected,
+    then run Kopf until SIGTERM or until the Lease is lost."""
+    metrics = Metrics()
+    if args.metrics != "off":
+        try:
+            metrics.serve(args.metrics)
+        except OSError as error:  # a port in use will not free itself: stop with the reason
+            print(f"filecleanup-operator: cannot serve metrics at {args.metrics}: {error}", file=sys.stderr)  # noqa: T201
+            return EXIT_BAD_SETUP
+    identity = replica_identity()
+    elector: LeaderElector | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        if args.liveness != "off":
+            await stack.enter_async_context(
+                liveness_server(args.liveness, lambda: elector is None or elector.holding)
+            )
+        if args.leader_elect:
+            api = await kube.connect()
+            stack.push_async_callback(api.close)
+            elector = LeaderElector(
+                api, args.leader_election_namespace, args.leader_election_id, identity, timing
+            )
+            stack.push_async_callback(elector.release)
+            if not await until_stopped(elector.acquire()):
+                return 0
+            metrics.leader.set(1)
+        operator = asyncio.create_task(
+            kopf.operator(
+                identity=identity,  # type: ignore[arg-type]  # a NewType of str kopf does not export
+                standalone=True,  # one replica works: the Lease decides which
+                clusterwide=not args.namespaces,
+                namespaces=args.namespaces or (),
+                memo=Runtime(
+                    config=config,
+                    metrics=metrics,
+                    watches_namespace_globs=any(set("*?[") & set(ns) for ns in args.namespaces or ()),
+                ),
+            )
+        )
+        if elector is None:
+            metrics.leader.set(1)
+            await operator
+            return 0
+        holding = asyncio.create_task(elector.hold())
+        await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
+        if not holding.done():
+            holding.cancel()
+            await operator
+            return 0
+        lost = holding.exception()
+        logger.error("Stopping: %s", lost if isinstance(lost, LostLease) else repr(lost))
+        elector.holding = False  # not ours any more: nothing to release
+        metrics.leader.set(0)
+        # Cancelling Kopf is its own way to stop: a round in progress still lets its calls in flight
+        # finish and records them. (A stop flag would leave one of Kopf's waiters hanging for 5 s.)
+        operator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await operator
+        return EXIT_LOST_LEASE
     return 0
+
+
+async def until_stopped(work: Awaitable[None]) -> bool:
+    """Run ``work`` until it finishes (True) or SIGTERM/SIGINT arrives first (False)."""
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.create_task(stopped.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    return False
+
+
+@contextlib.asynccontextmanager
+async def liveness_server(address: str, leading: Callable[[], bool]) -> AsyncIterator[None]:
+    """``GET /healthz``: 200 while the event loop answers, with whether this replica leads."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "leader": leading()})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = address.rpartition(":")
+    await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()  # noqa: S104
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

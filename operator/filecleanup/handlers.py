@@ -7,17 +7,16 @@ from typing import Any
 import kopf
 
 from filecleanup import kube
-from filecleanup.config import OperatorConfig
 from filecleanup.engine import Engine, ObjectContext
-from filecleanup.metrics import Metrics
 from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
+from filecleanup.runtime import Clients, Runtime
 from filecleanup.storage import open_storages
 
 UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0
 
 
 @kopf.on.startup()
-async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     # Handler progress lives in status, not in annotations.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
     # Watching CRDs and namespaces at run time needs cluster-wide read access to both; discovery once
@@ -26,43 +25,32 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # On SIGTERM, cancel the handlers at once: a round then starts no new call, lets the calls in flight
     # finish and checkpoints them (engine.run_round), well within the pod's termination grace period.
     settings.queueing.exit_timeout = 0
-    if memo.peering_lifetime is not None:
-        settings.peering.mandatory = True  # a missing peering object is an error, not a silent solo run
-        settings.peering.lifetime = memo.peering_lifetime
-        settings.peering.clusterwide = memo.clusterwide
     # The diff-base must not copy spec.keys: a 10,000-key list would not fit in the 256 KiB that all
     # annotations of an object share. Keys are immutable (a CEL rule), so nothing is lost.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration", ignored_fields=["spec.keys"]
     )
-    config: OperatorConfig = memo.config
-    memo.metrics = Metrics()
-    if memo.metrics_address:
-        try:
-            memo.metrics.serve(memo.metrics_address)
-        except OSError as error:  # a port in use will not free itself: stop with the reason
-            raise kopf.PermanentError(f"cannot serve metrics at {memo.metrics_address}: {error}") from error
-    memo.storages = open_storages(config, memo.metrics)
-    memo.api = await kube.connect()
-    if not await kube.serves_filecleanups(memo.api):
+    storages = open_storages(memo.config, memo.metrics)
+    api = await kube.connect()
+    memo.opened = Clients(api, storages, Engine(memo.config, storages, memo.metrics))
+    if not await kube.serves_filecleanups(api):
         # Fail and let the pod restart: serving nothing while looking healthy helps nobody.
         raise kopf.PermanentError(
             f"the API server does not serve {PLURAL}.{GROUP}/{VERSION}; install the CRD"
         )
-    memo.engine = Engine(config, memo.storages, memo.metrics)
 
 
 @kopf.on.cleanup()
-async def stop(memo: kopf.Memo, **_: Any) -> None:
-    for storage in memo.storages.values():
+async def stop(memo: Runtime, **_: Any) -> None:
+    if memo.opened is None:
+        return
+    for storage in memo.opened.storages.values():
         await storage.aclose()
-    await memo.api.close()
+    await memo.opened.api.close()  # type: ignore[no-untyped-call]
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def count_phases(
-    event: kopf.RawEvent, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
-) -> None:
+async def count_phases(event: kopf.RawEvent, uid: str, status: kopf.Status, memo: Runtime, **_: Any) -> None:
     if event["type"] == "DELETED":
         memo.metrics.objects.gone(uid)
     else:
@@ -81,7 +69,7 @@ async def delete_keys(
     meta: kopf.Meta,
     namespace: str | None,
     name: str,
-    memo: kopf.Memo,
+    memo: Runtime,
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
@@ -93,10 +81,10 @@ async def delete_keys(
         status=FileCleanupStatus.model_validate(dict(status)),
         namespace=namespace or "",
         generation=meta.get("generation"),
-        sink=kube.ObjectStatusSink(memo.api, namespace or "", name),
+        sink=kube.ObjectStatusSink(memo.clients.api, namespace or "", name),
         post_event=post_event,
         logger=logger,
     )
-    delay = await memo.engine.run(context)
+    delay = await memo.clients.engine.run(context)
     if delay is not None:
         raise kopf.TemporaryError(f"next run in {delay:.1f} s", delay=delay)

@@ -75,6 +75,11 @@ class Metrics:
             ["storage"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "filecleanup_leader",
+            "1 while this replica holds the leader election Lease (or runs without election), else 0",
+            registry=self.registry,
+        )
         self.objects = ObjectPhases()
         self.registry.register(self.objects)
 

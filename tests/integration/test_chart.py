@@ -23,7 +23,6 @@ from tests.kube import Kube
 
 CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
 CRD_NAME = "filecleanups.filecleanup.dev"
-PEERING_CRDS = CHART.parents[1] / "crds" / "kopf.dev_peerings.yaml"
 
 # A stand-in for prometheus-operator's CRD, so that a ServiceMonitor can be dry-run here.
 SERVICE_MONITOR_CRD: dict[str, Any] = {
@@ -128,8 +127,19 @@ def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_securi
         "apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", "-", stdin=rendered
     )
     assert "PodSecurity" not in result.stderr  # no "would violate PodSecurity restricted" warning
+    roles = {
+        (doc["metadata"]["namespace"], doc["metadata"]["name"])
+        for doc in yaml.safe_load_all(rendered)
+        if doc and doc["kind"] == "Role"
+    }
+    # Leader election and the `helm test` check: in the release's namespace only, whatever the scope.
+    assert {
+        (release_namespace, "fc-filecleanup-operator-leader-election"),
+        (release_namespace, "fc-filecleanup-operator-test"),
+    } <= roles
     if values.get("scope") == "namespaced":
-        assert kinds.count("Role") == kinds.count("RoleBinding") == 2
+        assert {namespace for namespace, _ in roles} == {release_namespace, *watched}
+        assert kinds.count("Role") == kinds.count("RoleBinding") == 4
         assert {"PodDisruptionBudget", "ServiceMonitor"} <= set(kinds)
         assert "ClusterRole" not in kinds
         config = next(doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "ConfigMap")
@@ -164,7 +174,7 @@ def release(cli: Cli, kube: Kube) -> Iterator[tuple[str, str]]:
     cli.helm("uninstall", "fc", "-n", namespace, check=False)
 
 
-@pytest.mark.parametrize(("scope", "replicas"), [("namespaced", 1), ("cluster-wide", 1), ("namespaced", 2)])
+@pytest.mark.parametrize("scope", ["namespaced", "cluster-wide"])
 def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixtures)
     cli: Cli,
     kube: Kube,
@@ -173,15 +183,11 @@ def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixt
     tmp_path: Path,
     release: tuple[str, str],
     scope: str,
-    replicas: int,
 ) -> None:
     namespace, name = release
     watched = kube.create_namespace("albums")
-    for document in yaml.safe_load_all(PEERING_CRDS.read_text()):
-        kube.apply_crd(document)
     values = {
         "scope": scope,
-        "replicaCount": str(replicas),
         "crds.enabled": "false",  # the suite's CRD is already there, not owned by this release
         "config.storages.photos.url": storage.url,
         "fullnameOverride": name,
@@ -198,7 +204,7 @@ def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixt
         assert not any(arg.startswith("--namespace") for arg in args)
         args.append(f"--namespace={watched}")  # keep clear of the other tests' objects
     else:
-        assert args[-1] == f"--namespace={watched}"
+        assert f"--namespace={watched}" in args
     operator = OperatorProcess(tmp_path, account_kubeconfig, config, [])
     operator.start(*args)
     try:
@@ -210,19 +216,14 @@ def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixt
             return {} if not kube.list_objects(API_VERSION, KIND, watched) else None
 
         kube.wait_for("the TTL deletion, which needs the delete verb", deleted)
-        peers_seen = (
-            len(kube.get("kopf.dev/v1", "KopfPeering", name, namespace=watched).get("status") or {})
-            if replicas > 1
-            else 0
-        )
+        lease = kube.get("coordination.k8s.io/v1", "Lease", name, namespace=namespace)
     finally:
         operator.stop()
     log = operator.log_text()
     assert "status=403" not in log  # the API server refused nothing
     assert "Forbidden" not in log
-    if replicas > 1:
-        assert f"--peering={name}" in args
-        assert peers_seen == 1  # the replica recorded itself in the KopfPeering, through its own RBAC
+    assert "--leader-elect" in args
+    assert lease["spec"]["holderIdentity"]  # the replica took its Lease through its own RBAC
     assert [reason for _, reason, _ in kube.events(watched, "album-9")] == ["Completed"]
 
 
@@ -318,10 +319,23 @@ def test_crd_is_upgraded_in_place_and_kept_on_uninstall(
     assert kube.get(API_VERSION, KIND, "keep-me", namespace=watched)["spec"]["keys"] == ["a"]
 
 
-def test_helm_test_hook_renders(cli: Cli) -> None:
-    rendered = cli.helm(
-        "template", "fc", str(CHART), "--show-only", "templates/tests/test-health.yaml"
-    ).stdout
-    pod = yaml.safe_load(rendered)
-    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert "http://fc-filecleanup-operator:8080/healthz" in pod["spec"]["containers"][0]["command"][-1]
+def test_helm_test_hook_checks_through_the_service_proxy_with_one_verb(cli: Cli) -> None:
+    rendered = cli.helm("template", "fc", str(CHART), "--show-only", "templates/tests/selfcheck.yaml").stdout
+    documents = {doc["kind"]: doc for doc in yaml.safe_load_all(rendered) if doc}
+    assert {doc["metadata"]["annotations"]["helm.sh/hook"] for doc in documents.values()} == {"test"}
+    pod = documents["Pod"]
+    assert pod["spec"]["containers"][0]["command"][:3] == ["python", "-m", "filecleanup.selfcheck"]
+    assert "--service=fc-filecleanup-operator" in pod["spec"]["containers"][0]["command"]
+    assert documents["Role"]["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["services/proxy"],
+            "resourceNames": ["fc-filecleanup-operator:health"],
+            "verbs": ["get"],
+        }
+    ]
+    service = yaml.safe_load(
+        cli.helm("template", "fc", str(CHART), "--show-only", "templates/service.yaml").stdout
+    )
+    selector = service["spec"]["selector"].items()
+    assert not selector <= pod["metadata"]["labels"].items()  # the Service never leads to the check itself

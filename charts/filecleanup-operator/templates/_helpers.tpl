@@ -35,6 +35,17 @@ app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: filecleanup
 {{- end }}
 
+{{/* The `helm test` resources: never matched by the operator's selector (Service, PDB, Deployment). */}}
+{{- define "filecleanup.testLabels" -}}
+helm.sh/chart: {{ include "filecleanup.chart" . }}
+app.kubernetes.io/name: {{ include "filecleanup.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: filecleanup
+{{- end }}
+
 {{- define "filecleanup.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "filecleanup.fullname" .) .Values.serviceAccount.name }}
@@ -78,18 +89,14 @@ app.kubernetes.io/part-of: filecleanup
   verbs: ["create"]
 {{- end }}
 
-{{/* Peering (a standby replica) is on with more than one replica. */}}
-{{- define "filecleanup.peering" -}}
-{{- if gt (int .Values.replicaCount) 1 }}{{ include "filecleanup.fullname" . }}{{ end }}
-{{- end }}
-
-{{/* What Kopf needs of its peering objects, for a standby replica. */}}
-{{- define "filecleanup.peeringRules" -}}
-- apiGroups: ["kopf.dev"]
-  resources: [{{ if eq .Values.scope "cluster-wide" }}"clusterkopfpeerings"{{ else }}"kopfpeerings"{{ end }}]
+{{/* Leader election: the operator's own Lease, in the release's namespace. */}}
+{{- define "filecleanup.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
   resourceNames: [{{ include "filecleanup.fullname" . | quote }}]
-  verbs: ["get", "patch"]
-- apiGroups: ["kopf.dev"]
-  resources: [{{ if eq .Values.scope "cluster-wide" }}"clusterkopfpeerings"{{ else }}"kopfpeerings"{{ end }}]
-  verbs: ["list", "watch"]
+  verbs: ["get", "update"]
+# The first replica creates it (a create cannot be limited to one name).
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
 {{- end }}

@@ -61,4 +61,6 @@ def installed_operator(kubeconfig: Path, namespace: str, name: str) -> tuple[dic
     deployment = kubectl_json(kubeconfig, "get", "deployment", name, "-n", namespace)
     args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     local_args = [arg for arg in args if not arg.startswith(("--config", "--liveness", "--metrics"))]
+    # What the downward API gives the pod (POD_NAMESPACE): the Lease lives in the release's namespace.
+    local_args.append(f"--leader-election-namespace={namespace}")
     return yaml.safe_load(config_map["data"]["config.yaml"]), local_args

@@ -1,0 +1,34 @@
+"""What the operator's handlers share, as Kopf's memo: the validated configuration and the metrics from
+the command line, and the clients the startup handler opens (and the cleanup handler closes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubernetes.aio import client
+
+from filecleanup.config import OperatorConfig
+from filecleanup.engine import Engine
+from filecleanup.metrics import Metrics
+from filecleanup.storage import Storage
+
+
+@dataclass
+class Clients:
+    api: client.ApiClient
+    storages: dict[str, Storage]
+    engine: Engine
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    metrics: Metrics
+    watches_namespace_globs: bool
+    opened: Clients | None = None
+
+    @property
+    def clients(self) -> Clients:
+        if self.opened is None:
+            raise RuntimeError("the operator's clients are used before the startup handler opened them")
+        return self.opened
