@@ -1,83 +1,49 @@
-"""End-to-end fixtures: the chart installed on a real control plane, and its operator pod run from the
-image exactly as the rendered Deployment says (tests/e2e/pods.py).
+"""The container suite: the chart installed on a real control plane, and its operator pod run from the
+image with `docker run`, exactly as the rendered Deployment says (pods.py).
 
-Everything runs inside the private network namespace that tools/e2e/sandbox.sh holds (`make e2e`): the
-control plane, the storages, the operator container and this test process, all on that namespace's
-loopback.
+Everything runs inside the private network namespace that tools/e2e/sandbox.sh holds: the control
+plane, the storages, the operator container and this test process. There is no controller-manager:
+this suite plays the endpoint controller for the Service (see ``release``).
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
-import json
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from tests.commands import Cli
-from tests.e2e.pods import Cluster, Manifest, Pod, RunningPod
 
 from controlplane import ControlPlane
-from filecleanup.testing.storages import Directory, MotoProcess, StorageProcess
+from tests.commands import Cli
+from tests.e2e.conftest import (
+    RELEASE_NAMESPACE,
+    SECRETS,
+    VOLUME_CLAIM,
+    Manifest,
+    Storages,
+    install,
+    rendered,
+    secret_data,
+)
+from tests.e2e.container.pods import Cluster, Pod, RunningPod
+from tests.kube import Kube
 
-CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
-RELEASE = "filecleanup"
-RELEASE_NAMESPACE = "filecleanup-system"
-DEFAULT_IMAGE = "filecleanup/filecleanup-operator:dev"
+# The sandbox's own address besides loopback (tools/e2e/sandbox.sh): the API server refuses to proxy to
+# loopback endpoints, and `helm test` reaches the operator through the API server's service proxy.
+POD_IP = "10.250.0.1"
 
 
 @pytest.fixture(scope="session")
 def sandbox() -> str:
     name = os.environ.get("FILECLEANUP_SANDBOX")
     if not name:
-        pytest.exit("the e2e suite runs inside the sandbox network namespace: run `make e2e`", returncode=2)
-    return name
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    name = os.environ.get("FILECLEANUP_IMAGE", DEFAULT_IMAGE)
-    found = subprocess.run(["docker", "image", "inspect", name], capture_output=True, check=False)
-    if found.returncode != 0:
         pytest.exit(
-            f"image {name} not found: run `make image` (or `make e2e`, which builds it)", returncode=2
+            "the container suite runs inside the sandbox network namespace: run `make e2e`", returncode=2
         )
     return name
-
-
-@pytest.fixture(scope="session")
-def cli(helm: Path, kubeconfig: Path) -> Cli:
-    return Cli(helm, kubeconfig)
-
-
-@dataclass
-class Storages:
-    http: StorageProcess
-    s3: MotoProcess
-    volume: Directory
-    token: str
-
-
-@pytest.fixture(scope="session")
-def storages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storages]:
-    workdir = tmp_path_factory.mktemp("storages")
-    token = "e2e-bearer-token-5c2a"  # the HTTP storage demands it; the pod reads it from a Secret
-    (workdir / "token").write_text(token)
-    http = StorageProcess(workdir, token_file=workdir / "token")
-    s3 = MotoProcess(workdir)
-    http.start()
-    s3.start()
-    try:
-        yield Storages(http, s3, Directory(workdir / "volume"), token)
-    finally:
-        http.stop()
-        s3.stop()
 
 
 @dataclass
@@ -91,8 +57,8 @@ class Release:
     network: str
     image: str
 
-    def find(self, kind: str, documents: list[Manifest] | None = None) -> Manifest:
-        return next(doc for doc in documents or self.documents if doc["kind"] == kind)
+    def find(self, kind: str) -> Manifest:
+        return next(doc for doc in self.documents if doc["kind"] == kind)
 
     def pod(self, name: str, spec: Manifest | None = None) -> Pod:
         spec = spec or self.find("Deployment")["spec"]["template"]["spec"]
@@ -110,80 +76,23 @@ def pod_name(release: Release) -> str:
 @pytest.fixture(scope="session")
 def release(  # noqa: PLR0917  (session fixtures)
     cli: Cli,
+    kube: Kube,
     control_plane: ControlPlane | None,
     storages: Storages,
     sandbox: str,
     image: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Release]:
-    """`helm install` with the chart's defaults, changed only where this cluster differs: the image,
-    the storages' addresses, and two more storages (S3 and a volume) so that every backend runs."""
     if control_plane is None:
-        pytest.exit("the e2e suite needs its own control plane in the sandbox", returncode=2)
+        pytest.exit("the container suite needs its own control plane in the sandbox", returncode=2)
     files = tmp_path_factory.mktemp("pod-files")
-    cli.kubectl("create", "namespace", RELEASE_NAMESPACE)
-    (files / "token").write_text(storages.token)
-    cli.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "photos-storage-token",
-        "-n",
-        RELEASE_NAMESPACE,
-        f"--from-file=token={files / 'token'}",
-    )
-    cli.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "archive-aws",
-        "-n",
-        RELEASE_NAMESPACE,
-        f"--from-file=credentials={storages.s3.credentials_file}",
-    )
-    repository, _, tag = image.rpartition(":")
-    s3 = storages.s3.operator_storage()
-    policy = {"allowedNamespaces": "*", "keyPrefix": "{namespace}/"}
-    values = {
-        "image": {"repository": repository, "tag": tag},
-        "config": {
-            "storages": {
-                "photos": {
-                    "url": storages.http.url,
-                    "tokenSecret": {"name": "photos-storage-token", "key": "token"},
-                },
-                "archive": {
-                    "type": "s3",
-                    **{key: s3[key] for key in ("bucket", "region", "endpoint")},
-                    "credentialsSecret": {"name": "archive-aws", "key": "credentials"},
-                    "policy": policy,
-                },
-                "shared": {
-                    "type": "filesystem",
-                    "root": "/data/photos",
-                    "pruneEmptyDirs": True,
-                    "volume": {"persistentVolumeClaim": {"claimName": "photos-volume"}},
-                    "policy": policy,
-                },
-            }
-        },
-    }
-    (files / "values.yaml").write_text(yaml.safe_dump(values))
-    cli.helm("install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE, "-f", str(files / "values.yaml"))
-    documents = [
-        doc
-        for doc in yaml.safe_load_all(cli.helm("get", "manifest", RELEASE, "-n", RELEASE_NAMESPACE).stdout)
-        if doc
-    ]
-    hooks = [
-        doc
-        for doc in yaml.safe_load_all(cli.helm("get", "hooks", RELEASE, "-n", RELEASE_NAMESPACE).stdout)
-        if doc
-    ]
+    install(cli, storages, image, files)
+    documents, hooks = rendered(cli, "manifest"), rendered(cli, "hooks")
     account = next(doc for doc in documents if doc["kind"] == "ServiceAccount")["metadata"]["name"]
-    token = cli.kubectl("create", "token", account, "-n", RELEASE_NAMESPACE, "--duration=2h").stdout.strip()
     config_map = next(doc for doc in documents if doc["kind"] == "ConfigMap")
-    service = next(doc for doc in documents if doc["kind"] == "Service")["metadata"]["name"]
+    for hook in hooks:  # what `helm test` creates before its pod: the check's account and its Role
+        if hook["kind"] != "Pod":
+            kube.create(hook, namespace=RELEASE_NAMESPACE)
     state = control_plane.load_state()
     assert state is not None
     cluster = Cluster(
@@ -191,32 +100,84 @@ def release(  # noqa: PLR0917  (session fixtures)
         api_port=state.api_port,
         ca_certificate=control_plane.pki / "ca.crt",
         namespace=RELEASE_NAMESPACE,
-        service_account_token=token,
+        tokens={
+            name: cli.kubectl(
+                "create", "token", name, "-n", RELEASE_NAMESPACE, "--duration=2h"
+            ).stdout.strip()
+            for name in (
+                account,
+                *(doc["metadata"]["name"] for doc in hooks if doc["kind"] == "ServiceAccount"),
+            )
+        },
         config_maps={config_map["metadata"]["name"]: config_map["data"]},
-        secrets={name: secret_data(cli, name) for name in ("photos-storage-token", "archive-aws")},
-        claims={"photos-volume": storages.volume.root},
-        # No CoreDNS and no kube-proxy: the Service's names lead to the sandbox, where the pod listens.
-        hosts=dict.fromkeys(
-            (service, f"{service}.{RELEASE_NAMESPACE}", f"{service}.{RELEASE_NAMESPACE}.svc"), "127.0.0.1"
-        ),
+        secrets={name: secret_data(cli, name) for name in SECRETS},
+        claims={VOLUME_CLAIM: storages.volume.root},
+        pod_ip=POD_IP,
     )
     yield Release(documents, hooks, cluster, files, f"container:{sandbox}", image)
-    cli.helm("uninstall", RELEASE, "-n", RELEASE_NAMESPACE, check=False)
+    cli.helm("uninstall", "filecleanup", "-n", RELEASE_NAMESPACE, check=False)
 
 
-def secret_data(cli: Cli, name: str) -> dict[str, bytes]:
-    secret: dict[str, Any] = json.loads(
-        cli.kubectl("get", "secret", name, "-n", RELEASE_NAMESPACE, "-o", "json").stdout
+def publish(kube: Kube, release: Release, pod: Pod) -> None:
+    """What the kubelet and the endpoint controller would tell the API server about a running pod: the
+    Pod with its address, and the Service's endpoint. The API server's service proxy (which `helm
+    test` uses) only leads to an address that a Pod of the Service holds."""
+    template = release.find("Deployment")["spec"]["template"]
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod.name, "labels": template["metadata"]["labels"]},
+            "spec": {**pod.spec, "nodeName": "sandbox"},
+        },
+        namespace=RELEASE_NAMESPACE,
     )
-    return {key: base64.b64decode(value) for key, value in secret["data"].items()}
+    kube.patch_status(
+        "v1",
+        "Pod",
+        pod.name,
+        {"status": {"phase": "Running", "podIP": POD_IP, "podIPs": [{"ip": POD_IP}]}},
+        namespace=RELEASE_NAMESPACE,
+    )
+    service = release.find("Service")
+    kube.create(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": pod.name,
+                "labels": {"kubernetes.io/service-name": service["metadata"]["name"]},
+            },
+            "addressType": "IPv4",
+            "endpoints": [
+                {
+                    "addresses": [POD_IP],
+                    "conditions": {"ready": True},
+                    "targetRef": {"kind": "Pod", "name": pod.name, "namespace": RELEASE_NAMESPACE},
+                }
+            ],
+            "ports": [
+                {"name": port["name"], "port": port["port"], "protocol": "TCP"}
+                for port in service["spec"]["ports"]
+            ],
+        },
+        namespace=RELEASE_NAMESPACE,
+    )
+
+
+def unpublish(kube: Kube, pod: Pod) -> None:
+    kube.delete("discovery.k8s.io/v1", "EndpointSlice", pod.name, namespace=RELEASE_NAMESPACE)
+    kube.delete("v1", "Pod", pod.name, namespace=RELEASE_NAMESPACE)
 
 
 @pytest.fixture
-def operator_pod(release: Release) -> Iterator[RunningPod]:
-    """The Deployment's pod, running and healthy."""
+def operator_pod(release: Release, kube: Kube) -> Iterator[RunningPod]:
+    """The Deployment's pod, running and healthy, and known to the API server."""
     pod = RunningPod(release.pod(pod_name(release)))
     try:
         pod.wait_healthy()
+        publish(kube, release, pod.pod)
         yield pod
     finally:
         pod.remove()
+        unpublish(kube, pod.pod)

@@ -64,11 +64,11 @@ class Cluster:
     api_port: int
     ca_certificate: Path
     namespace: str
-    service_account_token: str
+    tokens: dict[str, str]  # ServiceAccount name -> a token from the TokenRequest API
     config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
     secrets: dict[str, dict[str, bytes]] = field(default_factory=dict)
     claims: dict[str, Path] = field(default_factory=dict)  # PersistentVolumeClaim name -> host directory
-    hosts: dict[str, str] = field(default_factory=dict)  # cluster DNS names -> address (no CoreDNS here)
+    pod_ip: str = "127.0.0.1"
 
 
 @dataclass
@@ -178,7 +178,7 @@ class Pod:
             "metadata.name": self.name,
             "metadata.namespace": self.cluster.namespace,
             "spec.serviceAccountName": self.spec.get("serviceAccountName", "default"),
-            "status.podIP": "127.0.0.1",
+            "status.podIP": self.cluster.pod_ip,
         }
         for variable in container.get("env", []):
             if "value" in variable:
@@ -199,21 +199,13 @@ class Pod:
                 "serviceaccount",
                 SERVICE_ACCOUNT_DIR,
                 {
-                    "token": self.cluster.service_account_token.encode(),
+                    "token": self.cluster.tokens[self.spec.get("serviceAccountName", "default")].encode(),
                     "ca.crt": self.cluster.ca_certificate.read_bytes(),
                     "namespace": self.cluster.namespace.encode(),
                 },
                 0o644,
                 fs_group,
             )
-        if self.cluster.hosts:
-            hosts = self.files / self.name / "hosts"
-            hosts.parent.mkdir(parents=True, exist_ok=True)
-            hosts.write_text(
-                "127.0.0.1 localhost\n"
-                + "".join(f"{address} {name}\n" for name, address in self.cluster.hosts.items())
-            )
-            args += ["--volume", f"{hosts}:/etc/hosts:ro"]
         for mount in container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
             read_only = ",ro" if mount.get("readOnly") else ""

@@ -8,12 +8,13 @@ import subprocess
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
-from tests.e2e.conftest import Release, Storages, pod_name
-from tests.e2e.pods import RunningPod, grant_group, image_config
-from tests.kube import Kube, Manifest
 
 from filecleanup.indexes import parse_ranges
+from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
+from tests.e2e.conftest import Storages
+from tests.e2e.container.conftest import Release, pod_name
+from tests.e2e.container.pods import RunningPod, grant_group, image_config
+from tests.kube import Kube, Manifest
 
 BUILD_TOOLS = ("gcc", "cc", "c++", "make", "pip", "pip3")
 
@@ -134,7 +135,7 @@ def test_sigterm_mid_run_records_every_confirmed_deletion_and_a_new_pod_resumes(
 
 
 def helm_test_pod(release: Release) -> RunningPod:
-    hook = next(doc for doc in release.hooks if doc["metadata"]["annotations"]["helm.sh/hook"] == "test")
+    hook = next(doc for doc in release.hooks if doc["kind"] == "Pod")
     return RunningPod(release.pod(hook["metadata"]["name"], hook["spec"]))
 
 
