@@ -11,6 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER_DIR ?= .cluster
 IMAGE ?= filecleanup/filecleanup-operator:dev
+NODE_DIR ?= .node
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
@@ -64,9 +65,19 @@ test: venv control-plane helm ## unit and integration tests (starts its own cont
 image: ## build the operator image (IMAGE=...); starts Debian's dockerd if no engine answers
 	tools/image/image.sh build $(IMAGE)
 
+.PHONY: node-binaries
+node-binaries: ## build (once) and cache kubelet, kube-controller-manager and kube-scheduler
+	tools/envtest/obtain.sh node
+
+.PHONY: node
+node: venv control-plane node-binaries image ## a one-node cluster with a kubelet in its own network namespace ($(NODE_DIR))
+	tools/node/node.sh up $(NODE_DIR) $(IMAGE)
+	@echo "use it: tools/node/node.sh exec $(NODE_DIR) kubectl get pods -A"
+
 .PHONY: e2e
-e2e: venv control-plane helm image ## end-to-end: the image run as the chart's pod, in a private network namespace
-	FILECLEANUP_IMAGE=$(IMAGE) tools/e2e/sandbox.sh $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+e2e: venv control-plane node-binaries helm image ## end-to-end: the image as the chart's pod, in docker and under a kubelet
+	FILECLEANUP_IMAGE=$(IMAGE) tools/e2e/sandbox.sh $(PY) -m pytest tests/e2e/container $(PYTEST_ARGS)
+	FILECLEANUP_IMAGE=$(IMAGE) tools/node/node.sh run $$(mktemp -d) $(IMAGE) -- $(PY) -m pytest tests/e2e/node $(PYTEST_ARGS)
 
 .PHONY: engine-down
 engine-down: ## stop the Docker engine that `make image` started, if it did
@@ -81,8 +92,9 @@ cluster: venv control-plane ## start the local control plane; writes $(CLUSTER_D
 	$(PY) tools/envtest/controlplane.py up --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-down
-cluster-down: ## stop the local control plane
+cluster-down: ## stop the local control plane, and the node if `make node` started one
 	@if [ -x $(PY) ]; then $(PY) tools/envtest/controlplane.py down --dir $(CLUSTER_DIR); fi
+	@if [ -f $(NODE_DIR)/netns ]; then tools/node/node.sh down $(NODE_DIR); fi
 
 .PHONY: demo
 STORAGE ?= http
@@ -97,4 +109,4 @@ demo-helm: cluster helm ## the demo, with the operator installed by the Helm cha
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, tools and cluster state (not the binary cache)
-	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR) $(NODE_DIR) .build .mypy_cache .ruff_cache .pytest_cache

@@ -72,12 +72,13 @@ class DirectoryStorage(Directory):
 class StorageProcess(Directory):
     """The reference storage server; stop() and start() keep its port and its files."""
 
-    def __init__(self, workdir: Path, token_file: Path | None = None) -> None:
+    def __init__(self, workdir: Path, token_file: Path | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(workdir / "storage-root")
         self.token_file = token_file
         self.log = workdir / "storage.log"
+        self.host = host
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://{host}:{self.port}"
         self.url = f"{self.base}/delete"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -86,7 +87,7 @@ class StorageProcess(Directory):
             self.process = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "filecleanup.testing.storage_server"),
-                    *("--root", str(self.root), "--port", str(self.port)),
+                    *("--root", str(self.root), "--host", self.host, "--port", str(self.port)),
                     *(("--token-file", str(self.token_file)) if self.token_file else ()),
                 ],
                 stdout=log,
@@ -117,9 +118,10 @@ class MotoProcess:
     """moto's S3 server with one bucket; the operator reads its credentials from a shared credentials
     file, as it would from a mounted Secret."""
 
-    def __init__(self, workdir: Path, key_prefix: str = "") -> None:
+    def __init__(self, workdir: Path, key_prefix: str = "", host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"http://{host}:{self.port}"
         self.key_prefix = key_prefix
         self.log = workdir / "moto.log"
         self.credentials_file = workdir / "aws-credentials"
@@ -132,7 +134,7 @@ class MotoProcess:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
                 stdout=log,
                 stderr=log,
             )
