@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from filecleanup.config import HttpStorageConfig
+from filecleanup.storage.http import HttpStorage
 from filecleanup.testing.storage_server import STATE, Faults, ServerState, make_app
-from filecleanup.testing.storages import Directory
+from filecleanup.testing.storages import OPEN_POLICY, Directory
+
+
+def http_backend(url: str, **settings: object) -> HttpStorage:
+    """The HTTP backend for a loopback test server (where a token may travel in cleartext)."""
+    config = {"type": "http", "url": url, "policy": OPEN_POLICY, "allowPlainHttp": True, **settings}
+    return HttpStorage("photos", HttpStorageConfig.model_validate(config))
 
 
 class RunningServer(Directory):

@@ -81,6 +81,9 @@ class RemoteStorageBase(StorageBase):
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
     read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
+    # Credentials (a bearer token, an S3 session token) over plain http:// travel in cleartext; only
+    # for traffic that never leaves a trusted network (a pod-to-pod mesh, a test).
+    allow_plain_http: bool = False
 
 
 class HttpStorageConfig(RemoteStorageBase):
@@ -91,10 +94,15 @@ class HttpStorageConfig(RemoteStorageBase):
     token_file: ReadableFile | None = None
 
     @model_validator(mode="after")
-    def _no_credentials_in_url(self) -> Self:
+    def _no_credentials_in_url_or_in_cleartext(self) -> Self:
         # A URL ends up in logs and error messages; a token belongs in tokenFile.
         if self.url.username or self.url.password:
             raise ValueError("url must not carry credentials; put a bearer token in tokenFile")
+        if self.token_file is not None and self.url.scheme == "http" and not self.allow_plain_http:
+            raise ValueError(
+                "a tokenFile over a plain http:// url sends the bearer token in cleartext; use https://, "
+                "or set allowPlainHttp: true for traffic that never leaves a trusted network"
+            )
         return self
 
 
@@ -113,6 +121,19 @@ class S3StorageConfig(RemoteStorageBase):
     # shared files, web identity / IRSA, container and instance metadata).
     credentials_file: ReadableFile | None = None
     profile: str | None = None
+    # On a versioned bucket: list and delete every version of each key (delete markers included).
+    # Without it, a key that only got a delete marker counts as failed: its data remains.
+    delete_all_versions: bool = False
+
+    @model_validator(mode="after")
+    def _no_credentials_in_cleartext(self) -> Self:
+        if self.endpoint is not None and self.endpoint.scheme == "http" and not self.allow_plain_http:
+            raise ValueError(
+                "a plain http:// endpoint sends the request headers (an STS session token among them) in "
+                "cleartext; use https://, or set allowPlainHttp: true for traffic that never leaves a "
+                "trusted network"
+            )
+        return self
 
 
 class FilesystemStorageConfig(StorageBase):
@@ -122,6 +143,10 @@ class FilesystemStorageConfig(StorageBase):
     root: Path
     prune_empty_dirs: bool = False
     max_concurrent_requests: Annotated[int, Field(ge=1, le=64)] = 4
+    # A missing file counts as deleted, so the root must be the volume, not an empty directory where
+    # the volume should have been mounted: it must be a mount point, and hold markerFile if one is set.
+    require_mountpoint: bool = True
+    marker_file: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\x00]+$")] | None = None
 
     @model_validator(mode="after")
     def _root_is_absolute(self) -> Self:

@@ -8,24 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from filecleanup.config import HttpStorageConfig
 from filecleanup.metrics import Metrics
 from filecleanup.storage.base import ConcurrencyLimited, StorageUnavailable
-from filecleanup.storage.http import HttpStorage, parse_retry_after
-from filecleanup.testing.storages import OPEN_POLICY
-from tests.storage_fixtures import RunningServer, storage_server
+from tests.storage_fixtures import RunningServer, http_backend, storage_server
 
 __all__ = ["storage_server"]
 
 
-def backend(url: str, **settings: object) -> HttpStorage:
-    config = {"type": "http", "url": url, "policy": OPEN_POLICY, **settings}
-    return HttpStorage("photos", HttpStorageConfig.model_validate(config))
-
-
 async def test_deletes_files_and_counts_missing_ones_as_deleted(storage_server: RunningServer) -> None:
     storage_server.seed(["a/1.jpg", "a/2.jpg"])
-    storage = backend(storage_server.url)
+    storage = http_backend(storage_server.url)
     result = await storage.delete(["a/1.jpg", "a/2.jpg", "a/never-existed.jpg"])
     await storage.aclose()
     assert result.deleted == {"a/1.jpg", "a/2.jpg", "a/never-existed.jpg"}
@@ -36,7 +28,7 @@ async def test_deletes_files_and_counts_missing_ones_as_deleted(storage_server: 
 async def test_a_failing_key_fails_alone(storage_server: RunningServer) -> None:
     storage_server.seed(["a/1.jpg", "a/2.jpg"])
     storage_server.fault(fail_keys={"a/2.jpg": 1})
-    storage = backend(storage_server.url)
+    storage = http_backend(storage_server.url)
     result = await storage.delete(["a/1.jpg", "a/2.jpg"])
     await storage.aclose()
     assert result.deleted == {"a/1.jpg"}
@@ -50,7 +42,7 @@ async def test_overload_is_storage_unavailable_with_retry_after(
     storage_server: RunningServer, status: int
 ) -> None:
     storage_server.fault(statuses=[status], retry_after="7")
-    storage = backend(storage_server.url)
+    storage = http_backend(storage_server.url)
     with pytest.raises(StorageUnavailable) as raised:
         await storage.delete(["a/1.jpg"])
     await storage.aclose()
@@ -61,7 +53,7 @@ async def test_overload_is_storage_unavailable_with_retry_after(
 async def test_other_errors_fail_the_whole_chunk(storage_server: RunningServer, status: int) -> None:
     storage_server.seed(["a/1.jpg"])
     storage_server.fault(statuses=[status])
-    storage = backend(storage_server.url)
+    storage = http_backend(storage_server.url)
     result = await storage.delete(["a/1.jpg", "a/2.jpg"])
     await storage.aclose()
     assert result.whole_call_failed
@@ -74,7 +66,7 @@ async def test_other_errors_fail_the_whole_chunk(storage_server: RunningServer, 
 
 async def test_read_timeout_leaves_the_outcome_unknown(storage_server: RunningServer) -> None:
     storage_server.fault(hang_calls=1, hang_seconds=2)
-    storage = backend(storage_server.url, readTimeoutSeconds=0.3)
+    storage = http_backend(storage_server.url, readTimeoutSeconds=0.3)
     result = await storage.delete(["a/1.jpg"])
     await storage.aclose()
     assert result.whole_call_failed
@@ -83,7 +75,7 @@ async def test_read_timeout_leaves_the_outcome_unknown(storage_server: RunningSe
 
 async def test_a_reply_that_breaks_the_contract_fails_the_chunk(storage_server: RunningServer) -> None:
     storage_server.fault(broken_replies=1)
-    storage = backend(storage_server.url)
+    storage = http_backend(storage_server.url)
     result = await storage.delete(["a/1.jpg"])
     await storage.aclose()
     assert result.whole_call_failed
@@ -95,7 +87,7 @@ async def test_connection_refused_is_storage_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    storage = backend(f"http://127.0.0.1:{port}/delete", connectTimeoutSeconds=0.5)
+    storage = http_backend(f"http://127.0.0.1:{port}/delete", connectTimeoutSeconds=0.5)
     with pytest.raises(StorageUnavailable, match="cannot connect"):
         await storage.delete(["a/1.jpg"])
     await storage.aclose()
@@ -107,7 +99,7 @@ async def test_bearer_token_is_read_from_its_file_and_reread_on_rotation(
     token_file = tmp_path / "token"
     token_file.write_text("old-token\n")
     storage_server.state.token = "new-token"
-    storage = backend(storage_server.url, tokenFile=str(token_file))
+    storage = http_backend(storage_server.url, tokenFile=str(token_file))
     with pytest.raises(StorageUnavailable, match="rejected the credentials"):
         await storage.delete(["a/1.jpg"])
     token_file.write_text("new-token\n")
@@ -119,18 +111,9 @@ async def test_bearer_token_is_read_from_its_file_and_reread_on_rotation(
 async def test_concurrency_limit_holds_across_callers(storage_server: RunningServer) -> None:
     storage_server.fault(latency_seconds=0.05)
     storage = ConcurrencyLimited(
-        backend(storage_server.url, maxConcurrentRequests=3), limit=3, metrics=Metrics()
+        http_backend(storage_server.url, maxConcurrentRequests=3), limit=3, metrics=Metrics()
     )
     await asyncio.gather(*(storage.delete([f"k/{i}"]) for i in range(12)))
     await storage.aclose()
     assert storage_server.state.stats.peak_in_flight == 3
     assert storage_server.state.stats.calls == 12
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [(None, None), ("", None), ("12", 12.0), ("soon", None), ("Thu, 26 Nov 2026 12:00:30 GMT", 30.0)],
-)
-def test_retry_after_header_forms(header: str | None, expected: float | None) -> None:
-    now = 1795694400.0  # 2026-11-26 12:00:00 UTC
-    assert parse_retry_after(header, now=now) == expected

@@ -108,7 +108,7 @@ def test_s3_and_filesystem_storages(tmp_path: Path) -> None:
             f"""
 defaultStorage: bucket
 storages:
-  bucket: {{type: s3, bucket: photos, endpoint: "http://127.0.0.1:9000", keyPrefix: "tenants/a/",
+  bucket: {{type: s3, bucket: photos, endpoint: "https://minio.storage.svc:9000", keyPrefix: "tenants/a/",
             credentialsFile: {credentials}, policy: {{allowedNamespaces: "*", keyPrefix: ""}}}}
   volume: {{type: filesystem, root: /data/photos, pruneEmptyDirs: true,
             policy: {{allowedNamespaces: "*", keyPrefix: ""}}}}
@@ -137,9 +137,15 @@ storages:
             "{type: s3, bucket: bkt, credentialsFile: /nonexistent}",
             "credentialsFile: Value error, /nonexistent is not a readable file",
         ),
+        (
+            "{type: http, url: 'http://storage.svc/delete', tokenFile: /etc/hostname}",
+            "sends the bearer token in cleartext; use https://, or set allowPlainHttp",
+        ),
+        ("{type: s3, bucket: bkt, endpoint: 'http://minio.svc:9000'}", "session token among them"),
+        ("{type: filesystem, root: /data, markerFile: ../escape}", "markerFile"),
     ],
 )
-def test_invalid_s3_and_filesystem_storages(tmp_path: Path, storage: str, message: str) -> None:
+def test_invalid_storages(tmp_path: Path, storage: str, message: str) -> None:
     storage = storage.replace("}", ", policy: {allowedNamespaces: '*', keyPrefix: ''}}")
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, f"defaultStorage: photos\nstorages:\n  photos: {storage}\n"))

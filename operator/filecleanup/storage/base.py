@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
 
 
 NOT_CONFIRMED = "not confirmed as deleted by the storage"
+logger = logging.getLogger(__name__)
 
 
 class StorageUnavailable(Exception):  # noqa: N818  (the name is the public contract)
@@ -65,7 +67,9 @@ class Storage(Protocol):
 
 class ConcurrencyLimited:
     """Caps the calls in flight to one storage across all objects, so that one big album can neither
-    starve the others nor flood the storage server; and measures them."""
+    starve the others nor flood the storage server; measures them; and turns any exception a backend
+    lets escape (a bug, ours or a library's) into the chunk's failure, so that it is counted, shown
+    and retried within the keys' budget like any other failed call, never retried for ever."""
 
     def __init__(self, storage: Storage, limit: int, metrics: Metrics) -> None:
         self.name = storage.name
@@ -85,6 +89,13 @@ class ConcurrencyLimited:
                 metrics.storage_available.labels(name).set(0)
                 metrics.call_seconds.labels(name, "unavailable").observe(time.monotonic() - started)
                 raise
+            except Exception as error:
+                # The traceback goes to the log (secrets redacted there); status gets the kind only.
+                logger.exception("Internal error in storage %s's backend", name)
+                result = ChunkResult.all_failed(
+                    keys,
+                    f"internal error in the operator's {name} backend ({type(error).__name__}); see its log",
+                )
             finally:
                 metrics.calls_in_flight.labels(name).dec()
         outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"

@@ -1,27 +1,35 @@
 """The design note's storage server: ``POST <url>`` with ``{"keys": [...]}``.
 
 The reply is 200 with ``{"deleted": [...], "errors": [{"key": ..., "message": ...}]}``; a missing key
-counts as deleted (deletes are idempotent).
+counts as deleted (deletes are idempotent). Any reply, whatever its bytes, becomes a classified result
+(:func:`interpret`): only a requested key the reply lists under ``deleted`` counts as deleted.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import errno
+import re
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
+from filecleanup import redaction
 from filecleanup.config import HttpStorageConfig
 from filecleanup.storage.base import ChunkResult, StorageUnavailable
-from filecleanup.storage.transport import BatchDeleteTransport
+from filecleanup.storage.transport import BatchDeleteTransport, Reply
 
 UNAVAILABLE_STATUSES = {HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS}
 # Bad credentials are the operator's problem, not the keys': wait for them to be fixed.
 CREDENTIAL_STATUSES = {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}
+# RFC 9110: delta-seconds is 1*DIGIT, and only ASCII digits ("²" is a digit to str.isdigit()).
+DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
+# RFC 6750's b64token: what a bearer token may hold, so that it can never break a header.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class _KeyError(BaseModel):
@@ -35,32 +43,80 @@ class _Reply(BaseModel):
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None for anything
+    else (the caller then waits by its own rule)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if DELTA_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:  # "-0000": a time in UTC whose source zone is unknown
+            when = when.replace(tzinfo=datetime.UTC)
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-class _TokenFile:
-    """A bearer token re-read when its file changes, so that a rotated Secret takes effect."""
+def interpret(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult:
+    """What a reply means for the requested keys. Raises :class:`StorageUnavailable` for overload and
+    refused credentials, which are not the keys' fault."""
+    if reply.status in UNAVAILABLE_STATUSES:
+        raise StorageUnavailable(
+            f"storage {storage} answered {reply.status}",
+            retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+        )
+    if reply.status in CREDENTIAL_STATUSES:
+        raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
+    if reply.status != HTTPStatus.OK:
+        return ChunkResult.all_failed(keys, f"storage answered HTTP {reply.status}")
+    try:
+        parsed = _Reply.model_validate_json(reply.body)
+    except ValidationError as error:
+        return ChunkResult.all_failed(keys, f"the reply breaks the contract: {contract_breach(error)}")
+    errors = {item.key: item.message for item in parsed.errors}
+    return ChunkResult.from_reply(keys, parsed.deleted, errors)
 
-    def __init__(self, path: Path) -> None:
+
+def contract_breach(error: ValidationError) -> str:
+    """Where and how a reply broke the contract, without quoting it."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    return f"{first['type']} at {where}"
+
+
+class TokenFile:
+    """A bearer token read from a mounted Secret, re-read when the file changes (a rotated Secret takes
+    effect), and checked when it is read: a token that could break the request's headers is refused."""
+
+    def __init__(self, storage: str, path: Path) -> None:
+        self._storage = storage
         self._path = path
         self._mtime_ns = -1
         self._token = ""
 
     def header(self) -> dict[str, str]:
-        mtime_ns = self._path.stat().st_mtime_ns
-        if mtime_ns != self._mtime_ns:
-            self._token = self._path.read_text().strip()
-            self._mtime_ns = mtime_ns
+        try:
+            mtime_ns = self._path.stat().st_mtime_ns
+            if mtime_ns != self._mtime_ns:
+                token = self._path.read_text().rstrip("\r\n")
+                redaction.register(token)
+                if not BEARER_TOKEN.fullmatch(token):
+                    raise StorageUnavailable(
+                        f"storage {self._storage}: token file {self._path} does not hold a bearer token "
+                        "(RFC 6750: letters, digits and -._~+/, then '=' padding, on one line)"
+                    )
+                self._token, self._mtime_ns = token, mtime_ns
+        except (OSError, UnicodeDecodeError) as error:
+            reason = (
+                errno.errorcode.get(error.errno or 0, "unreadable")
+                if isinstance(error, OSError)
+                else "not UTF-8"
+            )
+            raise StorageUnavailable(
+                f"storage {self._storage}: cannot read token file {self._path} ({reason})"
+            ) from error
         return {"Authorization": f"Bearer {self._token}"}
 
 
@@ -70,34 +126,15 @@ class HttpStorage:
     def __init__(self, name: str, config: HttpStorageConfig) -> None:
         self.name = name
         self._url = str(config.url)
-        self._token = _TokenFile(config.token_file) if config.token_file else None
+        self._token = TokenFile(name, config.token_file) if config.token_file else None
         self._transport = BatchDeleteTransport(name, config)
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         headers = self._token.header() if self._token else {}
-        reply = await self._transport.post(self._url, keys, json={"keys": list(keys)}, headers=headers)
-        return reply if isinstance(reply, ChunkResult) else self._result(keys, reply)
-
-    def _result(self, keys: Sequence[str], reply: httpx.Response) -> ChunkResult:
-        if reply.status_code in UNAVAILABLE_STATUSES:
-            raise StorageUnavailable(
-                f"storage {self.name} answered {reply.status_code}",
-                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-            )
-        if reply.status_code in CREDENTIAL_STATUSES:
-            raise StorageUnavailable(f"storage {self.name} rejected the credentials ({reply.status_code})")
-        if reply.status_code != HTTPStatus.OK:
-            return ChunkResult.all_failed(keys, f"storage answered HTTP {reply.status_code}")
-        try:
-            parsed = _Reply.model_validate_json(reply.content)
-        except ValidationError as error:
-            return ChunkResult.all_failed(keys, f"reply breaks the contract: {_first_line(error)}")
-        errors = {item.key: item.message for item in parsed.errors}
-        return ChunkResult.from_reply(keys, parsed.deleted, errors)
+        reply = await self._transport.call(
+            "POST", self._url, keys, json={"keys": list(keys)}, headers=headers
+        )
+        return reply if isinstance(reply, ChunkResult) else interpret(self.name, keys, reply)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).splitlines()[0][:200]

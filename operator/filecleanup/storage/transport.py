@@ -1,9 +1,22 @@
-"""The one HTTP transport of the network backends (HTTP and S3): separate connect and read timeouts,
-a pool sized to the storage's call cap, no retries, and the same reading of a failed call."""
+"""The one HTTP transport of the network backends (HTTP and S3). A storage is a peer we do not control,
+so every call is bounded and every failure is classified:
+
+- separate connect and read timeouts, and an overall deadline (connect + read), so that a storage
+  that trickles its reply cannot hold one of its ``maxConcurrentRequests`` slots for ever;
+- a reply read as a stream and cut off past a size proportional to the chunk, so that no reply can
+  exhaust memory; no content encoding is asked for, and a reply that uses one anyway is refused
+  (a compressed reply could expand without bound);
+- no retries (the operator's rounds are the only ones);
+- a failed call becomes a fixed, classified message: never an exception's text, which may carry the
+  request's headers (a bearer token, a session token).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -11,11 +24,37 @@ import httpx
 from filecleanup.config import RemoteStorageBase
 from filecleanup.storage.base import ChunkResult, StorageUnavailable
 
+logger = logging.getLogger(__name__)
+
+# What a reply may hold beyond its keys: headers of the body, error codes and messages.
+REPLY_BASE_BYTES = 64 * 1024
+REPLY_BYTES_PER_KEY = 1024
+
+
+# Escaping can make a key longer: JSON writes a character as \uXXXX (6 bytes), XML '&' as '&amp;'.
+ESCAPED_BYTES_PER_KEY_BYTE = 6
+
+
+def reply_limit(keys: Sequence[str]) -> int:
+    """The most bytes a reply about ``keys`` may have: each key once, escaped at worst, with its
+    outcome and a message, plus a fixed allowance. A larger reply is not a reply about these keys."""
+    return REPLY_BASE_BYTES + sum(
+        ESCAPED_BYTES_PER_KEY_BYTE * len(key.encode()) + REPLY_BYTES_PER_KEY for key in keys
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
 
 class BatchDeleteTransport:
     def __init__(self, name: str, config: RemoteStorageBase) -> None:
         self._name = name
         self._read_timeout = config.read_timeout_seconds
+        self.deadline = config.connect_timeout_seconds + config.read_timeout_seconds
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 connect=config.connect_timeout_seconds,
@@ -27,19 +66,47 @@ class BatchDeleteTransport:
                 max_connections=config.max_concurrent_requests,
                 max_keepalive_connections=config.max_concurrent_requests,
             ),
+            headers={"Accept-Encoding": "identity"},
         )
 
-    async def post(self, url: str, keys: Sequence[str], **request: Any) -> httpx.Response | ChunkResult:
-        """The reply, or the chunk's failure when the call failed after the request may have reached the
-        storage. Raises :class:`StorageUnavailable` when it could not connect."""
+    async def call(self, method: str, url: str, keys: Sequence[str], **request: Any) -> Reply | ChunkResult:
+        """The reply to a call about ``keys``, or the chunk's failure when the call failed after the
+        request may have reached the storage. Raises :class:`StorageUnavailable` when it could not
+        connect."""
+        limit = reply_limit(keys)
         try:
-            return await self._client.post(url, **request)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            raise StorageUnavailable(f"cannot connect to storage {self._name}: {error}") from error
+            async with asyncio.timeout(self.deadline):
+                return await self._exchange(method, url, keys, limit, request)
+        except TimeoutError:
+            return ChunkResult.all_failed(
+                keys, f"no complete reply within {self.deadline:g} s: outcome unknown"
+            )
+        except httpx.ConnectTimeout as error:
+            raise StorageUnavailable(f"cannot connect to storage {self._name}: connect timeout") from error
+        except httpx.ConnectError as error:
+            raise StorageUnavailable(f"cannot connect to storage {self._name}: connection failed") from error
         except httpx.ReadTimeout:
             return ChunkResult.all_failed(keys, f"no reply within {self._read_timeout:g} s: outcome unknown")
         except httpx.TransportError as error:
-            return ChunkResult.all_failed(keys, f"call failed: {type(error).__name__}: {error}")
+            # The class says what happened; the text may quote the request (its headers).
+            return ChunkResult.all_failed(keys, f"the call failed ({type(error).__name__}): outcome unknown")
+
+    async def _exchange(
+        self, method: str, url: str, keys: Sequence[str], limit: int, request: dict[str, Any]
+    ) -> Reply | ChunkResult:
+        async with self._client.stream(method, url, **request) as response:
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in {"", "identity"}:
+                return ChunkResult.all_failed(keys, "the reply is compressed, which was not asked for")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > limit:
+                return ChunkResult.all_failed(keys, f"the reply is larger than {limit} bytes")
+            body = bytearray()
+            async for piece in response.aiter_raw():
+                body += piece
+                if len(body) > limit:
+                    return ChunkResult.all_failed(keys, f"the reply is larger than {limit} bytes")
+            return Reply(response.status_code, response.headers, bytes(body))
 
     async def aclose(self) -> None:
         await self._client.aclose()
