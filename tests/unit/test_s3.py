@@ -1,24 +1,37 @@
-"""The S3 backend's pure parts: request body, reply parsing and outcome classification, on DeleteObjects
-replies in the documented format (moto cannot produce per-key errors)."""
+"""The S3 backend's pure parts: the request body, the reading of any reply, and what it means for each
+key, on replies in the documented format (moto cannot produce per-key errors) and on any bytes."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from filecleanup.config import S3StorageConfig
 from filecleanup.storage import StorageUnavailable
+from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult
 from filecleanup.storage.s3 import (
-    DeleteObjectsReplyError,
+    DELETE_MARKER_ONLY,
+    DeleteResult,
+    S3ReplyError,
     S3Storage,
+    Target,
     delete_objects_body,
-    parse_delete_objects_reply,
+    outcome,
+    parse_delete_result,
+    parse_versions,
+    read_delete_reply,
 )
+from filecleanup.storage.transport import Reply
 
 OPEN_POLICY = {"allowedNamespaces": "*", "keyPrefix": ""}
-REPLY_WITH_ERRORS = b"""<?xml version="1.0" encoding="UTF-8"?>
-<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+REPLY = f"""<?xml version="1.0" encoding="UTF-8"?>
+<DeleteResult {NS}>
   <Deleted><Key>tenants/a/albums/1/ok.jpg</Key></Deleted>
+  <Deleted><Key>tenants/a/albums/1/hidden.jpg</Key><DeleteMarker>true</DeleteMarker>
+    <DeleteMarkerVersionId>m1</DeleteMarkerVersionId></Deleted>
   <Error>
     <Key>tenants/a/albums/1/denied.jpg</Key><Code>AccessDenied</Code><Message>Access Denied</Message>
   </Error>
@@ -26,11 +39,8 @@ REPLY_WITH_ERRORS = b"""<?xml version="1.0" encoding="UTF-8"?>
     <Key>tenants/a/albums/1/busy.jpg</Key><Code>SlowDown</Code>
     <Message>Please reduce your request rate.</Message>
   </Error>
-  <Error><Key>tenants/a/albums/1/oops.jpg</Key><Code>InternalError</Code></Error>
-</DeleteResult>"""
-
-QUIET_SUCCESS = b"""<?xml version="1.0" encoding="UTF-8"?>
-<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></DeleteResult>"""
+  <Error><Key>tenants/a/albums/1/other-key.jpg</Key><Code>InternalError</Code></Error>
+</DeleteResult>""".encode()
 
 SLOW_DOWN = b"""<?xml version="1.0" encoding="UTF-8"?>
 <Error>
@@ -41,73 +51,100 @@ MALFORMED = b"""<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>MalformedXML</Code><Message>The XML you provided was not well-formed</Message></Error>"""
 
 
-def storage(**settings: object) -> S3Storage:
-    config = {"type": "s3", "bucket": "photos", "keyPrefix": "tenants/a/", "policy": OPEN_POLICY, **settings}
-    return S3Storage("bucket", S3StorageConfig.model_validate(config))
+def reply(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Reply:
+    """A reply as the transport hands it over: header values are bytes off the wire."""
+    raw = {name.encode(): value.encode() for name, value in (headers or {}).items()}
+    return Reply(status, httpx.Headers(raw), body)
 
 
-def test_body_is_quiet_and_escapes_keys() -> None:
-    body = delete_objects_body(["a&b<c>.jpg", "plain.jpg"]).decode()
-    assert "<Quiet>true</Quiet>" in body
-    assert "<Key>a&amp;b&lt;c&gt;.jpg</Key>" in body
-    assert body.count("<Object>") == 2
+def targets(*keys: str, prefix: str = "tenants/a/albums/1/") -> list[Target]:
+    return [Target(key, prefix + key, [None]) for key in keys]
 
 
-def test_per_key_errors_are_parsed_with_their_codes() -> None:
-    assert parse_delete_objects_reply(REPLY_WITH_ERRORS) == {
-        "tenants/a/albums/1/denied.jpg": "AccessDenied: Access Denied",
-        "tenants/a/albums/1/busy.jpg": "SlowDown: Please reduce your request rate.",
-        "tenants/a/albums/1/oops.jpg": "InternalError",
-    }
+def test_the_body_is_verbose_names_versions_and_escapes_keys() -> None:
+    body = delete_objects_body([("a&b<c>.jpg", None), ("plain.jpg", "v-1")]).decode()
+    assert "<Quiet>false</Quiet>" in body  # every deleted key must be confirmed by name
+    assert "<Object><Key>a&amp;b&lt;c&gt;.jpg</Key></Object>" in body
+    assert "<Object><Key>plain.jpg</Key><VersionId>v-1</VersionId></Object>" in body
 
 
-@pytest.mark.parametrize(
-    "body", [b"not xml", SLOW_DOWN, b"<DeleteResult><Error><Code>X</Code></Error></DeleteResult>"]
-)
-def test_replies_that_are_not_delete_results_are_refused(body: bytes) -> None:
-    with pytest.raises(DeleteObjectsReplyError):
-        parse_delete_objects_reply(
-            body.replace(b"<DeleteResult>", b'<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">')
-        )
-
-
-def test_200_with_errors_fails_only_those_keys_and_strips_the_prefix() -> None:
-    keys = [
-        "albums/1/ok.jpg",
-        "albums/1/denied.jpg",
-        "albums/1/busy.jpg",
-        "albums/1/oops.jpg",
-        "albums/1/quiet.jpg",
-    ]
-    result = storage()._result(keys, httpx.Response(200, content=REPLY_WITH_ERRORS))
-    assert result.deleted == {"albums/1/ok.jpg", "albums/1/quiet.jpg"}
+def test_a_key_counts_as_deleted_only_when_the_reply_names_it() -> None:
+    keys = ["ok.jpg", "hidden.jpg", "denied.jpg", "busy.jpg", "silent.jpg"]
+    result = outcome(targets(*keys), parse_delete_result(REPLY))
+    assert result.deleted == {"ok.jpg"}
     assert result.failed == {
-        "albums/1/denied.jpg": "AccessDenied: Access Denied",
-        "albums/1/busy.jpg": "SlowDown: Please reduce your request rate.",
-        "albums/1/oops.jpg": "InternalError",
+        "hidden.jpg": DELETE_MARKER_ONLY,  # a versioned bucket kept the data
+        "denied.jpg": "AccessDenied: Access Denied",
+        "busy.jpg": "SlowDown: Please reduce your request rate.",
+        # Quiet mode would have counted this key as deleted: the reply says nothing of it, and its one
+        # error names another key.
+        "silent.jpg": NOT_CONFIRMED,
     }
     assert not result.whole_call_failed
 
 
-def test_quiet_success_confirms_every_key() -> None:
-    result = storage()._result(["a", "b"], httpx.Response(200, content=QUIET_SUCCESS))
-    assert result.deleted == {"a", "b"}
+def test_every_version_must_be_confirmed() -> None:
+    result = DeleteResult(
+        deleted={("k1", "v1"): False, ("k1", "v2"): True, ("k2", "v1"): False},
+        errors={("k2", "v2"): "AccessDenied"},
+    )
+    sent = [Target("k1", "k1", ["v1", "v2"]), Target("k2", "k2", ["v1", "v2"]), Target("k3", "k3", [])]
+    confirmed = outcome(sent, result)
+    assert confirmed.deleted == {
+        "k1",
+        "k3",
+    }  # k1: both versions (a marker's deletion is a deletion); k3: none left
+    assert confirmed.failed == {"k2": "AccessDenied"}
+
+
+def test_listing_versions_reads_only_the_exact_key_and_follows_pages() -> None:
+    page = f"""<ListVersionsResult {NS}><IsTruncated>true</IsTruncated>
+      <NextKeyMarker>a.jpg</NextKeyMarker><NextVersionIdMarker>v2</NextVersionIdMarker>
+      <Version><Key>a.jpg</Key><VersionId>v1</VersionId></Version>
+      <Version><Key>a.jpg.bak</Key><VersionId>x</VersionId></Version>
+      <DeleteMarker><Key>a.jpg</Key><VersionId>m1</VersionId></DeleteMarker>
+    </ListVersionsResult>""".encode()
+    assert parse_versions(page, "a.jpg") == (["v1", "m1"], "a.jpg", "v2")
+    last = f"<ListVersionsResult {NS}><IsTruncated>false</IsTruncated></ListVersionsResult>".encode()
+    assert parse_versions(last, "a.jpg") == ([], None, None)
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "headers"),
-    [(503, SLOW_DOWN, {"Retry-After": "4"}), (500, b"", {}), (502, b"", {}), (403, b"", {}), (401, b"", {})],
+    "body",
+    [
+        b"not xml",
+        SLOW_DOWN,
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa">]><DeleteResult>&a;</DeleteResult>',
+        b'<?xml version="1.0" encoding="klingon"?><DeleteResult/>',
+    ],
+)
+def test_replies_that_are_not_delete_results_are_refused(body: bytes) -> None:
+    with pytest.raises(S3ReplyError):
+        parse_delete_result(body)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "retry_after"),
+    [
+        (503, SLOW_DOWN, {"Retry-After": "4"}, 4.0),
+        (500, b"", {}, None),
+        (502, b"", {}, None),
+        (403, b"", {}, None),
+        (401, b"", {}, None),
+        (503, b"", {"Retry-After": "\u00b2"}, None),  # a digit to str.isdigit(), not to HTTP
+    ],
 )
 def test_whole_call_overload_server_errors_and_credentials_mean_unavailable(
-    status: int, body: bytes, headers: dict[str, str]
+    status: int, body: bytes, headers: dict[str, str], retry_after: float | None
 ) -> None:
     with pytest.raises(StorageUnavailable) as raised:
-        storage()._result(["a"], httpx.Response(status, content=body, headers=headers))
-    assert raised.value.retry_after == (4 if headers else None)
+        read_delete_reply("bucket", ["a"], reply(status, body, headers))
+    assert raised.value.retry_after == retry_after
 
 
 def test_other_client_errors_fail_the_chunk() -> None:
-    result = storage()._result(["a", "b"], httpx.Response(400, content=MALFORMED))
+    result = read_delete_reply("bucket", ["a", "b"], reply(400, MALFORMED))
+    assert isinstance(result, ChunkResult)
     assert result.whole_call_failed
     assert result.failed == {
         "a": "storage answered HTTP 400 MalformedXML",
@@ -116,23 +153,76 @@ def test_other_client_errors_fail_the_chunk() -> None:
 
 
 def test_a_200_that_breaks_the_contract_fails_the_chunk() -> None:
-    result = storage()._result(["a"], httpx.Response(200, content=b"<html>proxy error</html>"))
+    result = read_delete_reply("bucket", ["a"], reply(200, b"<html>proxy error</html>"))
+    assert isinstance(result, ChunkResult)
     assert result.whole_call_failed
-    assert "breaks the contract" in result.failed["a"]
+    assert result.failed["a"] == "the reply breaks the contract: expected DeleteResult, got html"
+
+
+KEYS = st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=5, unique=True)
+
+
+def xml_fragments() -> st.SearchStrategy[bytes]:
+    """Bytes that look like S3 replies in part: tags of the real format, around any text."""
+    tag = st.sampled_from(
+        ["DeleteResult", "Deleted", "Error", "Key", "Code", "Message", "VersionId", "DeleteMarker", "x"]
+    )
+    element = st.builds(lambda name, text: f"<{name} {NS}>{text}</{name}>", tag, st.text(max_size=30))
+    return st.one_of(
+        st.binary(max_size=300), st.lists(element, max_size=6).map(lambda parts: "".join(parts).encode())
+    )
+
+
+@given(keys=KEYS, status=st.integers(100, 599), body=xml_fragments(), retry_after=st.text(max_size=20))
+def test_any_reply_gives_a_classified_result_and_confirms_only_requested_keys(
+    keys: list[str], status: int, body: bytes, retry_after: str
+) -> None:
+    sent = targets(*keys, prefix="p/")
+    headers = {"Retry-After": retry_after.strip() or "1"}
+    if status >= 500 or status in {401, 403}:
+        with pytest.raises(StorageUnavailable) as raised:
+            read_delete_reply("bucket", keys, reply(status, body, headers))
+        assert raised.value.retry_after is None or raised.value.retry_after >= 0
+        return
+    read = read_delete_reply("bucket", keys, reply(status, body, headers))
+    result = read if isinstance(read, ChunkResult) else outcome(sent, read)
+    assert result.deleted <= set(keys)
+    assert set(result.deleted) | set(result.failed) == set(keys)
+    assert not set(result.deleted) & set(result.failed)
+
+
+@given(keys=KEYS, deleted=st.lists(st.text(max_size=20), max_size=5))
+def test_a_reply_naming_other_keys_confirms_none_of_ours(keys: list[str], deleted: list[str]) -> None:
+    others = [key for key in deleted if key not in keys]
+    body = f"<DeleteResult {NS}>" + "".join(f"<Deleted><Key>p/{key}</Key></Deleted>" for key in others)
+    parsed = read_delete_reply("bucket", keys, reply(200, (body + "</DeleteResult>").encode()))
+    assert isinstance(parsed, DeleteResult) or parsed.whole_call_failed
+    result = parsed if isinstance(parsed, ChunkResult) else outcome(targets(*keys, prefix="p/"), parsed)
+    assert not result.deleted
+
+
+def storage(**settings: object) -> S3Storage:
+    config = {"type": "s3", "bucket": "photos", "keyPrefix": "tenants/a/", "policy": OPEN_POLICY, **settings}
+    return S3Storage("bucket", S3StorageConfig.model_validate(config))
 
 
 @pytest.mark.parametrize(
     ("settings", "url"),
     [
-        ({}, "https://photos.s3.us-east-1.amazonaws.com/?delete"),
-        ({"region": "eu-west-1"}, "https://photos.s3.eu-west-1.amazonaws.com/?delete"),
-        ({"endpoint": "http://127.0.0.1:9000"}, "http://127.0.0.1:9000/photos?delete"),
+        ({}, "https://photos.s3.us-east-1.amazonaws.com"),
+        ({"region": "eu-west-1"}, "https://photos.s3.eu-west-1.amazonaws.com"),
+        ({"endpoint": "http://127.0.0.1:9000", "allowPlainHttp": True}, "http://127.0.0.1:9000/photos"),
         (
             {"endpoint": "https://minio.example", "addressingStyle": "virtual"},
-            "https://photos.minio.example/?delete",
+            "https://photos.minio.example",
         ),
-        ({"addressingStyle": "path"}, "https://s3.us-east-1.amazonaws.com/photos?delete"),
+        ({"addressingStyle": "path"}, "https://s3.us-east-1.amazonaws.com/photos"),
     ],
 )
-def test_addressing_styles(settings: dict[str, str], url: str) -> None:
-    assert storage(**settings)._url == url
+def test_addressing_styles(settings: dict[str, object], url: str) -> None:
+    assert storage(**settings)._base == url
+
+
+def test_a_plain_http_endpoint_needs_an_explicit_yes() -> None:
+    with pytest.raises(ValueError, match="cleartext"):
+        storage(endpoint="http://minio.storage.svc:9000")

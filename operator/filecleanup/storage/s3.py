@@ -1,15 +1,22 @@
-"""S3-compatible storage through DeleteObjects, in quiet mode, over httpx.
+"""S3-compatible storage through DeleteObjects, over httpx.
 
-httpx carries the calls (the same explicit connect and read timeouts as the HTTP backend, and no
-hidden retries: the operator's rounds and back-off are the only retries). botocore supplies only the
-standard credential chain and the SigV4 signature; its own retrying client is not used.
+httpx carries the calls (the transport's timeouts, deadline and reply cap, and no hidden retries: the
+operator's rounds and back-off are the only retries). botocore supplies only the standard credential
+chain and the SigV4 signature; its own retrying client is not used.
+
+"Deleted" means what it says, so DeleteObjects runs in verbose mode: a key counts as deleted only when
+the reply lists it under ``<Deleted>``; silence about a key (or an ``<Error>`` naming some other key)
+leaves it failed. On a versioned bucket, a DeleteObjects without version IDs only adds a delete marker
+and the data stays: such a key is reported failed ("only a delete marker was added"), unless the
+storage sets ``deleteAllVersions``, in which case every version of each key (delete markers included)
+is listed with ListObjectVersions and deleted by version ID, and the key counts as deleted when every
+one of them is confirmed.
 
 Outcomes:
-- 200: every key without an ``<Error>`` entry was deleted (quiet mode lists only failures). A key's
-  ``InternalError`` or ``SlowDown`` is a retryable key failure; ``AccessDenied`` and any other code
-  is recorded with its code and retried in the same way, within the key's retry budget.
+- 200: per key, as above. A key's ``<Error>`` is recorded with its code (``AccessDenied``,
+  ``InternalError``, ``SlowDown``, ...) and retried within the key's budget.
 - 503 SlowDown, any 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
-- Another 4xx, a read timeout, or a reply that is not DeleteObjects XML: the chunk's keys failed.
+- Another 4xx, a timeout, or a reply that is not the expected XML: the chunk's keys failed.
 """
 
 from __future__ import annotations
@@ -17,65 +24,177 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
-import httpx
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.session import Session
 
+from filecleanup import redaction
 from filecleanup.config import S3StorageConfig
-from filecleanup.storage.base import ChunkResult, StorageUnavailable
+from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, StorageUnavailable
 from filecleanup.storage.http import parse_retry_after
-from filecleanup.storage.transport import BatchDeleteTransport
+from filecleanup.storage.transport import BatchDeleteTransport, Reply
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+DELETE_MARKER_ONLY = (
+    "only a delete marker was added: the bucket is versioned and the data versions remain "
+    "(set deleteAllVersions on the storage to delete them)"
+)
 
 
-class DeleteObjectsReplyError(ValueError):
-    """A 200 reply that is not DeleteObjects XML."""
+class S3ReplyError(ValueError):
+    """A 200 reply that is not the XML the call returns."""
 
 
-def delete_objects_body(keys: Sequence[str]) -> bytes:
-    objects = "".join(f"<Object><Key>{escape(key)}</Key></Object>" for key in keys)
+@dataclass(frozen=True)
+class DeleteResult:
+    """A DeleteObjects reply: per (key, version) deleted, and per (key, version) errors."""
+
+    deleted: Mapping[tuple[str, str | None], bool] = field(default_factory=dict)  # -> only a marker added
+    errors: Mapping[tuple[str, str | None], str] = field(default_factory=dict)  # -> "Code: Message"
+
+
+def delete_objects_body(objects: Sequence[tuple[str, str | None]]) -> bytes:
+    """The XML for DeleteObjects, in verbose mode, for (key, version ID or None) pairs."""
+    parts = []
+    for key, version in objects:
+        version_xml = f"<VersionId>{escape(version)}</VersionId>" if version is not None else ""
+        parts.append(f"<Object><Key>{escape(key)}</Key>{version_xml}</Object>")
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>{objects}</Delete>'
+        f'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>false</Quiet>{"".join(parts)}</Delete>'
     ).encode()
 
 
-def parse_delete_objects_reply(body: bytes) -> dict[str, str]:
-    """The per-key errors of a DeleteObjects reply: full key -> "Code: Message"."""
+def _root(body: bytes, expected: str) -> ET.Element:
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise S3ReplyError("it declares a document type")  # S3 replies never do; entities could expand
     try:
-        # The reply comes from the configured storage; expat refuses entity-expansion bombs.
-        root = ET.fromstring(body)  # noqa: S314
-    except ET.ParseError as error:
-        raise DeleteObjectsReplyError(f"not XML: {error}") from error
-    if root.tag.removeprefix(_NS) != "DeleteResult":
-        raise DeleteObjectsReplyError(f"expected DeleteResult, got {root.tag.removeprefix(_NS)}")
-    errors = {}
+        root = ET.fromstring(body)  # noqa: S314  (no DTD, bounded size: see above and the transport)
+    except (ET.ParseError, ValueError, LookupError) as error:
+        raise S3ReplyError("not XML") from error
+    if root.tag.removeprefix(_NS) != expected:
+        raise S3ReplyError(f"expected {expected}, got {root.tag.removeprefix(_NS)[:40]}")
+    return root
+
+
+def _text(entry: ET.Element, name: str) -> str | None:
+    return entry.findtext(f"{_NS}{name}")
+
+
+def parse_delete_result(body: bytes) -> DeleteResult:
+    root = _root(body, "DeleteResult")
+    deleted: dict[tuple[str, str | None], bool] = {}
+    errors: dict[tuple[str, str | None], str] = {}
+    for entry in root.iter(f"{_NS}Deleted"):
+        key = _text(entry, "Key")
+        if key is not None:
+            deleted[key, _text(entry, "VersionId")] = (_text(entry, "DeleteMarker") or "").strip() == "true"
     for entry in root.iter(f"{_NS}Error"):
-        key = entry.findtext(f"{_NS}Key")
-        if key is None:
-            raise DeleteObjectsReplyError("an Error without a Key")
-        code = entry.findtext(f"{_NS}Code") or "Unknown"
-        message = entry.findtext(f"{_NS}Message") or ""
-        errors[key] = f"{code}: {message}" if message else code
-    return errors
+        key = _text(entry, "Key")
+        if key is not None:
+            code = (_text(entry, "Code") or "Unknown").strip()
+            message = (_text(entry, "Message") or "").strip()
+            errors[key, _text(entry, "VersionId")] = f"{code}: {message}" if message else code
+    return DeleteResult(deleted, errors)
+
+
+def parse_versions(body: bytes, key: str) -> tuple[list[str], str | None, str | None]:
+    """From a ListObjectVersions page: the version IDs of exactly ``key`` (data and delete markers),
+    and the markers of the next page (None, None when this was the last)."""
+    root = _root(body, "ListVersionsResult")
+    versions = [
+        version
+        for tag in ("Version", "DeleteMarker")
+        for entry in root.iter(f"{_NS}{tag}")
+        if _text(entry, "Key") == key and (version := _text(entry, "VersionId")) is not None
+    ]
+    if (_text(root, "IsTruncated") or "").strip() != "true":
+        return versions, None, None
+    next_key, next_version = _text(root, "NextKeyMarker"), _text(root, "NextVersionIdMarker")
+    if next_key is None:
+        raise S3ReplyError("a truncated listing without NextKeyMarker")
+    return versions, next_key, next_version
 
 
 def error_code(body: bytes) -> str:
     """The ``<Code>`` of an S3 error reply, for messages; empty if the body is not one."""
     try:
-        return ET.fromstring(body).findtext("Code") or ""  # noqa: S314
-    except ET.ParseError:
+        code = _root(body, "Error").findtext("Code") or ""
+    except S3ReplyError:
         return ""
+    return code[:64] if code.isascii() and code.isprintable() else ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One requested key: its full S3 key (with the storage's prefix) and the versions to delete
+    (``[None]``: the current one, without a version ID)."""
+
+    key: str
+    full_key: str
+    versions: Sequence[str | None]
+
+
+def status_failure(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult | None:
+    """None for a 200; otherwise the chunk's classified failure. Raises :class:`StorageUnavailable` for
+    overload, server errors and refused credentials, which are not the keys' fault."""
+    status = reply.status
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR or status in {
+        HTTPStatus.UNAUTHORIZED,
+        HTTPStatus.FORBIDDEN,
+    }:
+        raise StorageUnavailable(
+            f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
+            retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+        )
+    if status != HTTPStatus.OK:
+        return ChunkResult.all_failed(
+            keys, f"storage answered HTTP {status} {error_code(reply.body)}".rstrip()
+        )
+    return None
+
+
+def read_delete_reply(storage: str, keys: Sequence[str], reply: Reply) -> DeleteResult | ChunkResult:
+    """A DeleteObjects reply, whatever its bytes: the parsed result, or the chunk's classified failure
+    (see :func:`status_failure`)."""
+    failure = status_failure(storage, keys, reply)
+    if failure is not None:
+        return failure
+    try:
+        return parse_delete_result(reply.body)
+    except S3ReplyError as error:
+        return ChunkResult.all_failed(keys, f"the reply breaks the contract: {error}")
+
+
+def outcome(targets: Sequence[Target], result: DeleteResult) -> ChunkResult:
+    """A key counts as deleted when every version sent for it is confirmed, and none was only hidden
+    by a delete marker; otherwise it failed, with the first reason."""
+    confirmed: list[str] = []
+    errors: dict[str, str] = {}
+    for target in targets:
+        for version in target.versions:
+            sent = (target.full_key, version)
+            if sent in result.errors:
+                errors[target.key] = result.errors[sent]
+            elif sent not in result.deleted:
+                errors[target.key] = NOT_CONFIRMED
+            elif version is None and result.deleted[sent]:
+                errors[target.key] = DELETE_MARKER_ONLY
+            else:
+                continue
+            break
+        else:
+            confirmed.append(target.key)
+    return ChunkResult.from_reply([target.key for target in targets], confirmed, errors)
 
 
 class S3Storage:
@@ -84,10 +203,10 @@ class S3Storage:
     def __init__(self, name: str, config: S3StorageConfig) -> None:
         self.name = name
         self._config = config
-        self._url = self._delete_url(config)
+        self._base = self._bucket_url(config)
         self._credentials_source = self._session(config).get_credentials
         self._credentials: Credentials | None = None
-        self._credentials_lock = asyncio.Lock()  # resolve the chain once, not once per chunk in flight
+        self._credentials_lock = asyncio.Lock()
         self._transport = BatchDeleteTransport(name, config)
 
     @staticmethod
@@ -98,7 +217,7 @@ class S3Storage:
         return session
 
     @staticmethod
-    def _delete_url(config: S3StorageConfig) -> str:
+    def _bucket_url(config: S3StorageConfig) -> str:
         if config.endpoint is None:
             host = f"s3.{config.region}.amazonaws.com"
             scheme = "https"
@@ -109,59 +228,99 @@ class S3Storage:
             config.addressing_style == "auto" and config.endpoint is not None
         )
         if path_style:
-            return f"{scheme}://{host}/{config.bucket}?delete"
-        return f"{scheme}://{config.bucket}.{host}/?delete"
+            return f"{scheme}://{host}/{config.bucket}"
+        return f"{scheme}://{config.bucket}.{host}"
 
     async def _frozen_credentials(self) -> ReadOnlyCredentials:
+        try:
+            frozen = await self._resolve_credentials()
+        except Exception as error:  # botocore's chain raises many kinds; the kind is enough
+            raise StorageUnavailable(
+                f"storage {self.name}: AWS credentials could not be resolved ({type(error).__name__})"
+            ) from error
+        if frozen is None:
+            raise StorageUnavailable(f"storage {self.name}: no AWS credentials found")
+        redaction.register(frozen.secret_key)
+        redaction.register(frozen.token)
+        return frozen
+
+    async def _resolve_credentials(self) -> ReadOnlyCredentials | None:
         # Resolving and refreshing credentials may read files or call STS: never on the event loop.
-        async with self._credentials_lock:
+        async with self._credentials_lock:  # resolve the chain once, not once per chunk in flight
             if self._credentials is None:
                 self._credentials = await asyncio.to_thread(self._credentials_source)
-            if self._credentials is None:
-                raise StorageUnavailable(f"storage {self.name}: no AWS credentials found")
             credentials = self._credentials
-        return await asyncio.to_thread(credentials.get_frozen_credentials)
+        return None if credentials is None else await asyncio.to_thread(credentials.get_frozen_credentials)
+
+    async def _signed(self, method: str, url: str, body: bytes = b"") -> dict[str, str]:
+        headers = {"Content-Type": "application/xml"}
+        if body:
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324  (S3 demands it)
+        request = AWSRequest(method=method, url=url, data=body, headers=headers)
+        S3SigV4Auth(await self._frozen_credentials(), "s3", self._config.region).add_auth(request)
+        return dict(request.headers.items())
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        prefixed = [self._config.key_prefix + key for key in keys]
-        body = delete_objects_body(prefixed)
-        request = AWSRequest(
-            method="POST",
-            url=self._url,
-            data=body,
-            headers={
-                "Content-Type": "application/xml",
-                "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),  # noqa: S324  (S3 demands it)
-            },
-        )
-        S3SigV4Auth(await self._frozen_credentials(), "s3", self._config.region).add_auth(request)
-        headers = dict(request.headers.items())
-        reply = await self._transport.post(self._url, keys, content=body, headers=headers)
-        return reply if isinstance(reply, ChunkResult) else self._result(keys, reply)
-
-    def _result(self, keys: Sequence[str], reply: httpx.Response) -> ChunkResult:
-        status = reply.status_code
-        code = error_code(reply.content) if status != HTTPStatus.OK else ""
-        if status >= HTTPStatus.INTERNAL_SERVER_ERROR or status in {
-            HTTPStatus.UNAUTHORIZED,
-            HTTPStatus.FORBIDDEN,
-        }:
-            raise StorageUnavailable(
-                f"storage {self.name} answered {status} {code}".rstrip(),
-                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+        targets = [Target(key, self._config.key_prefix + key, [None]) for key in keys]
+        if self._config.delete_all_versions:
+            listed = await self._with_versions(targets)
+            if isinstance(listed, ChunkResult):
+                return listed
+            targets = listed
+        sent = [(target.full_key, version) for target in targets for version in target.versions]
+        merged = DeleteResult()
+        for start in range(0, len(sent), MAX_KEYS_PER_CALL):  # versions can outnumber keys
+            body = delete_objects_body(sent[start : start + MAX_KEYS_PER_CALL])
+            url = f"{self._base}/?delete"
+            reply = await self._transport.call(
+                "POST", url, keys, content=body, headers=await self._signed("POST", url, body)
             )
-        if status != HTTPStatus.OK:
-            return ChunkResult.all_failed(keys, f"storage answered HTTP {status} {code}".rstrip())
-        try:
-            errors = parse_delete_objects_reply(reply.content)
-        except DeleteObjectsReplyError as error:
-            return ChunkResult.all_failed(keys, f"reply breaks the contract: {error}")
-        prefix = self._config.key_prefix
-        by_key = {
-            full.removeprefix(prefix): reason for full, reason in errors.items() if full.startswith(prefix)
-        }
-        confirmed = [key for key in keys if key not in by_key]
-        return ChunkResult.from_reply(keys, confirmed, by_key)
+            if isinstance(reply, ChunkResult):
+                return reply
+            result = read_delete_reply(self.name, keys, reply)
+            if isinstance(result, ChunkResult):
+                return result
+            merged = DeleteResult({**merged.deleted, **result.deleted}, {**merged.errors, **result.errors})
+        return outcome(targets, merged)
+
+    async def _with_versions(self, targets: Sequence[Target]) -> list[Target] | ChunkResult:
+        """Each key with every version ID it has (ListObjectVersions); a key with none has nothing left
+        to delete."""
+        keys = [target.key for target in targets]
+        listed = []
+        for target in targets:
+            versions: list[str | None] = []
+            markers: tuple[str | None, str | None] = (None, None)
+            while True:
+                query = {
+                    "versions": "",
+                    "prefix": target.full_key,
+                    "key-marker": markers[0],
+                    "version-id-marker": markers[1],
+                }
+                url = f"{self._base}/?" + "&".join(
+                    name if value == "" else f"{name}={quote(value, safe='')}"
+                    for name, value in query.items()
+                    if value is not None
+                )
+                reply = await self._transport.call("GET", url, keys, headers=await self._signed("GET", url))
+                if isinstance(reply, ChunkResult):
+                    return reply
+                failure = status_failure(self.name, keys, reply)
+                if failure is not None:
+                    return failure
+                try:
+                    page, *markers_found = parse_versions(reply.body, target.full_key)
+                except S3ReplyError as error:
+                    return ChunkResult.all_failed(
+                        keys, f"listing versions: the reply breaks the contract: {error}"
+                    )
+                versions += page
+                markers = (markers_found[0], markers_found[1])
+                if markers[0] is None:
+                    break
+            listed.append(Target(target.key, target.full_key, versions))
+        return listed
 
     async def aclose(self) -> None:
         await self._transport.aclose()
