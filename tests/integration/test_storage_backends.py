@@ -139,7 +139,7 @@ async def test_filesystem_cannot_escape_its_root(tmp_path: Path) -> None:
     storage = open_storage(
         "volume",
         FilesystemStorageConfig.model_validate(
-            {"type": "filesystem", "root": str(root), "policy": OPEN_POLICY}
+            {"type": "filesystem", "root": str(root), "policy": OPEN_POLICY, "requireMountpoint": False}
         ),
     )
 
@@ -165,7 +165,13 @@ async def test_filesystem_prunes_directories_left_empty(tmp_path: Path) -> None:
     storage = open_storage(
         "volume",
         FilesystemStorageConfig.model_validate(
-            {"type": "filesystem", "root": str(root), "policy": OPEN_POLICY, "pruneEmptyDirs": True}
+            {
+                "type": "filesystem",
+                "root": str(root),
+                "policy": OPEN_POLICY,
+                "pruneEmptyDirs": True,
+                "requireMountpoint": False,
+            }
         ),
     )
     await storage.delete(["a/b/c/1.jpg"])

@@ -2,8 +2,14 @@
 
 Escaping the root is impossible by construction: the path is walked one directory at a time from a
 descriptor of the root, opening each directory with ``O_NOFOLLOW``, so no symlink is followed and no
-``..`` is accepted; the file is then unlinked relative to its directory's descriptor. The calls run in
-a thread, never on the event loop.
+``..`` is accepted; the file is then unlinked relative to its directory's descriptor. The root itself
+is the operator's configuration, so a root that is a symlink is followed (once, to open it).
+
+A missing file counts as deleted, so the root must really be the volume: an empty directory left
+where the volume should be mounted would make every key "deleted" while the files stay on the
+volume. Before each call the root is checked: it must be a mount point (``requireMountpoint``, the
+default) and hold ``markerFile`` if one is configured; otherwise the storage is unavailable. The calls
+run in a thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 from filecleanup.config import FilesystemStorageConfig
 from filecleanup.storage.base import ChunkResult, StorageUnavailable
@@ -37,10 +42,11 @@ def path_segments(key: str) -> list[str]:
     return segments
 
 
-def delete_below(root: Path, key: str, *, prune_empty_dirs: bool) -> None:
-    """Delete ``root/key`` without following any symlink; a missing file counts as deleted."""
+def delete_below(root: int, key: str, *, prune_empty_dirs: bool) -> None:
+    """Delete ``key`` below the directory open as ``root`` without following any symlink; a missing
+    file counts as deleted."""
     *directories, name = path_segments(key)
-    opened = [os.open(root, _DIRECTORY_FLAGS)]
+    opened = [os.dup(root)]
     try:
         for directory in directories:
             try:
@@ -80,31 +86,63 @@ def _prune(opened: list[int], directories: list[str]) -> None:
             raise
 
 
+def open_root(name: str, config: FilesystemStorageConfig) -> int:
+    """A descriptor of the storage's root, once it is known to be the volume. Raises
+    :class:`StorageUnavailable` when it is missing, not a directory, not mounted, or without its marker."""
+    root = config.root
+    try:
+        descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root may be a symlink
+    except OSError as error:
+        reason = (
+            "missing" if error.errno == errno.ENOENT else errno.errorcode.get(error.errno or 0, "unusable")
+        )
+        raise StorageUnavailable(f"storage {name}: root {root} is not a directory ({reason})") from error
+    problem = None
+    if config.require_mountpoint and not os.path.ismount(root.resolve()):
+        problem = (
+            "is not a mount point: is the volume mounted? (requireMountpoint; a markerFile can stand in)"
+        )
+    elif config.marker_file is not None and not _is_file(config.marker_file, descriptor):
+        problem = f"has no {config.marker_file}: is the volume mounted?"
+    if problem is not None:
+        os.close(descriptor)
+        raise StorageUnavailable(f"storage {name}: root {root} {problem}")
+    return descriptor
+
+
+def _is_file(name: str, directory: int) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
 class FilesystemStorage:
     max_keys_per_call: int | None = None
 
     def __init__(self, name: str, config: FilesystemStorageConfig) -> None:
         self.name = name
-        self._root = config.root
-        self._prune = config.prune_empty_dirs
+        self._config = config
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         return await asyncio.to_thread(self._delete, keys)
 
     def _delete(self, keys: Sequence[str]) -> ChunkResult:
-        if not self._root.is_dir():
-            raise StorageUnavailable(f"storage {self.name}: root {self._root} is not a mounted directory")
+        root = open_root(self.name, self._config)
         deleted: list[str] = []
         errors: dict[str, str] = {}
-        for key in keys:
-            try:
-                delete_below(self._root, key, prune_empty_dirs=self._prune)
-            except KeyRejectedError as error:
-                errors[key] = f"key {error}"
-            except OSError as error:
-                errors[key] = f"{errno.errorcode.get(error.errno or 0, 'OSError')}: {error.strerror}"
-            else:
-                deleted.append(key)
+        try:
+            for key in keys:
+                try:
+                    delete_below(root, key, prune_empty_dirs=self._config.prune_empty_dirs)
+                except KeyRejectedError as error:
+                    errors[key] = f"key {error}"
+                except OSError as error:
+                    errors[key] = f"{errno.errorcode.get(error.errno or 0, 'OSError')}: {error.strerror}"
+                else:
+                    deleted.append(key)
+        finally:
+            os.close(root)
         return ChunkResult.from_reply(keys, deleted, errors)
 
     async def aclose(self) -> None:

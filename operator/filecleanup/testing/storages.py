@@ -51,8 +51,16 @@ class Directory:
         return (self.root / key).exists()
 
 
+MARKER_FILE = ".filecleanup-volume"
+
+
 class DirectoryStorage(Directory):
-    """The filesystem backend's volume: nothing to start."""
+    """The filesystem backend's volume: nothing to start. It is a directory, not a mount point, so it
+    carries a marker file that the operator checks instead."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        (self.root / MARKER_FILE).touch()
 
     def start(self) -> None:
         """A directory is always there."""
@@ -65,6 +73,8 @@ class DirectoryStorage(Directory):
             "type": "filesystem",
             "root": str(self.root.resolve()),
             "pruneEmptyDirs": True,
+            "requireMountpoint": False,
+            "markerFile": MARKER_FILE,
             "policy": OPEN_POLICY,
         }
 
@@ -99,7 +109,8 @@ class StorageProcess(Directory):
         stop_process(self.process)
 
     def operator_storage(self) -> dict[str, Any]:
-        return {"type": "http", "url": self.url, "policy": OPEN_POLICY}
+        # Loopback (or the test node's own network): a token may travel in cleartext here.
+        return {"type": "http", "url": self.url, "policy": OPEN_POLICY, "allowPlainHttp": True}
 
     def fault(self, **faults: Any) -> None:
         httpx.post(f"{self.base}/_admin/faults", json=faults, timeout=5).raise_for_status()
@@ -173,6 +184,7 @@ class MotoProcess:
             "bucket": S3_BUCKET,
             "region": S3_REGION,
             "endpoint": self.endpoint,
+            "allowPlainHttp": True,  # moto on loopback (or the test node's own network)
             "keyPrefix": self.key_prefix,
             "credentialsFile": str(self.credentials_file),
             "policy": OPEN_POLICY,
