@@ -17,8 +17,9 @@ from pathlib import Path
 import kopf
 from aiohttp import web
 
-from filecleanup import kube
+from filecleanup import kube, redaction
 from filecleanup.config import CONFIG_ENV, ConfigError, OperatorConfig, load_config
+from filecleanup.engine import DEFAULT_SHUTDOWN_SECONDS
 from filecleanup.leader import LeaderElector, LeaseTiming, LostLease
 from filecleanup.metrics import Metrics
 from filecleanup.runtime import Runtime
@@ -100,6 +101,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="how often candidates try and the holder renews (default: %(default)s)",
     )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=DEFAULT_SHUTDOWN_SECONDS,
+        metavar="SECONDS",
+        help=(
+            "on SIGTERM, how long the storage calls in flight may take to finish and be recorded; keep it "
+            "below the pod's termination grace period (default: %(default)s)"
+        ),
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if args.leader_elect and not args.leader_election_namespace:
@@ -129,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
-    # One line per storage call is noise; the engine logs what matters per object.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # One line per storage call is noise, and the HTTP and signing libraries' debug lines quote request
+    # headers (a bearer token, an S3 session token): they log warnings at most, even with --verbose.
+    for library in ("httpx", "httpcore", "h11", "botocore", "urllib3"):
+        logging.getLogger(library).setLevel(logging.WARNING)
+    redaction.install_log_filter()
     return asyncio.run(run(args, config, timing))
 
 
@@ -171,6 +185,7 @@ async def run(args: argparse.Namespace, config: OperatorConfig, timing: LeaseTim
                     config=config,
                     metrics=metrics,
                     watches_namespace_globs=any(set("*?[") & set(ns) for ns in args.namespaces or ()),
+                    shutdown_seconds=args.shutdown_timeout,
                 ),
             )
         )

@@ -19,12 +19,17 @@ from typing import Any, Protocol
 
 from filecleanup import reconcile
 from filecleanup.config import OperatorConfig
+from filecleanup.kube import ObjectGone
 from filecleanup.metrics import Metrics
 from filecleanup.models import ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.reconcile import Outcome, Progress, Reason
 from filecleanup.storage import Storage, StorageUnavailable
 
 EVENT_KEYS_SHOWN = 5
+# On SIGTERM: how long the calls in flight may take to finish, and the last checkpoint to be written.
+# The chart sets the first from the pod's termination grace period.
+DEFAULT_SHUTDOWN_SECONDS = 20.0
+FINAL_CHECKPOINT_SECONDS = 5.0
 
 
 class StatusSink(Protocol):
@@ -82,11 +87,13 @@ class Engine:
         storages: dict[str, Storage],
         metrics: Metrics,
         jitter: Callable[[], float] = random.random,
+        shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
     ) -> None:
         self._config = config
         self._storages = storages
         self._metrics = metrics
         self._jitter = jitter
+        self._shutdown_seconds = shutdown_seconds
         self._rules = {
             name: reconcile.StorageRules(
                 policy=config.storages[name].policy, max_keys_per_call=storage.max_keys_per_call
@@ -96,6 +103,36 @@ class Engine:
 
     async def run(self, context: ObjectContext) -> float | None:
         """One run for one object. Returns seconds until it should run again, or None when done."""
+        try:
+            return await self._run(context)
+        except ObjectGone:
+            context.logger.info("Deleted while it was handled; nothing more to do")
+            return None
+
+    async def internal_error(self, context: ObjectContext, error: Exception) -> float | None:
+        """A run ended in an error of the operator's own: a visible condition and event, and a retry
+        within the object's budget; then Failed. Returns the delay, like :meth:`run`."""
+        context.logger.error(
+            "Internal error (%s) while handling the object", type(error).__name__, exc_info=error
+        )
+        storage = context.spec.storage or self._config.default_storage
+        status, outcome = reconcile.internal_error_status(
+            context.status,
+            spec=context.spec,
+            storage=storage,
+            error=type(error).__name__,
+            generation=context.generation,
+            now=utcnow(),
+            jitter=self._jitter(),
+        )
+        try:
+            await context.sink.write(status)
+        except ObjectGone:
+            return None
+        context.post_event("Warning", Reason.INTERNAL_ERROR, outcome.message)
+        return outcome.delay
+
+    async def _run(self, context: ObjectContext) -> float | None:
         now = utcnow()
         # Every log line of the run names the storage (the object's namespace and name come from Kopf).
         storage_name = context.spec.storage or self._config.default_storage
@@ -169,6 +206,7 @@ class Engine:
             checkpoint_interval=checkpoint_interval(self._config.status_interval_seconds, progress.total),
             checkpoint=checkpoint,
             stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
+            shutdown_seconds=self._shutdown_seconds,
         )
         if unavailable is not None:
             progressing = recorder.latest.condition(ConditionType.PROGRESSING)
@@ -247,14 +285,16 @@ async def run_round(
     checkpoint_interval: float,
     checkpoint: Callable[[], Awaitable[None]],
     stop_after: float | None = None,
+    shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
 ) -> StorageUnavailable | None:
     """Send the pending keys, up to ``workers`` chunks in flight, checkpointing at most once per
     ``checkpoint_interval``.
 
     No new chunk starts once the storage is unavailable or ``stop_after`` seconds have passed. When the
     round is cancelled (the operator is shutting down), no new chunk starts either, the calls in flight
-    finish (within the storage's timeouts), their outcome is recorded and checkpointed, and then the
-    cancellation goes on: no confirmed deletion goes unrecorded.
+    get up to ``shutdown_seconds`` to finish, their outcome is recorded and checkpointed, and then the
+    cancellation goes on: no confirmed deletion goes unrecorded. A call still running after that is
+    abandoned: its keys stay pending (deletes are idempotent), so the pod's grace period always holds.
     """
     chunks = iter(progress.chunks())
     stop_at = None if stop_after is None else time.monotonic() + stop_after
@@ -277,8 +317,9 @@ async def run_round(
                 result = await asyncio.shield(call)
             except asyncio.CancelledError:
                 stopping = True
-                with contextlib.suppress(StorageUnavailable):
-                    progress.record(chunk, await call)
+                # Kopf cancels again after a while: the wait goes on, within its own bound.
+                with contextlib.suppress(StorageUnavailable, TimeoutError, asyncio.CancelledError):
+                    progress.record(chunk, await asyncio.wait_for(asyncio.shield(call), shutdown_seconds))
                 raise
             except StorageUnavailable as error:
                 unavailable = unavailable or error
@@ -293,6 +334,10 @@ async def run_round(
             for _ in range(workers):
                 group.create_task(worker())
     except asyncio.CancelledError:
-        await checkpoint()  # the workers have recorded their last calls by now
+        # The workers have recorded their last calls by now.
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(
+                asyncio.shield(asyncio.ensure_future(checkpoint())), FINAL_CHECKPOINT_SECONDS
+            )
         raise
     return unavailable

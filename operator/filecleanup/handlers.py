@@ -32,7 +32,8 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
     )
     storages = open_storages(memo.config, memo.metrics)
     api = await kube.connect()
-    memo.opened = Clients(api, storages, Engine(memo.config, storages, memo.metrics))
+    engine = Engine(memo.config, storages, memo.metrics, shutdown_seconds=memo.shutdown_seconds)
+    memo.opened = Clients(api, storages, engine)
     if not await kube.serves_filecleanups(api):
         # Fail and let the pod restart: serving nothing while looking healthy helps nobody.
         raise kopf.PermanentError(
@@ -85,6 +86,12 @@ async def delete_keys(
         post_event=post_event,
         logger=logger,
     )
-    delay = await memo.clients.engine.run(context)
+    engine = memo.clients.engine
+    try:
+        delay = await engine.run(context)
+    except Exception as error:
+        if kube.is_api_outage(error):
+            raise  # the API server's trouble, not the object's: Kopf retries after its back-off
+        delay = await engine.internal_error(context, error)
     if delay is not None:
         raise kopf.TemporaryError(f"next run in {delay:.1f} s", delay=delay)

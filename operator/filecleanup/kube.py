@@ -6,14 +6,34 @@ status subresource, with a merge patch, at the moments the engine chooses.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
+import aiohttp
 from kubernetes.aio import client, config
 
 from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupStatus
 
 MERGE_PATCH = "application/merge-patch+json"
 NOT_FOUND = 404
+# A status write that hangs would hold the object's run (and a shutdown) for ever.
+WRITE_TIMEOUT_SECONDS = 30.0
+
+
+class ObjectGone(Exception):  # noqa: N818  (an event: the object was deleted while it was handled)
+    """The object no longer exists; its run ends quietly."""
+
+
+def is_api_outage(error: BaseException) -> bool:
+    """Whether an error of the Kubernetes client is the API server's trouble (it may pass), not a
+    request the server refused for good."""
+    if isinstance(error, client.ApiException):
+        return (
+            not error.status
+            or error.status == HTTPStatus.TOO_MANY_REQUESTS
+            or error.status >= HTTPStatus.INTERNAL_SERVER_ERROR
+        )
+    return isinstance(error, (OSError, aiohttp.ClientError, TimeoutError))
 
 
 async def connect() -> client.ApiClient:
@@ -43,7 +63,7 @@ def status_patch(status: FileCleanupStatus) -> dict[str, Any]:
 
 
 class ObjectStatusSink:
-    """Writes one object's status; a vanished object ends the run quietly."""
+    """Writes one object's status; raises :class:`ObjectGone` when the object was deleted meanwhile."""
 
     def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
         self._objects = client.CustomObjectsApi(api)
@@ -51,15 +71,21 @@ class ObjectStatusSink:
         self._name = name
 
     async def write(self, status: FileCleanupStatus) -> None:
-        await self._objects.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            self._namespace,
-            PLURAL,
-            self._name,
-            status_patch(status),
-            _content_type=MERGE_PATCH,
-        )
+        try:
+            await self._objects.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                self._namespace,
+                PLURAL,
+                self._name,
+                status_patch(status),
+                _content_type=MERGE_PATCH,
+                _request_timeout=WRITE_TIMEOUT_SECONDS,
+            )
+        except client.ApiException as error:
+            if error.status == NOT_FOUND:
+                raise ObjectGone(f"{self._namespace}/{self._name}") from error
+            raise
 
     async def delete_object(self) -> None:
         try:

@@ -92,6 +92,7 @@ class FileCleanupStatus(CamelModel):
     failed_indexes: str = ""
     failed_keys: Annotated[list[FailedKey], Field(max_length=MAX_LISTED_FAILED_KEYS)] = []
     failed_keys_omitted: int = 0
+    internal_errors: int = 0
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None
     next_retry_time: datetime.datetime | None = None

@@ -28,6 +28,7 @@ from filecleanup.models import (
     FileCleanupStatus,
     Phase,
 )
+from filecleanup.redaction import redact
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult
 
 JITTER_FRACTION = 0.2
@@ -49,6 +50,13 @@ class Reason:
     INVALID_CHUNK_SIZE = "InvalidChunkSize"
     FORBIDDEN = "Forbidden"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
+    INTERNAL_ERROR = "InternalError"
+
+
+def readable_error(text: str) -> str:
+    """A storage's error text as status shows it: secrets redacted, one printable line, short."""
+    printable = "".join(character if character.isprintable() else " " for character in redact(text))
+    return printable[:MAX_ERROR_LENGTH]
 
 
 def unique_indexes(keys: Sequence[str]) -> list[int]:
@@ -170,8 +178,7 @@ class Progress:
                 self.deleted += 1
                 self.earlier_errors.pop(index, None)
             else:
-                error = result.failed.get(key, NOT_CONFIRMED)
-                self.failed[index] = error[:MAX_ERROR_LENGTH]
+                self.failed[index] = readable_error(result.failed.get(key, NOT_CONFIRMED))
         if result.whole_call_failed:
             self.whole_call_failures += 1
 
@@ -335,6 +342,7 @@ def fresh_drive(status: FileCleanupStatus) -> FileCleanupStatus:
         update={
             "start_time": None,
             "completion_time": None,
+            "internal_errors": 0,
             "conditions": [c for c in status.conditions if c.type == ConditionType.PROGRESSING],
         }
     )
@@ -467,6 +475,7 @@ def next_status(
         failed_indexes=format_ranges(progress.failed),
         failed_keys=listed,
         failed_keys_omitted=omitted,
+        internal_errors=previous.internal_errors,
         start_time=previous.start_time or now,
         completion_time=now if phase.finished else None,
         next_retry_time=now + datetime.timedelta(seconds=delay) if delay is not None else None,
@@ -499,3 +508,56 @@ def rejected_status(
             "conditions": conditions,
         }
     )
+
+
+def internal_error_status(
+    previous: FileCleanupStatus,
+    *,
+    spec: FileCleanupSpec,
+    storage: str,
+    error: str,
+    generation: int | None,
+    now: datetime.datetime,
+    jitter: float,
+) -> tuple[FileCleanupStatus, Outcome]:
+    """An error of the operator's own, counted like a retry round: after ``maxRetries`` more, the
+    object is Failed with reason InternalError instead of being tried for ever."""
+    count = previous.internal_errors + 1
+    if count > spec.max_retries:
+        outcome = Outcome(
+            Phase.FAILED,
+            Reason.INTERNAL_ERROR,
+            f"internal error in the operator ({error}) in {count} runs; see the operator's log, then redrive",
+        )
+    else:
+        delay = backoff_delay(spec.backoff, count, jitter)
+        outcome = Outcome(
+            Phase.BACKOFF,
+            Reason.INTERNAL_ERROR,
+            f"internal error in the operator ({error}); see its log; run {count} of {spec.max_retries + 1}, "
+            f"next in {delay:.0f} s",
+            delay,
+        )
+    stamp = functools.partial(
+        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+    )
+    conditions = set_condition(
+        previous.conditions, stamp(ConditionType.PROGRESSING, true=outcome.phase != Phase.FAILED)
+    )
+    if outcome.phase == Phase.FAILED:
+        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    status = previous.model_copy(
+        update={
+            "phase": outcome.phase,
+            "observed_generation": generation,
+            "storage": previous.storage or storage,
+            "internal_errors": count,
+            "start_time": previous.start_time or now,
+            "completion_time": now if outcome.phase == Phase.FAILED else None,
+            "next_retry_time": None
+            if outcome.delay is None
+            else now + datetime.timedelta(seconds=outcome.delay),
+            "conditions": conditions,
+        }
+    )
+    return status, outcome

@@ -25,6 +25,7 @@ class Runtime:
     config: OperatorConfig
     metrics: Metrics
     watches_namespace_globs: bool
+    shutdown_seconds: float
     opened: Clients | None = None
 
     @property

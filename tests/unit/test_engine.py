@@ -1,0 +1,176 @@
+"""The engine in-process, with fakes for the storage, the status sink and the events: what a run
+writes and posts, a shutdown that stays within its bound, and errors of the operator's own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from filecleanup.config import OperatorConfig
+from filecleanup.engine import Engine, ObjectContext, run_round
+from filecleanup.kube import ObjectGone
+from filecleanup.metrics import Metrics
+from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase
+from filecleanup.reconcile import Progress
+from filecleanup.storage.base import ChunkResult
+
+
+@dataclass
+class FakeStorage:
+    """Confirms every key after ``seconds``; records the keys it was sent."""
+
+    seconds: float = 0.0
+    name: str = "photos"
+    max_keys_per_call: int | None = None
+    sent: list[str] = field(default_factory=list)
+
+    async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        self.sent += keys
+        await asyncio.sleep(self.seconds)
+        return ChunkResult.from_reply(keys, keys, {})
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+@dataclass
+class FakeSink:
+    written: list[FileCleanupStatus] = field(default_factory=list)
+    gone: bool = False
+
+    async def write(self, status: FileCleanupStatus) -> None:
+        if self.gone:
+            raise ObjectGone("ns/name")
+        self.written.append(status)
+
+    async def delete_object(self) -> None:
+        self.gone = True
+
+
+Events = list[tuple[str, str, str]]  # (type, reason, message), as posted
+
+CONFIG = OperatorConfig.model_validate(
+    {
+        "defaultStorage": "photos",
+        "storages": {
+            "photos": {
+                "type": "filesystem",
+                "root": "/unused",
+                "policy": {"allowedNamespaces": "*", "keyPrefix": ""},
+            }
+        },
+    }
+)
+
+
+def context(
+    sink: FakeSink,
+    events: list[tuple[str, str, str]],
+    status: FileCleanupStatus | None = None,
+    **spec: object,
+) -> ObjectContext:
+    return ObjectContext(
+        spec=FileCleanupSpec.model_validate({"keys": [f"k/{i}" for i in range(10)], "chunkSize": 2, **spec}),
+        status=status or FileCleanupStatus(),
+        namespace="albums",
+        generation=1,
+        sink=sink,
+        post_event=lambda kind, reason, message: events.append((kind, reason, message)),
+        logger=logging.getLogger("test"),
+    )
+
+
+def engine(storage: FakeStorage) -> Engine:
+    return Engine(CONFIG, {"photos": storage}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5)
+
+
+async def test_a_run_writes_in_progress_then_succeeded_and_posts_completed() -> None:
+    sink, events, storage = FakeSink(), Events(), FakeStorage()
+    assert await engine(storage).run(context(sink, events)) is None
+    assert [status.phase for status in sink.written] == [Phase.IN_PROGRESS, Phase.SUCCEEDED]
+    assert sink.written[-1].deleted == 10
+    assert events == [("Normal", "Completed", "deleted 10 of 10 keys")]
+    assert sorted(storage.sent) == sorted(f"k/{i}" for i in range(10))
+
+
+async def test_an_object_deleted_mid_run_ends_the_run_quietly() -> None:
+    sink, events = FakeSink(gone=True), Events()
+    assert await engine(FakeStorage()).run(context(sink, events)) is None
+    assert events == []
+
+
+async def test_an_internal_error_is_shown_retried_within_the_budget_then_failed() -> None:
+    sink, events, run = FakeSink(), Events(), engine(FakeStorage())
+    delay = await run.internal_error(context(sink, events, maxRetries=1), ValueError("a bug"))
+    first = sink.written[-1]
+    assert delay == 5.0  # the object's own back-off
+    assert (first.phase, first.internal_errors) == (Phase.BACKOFF, 1)
+    assert first.condition("Progressing").reason == "InternalError"  # type: ignore[arg-type,union-attr]
+    assert events[-1][:2] == ("Warning", "InternalError")
+    assert "ValueError" in events[-1][2]
+
+    assert await run.internal_error(context(sink, events, first, maxRetries=1), ValueError("again")) is None
+    last = sink.written[-1]
+    assert (last.phase, last.internal_errors) == (Phase.FAILED, 2)
+    assert last.condition("Failed").reason == "InternalError"  # type: ignore[arg-type,union-attr]
+
+
+def progress_of(count: int) -> Progress:
+    return Progress.start(
+        FileCleanupSpec.model_validate({"keys": [f"k/{i}" for i in range(count)], "chunkSize": 1})
+    )
+
+
+async def test_on_cancel_calls_in_flight_finish_and_are_recorded() -> None:
+    progress, checkpoints = progress_of(4), []
+
+    async def checkpoint() -> None:
+        checkpoints.append(progress.deleted)
+
+    task = asyncio.create_task(
+        run_round(
+            progress,
+            FakeStorage(0.2),
+            workers=2,
+            checkpoint_interval=60,
+            checkpoint=checkpoint,
+            shutdown_seconds=5,
+        )
+    )
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert progress.deleted == 2  # the two calls in flight, recorded; no new one started
+    assert checkpoints == [2]
+
+
+async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and_stay_pending() -> None:
+    progress, checkpoints = progress_of(4), []
+
+    async def checkpoint() -> None:
+        checkpoints.append(progress.deleted)
+
+    task = asyncio.create_task(
+        run_round(
+            progress,
+            FakeStorage(30),
+            workers=2,
+            checkpoint_interval=60,
+            checkpoint=checkpoint,
+            shutdown_seconds=0.3,
+        )
+    )
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 1.0
+    assert (progress.deleted, len(progress.pending)) == (0, 4)  # unknown outcomes: sent again later
+    assert checkpoints == [0]
