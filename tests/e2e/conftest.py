@@ -82,10 +82,11 @@ def chart_values(storages: Storages, image: str) -> Manifest:
                 "photos": {
                     "url": storages.http.url,
                     "tokenSecret": {"name": SECRETS[0], "key": "token"},
+                    "allowPlainHttp": True,  # traffic that never leaves the test's network namespace
                 },
                 "archive": {
                     "type": "s3",
-                    **{key: s3[key] for key in ("bucket", "region", "endpoint")},
+                    **{key: s3[key] for key in ("bucket", "region", "endpoint", "allowPlainHttp")},
                     "credentialsSecret": {"name": SECRETS[1], "key": "credentials"},
                     "policy": policy,
                 },

@@ -6,6 +6,8 @@ It implements the design note's batch-delete API over files in a directory:
 
 A key is a path relative to ``--root``; a missing file counts as deleted. Faults are switched on
 through ``POST /_admin/faults`` (see :class:`Faults`), and ``GET /_admin/stats`` tells what happened.
+Besides honest failures, it can be hostile, as a storage we do not control may be: huge or trickled
+replies, a bad encoding, absurd headers, keys that were not requested, lies, bodies that are not JSON.
 
     python -m filecleanup.testing.storage_server --root DIR --port 8080 [--token-file F]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +38,14 @@ class Faults:
     latency_seconds: float = 0.0  # every call waits this long
     fail_keys: dict[str, int] = field(default_factory=dict)  # key -> failures left (-1: always)
     broken_replies: int = 0  # the next N calls answer 200 with a body that breaks the contract
+    # Hostile: each holds for every call until the faults are reset.
+    huge_reply_bytes: int = 0  # a 200 whose body is this large (and never ends in valid JSON)
+    trickle_seconds: float = 0.0  # the reply's bytes come one per this many seconds
+    bad_encoding: bool = False  # "Content-Encoding: gzip" on a body that is not gzip
+    huge_header_bytes: int = 0  # a reply header this long
+    unrequested_keys: list[str] = field(default_factory=list)  # listed as deleted too, never requested
+    lie: bool = False  # every requested key listed as deleted; nothing is deleted
+    not_json: bool = False  # a 200 whose body is an HTML page
 
 
 @dataclass
@@ -92,7 +103,40 @@ def _remove(root: Path, keys: list[str]) -> tuple[list[str], list[dict[str, str]
     return deleted, errors, removed
 
 
-async def delete(request: web.Request) -> web.Response:
+async def huge_reply(request: web.Request, size: int) -> web.StreamResponse:
+    """A 200 of ``size`` bytes that starts like a reply and never becomes one; nothing was deleted."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = size
+    await response.prepare(request)
+    piece = b'{"deleted": [' + b" " * (64 * 1024 - 13)
+    sent = 0
+    while sent < size:
+        chunk = piece[: size - sent]
+        await response.write(chunk)
+        sent += len(chunk)
+    return response
+
+
+async def present(request: web.Request, faults: Faults, payload: dict[str, object]) -> web.StreamResponse:
+    """The reply, honest or as the hostile faults would mangle it."""
+    body = b"<html><body>502 Bad Gateway</body></html>" if faults.not_json else json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"}
+    if faults.bad_encoding:
+        headers["Content-Encoding"] = "gzip"
+    if faults.huge_header_bytes:
+        headers["X-Padding"] = "x" * faults.huge_header_bytes
+    if not faults.trickle_seconds:
+        return web.Response(body=body, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(body)
+    await response.prepare(request)
+    for byte in body:
+        await response.write(bytes([byte]))
+        await asyncio.sleep(faults.trickle_seconds)
+    return response
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if state.token is not None and request.headers.get("Authorization") != f"Bearer {state.token}":
         return web.json_response({"error": "unauthorized"}, status=HTTPStatus.UNAUTHORIZED)
@@ -119,6 +163,10 @@ async def delete(request: web.Request) -> web.Response:
         if faults.broken_replies:
             faults.broken_replies -= 1
             return web.json_response({"removed": keys})
+        if faults.huge_reply_bytes:
+            return await huge_reply(request, faults.huge_reply_bytes)
+        if faults.lie:
+            return await present(request, faults, {"deleted": keys, "errors": []})
         injected = [key for key in keys if faults.fail_keys.get(key, 0)]
         for key in injected:
             if faults.fail_keys[key] > 0:
@@ -127,7 +175,9 @@ async def delete(request: web.Request) -> web.Response:
         deleted, errors, removed = await asyncio.to_thread(_remove, state.root, wanted)
         stats.removed_files += removed
         errors.extend({"key": key, "message": "injected failure"} for key in injected)
-        return web.json_response({"deleted": deleted, "errors": errors})
+        return await present(
+            request, faults, {"deleted": [*deleted, *faults.unrequested_keys], "errors": errors}
+        )
     finally:
         stats.in_flight -= 1
 
