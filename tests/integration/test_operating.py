@@ -167,3 +167,28 @@ def test_sigterm_records_every_confirmed_deletion(
     assert (done["deleted"], done["total"]) == (200, 200)
     sent_after = storage.stats()["requested"]
     assert all(sent_after[key] == sent_before[key] for key in set(keys) - pending)  # not sent again
+
+
+def test_sigterm_with_a_call_that_outlives_the_shutdown_timeout_still_exits_in_time(
+    crd: None, kube: Kube, kubeconfig: Path, storage: StorageProcess, tmp_path: Path
+) -> None:
+    namespace = kube.create_namespace("graceful")
+    config = operator_config(storage)
+    config["storages"]["photos"]["readTimeoutSeconds"] = 60  # the storage may take a minute per call
+    operator = OperatorProcess(tmp_path, kubeconfig, config, ["graceful-*"])
+    keys = album_keys(namespace, 20)
+    storage.seed(keys)
+    storage.fault(trickle_seconds=1.0)  # each reply takes far longer than the shutdown timeout
+    operator.start("--shutdown-timeout", "2")
+    create_cleanup(kube, namespace, "slow", keys, chunkSize=5)
+    kube.wait_for("calls in flight", lambda: {} if storage.stats()["calls"] >= 4 else None, interval=0.05)
+    stopping = time.monotonic()
+    assert operator.process is not None
+    operator.process.send_signal(signal.SIGTERM)
+    exit_code = operator.process.wait(timeout=30)
+    stopped_in = time.monotonic() - stopping
+    status = get_cleanup(kube, namespace, "slow")["status"]
+    assert exit_code == 0
+    assert 2 <= stopped_in < 2 + 5 + 2  # the shutdown timeout, then at most the last checkpoint's bound
+    assert status["deleted"] == 0  # no reply came: nothing is counted...
+    assert len(parse_ranges(status["pendingIndexes"])) == 20  # ...and every key is still to send

@@ -40,6 +40,7 @@ class Faults:
     broken_replies: int = 0  # the next N calls answer 200 with a body that breaks the contract
     # Hostile: each holds for every call until the faults are reset.
     huge_reply_bytes: int = 0  # a 200 whose body is this large (and never ends in valid JSON)
+    huge_reply_undeclared: bool = False  # ...sent chunked, without a Content-Length
     trickle_seconds: float = 0.0  # the reply's bytes come one per this many seconds
     bad_encoding: bool = False  # "Content-Encoding: gzip" on a body that is not gzip
     huge_header_bytes: int = 0  # a reply header this long
@@ -103,10 +104,11 @@ def _remove(root: Path, keys: list[str]) -> tuple[list[str], list[dict[str, str]
     return deleted, errors, removed
 
 
-async def huge_reply(request: web.Request, size: int) -> web.StreamResponse:
+async def huge_reply(request: web.Request, size: int, *, declared: bool) -> web.StreamResponse:
     """A 200 of ``size`` bytes that starts like a reply and never becomes one; nothing was deleted."""
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    response.content_length = size
+    if declared:
+        response.content_length = size
     await response.prepare(request)
     piece = b'{"deleted": [' + b" " * (64 * 1024 - 13)
     sent = 0
@@ -164,7 +166,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
             faults.broken_replies -= 1
             return web.json_response({"removed": keys})
         if faults.huge_reply_bytes:
-            return await huge_reply(request, faults.huge_reply_bytes)
+            return await huge_reply(request, faults.huge_reply_bytes, declared=not faults.huge_reply_undeclared)
         if faults.lie:
             return await present(request, faults, {"deleted": keys, "errors": []})
         injected = [key for key in keys if faults.fail_keys.get(key, 0)]
