@@ -166,7 +166,8 @@ async def delete(request: web.Request) -> web.StreamResponse:
             faults.broken_replies -= 1
             return web.json_response({"removed": keys})
         if faults.huge_reply_bytes:
-            return await huge_reply(request, faults.huge_reply_bytes, declared=not faults.huge_reply_undeclared)
+            declared = not faults.huge_reply_undeclared
+            return await huge_reply(request, faults.huge_reply_bytes, declared=declared)
         if faults.lie:
             return await present(request, faults, {"deleted": keys, "errors": []})
         injected = [key for key in keys if faults.fail_keys.get(key, 0)]
