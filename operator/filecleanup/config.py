@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from filecleanup.keys import key_problem
+
 CONFIG_ENV = "FILECLEANUP_CONFIG"
 
 
@@ -42,16 +44,30 @@ class StoragePolicy(StrictModel):
 
     allowed_namespaces: Literal["*"] | Annotated[list[NamespaceName], Field(min_length=1)]
     # Every key of an object must start with this; "{namespace}" stands for the object's namespace.
-    # "" allows any key.
+    # "" allows any key. A prefix is whole path segments: it is empty or ends with "/", so that
+    # "tenants/team/" can never match "tenants/team-b/...".
     key_prefix: str
 
     @model_validator(mode="after")
-    def _only_the_namespace_placeholder(self) -> Self:
-        fields = {name for _, name, _, _ in string.Formatter().parse(self.key_prefix) if name is not None}
-        if fields - {"namespace"}:
+    def _whole_segments_and_a_bare_namespace(self) -> Self:
+        try:
+            parts = list(string.Formatter().parse(self.key_prefix))
+        except ValueError as error:
+            raise ValueError(f"keyPrefix {self.key_prefix!r}: {error}") from error
+        for _, name, spec, conversion in parts:
+            if name is None:
+                continue
+            if name != "namespace" or spec or conversion:
+                # "{namespace:.1}" would give "alpha" and "apple" the same prefix.
+                written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                raise ValueError(f"keyPrefix may only use a bare {{namespace}}, not {{{written}}}")
+        if self.key_prefix and not self.key_prefix.endswith("/"):
             raise ValueError(
-                f"keyPrefix may only use {{namespace}}, not {{{', '.join(sorted(fields - {'namespace'}))}}}"
+                f"keyPrefix {self.key_prefix!r} must be empty or end with '/' (whole path segments)"
             )
+        problem = key_problem(self.key_prefix.format(namespace="ns") + "x") if self.key_prefix else None
+        if problem is not None:
+            raise ValueError(f"keyPrefix {self.key_prefix!r}: {problem}")
         return self
 
     def allows(self, namespace: str) -> bool:

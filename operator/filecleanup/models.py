@@ -7,8 +7,10 @@ import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from filecleanup.keys import MAX_KEY_LENGTH, key_problem
 
 GROUP = "filecleanup.dev"
 VERSION = "v1alpha1"
@@ -17,8 +19,20 @@ KIND = "FileCleanup"
 PLURAL = "filecleanups"
 
 MAX_KEYS = 10_000
-MAX_KEY_LENGTH = 1024
 MAX_LISTED_FAILED_KEYS = 100
+DEFAULT_CONTROLLER = f"{GROUP}/operator"  # the installation that handles objects without spec.managedBy
+
+
+def _valid_key(key: str) -> str:
+    problem = key_problem(key)
+    if problem is not None:
+        raise ValueError(problem)
+    return key
+
+
+Key = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH), AfterValidator(_valid_key)]
+# Index ranges into spec.keys ("0-99,150"): 10,000 keys written as singles fit in this.
+IndexRanges = Annotated[str, Field(max_length=100_000, pattern=r"^[0-9,-]*$")]
 
 
 class CamelModel(BaseModel):
@@ -31,10 +45,8 @@ class Backoff(CamelModel):
 
 
 class FileCleanupSpec(CamelModel):
-    keys: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]],
-        Field(min_length=1, max_length=MAX_KEYS),
-    ]
+    keys: Annotated[list[Key], Field(min_length=1, max_length=MAX_KEYS)]
+    managed_by: Annotated[str | None, Field(max_length=63)] = None
     storage: Annotated[str | None, Field(min_length=1, max_length=63)] = None
     chunk_size: Annotated[int, Field(ge=1, le=1000)] = 100
     max_retries: Annotated[int, Field(ge=0, le=100)] = 5
@@ -88,15 +100,15 @@ class FileCleanupStatus(CamelModel):
     redrives: int = 0
     retry_nonce: str | None = None
     chunk_size: int | None = None
-    pending_indexes: str = ""
-    failed_indexes: str = ""
+    pending_indexes: IndexRanges = ""
+    failed_indexes: IndexRanges = ""
     failed_keys: Annotated[list[FailedKey], Field(max_length=MAX_LISTED_FAILED_KEYS)] = []
     failed_keys_omitted: int = 0
     internal_errors: int = 0
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None
     next_retry_time: datetime.datetime | None = None
-    conditions: list[Condition] = []
+    conditions: Annotated[list[Condition], Field(max_length=8)] = []
 
     def condition(self, condition_type: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)

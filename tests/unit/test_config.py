@@ -67,8 +67,23 @@ def test_missing_environment_variable_is_explained(monkeypatch: pytest.MonkeyPat
         (VALID.replace("maxConcurrentRequests: 8", "maxConcurrentRequests: 8\n    colour: red"), "colour"),
         (
             VALID.replace('keyPrefix: "{namespace}/"', 'keyPrefix: "{album}/"'),
-            "may only use {namespace}, not {album}",
+            "may only use a bare {namespace}, not {album}",
         ),
+        (
+            VALID.replace('keyPrefix: "{namespace}/"', 'keyPrefix: "tenants/{namespace:.1}/"'),
+            "may only use a bare {namespace}, not {namespace:.1}",
+        ),
+        (
+            VALID.replace('keyPrefix: "{namespace}/"', 'keyPrefix: "tenants/{namespace!r}/"'),
+            "may only use a bare {namespace}, not {namespace!r}",
+        ),
+        (
+            VALID.replace('keyPrefix: "{namespace}/"', 'keyPrefix: "tenants/{namespace}"'),
+            "must be empty or end with '/'",
+        ),
+        (VALID.replace('keyPrefix: "{namespace}/"', 'keyPrefix: "tenants/../{namespace}/"'), "'..' path"),
+        (VALID.replace('keyPrefix: "{namespace}/"', 'keyPrefix: "/{namespace}/"'), "must not start with '/'"),
+        (VALID.replace('keyPrefix: "{namespace}/"', 'keyPrefix: "{namespace/"'), "keyPrefix '{namespace/'"),
         (VALID.replace("allowedNamespaces: [photos, albums]", "allowedNamespaces: []"), "allowedNamespaces"),
         (
             VALID.replace("allowedNamespaces: [photos, albums]", "allowedNamespaces: [Bad_NS]"),

@@ -1,0 +1,28 @@
+"""What a storage key may be. The CRD enforces the same rules (CEL and a pattern), and the operator
+checks them itself before any call, whatever CRD is installed: an older one kept with
+``crds.enabled=false``, a hand-edited one, or a cluster without CEL. With these rules a key is its own
+normal form: no backend's path normalisation can move it out of the prefix its policy allows."""
+
+from __future__ import annotations
+
+MAX_KEY_LENGTH = 1024
+
+
+def key_problem(key: str) -> str | None:  # noqa: PLR0911  (one rule, one message, as in the CRD)
+    """Why ``key`` is not a valid storage key (the CRD's message), or None."""
+    if not key:
+        return "a key must not be empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"a key must be at most {MAX_KEY_LENGTH} characters"
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in key):  # noqa: PLR2004  (ASCII controls)
+        return "a key must not contain control characters"
+    if key.startswith("/"):
+        return "a key must not start with '/'"
+    segments = key.split("/")
+    if "" in segments:
+        return "a key must not have an empty path segment"
+    if "." in segments:
+        return "a key must not have a '.' path segment"
+    if ".." in segments:
+        return "a key must not contain a '..' path segment"
+    return None
