@@ -28,18 +28,26 @@ def format_ranges(indexes: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def parse_ranges(text: str) -> list[int]:
-    """The ascending indexes that ``text`` names; the inverse of :func:`format_ranges`."""
+def parse_ranges(text: str, size: int) -> list[int]:
+    """The ascending indexes that ``text`` names, each below ``size``; the inverse of
+    :func:`format_ranges`. A range is checked before it is expanded, so that no text (a hand-edited
+    status, say "0-5000000" for three keys) can make a large list."""
     if not text:
         return []
     indexes: list[int] = []
     for part in text.split(","):
         start_text, dash, end_text = part.partition("-")
-        if not start_text.isdigit() or (dash and not end_text.isdigit()):
-            raise IndexRangeError(f"bad index range {part!r} in {text!r}")
+        if not _is_number(start_text) or (dash and not _is_number(end_text)):
+            raise IndexRangeError(f"bad index range {part[:40]!r}")
         start = int(start_text)
         end = int(end_text) if dash else start
         if end < start or (indexes and start <= indexes[-1]):
-            raise IndexRangeError(f"index range {part!r} in {text!r} is not ascending")
+            raise IndexRangeError(f"index range {part!r} is not ascending")
+        if end >= size:
+            raise IndexRangeError(f"index range {part!r} goes past the {size} keys")
         indexes.extend(range(start, end + 1))
     return indexes
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 9  # noqa: PLR2004  (no index has more digits)
