@@ -107,7 +107,22 @@ class Kube:
             conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions") or []}
             return crd if conditions.get("Established") == "True" else None
 
-        self.wait_for(f"CRD {name} to be Established", established)
+        crd = self.wait_for(f"CRD {name} to be Established", established)
+
+        # Established is not yet served: for a moment the API server answers 429 "storage is
+        # (re)initializing", and an operator started then may miss the first objects.
+        def served() -> Manifest | None:
+            version = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
+            api_version = f"{crd['spec']['group']}/{version}"
+            try:
+                self.list_objects(api_version, crd["spec"]["names"]["kind"], limit=1)
+            except client.ApiException as error:
+                if error.status != 429:
+                    raise
+                return None
+            return crd
+
+        self.wait_for(f"CRD {name} to be served", served)
 
 
 class RevisionCounter:

@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import kopf
@@ -22,6 +22,7 @@ from filecleanup.config import CONFIG_ENV, ConfigError, OperatorConfig, load_con
 from filecleanup.engine import DEFAULT_SHUTDOWN_SECONDS
 from filecleanup.leader import LeaderElector, LeaseTiming, LostLease
 from filecleanup.metrics import Metrics
+from filecleanup.models import DEFAULT_CONTROLLER
 from filecleanup.runtime import Runtime
 
 logger = logging.getLogger("filecleanup")
@@ -54,7 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--liveness",
         default="0.0.0.0:8080",
         metavar="HOST:PORT",
-        help="serve the liveness probe at http://HOST:PORT/healthz; 'off' disables it (default: %(default)s)",
+        help=(
+            "serve the liveness probe at http://HOST:PORT/healthz, and /readyz (this replica works); "
+            "'off' disables them (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--metrics",
@@ -64,6 +68,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--log-format", choices=["plain", "json"], default="plain", help="log line format (default: plain)"
+    )
+    parser.add_argument(
+        "--controller-name",
+        default=DEFAULT_CONTROLLER,
+        metavar="DOMAIN/NAME",
+        help=(
+            "handle only FileCleanups whose spec.managedBy is this (unset counts as the default, "
+            "%(default)s): one name per installation, so that two never act on the same object"
+        ),
     )
     election = parser.add_argument_group(
         "leader election",
@@ -160,11 +173,10 @@ async def run(args: argparse.Namespace, config: OperatorConfig, timing: LeaseTim
             return EXIT_BAD_SETUP
     identity = replica_identity()
     elector: LeaderElector | None = None
+    ready = asyncio.Event()  # Kopf has started: this replica works
     async with contextlib.AsyncExitStack() as stack:
         if args.liveness != "off":
-            await stack.enter_async_context(
-                liveness_server(args.liveness, lambda: elector is None or elector.holding)
-            )
+            await stack.enter_async_context(probe_server(args.liveness, ready))
         if args.leader_elect:
             api = await kube.connect()
             stack.push_async_callback(api.close)
@@ -181,11 +193,14 @@ async def run(args: argparse.Namespace, config: OperatorConfig, timing: LeaseTim
                 standalone=True,  # one replica works: the Lease decides which
                 clusterwide=not args.namespaces,
                 namespaces=args.namespaces or (),
+                ready_flag=ready,
                 memo=Runtime(
                     config=config,
                     metrics=metrics,
                     watches_namespace_globs=any(set("*?[") & set(ns) for ns in args.namespaces or ()),
                     shutdown_seconds=args.shutdown_timeout,
+                    controller_name=args.controller_name,
+                    namespaces=args.namespaces or [],
                 ),
             )
         )
@@ -234,14 +249,20 @@ async def until_stopped(work: Awaitable[None]) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def liveness_server(address: str, leading: Callable[[], bool]) -> AsyncIterator[None]:
-    """``GET /healthz``: 200 while the event loop answers, with whether this replica leads."""
+async def probe_server(address: str, ready: asyncio.Event) -> AsyncIterator[None]:
+    """``/healthz`` (liveness): 200 while the event loop answers, on a standby replica too.
+    ``/readyz``: 200 once this replica works (holds the Lease and Kopf has started), else 503. The
+    chart probes liveness only: a readiness probe would keep a standby out of the rollout."""
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "leader": leading()})
+        return web.json_response({"ok": True, "working": ready.is_set()})
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.json_response({"working": ready.is_set()}, status=200 if ready.is_set() else 503)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = address.rpartition(":")

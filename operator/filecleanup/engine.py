@@ -14,15 +14,16 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from filecleanup import reconcile
 from filecleanup.config import OperatorConfig
 from filecleanup.kube import ObjectGone
 from filecleanup.metrics import Metrics
-from filecleanup.models import ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
+from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.reconcile import Outcome, Progress, Reason
+from filecleanup.retention import Labels, retention_labels
 from filecleanup.storage import Storage, StorageUnavailable
 
 EVENT_KEYS_SHOWN = 5
@@ -35,7 +36,26 @@ FINAL_CHECKPOINT_SECONDS = 5.0
 class StatusSink(Protocol):
     async def write(self, status: FileCleanupStatus) -> None: ...
 
-    async def delete_object(self) -> None: ...
+
+class LastWritten:
+    """A sink that remembers the last status it wrote: what the object says after a run."""
+
+    def __init__(self, sink: StatusSink) -> None:
+        self._sink = sink
+        self.latest: FileCleanupStatus | None = None
+
+    async def write(self, status: FileCleanupStatus) -> None:
+        await self._sink.write(status)
+        self.latest = status
+
+
+@dataclass(frozen=True)
+class Next:
+    """What follows a run: when to run again (None: only on a change), and the labels the object
+    should carry (its retention; None removes a label)."""
+
+    requeue_after: float | None = None
+    labels: Labels = field(default_factory=dict)
 
 
 EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
@@ -48,6 +68,19 @@ class ObjectContext:
     spec: FileCleanupSpec
     status: FileCleanupStatus
     namespace: str
+    generation: int | None
+    sink: StatusSink
+    post_event: EventPoster
+    logger: logging.Logger | logging.LoggerAdapter[Any]
+    status_problem: str | None = None  # why the status read could not be used (it was replaced)
+
+
+@dataclass(frozen=True)
+class InvalidObject:
+    """An object whose spec the models refuse: what is needed to say so."""
+
+    status: FileCleanupStatus
+    problem: str
     generation: int | None
     sink: StatusSink
     post_event: EventPoster
@@ -86,10 +119,13 @@ class Engine:
         config: OperatorConfig,
         storages: dict[str, Storage],
         metrics: Metrics,
+        *,
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
+        controller: str = DEFAULT_CONTROLLER,
     ) -> None:
         self._config = config
+        self._controller = controller
         self._storages = storages
         self._metrics = metrics
         self._jitter = jitter
@@ -101,17 +137,23 @@ class Engine:
             for name, storage in storages.items()
         }
 
-    async def run(self, context: ObjectContext) -> float | None:
-        """One run for one object. Returns seconds until it should run again, or None when done."""
+    async def run(self, context: ObjectContext) -> Next:
+        """One run for one object: the work, then when to run again and the labels that follow."""
+        sink = LastWritten(context.sink)
         try:
-            return await self._run(context)
+            delay = await self._run(dataclasses.replace(context, sink=sink))
         except ObjectGone:
             context.logger.info("Deleted while it was handled; nothing more to do")
-            return None
+            return Next()
+        return self._next(context, sink, delay)
 
-    async def internal_error(self, context: ObjectContext, error: Exception) -> float | None:
+    def _next(self, context: ObjectContext, sink: LastWritten, delay: float | None) -> Next:
+        status = sink.latest or context.status
+        return Next(delay, retention_labels(context.spec, status, self._controller))
+
+    async def internal_error(self, context: ObjectContext, error: Exception) -> Next:
         """A run ended in an error of the operator's own: a visible condition and event, and a retry
-        within the object's budget; then Failed. Returns the delay, like :meth:`run`."""
+        within the object's budget; then Failed."""
         context.logger.error(
             "Internal error (%s) while handling the object", type(error).__name__, exc_info=error
         )
@@ -125,12 +167,24 @@ class Engine:
             now=utcnow(),
             jitter=self._jitter(),
         )
+        sink = LastWritten(context.sink)
         try:
-            await context.sink.write(status)
+            await sink.write(status)
         except ObjectGone:
-            return None
+            return Next()
         context.post_event("Warning", Reason.INTERNAL_ERROR, outcome.message)
-        return outcome.delay
+        return self._next(context, sink, outcome.delay)
+
+    async def invalid_spec(self, context: InvalidObject) -> None:
+        """A spec the operator cannot read (only possible when the CRD's schema is missing or older):
+        Failed with the reasons, nothing deleted."""
+        status = reconcile.invalid_spec_status(
+            context.status, message=context.problem, generation=context.generation, now=utcnow()
+        )
+        with contextlib.suppress(ObjectGone):
+            await context.sink.write(status)
+            context.post_event("Warning", Reason.INVALID_SPEC, context.problem)
+        context.logger.error("Invalid spec: %s", context.problem)
 
     async def _run(self, context: ObjectContext) -> float | None:
         now = utcnow()
@@ -149,7 +203,12 @@ class Engine:
         )
         match action:
             case reconcile.Finished():
-                return await self._expire(context, now)
+                if context.status.observed_generation != context.generation:
+                    # A spec change on a finished object (its TTL, say): status says it was seen.
+                    await context.sink.write(
+                        context.status.model_copy(update={"observed_generation": context.generation})
+                    )
+                return None
             case reconcile.Wait(seconds):
                 return seconds
             case reconcile.Reject(reason, message):
@@ -166,7 +225,12 @@ class Engine:
                 context.post_event("Warning", reason, message)
                 context.logger.error("Rejected: %s", message)
                 return None
-            case reconcile.Run(storage, progress, starting, redrive, deadline):
+            case reconcile.Run(storage, progress, starting, redrive, deadline, invalid_status):
+                invalid_status = invalid_status or context.status_problem
+                if invalid_status is not None:
+                    message = f"status not trusted ({invalid_status}); starting over from the keys"
+                    context.post_event("Warning", Reason.INVALID_STATUS, message)
+                    context.logger.warning("Invalid status: %s", message)
                 if redrive:
                     message = f"redriving {len(progress.pending)} failed keys with a fresh retry budget"
                     context.post_event("Normal", Reason.REDRIVEN, message)
@@ -235,7 +299,7 @@ class Engine:
         if outcome.phase == Phase.SUCCEEDED:
             context.post_event("Normal", "Completed", outcome.message)
             context.logger.info("Completed: %s", outcome.message)
-            return self._ttl(context.spec)
+            return None
         if outcome.phase == Phase.FAILED:
             listed, _ = progress.listed_failures()
             sample = ", ".join(item.key for item in listed[:EVENT_KEYS_SHOWN])
@@ -246,22 +310,6 @@ class Engine:
         context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
         context.logger.info("Retry scheduled: %s", outcome.message)
         return outcome.delay
-
-    def _ttl(self, spec: FileCleanupSpec) -> float | None:
-        return None if spec.ttl_seconds_after_finished is None else float(spec.ttl_seconds_after_finished)
-
-    async def _expire(self, context: ObjectContext, now: datetime.datetime) -> float | None:
-        """Delete a Succeeded object once its TTL has passed; Failed objects stay as the record."""
-        ttl = self._ttl(context.spec)
-        finished = context.status.completion_time
-        if ttl is None or context.status.phase != Phase.SUCCEEDED or finished is None:
-            return None
-        remaining = (finished + datetime.timedelta(seconds=ttl) - now).total_seconds()
-        if remaining > 0:
-            return remaining
-        await context.sink.delete_object()
-        context.logger.info("Deleted %.0f s after it succeeded (ttlSecondsAfterFinished)", ttl)
-        return None
 
 
 KEYS_PER_CHECKPOINT_INTERVAL = 1000

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
-from filecleanup import kube
-from filecleanup.engine import Engine, ObjectContext
-from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
+from filecleanup import kube, retention
+from filecleanup.engine import Engine, InvalidObject, ObjectContext
+from filecleanup.models import DEFAULT_CONTROLLER, GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
 from filecleanup.runtime import Clients, Runtime
 from filecleanup.storage import open_storages
+from filecleanup.sweeper import Sweeper
 
 UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0
 
@@ -32,8 +36,15 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
     )
     storages = open_storages(memo.config, memo.metrics)
     api = await kube.connect()
-    engine = Engine(memo.config, storages, memo.metrics, shutdown_seconds=memo.shutdown_seconds)
-    memo.opened = Clients(api, storages, engine)
+    engine = Engine(
+        memo.config,
+        storages,
+        memo.metrics,
+        shutdown_seconds=memo.shutdown_seconds,
+        controller=memo.controller_name,
+    )
+    sweeper = asyncio.create_task(Sweeper(api, memo.controller_name, memo.namespaces).run(), name="sweeper")
+    memo.opened = Clients(api, storages, engine, sweeper)
     if not await kube.serves_filecleanups(api):
         # Fail and let the pod restart: serving nothing while looking healthy helps nobody.
         raise kopf.PermanentError(
@@ -45,12 +56,21 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
 async def stop(memo: Runtime, **_: Any) -> None:
     if memo.opened is None:
         return
+    memo.opened.sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await memo.opened.sweeper  # it logs its own errors and never ends otherwise
     for storage in memo.opened.storages.values():
         await storage.aclose()
     await memo.opened.api.close()  # type: ignore[no-untyped-call]
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+def manages(spec: kopf.Spec, memo: Runtime, **_: Any) -> bool:
+    """Whether this installation handles the object: its spec.managedBy names this controller (unset:
+    the default one), as a Job's spec.managedBy does. Other installations' objects are left alone."""
+    return (spec.get("managedBy") or DEFAULT_CONTROLLER) == memo.controller_name
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, when=manages)
 async def count_phases(event: kopf.RawEvent, uid: str, status: kopf.Status, memo: Runtime, **_: Any) -> None:
     if event["type"] == "DELETED":
         memo.metrics.objects.gone(uid)
@@ -58,9 +78,19 @@ async def count_phases(event: kopf.RawEvent, uid: str, status: kopf.Status, memo
         memo.metrics.objects.seen(uid, status.get("phase"))
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL, id="delete-keys", backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS)
+# One handler for the kind: a new object, and any change of its spec (a redrive through retryNonce,
+# a new TTL or deadline); the engine decides what each means.
+@kopf.on.create(
+    GROUP, VERSION, PLURAL, id="delete-keys", backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS, when=manages
+)
 @kopf.on.update(
-    GROUP, VERSION, PLURAL, id="redrive", field="spec.retryNonce", backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS
+    GROUP,
+    VERSION,
+    PLURAL,
+    id="spec-changed",
+    field="spec",
+    backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS,
+    when=manages,
 )
 async def delete_keys(
     *,
@@ -68,6 +98,8 @@ async def delete_keys(
     spec: kopf.Spec,
     status: kopf.Status,
     meta: kopf.Meta,
+    labels: kopf.Labels,
+    patch: kopf.Patch,
     namespace: str | None,
     name: str,
     memo: Runtime,
@@ -77,21 +109,47 @@ async def delete_keys(
     def post_event(event_type: str, reason: str, message: str) -> None:
         kopf.event(body, type=event_type, reason=reason, message=message)
 
+    engine = memo.clients.engine
+    sink = kube.ObjectStatusSink(memo.clients.api, namespace or "", name)
+    generation = meta.get("generation")
+    try:
+        status_model, status_problem = FileCleanupStatus.model_validate(dict(status)), None
+    except ValidationError as error:
+        status_model, status_problem = FileCleanupStatus(), validation_problem(error)
+    try:
+        spec_model = FileCleanupSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        problem = f"spec is not valid: {validation_problem(error)}; nothing was deleted"
+        await engine.invalid_spec(InvalidObject(status_model, problem, generation, sink, post_event, logger))
+        return
     context = ObjectContext(
-        spec=FileCleanupSpec.model_validate(dict(spec)),
-        status=FileCleanupStatus.model_validate(dict(status)),
+        spec=spec_model,
+        status=status_model,
         namespace=namespace or "",
-        generation=meta.get("generation"),
-        sink=kube.ObjectStatusSink(memo.clients.api, namespace or "", name),
+        generation=generation,
+        sink=sink,
         post_event=post_event,
         logger=logger,
+        status_problem=status_problem,
     )
-    engine = memo.clients.engine
     try:
-        delay = await engine.run(context)
+        after = await engine.run(context)
     except Exception as error:
         if kube.is_api_outage(error):
             raise  # the API server's trouble, not the object's: Kopf retries after its back-off
-        delay = await engine.internal_error(context, error)
-    if delay is not None:
-        raise kopf.TemporaryError(f"next run in {delay:.1f} s", delay=delay)
+        after = await engine.internal_error(context, error)
+    # Kopf sends these with its own metadata patch at the end of the handling: no extra write.
+    for key, value in retention.changed(labels, after.labels).items():
+        patch.metadata.labels[key] = value
+    if after.requeue_after is not None:
+        raise kopf.TemporaryError(f"next run in {after.requeue_after:.1f} s", delay=after.requeue_after)
+
+
+def validation_problem(error: ValidationError, shown: int = 3) -> str:
+    """Where and why a document failed its model, without quoting its values."""
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+        for item in error.errors(include_url=False, include_input=False)
+    ]
+    more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more

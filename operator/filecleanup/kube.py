@@ -86,12 +86,3 @@ class ObjectStatusSink:
             if error.status == NOT_FOUND:
                 raise ObjectGone(f"{self._namespace}/{self._name}") from error
             raise
-
-    async def delete_object(self) -> None:
-        try:
-            await self._objects.delete_namespaced_custom_object(
-                GROUP, VERSION, self._namespace, PLURAL, self._name
-            )
-        except client.ApiException as error:
-            if error.status != NOT_FOUND:
-                raise

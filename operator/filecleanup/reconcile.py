@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from filecleanup.config import StoragePolicy
-from filecleanup.indexes import format_ranges, parse_ranges
+from filecleanup.indexes import IndexRangeError, format_ranges, parse_ranges
 from filecleanup.models import (
     MAX_LISTED_FAILED_KEYS,
     Backoff,
@@ -51,6 +51,13 @@ class Reason:
     FORBIDDEN = "Forbidden"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     INTERNAL_ERROR = "InternalError"
+    INVALID_STATUS = "InvalidStatus"
+    INVALID_SPEC = "InvalidSpec"
+    STORAGE_CHANGED = "StorageChanged"
+
+
+class InvalidStatus(ValueError):  # noqa: N818  (the condition's reason: InvalidStatus)
+    """A status the operator cannot have written for this object: it is not trusted."""
 
 
 def readable_error(text: str) -> str:
@@ -122,10 +129,29 @@ class Progress:
 
     @classmethod
     def resume(cls, spec: FileCleanupSpec, status: FileCleanupStatus) -> Progress:
-        """Rebuild the round from its checkpoint: only what was not confirmed is sent again."""
+        """Rebuild the round from its checkpoint: only what was not confirmed is sent again.
+
+        Raises :class:`InvalidStatus` when the checkpoint does not describe this object's keys (a
+        hand-edited status, or one written for other keys): nothing of it is trusted then.
+        """
         listed_errors = {item.key: item.error for item in status.failed_keys}
-        pending = parse_ranges(status.pending_indexes)
-        failed = parse_ranges(status.failed_indexes)
+        try:
+            pending = parse_ranges(status.pending_indexes, len(spec.keys))
+            failed = parse_ranges(status.failed_indexes, len(spec.keys))
+        except IndexRangeError as error:
+            raise InvalidStatus(str(error)) from error
+        distinct = unique_indexes(spec.keys)
+        if not set(pending) | set(failed) <= set(distinct) or set(pending) & set(failed):
+            raise InvalidStatus("pendingIndexes and failedIndexes must name distinct keys, each once")
+        if status.total != len(distinct) or status.deleted + len(pending) + len(failed) != status.total:
+            raise InvalidStatus(
+                f"total {status.total} and deleted {status.deleted} do not add up with the indexes for "
+                f"{len(distinct)} distinct keys"
+            )
+        if status.chunk_size is not None and not 1 <= status.chunk_size <= spec.chunk_size:
+            raise InvalidStatus(
+                f"chunkSize {status.chunk_size} is not between 1 and the spec's {spec.chunk_size}"
+            )
         return cls(
             keys=spec.keys,
             total=status.total,
@@ -246,6 +272,7 @@ class Run:
     starting: bool
     redrive: bool = False
     deadline: datetime.datetime | None = None  # stop taking new chunks then
+    invalid_status: str | None = None  # why the status was not trusted, and the run starts over
 
 
 @dataclass(frozen=True)
@@ -271,7 +298,14 @@ def plan(  # noqa: PLR0911  (a decision table reads best as one)
     redrive = status.phase == Phase.FAILED and spec.retry_nonce != status.retry_nonce
     if status.phase.finished and not redrive:
         return Finished()
-    storage = spec.storage or default_storage
+    if status.storage and spec.storage and spec.storage != status.storage:
+        return Reject(
+            Reason.STORAGE_CHANGED,
+            f"spec.storage changed from {status.storage!r} to {spec.storage!r} after the object started: "
+            f"its keys on {status.storage!r} would be left behind; create a new FileCleanup instead",
+        )
+    # Pinned once started: a change of the configured default moves no object in flight.
+    storage = status.storage or spec.storage or default_storage
     rejected = _check_storage(spec, namespace, storage, storages)
     if rejected is not None:
         return rejected
@@ -297,7 +331,13 @@ def plan(  # noqa: PLR0911  (a decision table reads best as one)
             remaining = min(remaining, (deadline - now).total_seconds())
         if remaining > WAKE_TOLERANCE_SECONDS:
             return Wait(remaining)
-    return Run(storage, Progress.resume(spec, status), starting=False, deadline=deadline)
+    try:
+        progress = Progress.resume(spec, status)
+    except InvalidStatus as error:
+        # Start over from the keys: deletes are idempotent, and the counts are rebuilt from what the
+        # storage confirms, so nothing is lost and nothing is counted twice.
+        return Run(storage, Progress.start(spec), starting=True, deadline=deadline, invalid_status=str(error))
+    return Run(storage, progress, starting=False, deadline=deadline)
 
 
 def _deadline(spec: FileCleanupSpec, start: datetime.datetime) -> datetime.datetime | None:
@@ -561,3 +601,22 @@ def internal_error_status(
         }
     )
     return status, outcome
+
+
+def invalid_spec_status(
+    previous: FileCleanupStatus, *, message: str, generation: int | None, now: datetime.datetime
+) -> FileCleanupStatus:
+    stamp = functools.partial(
+        _condition, reason=Reason.INVALID_SPEC, message=message, generation=generation, now=now
+    )
+    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=False))
+    conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    return previous.model_copy(
+        update={
+            "phase": Phase.FAILED,
+            "observed_generation": generation,
+            "start_time": previous.start_time or now,
+            "completion_time": now,
+            "conditions": conditions,
+        }
+    )

@@ -3,6 +3,7 @@ the command line, and the clients the startup handler opens (and the cleanup han
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from kubernetes.aio import client
@@ -18,6 +19,7 @@ class Clients:
     api: client.ApiClient
     storages: dict[str, Storage]
     engine: Engine
+    sweeper: asyncio.Task[None]
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Runtime:
     metrics: Metrics
     watches_namespace_globs: bool
     shutdown_seconds: float
+    controller_name: str
+    namespaces: list[str]  # names or globs; empty: every namespace
     opened: Clients | None = None
 
     @property

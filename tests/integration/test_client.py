@@ -11,7 +11,7 @@ import pytest
 
 from filecleanup.client import FileCleanupClient, SubmitConflict
 from filecleanup.testing.storages import StorageProcess
-from tests.cleanups import album_keys, get_cleanup, wait_for_phase
+from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.kube import Kube
 
 
@@ -107,18 +107,9 @@ def test_redrive_sends_only_the_failed_keys_again(
     keys = album_keys(namespace, 20)
     poison = [keys[2], keys[13]]
     storage.fault(fail_keys=dict.fromkeys(poison, -1))
-    keys_file = tmp_path / "keys.txt"
-    keys_file.write_text("\n".join(keys))
-    assert (
-        cli(kubeconfig, "submit", "--album", "5", "--keys-file", str(keys_file), "-n", namespace).returncode
-        == 0
-    )
-    kube.patch(
-        "filecleanup.dev/v1alpha1",
-        "FileCleanup",
-        "album-5",
-        {"spec": {"maxRetries": 1, "backoff": {"initialSeconds": 1, "maxSeconds": 1}}},
-        namespace=namespace,
+    # A short budget, set at creation: maxRetries and backoff cannot change later.
+    create_cleanup(
+        kube, namespace, "album-5", keys, maxRetries=1, backoff={"initialSeconds": 1, "maxSeconds": 1}
     )
     failed = wait_for_phase(kube, namespace, "album-5", "Failed", timeout=60)["status"]
     assert (failed["deleted"], failed["failed"]) == (18, 2)
@@ -150,3 +141,21 @@ def test_redrive_sends_only_the_failed_keys_again(
     not_failed = cli(kubeconfig, "retry", "album-5", "-n", namespace)
     assert not_failed.returncode == 2
     assert "only a Failed FileCleanup can be retried" in not_failed.stderr
+
+
+def test_submit_keeps_keys_exactly_as_written(
+    kubeconfig: Path, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    # A trailing and a leading space, U+2028 and U+0085: all valid in a key, all changed by strip()
+    # or splitlines(); and a Windows line end.
+    tricky = [
+        f"{namespace}/trailing ",
+        f"{namespace}/line\u2028sep",
+        f"{namespace}/next\u0085line",
+        f" {namespace}/lead",
+    ]
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_bytes(("\r\n".join(tricky) + "\r\n").encode())
+    result = cli(kubeconfig, "submit", "--album", "tricky", "--keys-file", str(keys_file), "-n", namespace)
+    assert result.returncode == 0, result.stderr
+    assert get_cleanup(kube, namespace, "album-tricky")["spec"]["keys"] == tricky

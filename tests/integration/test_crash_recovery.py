@@ -39,7 +39,7 @@ def test_killed_operator_resumes_without_resending_confirmed_keys(
         operator.stop()
 
     assert (done["total"], done["deleted"], done["failed"], done["retries"]) == (2000, 2000, 0, 0)
-    pending_at_checkpoint = {keys[i] for i in parse_ranges(checkpoint["pendingIndexes"])}
+    pending_at_checkpoint = {keys[i] for i in parse_ranges(checkpoint["pendingIndexes"], len(keys))}
     confirmed_at_checkpoint = set(keys) - pending_at_checkpoint
     assert len(confirmed_at_checkpoint) == checkpoint["deleted"]
     requested = storage.stats()["requested"]

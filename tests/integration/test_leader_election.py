@@ -31,7 +31,8 @@ def replicas(
 
 
 def start(replica: OperatorProcess, namespace: str) -> None:
-    replica.start("--leader-elect", f"--leader-election-namespace={namespace}", *LEASE)
+    """Start a replica; it may stand by (never ready) while the other works."""
+    replica.start("--leader-elect", f"--leader-election-namespace={namespace}", *LEASE, wait_ready=False)
 
 
 def holder(kube: Kube, namespace: str) -> str:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from filecleanup.config import OperatorConfig
-from filecleanup.engine import Engine, ObjectContext, run_round
+from filecleanup.engine import Engine, Next, ObjectContext, run_round
 from filecleanup.kube import ObjectGone
 from filecleanup.metrics import Metrics
-from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase
+from filecleanup.models import DEFAULT_CONTROLLER, FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.reconcile import Progress
+from filecleanup.retention import controller_label
 from filecleanup.storage.base import ChunkResult
 
 
@@ -47,9 +48,6 @@ class FakeSink:
         if self.gone:
             raise ObjectGone("ns/name")
         self.written.append(status)
-
-    async def delete_object(self) -> None:
-        self.gone = True
 
 
 Events = list[tuple[str, str, str]]  # (type, reason, message), as posted
@@ -91,7 +89,13 @@ def engine(storage: FakeStorage) -> Engine:
 
 async def test_a_run_writes_in_progress_then_succeeded_and_posts_completed() -> None:
     sink, events, storage = FakeSink(), Events(), FakeStorage()
-    assert await engine(storage).run(context(sink, events)) is None
+    after = await engine(storage).run(context(sink, events, ttlSecondsAfterFinished=60))
+    assert after.requeue_after is None  # done: the sweeper deletes it once its TTL has passed
+    expires = int(sink.written[-1].completion_time.timestamp()) + 60  # type: ignore[union-attr]
+    assert after.labels == {
+        "filecleanup.dev/expires-at": str(expires),
+        "filecleanup.dev/controller": controller_label(DEFAULT_CONTROLLER),
+    }
     assert [status.phase for status in sink.written] == [Phase.IN_PROGRESS, Phase.SUCCEEDED]
     assert sink.written[-1].deleted == 10
     assert events == [("Normal", "Completed", "deleted 10 of 10 keys")]
@@ -100,21 +104,22 @@ async def test_a_run_writes_in_progress_then_succeeded_and_posts_completed() -> 
 
 async def test_an_object_deleted_mid_run_ends_the_run_quietly() -> None:
     sink, events = FakeSink(gone=True), Events()
-    assert await engine(FakeStorage()).run(context(sink, events)) is None
+    assert await engine(FakeStorage()).run(context(sink, events)) == Next()
     assert events == []
 
 
 async def test_an_internal_error_is_shown_retried_within_the_budget_then_failed() -> None:
     sink, events, run = FakeSink(), Events(), engine(FakeStorage())
-    delay = await run.internal_error(context(sink, events, maxRetries=1), ValueError("a bug"))
+    after = await run.internal_error(context(sink, events, maxRetries=1), ValueError("a bug"))
     first = sink.written[-1]
-    assert delay == 5.0  # the object's own back-off
+    assert after.requeue_after == 5.0  # the object's own back-off
     assert (first.phase, first.internal_errors) == (Phase.BACKOFF, 1)
     assert first.condition("Progressing").reason == "InternalError"  # type: ignore[arg-type,union-attr]
     assert events[-1][:2] == ("Warning", "InternalError")
     assert "ValueError" in events[-1][2]
 
-    assert await run.internal_error(context(sink, events, first, maxRetries=1), ValueError("again")) is None
+    last_run = await run.internal_error(context(sink, events, first, maxRetries=1), ValueError("again"))
+    assert last_run.requeue_after is None
     last = sink.written[-1]
     assert (last.phase, last.internal_errors) == (Phase.FAILED, 2)
     assert last.condition("Failed").reason == "InternalError"  # type: ignore[arg-type,union-attr]

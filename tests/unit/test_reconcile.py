@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import datetime
+import posixpath
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from filecleanup import reconcile
 from filecleanup.config import StoragePolicy
@@ -519,3 +523,97 @@ class TestDeadline:
         outcome = reconcile.deadline_exceeded(spec(["a", "b", "c"], activeDeadlineSeconds=5), progress)
         assert (outcome.phase, outcome.reason) == (Phase.FAILED, Reason.DEADLINE_EXCEEDED)
         assert "deleted 1 of 3, 2 not deleted" in outcome.message
+
+
+class TestTrust:
+    """What a run takes from the object before it acts: a storage pinned at the start, a status checked
+    against the keys, keys checked whatever CRD is installed, and a policy of whole segments."""
+
+    def test_a_storage_changed_after_the_start_is_refused(self) -> None:
+        started = FileCleanupStatus(phase=Phase.BACKOFF, storage="photos", total=1, pending_indexes="0")
+        action = plan(spec(["a"], storage="videos"), started)
+        assert isinstance(action, reconcile.Reject)
+        assert action.reason == Reason.STORAGE_CHANGED
+        assert "from 'photos' to 'videos'" in action.message
+
+    def test_the_storage_stays_pinned_when_the_default_changes(self) -> None:
+        started = FileCleanupStatus(phase=Phase.BACKOFF, storage="videos", total=1, pending_indexes="0")
+        action = plan(spec(["a"]), started)  # the default is now photos
+        assert isinstance(action, reconcile.Run)
+        assert action.storage == "videos"
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"pending_indexes": "0-5000000"},
+            {"pending_indexes": "3"},
+            {"pending_indexes": "0-1", "failed_indexes": "1"},
+            {"deleted": 2},
+            {"total": 7},
+            {"chunk_size": 5000},
+        ],
+    )
+    def test_a_status_that_does_not_fit_the_keys_starts_over(self, fields: dict[str, object]) -> None:
+        checkpoint = {"phase": Phase.IN_PROGRESS, "storage": "photos", "total": 3, "pending_indexes": "0-2"}
+        action = plan(spec(["a", "b", "c"]), FileCleanupStatus(**{**checkpoint, **fields}))
+        assert isinstance(action, reconcile.Run)
+        assert action.invalid_status is not None
+        assert (
+            action.starting and sorted(action.progress.pending) == [0, 1, 2] and action.progress.deleted == 0
+        )
+
+    def test_a_status_that_fits_is_resumed(self) -> None:
+        checkpoint = FileCleanupStatus(
+            phase=Phase.IN_PROGRESS,
+            storage="photos",
+            total=3,
+            deleted=1,
+            pending_indexes="1",
+            failed_indexes="2",
+        )
+        action = plan(spec(["a", "b", "c"]), checkpoint)
+        assert isinstance(action, reconcile.Run)
+        assert action.invalid_status is None and list(action.progress.pending) == [1]
+
+    @pytest.mark.parametrize(
+        ("key", "message"),
+        [
+            ("a/../b", "a key must not contain a '..' path segment"),
+            ("a/./b", "a key must not have a '.' path segment"),
+            ("a//b", "a key must not have an empty path segment"),
+            ("a/", "a key must not have an empty path segment"),
+            ("/a", "a key must not start with '/'"),
+            ("a\x7fb", "a key must not contain control characters"),
+            ("a" * 1025, "at most 1024 characters"),
+        ],
+    )
+    def test_keys_are_checked_by_the_model_whatever_crd_is_installed(self, key: str, message: str) -> None:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            spec(["ok", key])
+
+
+NAMESPACES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True)
+SEGMENT = st.text(alphabet=st.sampled_from("ab-.x/\u2028 "), min_size=1, max_size=6)
+
+
+@given(namespace=NAMESPACES, other=NAMESPACES, tail=st.lists(SEGMENT, min_size=1, max_size=4))
+def test_no_key_of_namespace_a_reaches_a_path_of_namespace_b(
+    namespace: str, other: str, tail: list[str]
+) -> None:
+    """For any key the policy lets namespace A delete, no backend's normalisation (a filesystem's path
+    walk, a server's normpath) leads under namespace B's prefix."""
+    policy = StoragePolicy(allowed_namespaces="*", key_prefix="tenants/{namespace}/")
+    key = policy.prefix_for(namespace) + "/".join(tail)
+    try:
+        FileCleanupSpec.model_validate({"keys": [key]})
+    except ValueError:
+        return  # refused before any call
+    if not key.startswith(policy.prefix_for(namespace)):
+        return  # refused by the policy
+    for normalised in (
+        posixpath.normpath(key),
+        "/".join(part for part in key.split("/") if part not in {"", "."}),
+    ):
+        assert normalised.startswith(policy.prefix_for(namespace))
+        if other != namespace:
+            assert not normalised.startswith(policy.prefix_for(other))

@@ -34,6 +34,7 @@ CHART = REPOSITORY / "charts" / "filecleanup-operator"
 RELEASE = "filecleanup"
 RELEASE_NAMESPACE = "filecleanup-system"
 ALBUM = "album-42"
+DEMO_CONTROLLER = "filecleanup.dev/demo"
 WAIT_SECONDS = 60
 
 
@@ -81,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             "defaultStorage": "photos",
             "storages": {"photos": {**storage.operator_storage(), "policy": policy}},
         }
-        operator, operator_args = OperatorProcess(args.workdir, args.kubeconfig, config, ["default"]), []
+        # A controller name of its own: an operator the chart installed in the same cluster leaves the
+        # demo's object alone, and the demo's operator leaves the chart's objects alone.
+        operator = OperatorProcess(args.workdir, args.kubeconfig, config, ["default"])
+        operator_args = ["--controller-name", DEMO_CONTROLLER]
     kubectl(args.kubeconfig, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
     kubectl(args.kubeconfig, "delete", PLURAL, ALBUM, "--ignore-not-found")
     kubectl(args.kubeconfig, "delete", "events", "--field-selector", f"involvedObject.name={ALBUM}")
@@ -95,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             "apiVersion": f"{GROUP}/v1alpha1",
             "kind": "FileCleanup",
             "metadata": {"name": ALBUM, "labels": {"album": "42"}},
-            "spec": {"keys": keys, "chunkSize": 25, "backoff": {"initialSeconds": 2, "maxSeconds": 10}},
+            "spec": {
+                "keys": keys,
+                "chunkSize": 25,
+                "backoff": {"initialSeconds": 2, "maxSeconds": 10},
+                **({} if args.helm else {"managedBy": DEMO_CONTROLLER}),
+            },
         }
         print(f"$ kubectl create  # FileCleanup {ALBUM}: {len(keys)} keys in chunks of 25")
         subprocess.run(

@@ -66,7 +66,9 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_url = ""
 
-    def start(self, *extra_args: str) -> None:
+    def start(self, *extra_args: str, wait_ready: bool = True) -> None:
+        """Start the operator; wait until it works (``/readyz``), or only until it answers
+        (``/healthz``: a standby replica never becomes ready while another works)."""
         port, metrics_port = free_port(), free_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         namespace_args = [arg for namespace in self.namespaces for arg in ("--namespace", namespace)]
@@ -90,7 +92,8 @@ class OperatorProcess:
                 stderr=log,
                 env=env,
             )
-        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", self.process, self.log)
+        probe = "readyz" if wait_ready else "healthz"
+        wait_until_healthy(f"http://127.0.0.1:{port}/{probe}", self.process, self.log)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         stop_process(self.process, sig)

@@ -121,7 +121,7 @@ def test_sigterm_mid_run_records_every_confirmed_deletion_and_a_new_pod_resumes(
     stopped = get_cleanup(kube, namespace, "album-big")["status"]
     assert 0 < stopped["deleted"] < len(keys)
     assert stopped["deleted"] == storages.http.stats()["removed_files"]  # every confirmed deletion recorded
-    confirmed = set(keys) - {keys[i] for i in parse_ranges(stopped["pendingIndexes"])}
+    confirmed = set(keys) - {keys[i] for i in parse_ranges(stopped["pendingIndexes"], len(keys))}
 
     second = RunningPod(release.pod(pod_name(release)))
     try:

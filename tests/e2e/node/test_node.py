@@ -118,7 +118,7 @@ def start_big_cleanup(storages: Storages, kube: Kube, count: int, latency: float
 
 
 def confirmed_keys(status: dict[str, Any], keys: list[str]) -> set[str]:
-    return set(keys) - {keys[i] for i in parse_ranges(status["pendingIndexes"])}
+    return set(keys) - {keys[i] for i in parse_ranges(status["pendingIndexes"], len(keys))}
 
 
 def test_a_deleted_pod_is_replaced_and_the_new_one_resumes_with_exact_counts(
