@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 from kubernetes.aio.client import ApiException
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from filecleanup.client import FileCleanupClient, ObjectSummary, SubmitConflict
-from filecleanup.outbox import Relay, connect_url
+from filecleanup.outbox import DAY, Outbox, Relay, State, connect_url
 
 EXAMPLES = """\
 examples:
@@ -25,6 +29,8 @@ examples:
   filecleanup status --album 42 --namespace photos   # one album, all of its parts
   filecleanup retry album-42 --namespace photos      # redrive a Failed one: only its failed keys
   filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
+  filecleanup outbox list --database sqlite:///albums.db          # the rows set aside as dead
+  filecleanup outbox redrive --all --database sqlite:///albums.db # once their cause is fixed
 """
 
 
@@ -90,12 +96,53 @@ def parser() -> argparse.ArgumentParser:
     relay.add_argument(
         "--poll-seconds", type=float, default=1.0, help="wait between polls of an empty outbox"
     )
+    relay.add_argument(
+        "--retention-days", type=float, default=7.0, help="delete delivered rows this much later (default: 7)"
+    )
+    relay.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics of the outbox (rows by state, the oldest pending row's age)",
+    )
+
+    outbox = commands.add_parser(
+        "outbox",
+        help="list an outbox's rows, and redrive the dead ones",
+        description=(
+            "Rows that can never succeed as they are (a conflicting FileCleanup, keys or an album id the "
+            "API server refuses) are set aside as dead, with the reason. List them, fix the cause, then "
+            "redrive them: they are pending again, due at once."
+        ),
+    )
+    actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="a table of the rows (default: the dead ones)")
+    listing.add_argument(
+        "--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db"
+    )
+    listing.add_argument(
+        "--state", choices=[state.value for state in State], default=State.DEAD.value, help="(default: dead)"
+    )
+    redrive = actions.add_parser("redrive", help="dead rows back to pending")
+    redrive.add_argument(
+        "--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db"
+    )
+    which = redrive.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", type=int, default=[], help="the rows' ids", metavar="ID")
+    which.add_argument("--all", action="store_true", help="every dead row")
     return root
 
 
 def read_keys(path: Path) -> list[str]:
-    text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """One key per line, exactly as written. Lines end at a line feed only: a key may hold any other
+    character the API accepts (a trailing space, U+2028, U+0085, ...), and changing a key would delete
+    the wrong file. A carriage return before the line feed (Windows line ends) and empty lines are
+    dropped, nothing else."""
+    raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 at byte {error.start}") from error
+    return [line.removesuffix("\r") for line in text.split("\n") if line.removesuffix("\r")]
 
 
 def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
@@ -147,7 +194,11 @@ async def retry(client: FileCleanupClient, args: argparse.Namespace) -> int:
 
 async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
     connect, dialect = connect_url(args.database)
-    outbox = Relay(connect, dialect, client, poll_seconds=args.poll_seconds)
+    outbox = Relay(
+        connect, dialect, client, poll_seconds=args.poll_seconds, retention_seconds=args.retention_days * DAY
+    )
+    if args.metrics:
+        serve_outbox_metrics(outbox.outbox, args.metrics)
     if args.once:
         print(f"delivered {await outbox.run_once()} outbox row(s)")
         return 0
@@ -159,6 +210,59 @@ async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def outbox(args: argparse.Namespace) -> int:
+    """The outbox's rows, or a redrive of its dead ones: no API server needed."""
+    rows = Outbox(*connect_url(args.database))
+    if args.action == "redrive":
+        print(f"redriven: {rows.redrive(None if args.all else args.ids)} dead row(s) pending again")
+        return 0
+    listed = rows.rows(State(args.state))
+    table_rows = [["ID", "ALBUM", "NAMESPACE", "STATE", "ATTEMPTS", "CREATED", "LAST ERROR"]]
+    for row in listed:
+        created = datetime.datetime.fromtimestamp(row.created_at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        table_rows.append(
+            [
+                str(row.id),
+                row.album_id,
+                row.namespace,
+                row.state,
+                str(row.attempts),
+                created,
+                row.last_error or "",
+            ]
+        )
+    widths = [max(len(r[column]) for r in table_rows) for column in range(len(table_rows[0]))]
+    for row_cells in table_rows:
+        print("   ".join(cell.ljust(width) for cell, width in zip(row_cells, widths, strict=True)).rstrip())
+    return 0
+
+
+def serve_outbox_metrics(rows: Outbox, address: str) -> None:
+    """Rows by state and the oldest pending row's age, read from the database at each scrape."""
+
+    class OutboxCollector(Collector):
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            counts = rows.counts()
+            by_state = GaugeMetricFamily("filecleanup_outbox_rows", "Outbox rows by state", labels=["state"])
+            for state, count in (
+                ("pending", counts.pending),
+                ("dead", counts.dead),
+                ("delivered", counts.delivered),
+            ):
+                by_state.add_metric([state], count)
+            yield by_state
+            yield GaugeMetricFamily(
+                "filecleanup_outbox_oldest_pending_seconds",
+                "Age of the oldest pending outbox row (0 when none is pending)",
+                value=counts.oldest_pending_seconds,
+            )
+
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector())
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)  # noqa: S104
+
+
 COMMANDS: dict[str, Callable[[FileCleanupClient, argparse.Namespace], Awaitable[int]]] = {
     "submit": submit,
     "status": status,
@@ -168,6 +272,8 @@ COMMANDS: dict[str, Callable[[FileCleanupClient, argparse.Namespace], Awaitable[
 
 
 async def run(args: argparse.Namespace) -> int:
+    if args.command == "outbox":
+        return outbox(args)
     async with await FileCleanupClient.connect() as client:
         return await COMMANDS[args.command](client, args)
 

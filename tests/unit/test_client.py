@@ -1,7 +1,13 @@
 from __future__ import annotations
 
-import pytest
+import tempfile
+from pathlib import Path
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from filecleanup.cli import read_keys
 from filecleanup.client import (
     ALBUM_LABEL,
     PARTS_LABEL,
@@ -97,3 +103,48 @@ class TestAlbumStatus:
     def test_counts_add_up(self) -> None:
         album = AlbumStatus("42", [summary("a", "Succeeded", 10, 10), summary("b", "Failed", 5, 3, 2)], 2)
         assert (album.total, album.deleted, album.failed) == (15, 13, 2)
+
+
+TRICKY = [
+    "a/trailing-space ",
+    "a/line\u2028separator",
+    "a/next\u0085line",
+    " a/leading-space",
+    "a/tab\tinside",
+]
+
+
+class TestKeysFile:
+    """Keys reach the API exactly as written in the file: a changed key deletes the wrong file."""
+
+    def test_lines_split_at_line_feeds_only(self, tmp_path: Path) -> None:
+        keys_file = tmp_path / "keys.txt"
+        keys_file.write_bytes("\n".join(TRICKY).encode() + b"\n")
+        assert read_keys(keys_file) == TRICKY
+
+    def test_windows_line_ends_and_empty_lines_are_dropped_nothing_else(self, tmp_path: Path) -> None:
+        keys_file = tmp_path / "keys.txt"
+        keys_file.write_bytes(b"a/1.jpg\r\n\r\n\na/2.jpg \r\nb/3.jpg")
+        assert read_keys(keys_file) == ["a/1.jpg", "a/2.jpg ", "b/3.jpg"]
+
+    def test_a_file_that_is_not_utf8_is_refused(self, tmp_path: Path) -> None:
+        keys_file = tmp_path / "keys.txt"
+        keys_file.write_bytes(b"a/\xff.jpg\n")
+        with pytest.raises(ValueError, match="not UTF-8 at byte 2"):
+            read_keys(keys_file)
+
+    @given(
+        st.lists(
+            st.text(min_size=1).filter(lambda key: "\n" not in key and not key.endswith("\r")), max_size=8
+        )
+    )
+    def test_any_keys_round_trip_through_a_file_and_the_manifests(self, keys: list[str]) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            keys_file = Path(directory) / "keys.txt"
+            keys_file.write_bytes("\n".join(keys).encode())
+            read = read_keys(keys_file)
+        assert read == keys
+        if keys:
+            assert [key for part in manifests("1", read) for key in part["spec"]["keys"]] == list(
+                dict.fromkeys(keys)
+            )
