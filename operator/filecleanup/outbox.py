@@ -9,6 +9,12 @@ The album service writes an outbox row in the same transaction as the album dele
 A :class:`Relay` (``filecleanup relay``, or embedded as a coroutine) then submits each row through the
 idempotent client and marks it delivered only after the API server accepted the objects. Delivery is
 at least once; since submissions are idempotent, the effect is exactly once, even with several relays.
+Each relay claims the rows it works on for a while (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a write
+transaction on SQLite), so that relays seldom submit the same row twice.
+
+A row that can never succeed (an album whose FileCleanup exists with other keys, keys or an album id
+the API refuses) is set aside as ``dead`` with the reason, to be listed and redriven by a person
+(``filecleanup outbox list|redrive``). Delivered rows are pruned after a retention period.
 
 Plain DB-API 2.0: ``sqlite3`` and PostgreSQL (``psycopg``).
 """
@@ -21,15 +27,21 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from http import HTTPStatus
 from typing import Any, Protocol
+
+from kubernetes.aio.client import ApiException
 
 from filecleanup.client import FileCleanupClient, SubmitConflict
 
 TABLE = "filecleanup_outbox"
 logger = logging.getLogger(__name__)
+# What the API server refuses for good: a schema or CEL rule, or a malformed request.
+REFUSED_FOR_GOOD = {HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY}
+DAY = 86_400.0
 
 
 class Dialect(StrEnum):
@@ -48,7 +60,7 @@ class Dialect(StrEnum):
 class State(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
-    REJECTED = "rejected"  # a conflicting object exists: retrying cannot help, a person must look
+    DEAD = "dead"  # can never succeed as it is: a person must look (filecleanup outbox list/redrive)
 
 
 class Connection(Protocol):
@@ -77,6 +89,8 @@ def create_table(connection: Connection, dialect: Dialect) -> None:
         )"""
     )
     cursor.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (state, next_attempt_at)")
+    # Rows set aside by 0.1.0, under the name it used for them.
+    cursor.execute(f"UPDATE {TABLE} SET state = '{State.DEAD}' WHERE state = 'rejected'")  # noqa: S608
 
 
 def enqueue(
@@ -108,6 +122,144 @@ class Row:
     attempts: int
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A row as ``filecleanup outbox list`` shows it."""
+
+    id: int
+    album_id: str
+    namespace: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Counts:
+    pending: int
+    dead: int
+    delivered: int
+    oldest_pending_seconds: float  # 0 when nothing is pending
+
+
+def backoff_seconds(attempts: int, initial: float, cap: float) -> float:
+    """Doubling from ``initial`` per attempt already made, never more than ``cap``."""
+    return min(cap, initial * 2.0 ** min(attempts, 60))
+
+
+def dead_reason(error: Exception) -> str | None:
+    """Why a failed submission can never succeed as it is; None when trying again may help."""
+    if isinstance(error, SubmitConflict):
+        return f"conflict: {error}"
+    if isinstance(error, ValueError):
+        return f"invalid: {error}"
+    if isinstance(error, ApiException) and error.status in REFUSED_FOR_GOOD:
+        return f"refused by the API server: {error.status} {error.reason}"
+    return None
+
+
+class Outbox:
+    """The outbox table: claiming due rows, marking them, and what a person needs to look after it."""
+
+    def __init__(self, connect: Callable[[], Connection], dialect: Dialect) -> None:
+        self._connect = connect
+        self._dialect = dialect
+
+    def claim(self, batch: int, claim_seconds: float) -> list[Row]:
+        """The due rows, claimed for ``claim_seconds``: another relay skips them meanwhile."""
+        mark, now = self._dialect.placeholder, time.time()
+        with contextlib.closing(self._connect()) as connection:
+            cursor = connection.cursor()
+            if self._dialect is Dialect.SQLITE:
+                cursor.execute("BEGIN IMMEDIATE")  # the write lock now: no other relay claims meanwhile
+            locking = " FOR UPDATE SKIP LOCKED" if self._dialect is Dialect.POSTGRESQL else ""
+            cursor.execute(
+                f"SELECT id, album_id, namespace, storage, keys, attempts FROM {TABLE} "  # noqa: S608
+                f"WHERE state = {mark} AND next_attempt_at <= {mark} ORDER BY id LIMIT {mark}{locking}",
+                (State.PENDING.value, now, batch),
+            )
+            rows = [
+                Row(
+                    id=r[0], album_id=r[1], namespace=r[2], storage=r[3], keys=json.loads(r[4]), attempts=r[5]
+                )
+                for r in cursor.fetchall()
+            ]
+            for row in rows:
+                cursor.execute(
+                    f"UPDATE {TABLE} SET next_attempt_at = {mark} WHERE id = {mark}",  # noqa: S608
+                    (now + claim_seconds, row.id),
+                )
+            connection.commit()
+            return rows
+
+    def finish(self, row: Row, state: State, error: str | None) -> None:
+        mark = self._dialect.placeholder
+        self._execute(
+            f"UPDATE {TABLE} SET state = {mark}, attempts = attempts + 1, last_error = {mark}, "  # noqa: S608
+            f"delivered_at = {mark} WHERE id = {mark}",
+            (state.value, error, time.time() if state is State.DELIVERED else None, row.id),
+        )
+
+    def postpone(self, row: Row, delay: float, error: str) -> None:
+        mark = self._dialect.placeholder
+        self._execute(
+            f"UPDATE {TABLE} SET attempts = attempts + 1, last_error = {mark}, next_attempt_at = {mark} "  # noqa: S608
+            f"WHERE id = {mark}",
+            (error[:1000], time.time() + delay, row.id),
+        )
+
+    def prune(self, retention_seconds: float) -> int:
+        """Delete delivered rows older than the retention; how many went."""
+        mark = self._dialect.placeholder
+        return self._execute(
+            f"DELETE FROM {TABLE} WHERE state = {mark} AND delivered_at < {mark}",  # noqa: S608
+            (State.DELIVERED.value, time.time() - retention_seconds),
+        )
+
+    def redrive(self, ids: Sequence[int] | None = None) -> int:
+        """Dead rows back to pending, due now (all of them when ``ids`` is None); how many."""
+        mark = self._dialect.placeholder
+        which = "" if ids is None else f" AND id IN ({', '.join(mark for _ in ids)})"
+        return self._execute(
+            f"UPDATE {TABLE} SET state = {mark}, attempts = 0, next_attempt_at = {mark} "  # noqa: S608
+            f"WHERE state = {mark}{which}",
+            (State.PENDING.value, time.time(), State.DEAD.value, *(ids or ())),
+        )
+
+    def rows(self, state: State | None = None, limit: int = 1000) -> list[Listed]:
+        mark = self._dialect.placeholder
+        where, parameters = (f"WHERE state = {mark} ", (state.value,)) if state else ("", ())
+        with contextlib.closing(self._connect()) as connection:
+            cursor = connection.cursor()
+            cursor.execute(
+                f"SELECT id, album_id, namespace, state, attempts, last_error, created_at FROM {TABLE} "  # noqa: S608
+                f"{where}ORDER BY id LIMIT {mark}",
+                (*parameters, limit),
+            )
+            return [Listed(*row) for row in cursor.fetchall()]
+
+    def counts(self) -> Counts:
+        with contextlib.closing(self._connect()) as connection:
+            cursor = connection.cursor()
+            cursor.execute(f"SELECT state, COUNT(*), MIN(created_at) FROM {TABLE} GROUP BY state")  # noqa: S608
+            found = {state: (count, oldest) for state, count, oldest in cursor.fetchall()}
+        pending, oldest = found.get(State.PENDING.value, (0, None))
+        return Counts(
+            pending=pending,
+            dead=found.get(State.DEAD.value, (0, None))[0],
+            delivered=found.get(State.DELIVERED.value, (0, None))[0],
+            oldest_pending_seconds=max(0.0, time.time() - oldest) if oldest is not None else 0.0,
+        )
+
+    def _execute(self, statement: str, parameters: Sequence[object]) -> int:
+        with contextlib.closing(self._connect()) as connection:
+            cursor = connection.cursor()
+            cursor.execute(statement, parameters)
+            connection.commit()
+            return int(cursor.rowcount)
+
+
 class Relay:
     """Drains the outbox into FileCleanups, backing off per row while the API server refuses."""
 
@@ -121,14 +273,17 @@ class Relay:
         poll_seconds: float = 1.0,
         initial_backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 60.0,
+        claim_seconds: float = 60.0,
+        retention_seconds: float = 7 * DAY,
     ) -> None:
-        self._connect = connect
-        self._dialect = dialect
+        self.outbox = Outbox(connect, dialect)
         self._client = client
         self._batch = batch
         self._poll_seconds = poll_seconds
         self._initial_backoff = initial_backoff_seconds
         self._max_backoff = max_backoff_seconds
+        self._claim_seconds = claim_seconds
+        self._retention = retention_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set; polls when the outbox is empty."""
@@ -139,19 +294,25 @@ class Relay:
                     await asyncio.wait_for(stop.wait(), timeout=self._poll_seconds)
 
     async def run_once(self) -> int:
-        """Submit the rows that are due; how many were delivered."""
-        rows = await asyncio.to_thread(self._due_rows)
+        """Prune old delivered rows, then submit the rows that are due; how many were delivered."""
+        outbox = self.outbox
+        await asyncio.to_thread(outbox.prune, self._retention)
+        rows = await asyncio.to_thread(outbox.claim, self._batch, self._claim_seconds)
         delivered = 0
         for row in rows:
             try:
                 await self._client.submit(
                     row.album_id, row.keys, namespace=row.namespace, storage=row.storage
                 )
-            except SubmitConflict as error:
-                logger.error("Outbox row %d (album %s) rejected: %s", row.id, row.album_id, error)  # noqa: TRY400
-                await asyncio.to_thread(self._finish, row, State.REJECTED, str(error))
-            except Exception as error:  # noqa: BLE001  (any failure: keep the row, try again later)
-                delay = min(self._max_backoff, self._initial_backoff * 2**row.attempts)
+            except Exception as error:  # noqa: BLE001  (every failure is classified below)
+                reason = dead_reason(error)
+                if reason is not None:
+                    logger.error(  # noqa: TRY400  (the reason says it all; no traceback)
+                        "Outbox row %d (album %s) set aside as dead: %s", row.id, row.album_id, reason
+                    )
+                    await asyncio.to_thread(outbox.finish, row, State.DEAD, reason)
+                    continue
+                delay = backoff_seconds(row.attempts, self._initial_backoff, self._max_backoff)
                 logger.warning(
                     "Outbox row %d (album %s) not delivered, next try in %.0f s: %s",
                     row.id,
@@ -159,52 +320,11 @@ class Relay:
                     delay,
                     error,
                 )
-                await asyncio.to_thread(self._postpone, row, delay, f"{type(error).__name__}: {error}")
+                await asyncio.to_thread(outbox.postpone, row, delay, f"{type(error).__name__}: {error}")
             else:
-                await asyncio.to_thread(self._finish, row, State.DELIVERED, None)
+                await asyncio.to_thread(outbox.finish, row, State.DELIVERED, None)
                 delivered += 1
         return delivered
-
-    def _due_rows(self) -> list[Row]:
-        mark = self._dialect.placeholder
-        with contextlib.closing(self._connect()) as connection:
-            cursor = connection.cursor()
-            cursor.execute(
-                f"SELECT id, album_id, namespace, storage, keys, attempts FROM {TABLE} "  # noqa: S608
-                f"WHERE state = {mark} AND next_attempt_at <= {mark} ORDER BY id LIMIT {mark}",
-                (State.PENDING.value, time.time(), self._batch),
-            )
-            return [
-                Row(
-                    id=row[0],
-                    album_id=row[1],
-                    namespace=row[2],
-                    storage=row[3],
-                    keys=json.loads(row[4]),
-                    attempts=row[5],
-                )
-                for row in cursor.fetchall()
-            ]
-
-    def _finish(self, row: Row, state: State, error: str | None) -> None:
-        mark = self._dialect.placeholder
-        with contextlib.closing(self._connect()) as connection:
-            connection.cursor().execute(
-                f"UPDATE {TABLE} SET state = {mark}, attempts = attempts + 1, last_error = {mark}, "  # noqa: S608
-                f"delivered_at = {mark} WHERE id = {mark}",
-                (state.value, error, time.time() if state is State.DELIVERED else None, row.id),
-            )
-            connection.commit()
-
-    def _postpone(self, row: Row, delay: float, error: str) -> None:
-        mark = self._dialect.placeholder
-        with contextlib.closing(self._connect()) as connection:
-            connection.cursor().execute(
-                f"UPDATE {TABLE} SET attempts = attempts + 1, last_error = {mark}, next_attempt_at = {mark} "  # noqa: S608
-                f"WHERE id = {mark}",
-                (error[:1000], time.time() + delay, row.id),
-            )
-            connection.commit()
 
 
 def connect_url(url: str) -> tuple[Callable[[], Connection], Dialect]:

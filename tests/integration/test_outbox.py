@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from kubernetes.aio import config as aio_config
 
 from controlplane import ControlPlane, obtain_binaries
 from filecleanup.client import ALBUM_LABEL, FileCleanupClient
-from filecleanup.outbox import TABLE, Connection, Dialect, Relay, State, create_table, enqueue
+from filecleanup.outbox import TABLE, Connection, Dialect, Outbox, Relay, State, create_table, enqueue
 from tests.conftest import CRD_FILE
 from tests.kube import Kube
 from tests.postgres import PostgresServer
@@ -142,5 +144,85 @@ async def test_a_conflicting_row_is_set_aside_not_retried_forever(
     with contextlib.closing(connect()) as connection:
         enqueue(connection, dialect, "9", ["albums/9/new.jpg"], namespace=namespace)
         connection.commit()
-    assert await Relay(connect, dialect, client).run_once() == 0
-    assert states(connect) == [(State.REJECTED, 1)]
+    relay = Relay(connect, dialect, client)
+    assert await relay.run_once() == 0
+    assert states(connect) == [(State.DEAD, 1)]
+    (dead,) = relay.outbox.rows(State.DEAD)
+    assert dead.last_error is not None and dead.last_error.startswith("conflict: ")
+
+    # A person looks, removes the stale object, and redrives the row: it is delivered.
+    private_kube.delete("filecleanup.dev/v1alpha1", "FileCleanup", "album-9", namespace=namespace)
+    assert relay.outbox.redrive([dead.id]) == 1
+    assert await relay.run_once() == 1
+    assert states(connect) == [(State.DELIVERED, 1)]
+
+
+async def test_rows_the_api_server_refuses_for_good_are_dead_with_the_reason(
+    private_kube: Kube, database: Database, client: FileCleanupClient
+) -> None:
+    connect, dialect = database
+    namespace = private_kube.create_namespace("refused")
+    with contextlib.closing(connect()) as connection:
+        enqueue(
+            connection, dialect, "1", ["albums/1/../2/escape.jpg"], namespace=namespace
+        )  # a CEL rule: 422
+        enqueue(
+            connection, dialect, "not an id!", ["albums/x.jpg"], namespace=namespace
+        )  # the client refuses
+        enqueue(connection, dialect, "3", ["albums/3/ok.jpg"], namespace=namespace)
+        connection.commit()
+    relay = Relay(connect, dialect, client)
+    assert await relay.run_once() == 1
+    dead = {row.album_id: row.last_error for row in relay.outbox.rows(State.DEAD)}
+    assert dead["1"] is not None and dead["1"].startswith("refused by the API server: 422")
+    assert dead["not an id!"] is not None and dead["not an id!"].startswith("invalid: album id")
+    counts = relay.outbox.counts()
+    assert (counts.pending, counts.dead, counts.delivered) == (0, 2, 1)
+    assert await relay.run_once() == 0  # dead rows are not tried again
+
+
+def test_relays_claim_disjoint_rows_and_delivered_rows_are_pruned(database: Database) -> None:
+    connect, dialect = database
+    with contextlib.closing(connect()) as connection:
+        for album in range(10):
+            enqueue(connection, dialect, str(album), [f"albums/{album}/a.jpg"])
+        connection.commit()
+    outbox = Outbox(connect, dialect)
+    first, second = outbox.claim(batch=6, claim_seconds=60), outbox.claim(batch=6, claim_seconds=60)
+    assert len(first) == 6 and len(second) == 4
+    assert not {row.id for row in first} & {row.id for row in second}
+    assert outbox.claim(batch=6, claim_seconds=60) == []  # all claimed: nothing due
+    assert outbox.counts().oldest_pending_seconds >= 0
+    for row in first:
+        outbox.finish(row, State.DELIVERED, None)
+    assert outbox.prune(retention_seconds=3600) == 0  # delivered just now: kept
+    assert outbox.prune(retention_seconds=0) == 6
+    assert outbox.counts().delivered == 0
+
+
+def test_the_cli_lists_and_redrives_dead_rows(tmp_path: Path) -> None:
+    path = tmp_path / "albums.db"
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        create_table(connection, Dialect.SQLITE)
+        enqueue(connection, Dialect.SQLITE, "5", ["albums/5/a.jpg"])
+        connection.execute(f"UPDATE {TABLE} SET state = 'rejected', last_error = 'conflict: stale'")  # noqa: S608  (0.1.0's name)
+        connection.commit()
+        create_table(connection, Dialect.SQLITE)  # the upgrade renames 0.1.0's 'rejected'
+        connection.commit()
+
+    def outbox_cli(*args: str) -> str:
+        command = [
+            sys.executable,
+            "-m",
+            "filecleanup.cli",
+            "outbox",
+            *args,
+            "--database",
+            f"sqlite:///{path}",
+        ]
+        return subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
+
+    listed = outbox_cli("list")
+    assert "conflict: stale" in listed and " dead " in listed
+    assert outbox_cli("redrive", "--all").strip() == "redriven: 1 dead row(s) pending again"
+    assert "albums" not in outbox_cli("list") and " 5 " in outbox_cli("list", "--state", "pending")
