@@ -176,11 +176,27 @@ StorageConfig = Annotated[
 ]
 
 
+YEAR = 31_536_000
+
+
+class RetentionConfig(StrictModel):
+    """How long finished objects stay: etcd is shared by every workload, and a FileCleanup holds its
+    keys. null keeps them for ever."""
+
+    # Succeeded objects without their own ttlSecondsAfterFinished.
+    succeeded_seconds: Annotated[int | None, Field(ge=0, le=YEAR)] = 3600
+    # Failed objects, the dead letters: long enough for a person to look and redrive.
+    failed_seconds: Annotated[int | None, Field(ge=0, le=YEAR)] = 7 * 86_400
+    # How often the finished objects are counted and the expired ones deleted.
+    sweep_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 10.0
+
+
 class OperatorConfig(StrictModel):
     default_storage: str
     storages: Annotated[dict[str, StorageConfig], Field(min_length=1)]
     chunks_in_flight_per_object: Annotated[int, Field(ge=1, le=64)] = 4
     status_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
     def _default_storage_exists(self) -> Self:

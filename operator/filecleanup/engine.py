@@ -23,7 +23,7 @@ from filecleanup.kube import ObjectGone
 from filecleanup.metrics import Metrics
 from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.reconcile import Outcome, Progress, Reason
-from filecleanup.retention import Labels, retention_labels
+from filecleanup.retention import Labels, finished_labels
 from filecleanup.storage import Storage, StorageUnavailable
 
 EVENT_KEYS_SHOWN = 5
@@ -73,6 +73,7 @@ class ObjectContext:
     post_event: EventPoster
     logger: logging.Logger | logging.LoggerAdapter[Any]
     status_problem: str | None = None  # why the status read could not be used (it was replaced)
+    stored_bytes: int = 0  # an estimate of what the object stores in etcd
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,14 @@ class Engine:
 
     def _next(self, context: ObjectContext, sink: LastWritten, delay: float | None) -> Next:
         status = sink.latest or context.status
-        return Next(delay, retention_labels(context.spec, status, self._controller))
+        labels = finished_labels(
+            context.spec,
+            status,
+            controller=self._controller,
+            retention=self._config.retention,
+            stored_bytes=context.stored_bytes,
+        )
+        return Next(delay, labels)
 
     async def internal_error(self, context: ObjectContext, error: Exception) -> Next:
         """A run ended in an error of the operator's own: a visible condition and event, and a retry

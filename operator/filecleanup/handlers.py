@@ -43,8 +43,11 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
         shutdown_seconds=memo.shutdown_seconds,
         controller=memo.controller_name,
     )
-    sweeper = asyncio.create_task(Sweeper(api, memo.controller_name, memo.namespaces).run(), name="sweeper")
-    memo.opened = Clients(api, storages, engine, sweeper)
+    sweeper = Sweeper(
+        api, memo.controller_name, memo.namespaces, memo.metrics, memo.config.retention.sweep_interval_seconds
+    )
+    sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
+    memo.opened = Clients(api, storages, engine, sweeping)
     if not await kube.serves_filecleanups(api):
         # Fail and let the pod restart: serving nothing while looking healthy helps nobody.
         raise kopf.PermanentError(
@@ -71,11 +74,15 @@ def manages(spec: kopf.Spec, memo: Runtime, **_: Any) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, when=manages)
-async def count_phases(event: kopf.RawEvent, uid: str, status: kopf.Status, memo: Runtime, **_: Any) -> None:
+async def count_phases(
+    event: kopf.RawEvent, uid: str, spec: kopf.Spec, status: kopf.Status, memo: Runtime, **_: Any
+) -> None:
+    objects = memo.metrics.objects
     if event["type"] == "DELETED":
-        memo.metrics.objects.gone(uid)
-    else:
-        memo.metrics.objects.seen(uid, status.get("phase"))
+        objects.gone(uid)
+        return
+    known = objects.stored_bytes_of(uid)  # keys are immutable: measured once per object
+    objects.seen(uid, status.get("phase"), known if known is not None else retention.stored_bytes(spec))
 
 
 # One handler for the kind: a new object, and any change of its spec (a redrive through retryNonce,
@@ -131,6 +138,7 @@ async def delete_keys(
         post_event=post_event,
         logger=logger,
         status_problem=status_problem,
+        stored_bytes=retention.stored_bytes(spec),
     )
     try:
         after = await engine.run(context)

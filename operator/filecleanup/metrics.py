@@ -10,29 +10,53 @@ from prometheus_client.registry import Collector
 
 from filecleanup.models import Phase
 
+FINISHED = {Phase.SUCCEEDED.value, Phase.FAILED.value}
 CALL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-class ObjectPhases(Collector):
-    """FileCleanups by phase, as last seen on the watch stream."""
+class ObjectCounts(Collector):
+    """FileCleanups of this installation by phase, and an estimate of the bytes they store in etcd:
+    the objects at work as last seen on the watch stream, the finished ones from the sweeper's census
+    (a finished object may not be watched at all)."""
 
     def __init__(self) -> None:
-        self._phases: dict[str, str] = {}
+        self._working: dict[str, tuple[str, int]] = {}  # uid -> (phase, bytes)
+        self.finished: dict[str, tuple[int, int]] = {}  # phase -> (objects, bytes), from the census
 
-    def seen(self, uid: str, phase: str | None) -> None:
-        self._phases[uid] = phase or Phase.PENDING.value
+    def seen(self, uid: str, phase: str | None, stored_bytes: int) -> None:
+        if phase in FINISHED:
+            self._working.pop(uid, None)  # counted by the census from now on
+        else:
+            self._working[uid] = (phase or Phase.PENDING.value, stored_bytes)
 
     def gone(self, uid: str) -> None:
-        self._phases.pop(uid, None)
+        self._working.pop(uid, None)
+
+    def stored_bytes_of(self, uid: str) -> int | None:
+        known = self._working.get(uid)
+        return None if known is None else known[1]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("filecleanup_objects", "FileCleanup objects by phase", labels=["phase"])
-        counts = dict.fromkeys((phase.value for phase in Phase), 0)
-        for phase in self._phases.values():
-            counts[phase] = counts.get(phase, 0) + 1
-        for phase, count in counts.items():
-            family.add_metric([phase], count)
-        yield family
+        objects = GaugeMetricFamily("filecleanup_objects", "FileCleanup objects by phase", labels=["phase"])
+        stored = GaugeMetricFamily(
+            "filecleanup_stored_bytes",
+            "An estimate of the bytes FileCleanups store in etcd, by phase (their specs)",
+            labels=["phase"],
+        )
+        counts = {phase.value: [0, 0] for phase in Phase}
+        for phase, size in self._working.values():
+            counts.setdefault(phase, [0, 0])
+            counts[phase][0] += 1
+            counts[phase][1] += size
+        for phase, (count, size) in self.finished.items():
+            counts.setdefault(phase, [0, 0])
+            counts[phase][0] += count
+            counts[phase][1] += size
+        for phase, (count, size) in counts.items():
+            objects.add_metric([phase], count)
+            stored.add_metric([phase], size)
+        yield objects
+        yield stored
 
 
 class Metrics:
@@ -80,7 +104,7 @@ class Metrics:
             "1 while this replica holds the leader election Lease (or runs without election), else 0",
             registry=self.registry,
         )
-        self.objects = ObjectPhases()
+        self.objects = ObjectCounts()
         self.registry.register(self.objects)
 
     def serve(self, address: str) -> None:

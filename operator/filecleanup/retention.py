@@ -1,44 +1,82 @@
-"""When a finished object goes away, as labels on it: the sweeper finds the expired ones with a
-metadata-only list, without the operator keeping finished objects in memory or in a requeue.
+"""When a finished object goes, and what it holds, as labels on it: the sweeper finds and counts the
+finished objects with a metadata-only list, without the operator keeping them in memory or in a requeue.
 
-``filecleanup.dev/expires-at`` holds the Unix time at which the object is deleted, and
-``filecleanup.dev/controller`` a digest of the controller name that manages it, so that each
-installation sweeps only its own objects (a label value cannot hold the name itself).
+Labels a finished object carries (the handler sets them in Kopf's own end-of-handling patch, so they
+cost no extra write):
+
+- ``filecleanup.dev/phase``: Succeeded or Failed;
+- ``filecleanup.dev/bytes``: an estimate of what the object stores in etcd (its spec);
+- ``filecleanup.dev/controller``: a digest of the controller name that manages it (a label value
+  cannot hold the name), so that each installation sweeps and counts only its own objects;
+- ``filecleanup.dev/expires-at``: the Unix time at which it is deleted, if it is.
+
+A Succeeded object expires ``ttlSecondsAfterFinished`` after it finished, or after the configuration's
+``retention.succeededSeconds``; a Failed one after ``retention.failedSeconds``. A redriven object loses
+its phase and expiry until it finishes again.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 from collections.abc import Mapping
+from typing import Any
 
+from filecleanup.config import RetentionConfig
 from filecleanup.models import GROUP, FileCleanupSpec, FileCleanupStatus, Phase
 
-EXPIRES_LABEL = f"{GROUP}/expires-at"
+PHASE_LABEL = f"{GROUP}/phase"
+BYTES_LABEL = f"{GROUP}/bytes"
 CONTROLLER_LABEL = f"{GROUP}/controller"
+EXPIRES_LABEL = f"{GROUP}/expires-at"
+MAX_DIGITS = 15
 
 Labels = dict[str, str | None]  # None removes a label
+
+
+def stored_bytes(spec: Mapping[str, Any]) -> int:
+    """An estimate of what an object stores in etcd: its spec, as JSON (the keys, mostly)."""
+    return len(json.dumps(dict(spec), separators=(",", ":")))
 
 
 def controller_label(controller: str) -> str:
     return hashlib.sha256(controller.encode()).hexdigest()[:16]
 
 
-def expiry(spec: FileCleanupSpec, status: FileCleanupStatus) -> datetime.datetime | None:
-    """When the object is deleted: ttlSecondsAfterFinished after it Succeeded. Failed objects stay,
-    as the record of the keys that could not be deleted."""
-    if status.phase != Phase.SUCCEEDED or status.completion_time is None:
+def expiry(
+    spec: FileCleanupSpec, status: FileCleanupStatus, retention: RetentionConfig
+) -> datetime.datetime | None:
+    """When a finished object is deleted; None: it is kept."""
+    if not status.phase.finished or status.completion_time is None:
         return None
-    if spec.ttl_seconds_after_finished is None:
-        return None
-    return status.completion_time + datetime.timedelta(seconds=spec.ttl_seconds_after_finished)
+    if status.phase == Phase.SUCCEEDED:
+        seconds = spec.ttl_seconds_after_finished
+        if seconds is None:
+            seconds = retention.succeeded_seconds
+    else:
+        seconds = retention.failed_seconds
+    return None if seconds is None else status.completion_time + datetime.timedelta(seconds=seconds)
 
 
-def retention_labels(spec: FileCleanupSpec, status: FileCleanupStatus, controller: str) -> Labels:
-    at = expiry(spec, status)
-    if at is None:
-        return {EXPIRES_LABEL: None}
-    return {EXPIRES_LABEL: str(int(at.timestamp())), CONTROLLER_LABEL: controller_label(controller)}
+def finished_labels(
+    spec: FileCleanupSpec,
+    status: FileCleanupStatus,
+    *,
+    controller: str,
+    retention: RetentionConfig,
+    stored_bytes: int,
+) -> Labels:
+    """The labels that follow a run: set on a finished object, removed from one that runs again."""
+    if not status.phase.finished:
+        return {PHASE_LABEL: None, EXPIRES_LABEL: None}
+    at = expiry(spec, status, retention)
+    return {
+        PHASE_LABEL: status.phase.value,
+        BYTES_LABEL: str(stored_bytes),
+        CONTROLLER_LABEL: controller_label(controller),
+        EXPIRES_LABEL: None if at is None else str(int(at.timestamp())),
+    }
 
 
 def changed(current: Mapping[str, str], wanted: Labels) -> Labels:
@@ -46,7 +84,13 @@ def changed(current: Mapping[str, str], wanted: Labels) -> Labels:
     return {key: value for key, value in wanted.items() if current.get(key) != value}
 
 
+def number(labels: Mapping[str, str], key: str) -> int | None:
+    """A label that holds a number, or None (absent, or not a number: never trusted as one)."""
+    value = labels.get(key, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS else None
+
+
 def due(labels: Mapping[str, str], now: datetime.datetime) -> bool:
-    """Whether an object with these labels has expired (a label that is not a time never expires)."""
-    value = labels.get(EXPIRES_LABEL, "")
-    return value.isascii() and value.isdigit() and len(value) <= 12 and int(value) <= now.timestamp()  # noqa: PLR2004
+    """Whether an object with these labels has expired."""
+    at = number(labels, EXPIRES_LABEL)
+    return at is not None and at <= now.timestamp()

@@ -1,90 +1,187 @@
-"""Deletes the finished objects whose time has come (retention.py), from a metadata-only list of the
-labelled ones: finished objects cost the operator no memory and no requeue while they wait."""
+"""The finished objects of this installation, from a metadata-only list of the labelled ones
+(retention.py): their count and size by phase for the metrics, and the deletion of those whose time has
+come. Finished objects so cost the operator no memory and no requeue while they wait.
+
+A Failed object about to be deleted first gets a Warning event, and its failed keys go to the log, a
+line per thousand keys, so that a log pipeline keeps the record that the object was.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import fnmatch
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from kubernetes.aio import client
 
 from filecleanup import kube
-from filecleanup.models import GROUP, PLURAL, VERSION
-from filecleanup.retention import CONTROLLER_LABEL, EXPIRES_LABEL, controller_label, due
+from filecleanup.indexes import IndexRangeError, parse_ranges
+from filecleanup.metrics import Metrics
+from filecleanup.models import API_VERSION, GROUP, KIND, PLURAL, VERSION, Phase
+from filecleanup.retention import BYTES_LABEL, CONTROLLER_LABEL, PHASE_LABEL, controller_label, due, number
 
 logger = logging.getLogger(__name__)
 METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
-SWEEP_INTERVAL_SECONDS = 10.0
+PAGE = 500
+KEYS_PER_LOG_LINE = 1000
 NOT_FOUND, CONFLICT = 404, 409
+EVENT_COMPONENT = "filecleanup-operator"
+
+
+@dataclass
+class Census:
+    """Finished objects of this installation, by phase: how many, and the bytes they store."""
+
+    objects: dict[str, int] = field(default_factory=dict)
+    stored_bytes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, phase: str, stored: int) -> None:
+        self.objects[phase] = self.objects.get(phase, 0) + 1
+        self.stored_bytes[phase] = self.stored_bytes.get(phase, 0) + stored
 
 
 class Sweeper:
-    """Runs in the working replica only (it is started by the operator's startup handler)."""
+    """Runs in the working replica only (the operator's startup handler starts it)."""
 
     def __init__(
         self,
         api: client.ApiClient,
         controller: str,
         namespaces: Sequence[str],
-        interval: float = SWEEP_INTERVAL_SECONDS,
+        metrics: Metrics,
+        interval: float,
     ) -> None:
+        self._metrics = metrics
         self._objects = client.CustomObjectsApi(api)
-        self._selector = f"{CONTROLLER_LABEL}={controller_label(controller)},{EXPIRES_LABEL}"
+        self._events = client.CoreV1Api(api)
+        self._selector = f"{CONTROLLER_LABEL}={controller_label(controller)}"
         self._namespaces = list(namespaces)  # names or globs; empty: every namespace
         self._interval = interval
 
     async def run(self) -> None:
+        """Sweep every interval until cancelled; a failed sweep is tried again, never ends the loop."""
         while True:
             try:
                 await self.sweep(datetime.datetime.now(datetime.UTC))
             except (client.ApiException, OSError, TimeoutError) as error:
-                logger.warning(
-                    "Sweep of expired FileCleanups failed, next in %.0f s: %s", self._interval, error
+                reason = (
+                    f"{error.status} {error.reason}"
+                    if isinstance(error, client.ApiException)
+                    else repr(error)
                 )
+                logger.warning(
+                    "Sweep of finished FileCleanups failed, next in %.0f s: %s", self._interval, reason
+                )
+            except Exception:
+                logger.exception("Sweep of finished FileCleanups failed (internal error)")
             await asyncio.sleep(self._interval)
 
     async def sweep(self, now: datetime.datetime) -> int:
-        """Delete the expired objects; how many went."""
-        deleted = 0
-        for item in await self._labelled():
+        """Count the finished objects and delete the expired ones; how many went."""
+        census, deleted = Census(), 0
+        async for item in self._finished():
             metadata = item["metadata"]
-            if not due(metadata.get("labels") or {}, now):
+            labels = metadata.get("labels") or {}
+            phase = labels.get(PHASE_LABEL, "")
+            if not due(labels, now):
+                census.add(phase, number(labels, BYTES_LABEL) or 0)
                 continue
+            if phase == Phase.FAILED.value:
+                await self._record(metadata)
             if await self._delete(metadata):
                 deleted += 1
                 logger.info(
-                    "Deleted %s/%s: its ttlSecondsAfterFinished has passed",
-                    metadata["namespace"],
-                    metadata["name"],
+                    "Deleted %s/%s: its retention has passed", metadata["namespace"], metadata["name"]
                 )
+        self._metrics.objects.finished = {
+            phase: (count, census.stored_bytes[phase]) for phase, count in census.objects.items()
+        }
         return deleted
 
-    async def _labelled(self) -> list[dict[str, Any]]:
+    async def _finished(self) -> Any:
+        """The labelled objects, a page at a time (an installation may have tens of thousands)."""
         exact = [name for name in self._namespaces if not set("*?[") & set(name)]
-        if self._namespaces and len(exact) == len(self._namespaces):  # a Role per namespace: list each
-            found: list[dict[str, Any]] = []
-            for namespace in exact:
-                listed = await self._objects.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, label_selector=self._selector, _headers=METADATA_ONLY
-                )
-                found += cast("dict[str, Any]", listed).get("items") or []  # an empty list may be null
-            return found
-        listed = await self._objects.list_cluster_custom_object(
-            GROUP, VERSION, PLURAL, label_selector=self._selector, _headers=METADATA_ONLY
-        )
-        items = cast("dict[str, Any]", listed).get("items") or []
-        return [
-            item
-            for item in items
-            if not self._namespaces
-            or any(
-                fnmatch.fnmatchcase(item["metadata"]["namespace"], pattern) for pattern in self._namespaces
+        listings = exact if self._namespaces and len(exact) == len(self._namespaces) else [None]
+        for namespace in listings:
+            token = None
+            while True:
+                page = await self._page(namespace, token)
+                for item in page.get("items") or []:  # an empty list may come as null
+                    if namespace is not None or self._watched(item["metadata"]["namespace"]):
+                        yield item
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    break
+
+    async def _page(self, namespace: str | None, token: str | None) -> dict[str, Any]:
+        options: dict[str, Any] = {"label_selector": self._selector, "limit": PAGE, "_headers": METADATA_ONLY}
+        if token:
+            options["_continue"] = token
+        if namespace is None:
+            listed = await self._objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
+        else:
+            listed = await self._objects.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, **options
             )
-        ]
+        return cast("dict[str, Any]", listed)
+
+    def _watched(self, namespace: str) -> bool:
+        return not self._namespaces or any(
+            fnmatch.fnmatchcase(namespace, pattern) for pattern in self._namespaces
+        )
+
+    async def _record(self, metadata: dict[str, Any]) -> None:
+        """Before a Failed object goes: a Warning event, and its failed keys in the log."""
+        namespace, name = metadata["namespace"], metadata["name"]
+        try:
+            found = await self._objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except client.ApiException as error:
+            if error.status == NOT_FOUND:
+                return
+            raise
+        obj = cast("dict[str, Any]", found)
+        failed = failed_keys(obj)
+        message = (
+            f"deleting this Failed object after its retention; its {len(failed)} failed keys are in the "
+            "operator's log"
+        )
+        await self._event(obj, "Expired", message)
+        for start in range(0, len(failed), KEYS_PER_LOG_LINE):
+            part = failed[start : start + KEYS_PER_LOG_LINE]
+            logger.warning(
+                "Failed keys of expired %s/%s (%d-%d of %d): %s",
+                namespace, name, start + 1, start + len(part), len(failed), json.dumps(part),
+            )  # fmt: skip
+
+    async def _event(self, obj: dict[str, Any], reason: str, message: str) -> None:
+        metadata = obj["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{metadata['name']}.", namespace=metadata["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=API_VERSION,
+                kind=KIND,
+                name=metadata["name"],
+                namespace=metadata["namespace"],
+                uid=metadata["uid"],
+            ),
+            reason=reason,
+            message=message,
+            type="Warning",
+            source=client.V1EventSource(component=EVENT_COMPONENT),
+            reporting_component=EVENT_COMPONENT,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        await self._events.create_namespaced_event(metadata["namespace"], event)
 
     async def _delete(self, metadata: dict[str, Any]) -> bool:
         try:
@@ -102,3 +199,16 @@ class Sweeper:
                 return False
             raise
         return True
+
+
+def failed_keys(obj: dict[str, Any]) -> list[dict[str, str]]:
+    """Every failed key of a Failed object, with its latest error where status lists one."""
+    keys: list[str] = (obj.get("spec") or {}).get("keys") or []
+    status = obj.get("status") or {}
+    errors = {item.get("key"): item.get("error", "") for item in status.get("failedKeys") or []}
+    try:
+        indexes = parse_ranges(status.get("failedIndexes", ""), len(keys))
+    except IndexRangeError:
+        indexes = []
+    listed = [keys[i] for i in indexes] or list(errors)
+    return [{"key": key, "error": errors.get(key) or "failed in an earlier round"} for key in listed]

@@ -93,8 +93,10 @@ async def test_a_run_writes_in_progress_then_succeeded_and_posts_completed() -> 
     assert after.requeue_after is None  # done: the sweeper deletes it once its TTL has passed
     expires = int(sink.written[-1].completion_time.timestamp()) + 60  # type: ignore[union-attr]
     assert after.labels == {
-        "filecleanup.dev/expires-at": str(expires),
+        "filecleanup.dev/phase": "Succeeded",
+        "filecleanup.dev/bytes": "0",
         "filecleanup.dev/controller": controller_label(DEFAULT_CONTROLLER),
+        "filecleanup.dev/expires-at": str(expires),
     }
     assert [status.phase for status in sink.written] == [Phase.IN_PROGRESS, Phase.SUCCEEDED]
     assert sink.written[-1].deleted == 10

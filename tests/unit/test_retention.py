@@ -6,51 +6,63 @@ import datetime
 
 import pytest
 
+from filecleanup.config import RetentionConfig
 from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.retention import (
+    BYTES_LABEL,
     CONTROLLER_LABEL,
     EXPIRES_LABEL,
+    PHASE_LABEL,
     changed,
     controller_label,
     due,
-    retention_labels,
+    finished_labels,
+    stored_bytes,
 )
 
 DONE = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
+DEFAULTS = RetentionConfig()  # an hour for Succeeded, a week for Failed
 
 
-def status(phase: Phase) -> FileCleanupStatus:
-    return FileCleanupStatus(phase=phase, completion_time=DONE)
+def labels(phase: Phase, retention: RetentionConfig = DEFAULTS, **fields: object) -> dict[str, str | None]:
+    spec = FileCleanupSpec.model_validate({"keys": ["a"], **fields})
+    status = FileCleanupStatus(phase=phase, completion_time=DONE)
+    return finished_labels(spec, status, controller="example.com/a", retention=retention, stored_bytes=42)
 
 
-def spec(**fields: object) -> FileCleanupSpec:
-    return FileCleanupSpec.model_validate({"keys": ["a"], **fields})
+def at(seconds: int) -> str:
+    return str(int(DONE.timestamp()) + seconds)
 
 
-def test_a_succeeded_object_with_a_ttl_expires_after_it() -> None:
-    labels = retention_labels(spec(ttlSecondsAfterFinished=60), status(Phase.SUCCEEDED), "example.com/a")
-    assert labels == {
-        EXPIRES_LABEL: str(int(DONE.timestamp()) + 60),
+def test_a_succeeded_object_expires_after_its_own_ttl_or_the_default() -> None:
+    assert labels(Phase.SUCCEEDED, ttlSecondsAfterFinished=60) == {
+        PHASE_LABEL: "Succeeded",
+        BYTES_LABEL: "42",
         CONTROLLER_LABEL: controller_label("example.com/a"),
+        EXPIRES_LABEL: at(60),
     }
+    assert labels(Phase.SUCCEEDED)[EXPIRES_LABEL] == at(3600)  # the configuration's default
 
 
-@pytest.mark.parametrize(
-    ("fields", "phase"),
-    [
-        ({}, Phase.SUCCEEDED),
-        ({"ttlSecondsAfterFinished": 60}, Phase.FAILED),
-        ({"ttlSecondsAfterFinished": 60}, Phase.BACKOFF),
-    ],
-)
-def test_others_never_expire(fields: dict[str, object], phase: Phase) -> None:
-    assert retention_labels(spec(**fields), status(phase), "c") == {EXPIRES_LABEL: None}
+def test_a_failed_object_is_kept_for_the_failed_retention_whatever_its_ttl() -> None:
+    assert labels(Phase.FAILED, ttlSecondsAfterFinished=60)[EXPIRES_LABEL] == at(7 * 86_400)
+
+
+def test_retention_off_keeps_finished_objects() -> None:
+    keep = RetentionConfig(succeeded_seconds=None, failed_seconds=None)
+    assert labels(Phase.SUCCEEDED, keep)[EXPIRES_LABEL] is None
+    assert labels(Phase.FAILED, keep)[EXPIRES_LABEL] is None
+    assert labels(Phase.SUCCEEDED, keep, ttlSecondsAfterFinished=5)[EXPIRES_LABEL] == at(5)  # its own wins
+
+
+@pytest.mark.parametrize("phase", [Phase.PENDING, Phase.IN_PROGRESS, Phase.BACKOFF])
+def test_an_object_at_work_loses_its_phase_and_expiry(phase: Phase) -> None:
+    assert labels(phase) == {PHASE_LABEL: None, EXPIRES_LABEL: None}  # a redriven object is not swept
 
 
 def test_only_labels_that_differ_are_patched() -> None:
-    assert changed({EXPIRES_LABEL: "5", "team": "x"}, {EXPIRES_LABEL: "5", CONTROLLER_LABEL: "c"}) == {
-        CONTROLLER_LABEL: "c"
-    }
+    current = {EXPIRES_LABEL: "5", "team": "x"}
+    assert changed(current, {EXPIRES_LABEL: "5", CONTROLLER_LABEL: "c"}) == {CONTROLLER_LABEL: "c"}
     assert changed({}, {EXPIRES_LABEL: None}) == {}
     assert changed({EXPIRES_LABEL: "5"}, {EXPIRES_LABEL: None}) == {EXPIRES_LABEL: None}
 
@@ -58,18 +70,20 @@ def test_only_labels_that_differ_are_patched() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("1795694399", True),
-        ("1795694400", True),
-        ("1795694401", False),
+        (at(-1), True),
+        (at(0), True),
+        (at(1), False),
         ("soon", False),
         ("", False),
         ("9" * 40, False),
+        ("\u00b2", False),
     ],
 )
 def test_due(value: str, expected: bool) -> None:
     assert due({EXPIRES_LABEL: value}, DONE) is expected
 
 
-def test_controllers_get_distinct_label_values() -> None:
+def test_controllers_get_distinct_label_values_and_sizes_are_measured() -> None:
     assert controller_label("filecleanup.dev/operator") != controller_label("example.com/team-b")
     assert len(controller_label("x")) == 16
+    assert stored_bytes({"keys": ["a", "bb"]}) == len('{"keys":["a","bb"]}')
