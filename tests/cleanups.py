@@ -15,7 +15,7 @@ def cleanup_manifest(name: str, keys: list[str], **spec: Any) -> Manifest:
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {"name": name},
-        "spec": {"keys": keys, **spec},
+        "spec": {**({"keys": keys} if keys else {}), **spec},  # no keys: a manifest object
     }
 
 

@@ -19,10 +19,10 @@ from aiohttp import web
 
 from filecleanup import kube, redaction
 from filecleanup.config import CONFIG_ENV, ConfigError, OperatorConfig, load_config
-from filecleanup.engine import DEFAULT_SHUTDOWN_SECONDS
 from filecleanup.leader import LeaderElector, LeaseTiming, LostLease
 from filecleanup.metrics import Metrics
 from filecleanup.models import DEFAULT_CONTROLLER
+from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS
 from filecleanup.runtime import Runtime
 
 logger = logging.getLogger("filecleanup")

@@ -108,6 +108,9 @@ class HttpStorageConfig(RemoteStorageBase):
     type: Literal["http"]
     url: AnyHttpUrl
     token_file: ReadableFile | None = None
+    # Where the storage serves and accepts whole objects (GET with Range, PUT), for manifests: the
+    # key is appended to this URL. Unset: this storage holds no manifests.
+    objects_url: AnyHttpUrl | None = None
 
     @model_validator(mode="after")
     def _no_credentials_in_url_or_in_cleartext(self) -> Self:

@@ -6,86 +6,26 @@ worker is ever held by a back-off.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime
 import logging
 import random
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
 
 from filecleanup import reconcile
 from filecleanup.config import OperatorConfig
+from filecleanup.context import InvalidObject, LastWritten, Next, ObjectContext, utcnow
 from filecleanup.kube import ObjectGone
+from filecleanup.manifest_run import ManifestRun
 from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
+from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, Phase
 from filecleanup.reconcile import Outcome, Progress, Reason
-from filecleanup.retention import Labels, finished_labels
-from filecleanup.storage import Storage, StorageUnavailable
+from filecleanup.retention import finished_labels
+from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, checkpoint_interval, run_round
+from filecleanup.storage import Storage
 
 EVENT_KEYS_SHOWN = 5
-# On SIGTERM: how long the calls in flight may take to finish, and the last checkpoint to be written.
-# The chart sets the first from the pod's termination grace period.
-DEFAULT_SHUTDOWN_SECONDS = 20.0
-FINAL_CHECKPOINT_SECONDS = 5.0
-
-
-class StatusSink(Protocol):
-    async def write(self, status: FileCleanupStatus) -> None: ...
-
-
-class LastWritten:
-    """A sink that remembers the last status it wrote: what the object says after a run."""
-
-    def __init__(self, sink: StatusSink) -> None:
-        self._sink = sink
-        self.latest: FileCleanupStatus | None = None
-
-    async def write(self, status: FileCleanupStatus) -> None:
-        await self._sink.write(status)
-        self.latest = status
-
-
-@dataclass(frozen=True)
-class Next:
-    """What follows a run: when to run again (None: only on a change), and the labels the object
-    should carry (its retention; None removes a label)."""
-
-    requeue_after: float | None = None
-    labels: Labels = field(default_factory=dict)
-
-
-EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
-
-
-@dataclass(frozen=True)
-class ObjectContext:
-    """One FileCleanup as a run sees it, with its ways to report back."""
-
-    spec: FileCleanupSpec
-    status: FileCleanupStatus
-    namespace: str
-    generation: int | None
-    sink: StatusSink
-    post_event: EventPoster
-    logger: logging.Logger | logging.LoggerAdapter[Any]
-    status_problem: str | None = None  # why the status read could not be used (it was replaced)
-    stored_bytes: int = 0  # an estimate of what the object stores in etcd
-
-
-@dataclass(frozen=True)
-class InvalidObject:
-    """An object whose spec the models refuse: what is needed to say so."""
-
-    status: FileCleanupStatus
-    problem: str
-    generation: int | None
-    sink: StatusSink
-    post_event: EventPoster
-    logger: logging.Logger | logging.LoggerAdapter[Any]
 
 
 class _StatusRecorder:
@@ -110,10 +50,6 @@ class _StatusRecorder:
         self.latest = status
 
 
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 class Engine:
     def __init__(
         self,
@@ -133,7 +69,9 @@ class Engine:
         self._shutdown_seconds = shutdown_seconds
         self._rules = {
             name: reconcile.StorageRules(
-                policy=config.storages[name].policy, max_keys_per_call=storage.max_keys_per_call
+                policy=config.storages[name].policy,
+                max_keys_per_call=storage.max_keys_per_call,
+                holds_manifests=storage.holds_manifests,
             )
             for name, storage in storages.items()
         }
@@ -245,6 +183,16 @@ class Engine:
                     context.logger.info("Redriven: %s", message)
                     context = dataclasses.replace(context, status=reconcile.fresh_drive(context.status))
                 return await self._run_round(context, storage, progress, starting=starting, deadline=deadline)
+            case reconcile.RunManifest(storage, starting, redrive, deadline):
+                manifest = ManifestRun(
+                    context,
+                    self._config,
+                    storage,
+                    self._storages[storage],
+                    jitter=self._jitter,
+                    shutdown_seconds=self._shutdown_seconds,
+                )
+                return await manifest.run(starting=starting, redrive=redrive, deadline=deadline)
 
     async def _run_round(
         self,
@@ -272,7 +220,7 @@ class Engine:
             await recorder.write(deleting)
 
         unavailable = await run_round(
-            progress,
+            KeysRound(progress),
             self._storages[storage_name],
             workers=self._config.chunks_in_flight_per_object,
             checkpoint_interval=checkpoint_interval(self._config.status_interval_seconds, progress.total),
@@ -318,82 +266,3 @@ class Engine:
         context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
         context.logger.info("Retry scheduled: %s", outcome.message)
         return outcome.delay
-
-
-KEYS_PER_CHECKPOINT_INTERVAL = 1000
-
-
-def checkpoint_interval(seconds: float, total_keys: int) -> float:
-    """Seconds between checkpoints: ``seconds`` per 1,000 keys of the object, at least ``seconds``.
-
-    Every status write makes the API server re-encode and store the whole object, keys included, and
-    send it to every watcher: a 10,000-key object is about 1 MB. Scaling the interval with the size
-    bounds that traffic per object, while a crash still re-sends at most one interval of work.
-    """
-    return seconds * max(1.0, total_keys / KEYS_PER_CHECKPOINT_INTERVAL)
-
-
-async def run_round(
-    progress: Progress,
-    storage: Storage,
-    *,
-    workers: int,
-    checkpoint_interval: float,
-    checkpoint: Callable[[], Awaitable[None]],
-    stop_after: float | None = None,
-    shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
-) -> StorageUnavailable | None:
-    """Send the pending keys, up to ``workers`` chunks in flight, checkpointing at most once per
-    ``checkpoint_interval``.
-
-    No new chunk starts once the storage is unavailable or ``stop_after`` seconds have passed. When the
-    round is cancelled (the operator is shutting down), no new chunk starts either, the calls in flight
-    get up to ``shutdown_seconds`` to finish, their outcome is recorded and checkpointed, and then the
-    cancellation goes on: no confirmed deletion goes unrecorded. A call still running after that is
-    abandoned: its keys stay pending (deletes are idempotent), so the pod's grace period always holds.
-    """
-    chunks = iter(progress.chunks())
-    stop_at = None if stop_after is None else time.monotonic() + stop_after
-    unavailable: StorageUnavailable | None = None
-    stopping = False
-    last_checkpoint = time.monotonic()
-
-    def may_start() -> bool:
-        return unavailable is None and not stopping and (stop_at is None or time.monotonic() < stop_at)
-
-    async def worker() -> None:
-        nonlocal unavailable, stopping, last_checkpoint
-        for chunk in chunks:  # shared: each chunk is taken by one worker
-            if not may_start():
-                return
-            # A task of its own, shielded: cancelling the round must not abort a call the storage may
-            # already have acted on.
-            call = asyncio.ensure_future(storage.delete(progress.chunk_keys(chunk)))
-            try:
-                result = await asyncio.shield(call)
-            except asyncio.CancelledError:
-                stopping = True
-                # Kopf cancels again after a while: the wait goes on, within its own bound.
-                with contextlib.suppress(StorageUnavailable, TimeoutError, asyncio.CancelledError):
-                    progress.record(chunk, await asyncio.wait_for(asyncio.shield(call), shutdown_seconds))
-                raise
-            except StorageUnavailable as error:
-                unavailable = unavailable or error
-                return
-            progress.record(chunk, result)
-            if time.monotonic() - last_checkpoint >= checkpoint_interval:
-                last_checkpoint = time.monotonic()
-                await checkpoint()
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(worker())
-    except asyncio.CancelledError:
-        # The workers have recorded their last calls by now.
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(
-                asyncio.shield(asyncio.ensure_future(checkpoint())), FINAL_CHECKPOINT_SECONDS
-            )
-        raise
-    return unavailable

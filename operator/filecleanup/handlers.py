@@ -10,7 +10,8 @@ import kopf
 from pydantic import ValidationError
 
 from filecleanup import kube, retention
-from filecleanup.engine import Engine, InvalidObject, ObjectContext
+from filecleanup.context import InvalidObject, ObjectContext
+from filecleanup.engine import Engine
 from filecleanup.models import DEFAULT_CONTROLLER, GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
 from filecleanup.runtime import Clients, Runtime
 from filecleanup.storage import open_storages
@@ -133,6 +134,7 @@ async def delete_keys(
         spec=spec_model,
         status=status_model,
         namespace=namespace or "",
+        name=name,
         generation=generation,
         sink=sink,
         post_event=post_event,

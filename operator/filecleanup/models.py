@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from filecleanup.keys import MAX_KEY_LENGTH, key_problem
@@ -44,8 +44,16 @@ class Backoff(CamelModel):
     max_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
 
 
+class Manifest(CamelModel):
+    """Where the keys are when they are too many for an object: a storage key whose content is one
+    key per line (UTF-8)."""
+
+    key: Key
+
+
 class FileCleanupSpec(CamelModel):
-    keys: Annotated[list[Key], Field(min_length=1, max_length=MAX_KEYS)]
+    keys: Annotated[list[Key], Field(min_length=1, max_length=MAX_KEYS, default_factory=list)]
+    manifest: Manifest | None = None
     managed_by: Annotated[str | None, Field(max_length=63)] = None
     storage: Annotated[str | None, Field(min_length=1, max_length=63)] = None
     chunk_size: Annotated[int, Field(ge=1, le=1000)] = 100
@@ -54,6 +62,12 @@ class FileCleanupSpec(CamelModel):
     ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31_536_000)] = None
     active_deadline_seconds: Annotated[int | None, Field(ge=1, le=31_536_000)] = None
     retry_nonce: Annotated[str | None, Field(max_length=64)] = None
+
+    @model_validator(mode="after")
+    def _keys_or_a_manifest(self) -> Self:
+        if bool(self.keys) == (self.manifest is not None):
+            raise ValueError("exactly one of keys and manifest is required")
+        return self
 
 
 class Phase(StrEnum):
@@ -83,6 +97,22 @@ class Condition(CamelModel):
     message: str
 
 
+class ManifestProgress(CamelModel):
+    """Where a manifest's deletion stands (see manifests.py)."""
+
+    checked: bool = False  # read through once: every key valid, the total counted
+    round: int = 0  # 0 reads the manifest; n reads the report of round n - 1
+    source: int = 0  # the source of the round being read
+    sources: int = 1  # how many the round reads: the manifest, or the report's segments
+    offset: int = 0  # bytes of the current source done
+    done: Annotated[str, Field(max_length=10_000)] = ""  # byte ranges past offset already done
+    segments: int = 0  # report segments written in this round
+    round_total: int = 0  # keys this round reads
+    sent: int = 0  # keys of this round whose outcome is recorded
+    failed_now: int = 0  # keys of this round that failed
+    report: str = ""  # where the report of the last round is (its segments), for people
+
+
 class FailedKey(CamelModel):
     key: str
     error: str
@@ -105,6 +135,7 @@ class FileCleanupStatus(CamelModel):
     failed_keys: Annotated[list[FailedKey], Field(max_length=MAX_LISTED_FAILED_KEYS)] = []
     failed_keys_omitted: int = 0
     internal_errors: int = 0
+    manifest: ManifestProgress | None = None
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None
     next_retry_time: datetime.datetime | None = None

@@ -26,6 +26,7 @@ from filecleanup.models import (
     FailedKey,
     FileCleanupSpec,
     FileCleanupStatus,
+    ManifestProgress,
     Phase,
 )
 from filecleanup.redaction import redact
@@ -54,6 +55,8 @@ class Reason:
     INVALID_STATUS = "InvalidStatus"
     INVALID_SPEC = "InvalidSpec"
     STORAGE_CHANGED = "StorageChanged"
+    INVALID_MANIFEST = "InvalidManifest"
+    MANIFEST_MISSING = "ManifestMissing"
 
 
 class InvalidStatus(ValueError):  # noqa: N818  (the condition's reason: InvalidStatus)
@@ -281,12 +284,23 @@ class StorageRules:
 
     policy: StoragePolicy
     max_keys_per_call: int | None = None
+    holds_manifests: bool = False  # it serves whole objects: manifests and their reports
 
 
-Action = Finished | Wait | Reject | Run
+@dataclass(frozen=True)
+class RunManifest:
+    """A manifest's deletion: where it stands is in status.manifest."""
+
+    storage: str
+    starting: bool
+    redrive: bool = False
+    deadline: datetime.datetime | None = None
 
 
-def plan(  # noqa: PLR0911  (a decision table reads best as one)
+Action = Finished | Wait | Reject | Run | RunManifest
+
+
+def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
     spec: FileCleanupSpec,
     status: FileCleanupStatus,
     *,
@@ -309,7 +323,10 @@ def plan(  # noqa: PLR0911  (a decision table reads best as one)
     rejected = _check_storage(spec, namespace, storage, storages)
     if rejected is not None:
         return rejected
+    manifest = spec.manifest is not None
     if redrive:
+        if manifest:
+            return RunManifest(storage, starting=True, redrive=True, deadline=_deadline(spec, now))
         return Run(
             storage,
             Progress.redrive(spec, status),
@@ -318,6 +335,8 @@ def plan(  # noqa: PLR0911  (a decision table reads best as one)
             deadline=_deadline(spec, now),
         )
     if status.phase == Phase.PENDING or not status.total:
+        if manifest:
+            return RunManifest(storage, starting=True, deadline=_deadline(spec, now))
         return Run(storage, Progress.start(spec), starting=True, deadline=_deadline(spec, now))
     deadline = _deadline(spec, status.start_time or now)
     if deadline is not None and now >= deadline:
@@ -331,6 +350,8 @@ def plan(  # noqa: PLR0911  (a decision table reads best as one)
             remaining = min(remaining, (deadline - now).total_seconds())
         if remaining > WAKE_TOLERANCE_SECONDS:
             return Wait(remaining)
+    if manifest:
+        return RunManifest(storage, starting=False, deadline=deadline)
     try:
         progress = Progress.resume(spec, status)
     except InvalidStatus as error:
@@ -346,7 +367,7 @@ def _deadline(spec: FileCleanupSpec, start: datetime.datetime) -> datetime.datet
     return start + datetime.timedelta(seconds=spec.active_deadline_seconds)
 
 
-def _check_storage(
+def _check_storage(  # noqa: PLR0911  (a decision table)
     spec: FileCleanupSpec, namespace: str, storage: str, storages: Mapping[str, StorageRules]
 ) -> Reject | None:
     """Everything that stops an object before any key is sent: every key is checked."""
@@ -365,6 +386,19 @@ def _check_storage(
     if not rules.policy.allows(namespace):
         return Reject(Reason.FORBIDDEN, f"namespace {namespace!r} may not use storage {storage!r}")
     prefix = rules.policy.prefix_for(namespace)
+    if spec.manifest is not None:
+        if not rules.holds_manifests:
+            return Reject(
+                Reason.INVALID_MANIFEST,
+                f"storage {storage!r} holds no manifests (an http storage needs objectsUrl)",
+            )
+        if not spec.manifest.key.startswith(prefix):
+            return Reject(
+                Reason.FORBIDDEN,
+                f"the manifest {spec.manifest.key!r} is outside {prefix!r}, the prefix storage {storage!r} "
+                f"allows namespace {namespace!r}; nothing was deleted",
+            )
+        return None  # its keys are checked when it is read through, before any is sent
     outside = [key for key in spec.keys if not key.startswith(prefix)]
     if outside:
         shown = ", ".join(repr(key) for key in outside[:3])
@@ -620,3 +654,62 @@ def invalid_spec_status(
             "conditions": conditions,
         }
     )
+
+
+def manifest_status(
+    previous: FileCleanupStatus,
+    *,
+    storage: str,
+    progress: ManifestProgress,
+    counts: Counts,
+    listed: list[FailedKey],
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """The status of a manifest's deletion, for a checkpoint or a phase change."""
+    stamp = functools.partial(
+        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+    )
+    conditions = set_condition(
+        previous.conditions, stamp(ConditionType.PROGRESSING, true=not outcome.phase.finished)
+    )
+    if outcome.phase == Phase.SUCCEEDED:
+        conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
+    if outcome.phase == Phase.FAILED:
+        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    return FileCleanupStatus(
+        phase=outcome.phase,
+        observed_generation=generation,
+        storage=storage,
+        total=counts.total,
+        deleted=counts.deleted,
+        failed=counts.failed,
+        retries=counts.retries,
+        redrives=counts.redrives,
+        retry_nonce=counts.retry_nonce,
+        chunk_size=counts.chunk_size,
+        failed_keys=listed[:MAX_LISTED_FAILED_KEYS],
+        failed_keys_omitted=max(0, counts.failed - len(listed[:MAX_LISTED_FAILED_KEYS])),
+        internal_errors=previous.internal_errors,
+        manifest=progress,
+        start_time=previous.start_time or now,
+        completion_time=now if outcome.phase.finished else None,
+        next_retry_time=now + datetime.timedelta(seconds=outcome.delay)
+        if outcome.delay is not None
+        else None,
+        conditions=conditions,
+    )
+
+
+@dataclass
+class Counts:
+    """A manifest deletion's counts, as status shows them."""
+
+    total: int
+    deleted: int
+    failed: int
+    retries: int
+    redrives: int
+    retry_nonce: str | None
+    chunk_size: int

@@ -100,6 +100,7 @@ async def test_a_bug_in_a_backend_fails_the_chunk_and_is_counted(tmp_path: Path)
     class Broken:
         name = "broken"
         max_keys_per_call: int | None = None
+        holds_manifests = False
 
         async def delete(self, keys: Sequence[str]) -> ChunkResult:
             raise RuntimeError(f"a bug, not a storage failure of {len(keys)} keys")

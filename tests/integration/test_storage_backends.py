@@ -7,11 +7,13 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
 from filecleanup.storage import Storage, StorageUnavailable, open_storage
+from filecleanup.storage.base import ObjectMissing, ObjectStore
 from filecleanup.testing.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 from tests.storage_fixtures import RunningServer, storage_server
 
@@ -36,9 +38,8 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
 
 
 async def http_backend(server: RunningServer) -> AsyncIterator[Backend]:
-    storage = open_storage(
-        "photos", HttpStorageConfig.model_validate({"type": "http", "url": server.url, "policy": OPEN_POLICY})
-    )
+    config = {"type": "http", "url": server.url, "objectsUrl": server.url.removesuffix("delete") + "objects/"}
+    storage = open_storage("photos", HttpStorageConfig.model_validate({**config, "policy": OPEN_POLICY}))
     yield Backend(storage, server.seed, server.exists, server.stop)
     await storage.aclose()
 
@@ -114,6 +115,21 @@ async def test_a_storage_that_is_gone_is_unavailable_not_a_key_failure(backend: 
         await take_down
     with pytest.raises(StorageUnavailable):
         await backend.storage.delete(KEYS)
+
+
+async def test_objects_are_read_a_range_at_a_time_and_written_whole(backend: Backend) -> None:
+    """What manifests and failure reports need of a storage."""
+    store = cast("ObjectStore", backend.storage)
+    data = "".join(f"albums/7/{i:05d}.jpg\n" for i in range(2000)).encode()
+    await store.write("albums/7/.manifest", data)
+    assert await store.read("albums/7/.manifest", 0, 100) == data[:100]
+    assert await store.read("albums/7/.manifest", 30_000, 10_000) == data[30_000:40_000]
+    assert await store.read("albums/7/.manifest", len(data) - 5, 100) == data[-5:]
+    assert await store.read("albums/7/.manifest", len(data), 100) == b""
+    with pytest.raises(ObjectMissing):
+        await store.read("albums/7/.no-such-manifest", 0, 100)
+    await store.write("albums/7/.manifest", b"replaced\n")
+    assert await store.read("albums/7/.manifest", 0, 100) == b"replaced\n"
 
 
 async def test_s3_key_prefix_confines_deletes(moto: MotoProcess) -> None:

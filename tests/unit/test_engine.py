@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from filecleanup.config import OperatorConfig
-from filecleanup.engine import Engine, Next, ObjectContext, run_round
+from filecleanup.context import Next, ObjectContext
+from filecleanup.engine import Engine
 from filecleanup.kube import ObjectGone
 from filecleanup.metrics import Metrics
 from filecleanup.models import DEFAULT_CONTROLLER, FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.reconcile import Progress
 from filecleanup.retention import controller_label
+from filecleanup.rounds import KeysRound, run_round
 from filecleanup.storage.base import ChunkResult
 
 
@@ -28,6 +30,7 @@ class FakeStorage:
     seconds: float = 0.0
     name: str = "photos"
     max_keys_per_call: int | None = None
+    holds_manifests: bool = False
     sent: list[str] = field(default_factory=list)
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
@@ -76,6 +79,7 @@ def context(
         spec=FileCleanupSpec.model_validate({"keys": [f"k/{i}" for i in range(10)], "chunkSize": 2, **spec}),
         status=status or FileCleanupStatus(),
         namespace="albums",
+        name="album-1",
         generation=1,
         sink=sink,
         post_event=lambda kind, reason, message: events.append((kind, reason, message)),
@@ -141,7 +145,7 @@ async def test_on_cancel_calls_in_flight_finish_and_are_recorded() -> None:
 
     task = asyncio.create_task(
         run_round(
-            progress,
+            KeysRound(progress),
             FakeStorage(0.2),
             workers=2,
             checkpoint_interval=60,
@@ -165,7 +169,7 @@ async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and
 
     task = asyncio.create_task(
         run_round(
-            progress,
+            KeysRound(progress),
             FakeStorage(30),
             workers=2,
             checkpoint_interval=60,

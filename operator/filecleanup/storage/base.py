@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     from filecleanup.metrics import Metrics
@@ -27,6 +27,22 @@ class StorageUnavailable(Exception):  # noqa: N818  (the name is the public cont
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ObjectMissing(Exception):  # noqa: N818  (a plain fact: no such object)
+    """A manifest or report object that the storage does not have."""
+
+
+class ObjectStore(Protocol):
+    """Whole storage objects, for manifests (the keys of a large deletion, kept in the storage itself)
+    and their failure reports. Failures raise :class:`StorageUnavailable` with a classified message,
+    and a missing object :class:`ObjectMissing`."""
+
+    async def read(self, key: str, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset``; empty past the end."""
+        ...
+
+    async def write(self, key: str, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,7 @@ class ChunkResult:
 class Storage(Protocol):
     name: str
     max_keys_per_call: int | None  # the most keys one call may carry, if the storage has a limit
+    holds_manifests: bool  # it is an ObjectStore too: it can hold manifests and their reports
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         """Delete ``keys`` in one call. Raises :class:`StorageUnavailable` if the call failed as a whole
@@ -74,6 +91,7 @@ class ConcurrencyLimited:
     def __init__(self, storage: Storage, limit: int, metrics: Metrics) -> None:
         self.name = storage.name
         self.max_keys_per_call = storage.max_keys_per_call
+        self.holds_manifests = storage.holds_manifests
         self._storage = storage
         self._slots = asyncio.Semaphore(limit)
         self._metrics = metrics
@@ -104,6 +122,13 @@ class ConcurrencyLimited:
         metrics.keys_deleted.labels(name).inc(len(result.deleted))
         metrics.keys_failed.labels(name).inc(len(result.failed))
         return result
+
+    async def read(self, key: str, offset: int, size: int) -> bytes:
+        """A part of a manifest (outside the cap on calls: it is one read at a time per object)."""
+        return await cast("ObjectStore", self._storage).read(key, offset, size)
+
+    async def write(self, key: str, data: bytes) -> None:
+        await cast("ObjectStore", self._storage).write(key, data)
 
     async def aclose(self) -> None:
         await self._storage.aclose()

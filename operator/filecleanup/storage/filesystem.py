@@ -15,14 +15,17 @@ run in a thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from filecleanup.config import FilesystemStorageConfig
-from filecleanup.storage.base import ChunkResult, StorageUnavailable
+from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
 
+_T = TypeVar("_T")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -42,22 +45,44 @@ def path_segments(key: str) -> list[str]:
     return segments
 
 
-def delete_below(root: int, key: str, *, prune_empty_dirs: bool) -> None:
-    """Delete ``key`` below the directory open as ``root`` without following any symlink; a missing
-    file counts as deleted."""
-    *directories, name = path_segments(key)
+def _walk(root: int, directories: Sequence[str], *, create: bool) -> list[int] | None:
+    """Descriptors of the root and of each directory down the path, opened without following any
+    symlink (and made when ``create``); None when one is missing. The caller closes them."""
     opened = [os.dup(root)]
     try:
         for directory in directories:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(directory, 0o770, dir_fd=opened[-1])
             try:
                 opened.append(os.open(directory, _DIRECTORY_FLAGS, dir_fd=opened[-1]))
             except FileNotFoundError:
-                return
+                _close(opened)
+                return None
             except OSError as error:
                 if error.errno not in {errno.ENOTDIR, errno.ELOOP}:
                     raise
                 kind = "a symlink, which is not followed" if _is_symlink(directory, opened[-1]) else "a file"
                 raise KeyRejectedError(f"{directory!r} is {kind}") from error
+    except BaseException:
+        _close(opened)
+        raise
+    return opened
+
+
+def _close(descriptors: Sequence[int]) -> None:
+    for descriptor in descriptors:
+        os.close(descriptor)
+
+
+def delete_below(root: int, key: str, *, prune_empty_dirs: bool) -> None:
+    """Delete ``key`` below the directory open as ``root`` without following any symlink; a missing
+    file counts as deleted."""
+    *directories, name = path_segments(key)
+    opened = _walk(root, directories, create=False)
+    if opened is None:
+        return
+    try:
         try:
             os.unlink(name, dir_fd=opened[-1])
         except FileNotFoundError:
@@ -67,8 +92,48 @@ def delete_below(root: int, key: str, *, prune_empty_dirs: bool) -> None:
         if prune_empty_dirs:
             _prune(opened, directories)
     finally:
-        for descriptor in opened:
+        _close(opened)
+
+
+def read_below(root: int, key: str, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes of the file ``key`` from ``offset`` (nothing past its end), without
+    following any symlink. Raises :class:`ObjectMissing` when there is no such file."""
+    *directories, name = path_segments(key)
+    opened = _walk(root, directories, create=False)
+    if opened is None:
+        raise ObjectMissing(key)
+    try:
+        try:
+            descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=opened[-1])
+        except FileNotFoundError as error:
+            raise ObjectMissing(key) from error
+        try:
+            return os.pread(descriptor, size, offset)
+        finally:
             os.close(descriptor)
+    finally:
+        _close(opened)
+
+
+def write_below(root: int, key: str, data: bytes) -> None:
+    """Write the file ``key`` whole, atomically (a temporary file renamed over it), making its
+    directories, without following any symlink."""
+    *directories, name = path_segments(key)
+    opened = _walk(root, directories, create=True)
+    if opened is None:  # made a moment ago, and gone: someone else is at work in there
+        raise ObjectMissing(key)
+    temporary = f".{name}.{os.getpid()}.partial"
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        descriptor = os.open(temporary, flags, 0o660, dir_fd=opened[-1])
+        try:
+            os.write(descriptor, data)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.rename(temporary, name, src_dir_fd=opened[-1], dst_dir_fd=opened[-1])
+    finally:
+        _close(opened)
 
 
 def _is_symlink(name: str, directory: int) -> bool:
@@ -119,6 +184,7 @@ def _is_file(name: str, directory: int) -> bool:
 
 class FilesystemStorage:
     max_keys_per_call: int | None = None
+    holds_manifests = True
 
     def __init__(self, name: str, config: FilesystemStorageConfig) -> None:
         self.name = name
@@ -144,6 +210,24 @@ class FilesystemStorage:
         finally:
             os.close(root)
         return ChunkResult.from_reply(keys, deleted, errors)
+
+    async def read(self, key: str, offset: int, size: int) -> bytes:
+        return await asyncio.to_thread(self._with_root, read_below, key, offset, size)
+
+    async def write(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(self._with_root, write_below, key, data)
+
+    def _with_root(self, operation: Callable[..., _T], key: str, *arguments: Any) -> _T:
+        root = open_root(self.name, self._config)
+        try:
+            return operation(root, key, *arguments)
+        except KeyRejectedError as error:
+            raise StorageUnavailable(f"storage {self.name}: {key!r}: key {error}") from error
+        except OSError as error:
+            reason = errno.errorcode.get(error.errno or 0, "OSError")
+            raise StorageUnavailable(f"storage {self.name}: {key!r}: {reason}") from error
+        finally:
+            os.close(root)
 
     async def aclose(self) -> None:
         """Nothing to release: each call opens and closes its own descriptors."""

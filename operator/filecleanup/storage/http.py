@@ -15,13 +15,15 @@ import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
 from filecleanup import redaction
 from filecleanup.config import HttpStorageConfig
-from filecleanup.storage.base import ChunkResult, StorageUnavailable
-from filecleanup.storage.transport import BatchDeleteTransport, Reply
+from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.transport import OBJECT_REPLY_SLACK, BatchDeleteTransport, CallFailed, Reply
 
 UNAVAILABLE_STATUSES = {HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS}
 # Bad credentials are the operator's problem, not the keys': wait for them to be fixed.
@@ -126,6 +128,8 @@ class HttpStorage:
     def __init__(self, name: str, config: HttpStorageConfig) -> None:
         self.name = name
         self._url = str(config.url)
+        self._objects_url = str(config.objects_url) if config.objects_url else None
+        self.holds_manifests = self._objects_url is not None
         self._token = TokenFile(name, config.token_file) if config.token_file else None
         self._transport = BatchDeleteTransport(name, config)
 
@@ -135,6 +139,44 @@ class HttpStorage:
             "POST", self._url, keys, json={"keys": list(keys)}, headers=headers
         )
         return reply if isinstance(reply, ChunkResult) else interpret(self.name, keys, reply)
+
+    async def read(self, key: str, offset: int, size: int) -> bytes:
+        """``GET objectsUrl + key`` with a Range: a manifest is read a part at a time."""
+        headers = {"Range": f"bytes={offset}-{offset + size - 1}"}
+        reply = await self._object_call("GET", key, size + OBJECT_REPLY_SLACK, headers=headers)
+        if reply.status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
+            return b""
+        if reply.status == HTTPStatus.PARTIAL_CONTENT:
+            return reply.body
+        return reply.body[offset : offset + size]  # a server that ignores Range and sends it whole
+
+    async def write(self, key: str, data: bytes) -> None:
+        """``PUT objectsUrl + key``: a failure report, written whole."""
+        await self._object_call("PUT", key, OBJECT_REPLY_SLACK, content=data)
+
+    async def _object_call(self, method: str, key: str, limit: int, **request: Any) -> Reply:
+        if self._objects_url is None:
+            raise StorageUnavailable(f"storage {self.name} has no objectsUrl: it holds no manifests")
+        headers = {**(self._token.header() if self._token else {}), **request.pop("headers", {})}
+        url = self._objects_url + quote(key, safe="/-_.~")
+        try:
+            reply = await self._transport.fetch(method, url, limit, headers=headers, **request)
+        except CallFailed as failed:
+            raise StorageUnavailable(f"storage {self.name}: {method} {key!r}: {failed}") from failed
+        if reply.status == HTTPStatus.NOT_FOUND:
+            raise ObjectMissing(key)
+        if reply.status not in {
+            HTTPStatus.OK,
+            HTTPStatus.CREATED,
+            HTTPStatus.NO_CONTENT,
+            HTTPStatus.PARTIAL_CONTENT,
+            HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+        }:
+            raise StorageUnavailable(
+                f"storage {self.name}: {method} {key!r} answered {reply.status}",
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        return reply
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -27,6 +27,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
@@ -38,9 +39,9 @@ from botocore.session import Session
 
 from filecleanup import redaction
 from filecleanup.config import S3StorageConfig
-from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, StorageUnavailable
+from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ObjectMissing, StorageUnavailable
 from filecleanup.storage.http import parse_retry_after
-from filecleanup.storage.transport import BatchDeleteTransport, Reply
+from filecleanup.storage.transport import OBJECT_REPLY_SLACK, BatchDeleteTransport, CallFailed, Reply
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -199,6 +200,7 @@ def outcome(targets: Sequence[Target], result: DeleteResult) -> ChunkResult:
 
 class S3Storage:
     max_keys_per_call: int | None = MAX_KEYS_PER_CALL
+    holds_manifests = True
 
     def __init__(self, name: str, config: S3StorageConfig) -> None:
         self.name = name
@@ -252,8 +254,10 @@ class S3Storage:
             credentials = self._credentials
         return None if credentials is None else await asyncio.to_thread(credentials.get_frozen_credentials)
 
-    async def _signed(self, method: str, url: str, body: bytes = b"") -> dict[str, str]:
-        headers = {"Content-Type": "application/xml"}
+    async def _signed(
+        self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        headers = {"Content-Type": "application/xml", **(headers or {})}
         if body:
             headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324  (S3 demands it)
         request = AWSRequest(method=method, url=url, data=body, headers=headers)
@@ -321,6 +325,45 @@ class S3Storage:
                     break
             listed.append(Target(target.key, target.full_key, versions))
         return listed
+
+    async def read(self, key: str, offset: int, size: int) -> bytes:
+        """GetObject with a Range: a manifest is read a part at a time, never whole."""
+        url = self._object_url(key)
+        headers = await self._signed("GET", url, headers={"Range": f"bytes={offset}-{offset + size - 1}"})
+        reply = await self._object_call("GET", url, key, size + OBJECT_REPLY_SLACK, headers=headers)
+        if reply.status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
+            return b""  # past the end
+        if reply.status == HTTPStatus.PARTIAL_CONTENT:
+            return reply.body
+        return reply.body[offset : offset + size]  # a store that ignores Range and sends it whole
+
+    async def write(self, key: str, data: bytes) -> None:
+        url = self._object_url(key)
+        headers = await self._signed("PUT", url, data, {"Content-Type": "text/plain; charset=utf-8"})
+        await self._object_call("PUT", url, key, OBJECT_REPLY_SLACK, content=data, headers=headers)
+
+    def _object_url(self, key: str) -> str:
+        return f"{self._base}/{quote(self._config.key_prefix + key, safe='/-_.~')}"
+
+    async def _object_call(self, method: str, url: str, key: str, limit: int, **request: Any) -> Reply:
+        """A GetObject or PutObject: its reply when it is one, else a classified failure."""
+        try:
+            reply = await self._transport.fetch(method, url, limit, **request)
+        except CallFailed as failed:
+            raise StorageUnavailable(f"storage {self.name}: {method} {key!r}: {failed}") from failed
+        if reply.status == HTTPStatus.NOT_FOUND:
+            raise ObjectMissing(key)
+        if reply.status not in {
+            HTTPStatus.OK,
+            HTTPStatus.PARTIAL_CONTENT,
+            HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+        }:
+            code = error_code(reply.body)
+            raise StorageUnavailable(
+                f"storage {self.name}: {method} {key!r} answered {reply.status} {code}".rstrip(),
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        return reply
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # What a reply may hold beyond its keys: headers of the body, error codes and messages.
 REPLY_BASE_BYTES = 64 * 1024
 REPLY_BYTES_PER_KEY = 1024
+# What a reply about a whole object (a manifest read, a report written) may hold beyond its data.
+OBJECT_REPLY_SLACK = 64 * 1024
 
 
 # Escaping can make a key longer: JSON writes a character as \uXXXX (6 bytes), XML '&' as '&amp;'.
@@ -41,6 +43,10 @@ def reply_limit(keys: Sequence[str]) -> int:
     return REPLY_BASE_BYTES + sum(
         ESCAPED_BYTES_PER_KEY_BYTE * len(key.encode()) + REPLY_BYTES_PER_KEY for key in keys
     )
+
+
+class CallFailed(Exception):  # noqa: N818  (a classified outcome, not a bug)
+    """A call that failed after the request may have reached the storage; the message is fixed."""
 
 
 @dataclass(frozen=True)
@@ -73,39 +79,42 @@ class BatchDeleteTransport:
         """The reply to a call about ``keys``, or the chunk's failure when the call failed after the
         request may have reached the storage. Raises :class:`StorageUnavailable` when it could not
         connect."""
-        limit = reply_limit(keys)
+        try:
+            return await self.fetch(method, url, reply_limit(keys), **request)
+        except CallFailed as failure:
+            return ChunkResult.all_failed(keys, str(failure))
+
+    async def fetch(self, method: str, url: str, limit: int, **request: Any) -> Reply:
+        """The reply, read up to ``limit`` bytes. Raises :class:`StorageUnavailable` when it could not
+        connect, and :class:`CallFailed` (with a fixed, classified message) for any other failure."""
         try:
             async with asyncio.timeout(self.deadline):
-                return await self._exchange(method, url, keys, limit, request)
-        except TimeoutError:
-            return ChunkResult.all_failed(
-                keys, f"no complete reply within {self.deadline:g} s: outcome unknown"
-            )
+                return await self._exchange(method, url, limit, request)
+        except TimeoutError as error:
+            raise CallFailed(f"no complete reply within {self.deadline:g} s: outcome unknown") from error
         except httpx.ConnectTimeout as error:
             raise StorageUnavailable(f"cannot connect to storage {self._name}: connect timeout") from error
         except httpx.ConnectError as error:
             raise StorageUnavailable(f"cannot connect to storage {self._name}: connection failed") from error
-        except httpx.ReadTimeout:
-            return ChunkResult.all_failed(keys, f"no reply within {self._read_timeout:g} s: outcome unknown")
+        except httpx.ReadTimeout as error:
+            raise CallFailed(f"no reply within {self._read_timeout:g} s: outcome unknown") from error
         except httpx.TransportError as error:
             # The class says what happened; the text may quote the request (its headers).
-            return ChunkResult.all_failed(keys, f"the call failed ({type(error).__name__}): outcome unknown")
+            raise CallFailed(f"the call failed ({type(error).__name__}): outcome unknown") from error
 
-    async def _exchange(
-        self, method: str, url: str, keys: Sequence[str], limit: int, request: dict[str, Any]
-    ) -> Reply | ChunkResult:
+    async def _exchange(self, method: str, url: str, limit: int, request: dict[str, Any]) -> Reply:
         async with self._client.stream(method, url, **request) as response:
             encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
             if encoding not in {"", "identity"}:
-                return ChunkResult.all_failed(keys, "the reply is compressed, which was not asked for")
+                raise CallFailed("the reply is compressed, which was not asked for")
             declared = response.headers.get("Content-Length", "")
             if declared.isascii() and declared.isdigit() and int(declared) > limit:
-                return ChunkResult.all_failed(keys, f"the reply is larger than {limit} bytes")
+                raise CallFailed(f"the reply is larger than {limit} bytes")
             body = bytearray()
             async for piece in response.aiter_raw():
                 body += piece
                 if len(body) > limit:
-                    return ChunkResult.all_failed(keys, f"the reply is larger than {limit} bytes")
+                    raise CallFailed(f"the reply is larger than {limit} bytes")
             return Reply(response.status_code, response.headers, bytes(body))
 
     async def aclose(self) -> None:

@@ -3,6 +3,7 @@
 It implements the design note's batch-delete API over files in a directory:
 
     POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message"}]}
+    GET /objects/KEY (Range honoured), PUT /objects/KEY: whole objects, for manifests
 
 A key is a path relative to ``--root``; a missing file counts as deleted. Faults are switched on
 through ``POST /_admin/faults`` (see :class:`Faults`), and ``GET /_admin/stats`` tells what happened.
@@ -185,6 +186,44 @@ async def delete(request: web.Request) -> web.StreamResponse:
         stats.in_flight -= 1
 
 
+def _object_path(state: ServerState, key: str) -> Path | None:
+    path = Path(os.path.normpath(os.path.join(str(state.root), key)))  # noqa: PTH118
+    return path if str(path).startswith(str(state.root) + os.sep) else None
+
+
+async def get_object(request: web.Request) -> web.StreamResponse:
+    """``GET /objects/{key}``, with a ``Range: bytes=a-b`` honoured: a manifest, a part at a time."""
+    state = request.app[STATE]
+    if state.token is not None and request.headers.get("Authorization") != f"Bearer {state.token}":
+        return web.json_response({"error": "unauthorized"}, status=HTTPStatus.UNAUTHORIZED)
+    path = _object_path(state, request.match_info["key"])
+    if path is None or not path.is_file():
+        return web.json_response({"error": "no such object"}, status=HTTPStatus.NOT_FOUND)
+    size = path.stat().st_size
+    ranges = request.http_range
+    start = ranges.start or 0
+    stop = size if ranges.stop is None else min(ranges.stop, size)
+    if start >= size and size:
+        return web.Response(status=HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+    with path.open("rb") as file:
+        file.seek(start)
+        data = file.read(max(0, stop - start))
+    status = HTTPStatus.PARTIAL_CONTENT if "Range" in request.headers else HTTPStatus.OK
+    return web.Response(body=data, status=status)
+
+
+async def put_object(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.token is not None and request.headers.get("Authorization") != f"Bearer {state.token}":
+        return web.json_response({"error": "unauthorized"}, status=HTTPStatus.UNAUTHORIZED)
+    path = _object_path(state, request.match_info["key"])
+    if path is None:
+        return web.json_response({"error": "key escapes the storage root"}, status=HTTPStatus.BAD_REQUEST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(await request.read())
+    return web.Response(status=HTTPStatus.CREATED)
+
+
 async def set_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.faults = Faults(**await request.json())
@@ -211,6 +250,8 @@ def make_app(root: Path, token: str | None = None) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[STATE] = ServerState(root=root.resolve(), token=token)
     app.router.add_post("/delete", delete)
+    app.router.add_get("/objects/{key:.+}", get_object)
+    app.router.add_put("/objects/{key:.+}", put_object)
     app.router.add_post("/_admin/faults", set_faults)
     app.router.add_get("/_admin/stats", get_stats)
     app.router.add_post("/_admin/reset", reset)

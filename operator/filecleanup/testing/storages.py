@@ -110,7 +110,13 @@ class StorageProcess(Directory):
 
     def operator_storage(self) -> dict[str, Any]:
         # Loopback (or the test node's own network): a token may travel in cleartext here.
-        return {"type": "http", "url": self.url, "policy": OPEN_POLICY, "allowPlainHttp": True}
+        return {
+            "type": "http",
+            "url": self.url,
+            "objectsUrl": f"{self.base}/objects/",
+            "policy": OPEN_POLICY,
+            "allowPlainHttp": True,
+        }
 
     def fault(self, **faults: Any) -> None:
         httpx.post(f"{self.base}/_admin/faults", json=faults, timeout=5).raise_for_status()

@@ -1,0 +1,72 @@
+"""One FileCleanup as a run sees it, and its ways to report back (status and events)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from filecleanup.models import FileCleanupSpec, FileCleanupStatus
+from filecleanup.retention import Labels
+
+
+class StatusSink(Protocol):
+    async def write(self, status: FileCleanupStatus) -> None: ...
+
+
+class LastWritten:
+    """A sink that remembers the last status it wrote: what the object says after a run."""
+
+    def __init__(self, sink: StatusSink) -> None:
+        self._sink = sink
+        self.latest: FileCleanupStatus | None = None
+
+    async def write(self, status: FileCleanupStatus) -> None:
+        await self._sink.write(status)
+        self.latest = status
+
+
+@dataclass(frozen=True)
+class Next:
+    """What follows a run: when to run again (None: only on a change), and the labels the object
+    should carry (its retention; None removes a label)."""
+
+    requeue_after: float | None = None
+    labels: Labels = field(default_factory=dict)
+
+
+EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+@dataclass(frozen=True)
+class ObjectContext:
+    """One FileCleanup as a run sees it, with its ways to report back."""
+
+    spec: FileCleanupSpec
+    status: FileCleanupStatus
+    namespace: str
+    name: str
+    generation: int | None
+    sink: StatusSink
+    post_event: EventPoster
+    logger: logging.Logger | logging.LoggerAdapter[Any]
+    status_problem: str | None = None  # why the status read could not be used (it was replaced)
+    stored_bytes: int = 0  # an estimate of what the object stores in etcd
+
+
+@dataclass(frozen=True)
+class InvalidObject:
+    """An object whose spec the models refuse: what is needed to say so."""
+
+    status: FileCleanupStatus
+    problem: str
+    generation: int | None
+    sink: StatusSink
+    post_event: EventPoster
+    logger: logging.Logger | logging.LoggerAdapter[Any]
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)

@@ -1,0 +1,136 @@
+"""A round: the chunks of an object's keys (or of a manifest) sent with a bounded number of calls in
+flight, checkpointed, and stopped cleanly when the storage is gone, a deadline passes or the operator
+shuts down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from filecleanup.reconcile import Progress
+from filecleanup.storage import ChunkResult, Storage, StorageUnavailable
+
+ChunkT = TypeVar("ChunkT")
+# On SIGTERM: how long the calls in flight may take to finish, and the last checkpoint to be written.
+# The chart sets the first from the pod's termination grace period.
+DEFAULT_SHUTDOWN_SECONDS = 20.0
+FINAL_CHECKPOINT_SECONDS = 5.0
+
+
+KEYS_PER_CHECKPOINT_INTERVAL = 1000
+
+
+def checkpoint_interval(seconds: float, total_keys: int) -> float:
+    """Seconds between checkpoints: ``seconds`` per 1,000 keys of the object, at least ``seconds``.
+
+    Every status write makes the API server re-encode and store the whole object, keys included, and
+    send it to every watcher: a 10,000-key object is about 1 MB. Scaling the interval with the size
+    bounds that traffic per object, while a crash still re-sends at most one interval of work.
+    """
+    return seconds * max(1.0, total_keys / KEYS_PER_CHECKPOINT_INTERVAL)
+
+
+class RoundWork(Protocol[ChunkT]):
+    """What a round sends: its chunks, each chunk's keys, and where each call's outcome is recorded."""
+
+    def chunks(self) -> AsyncIterator[ChunkT]: ...
+
+    def keys(self, chunk: ChunkT) -> list[str]: ...
+
+    def record(self, chunk: ChunkT, result: ChunkResult) -> None: ...
+
+
+class KeysRound:
+    """A round over an object's own keys (its Progress)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    async def chunks(self) -> AsyncIterator[list[int]]:
+        for chunk in self._progress.chunks():
+            yield chunk
+
+    def keys(self, chunk: list[int]) -> list[str]:
+        return self._progress.chunk_keys(chunk)
+
+    def record(self, chunk: list[int], result: ChunkResult) -> None:
+        self._progress.record(chunk, result)
+
+
+async def run_round(
+    work: RoundWork[ChunkT],
+    storage: Storage,
+    *,
+    workers: int,
+    checkpoint_interval: float,
+    checkpoint: Callable[[], Awaitable[None]],
+    stop_after: float | None = None,
+    shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
+) -> StorageUnavailable | None:
+    """Send the round's chunks, up to ``workers`` calls in flight, checkpointing at most once per
+    ``checkpoint_interval``.
+
+    No new chunk starts once the storage is unavailable or ``stop_after`` seconds have passed. When the
+    round is cancelled (the operator is shutting down), no new chunk starts either, the calls in flight
+    get up to ``shutdown_seconds`` to finish, their outcome is recorded and checkpointed, and then the
+    cancellation goes on: no confirmed deletion goes unrecorded. A call still running after that is
+    abandoned: its keys stay pending (deletes are idempotent), so the pod's grace period always holds.
+    """
+    chunks = work.chunks()
+    taking = asyncio.Lock()  # the workers share one iterator of chunks
+    stop_at = None if stop_after is None else time.monotonic() + stop_after
+    unavailable: StorageUnavailable | None = None
+    stopping = False
+    last_checkpoint = time.monotonic()
+
+    def may_start() -> bool:
+        return unavailable is None and not stopping and (stop_at is None or time.monotonic() < stop_at)
+
+    async def take() -> ChunkT | None:
+        nonlocal unavailable
+        async with taking:
+            if not may_start():
+                return None
+            try:
+                return await anext(chunks, None)
+            except StorageUnavailable as error:  # reading a manifest's next part
+                unavailable = unavailable or error
+                return None
+
+    async def worker() -> None:
+        nonlocal unavailable, stopping, last_checkpoint
+        while (chunk := await take()) is not None:
+            # A task of its own, shielded: cancelling the round must not abort a call the storage may
+            # already have acted on.
+            call = asyncio.ensure_future(storage.delete(work.keys(chunk)))
+            try:
+                result = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                stopping = True
+                # Kopf cancels again after a while: the wait goes on, within its own bound.
+                with contextlib.suppress(StorageUnavailable, TimeoutError, asyncio.CancelledError):
+                    work.record(chunk, await asyncio.wait_for(asyncio.shield(call), shutdown_seconds))
+                raise
+            except StorageUnavailable as error:
+                unavailable = unavailable or error
+                return
+            work.record(chunk, result)
+            if time.monotonic() - last_checkpoint >= checkpoint_interval:
+                last_checkpoint = time.monotonic()
+                await checkpoint()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
+    except asyncio.CancelledError:
+        # The workers have recorded their last calls by now.
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(
+                asyncio.shield(asyncio.ensure_future(checkpoint())), FINAL_CHECKPOINT_SECONDS
+            )
+        raise
+    return unavailable
