@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 from kubernetes.aio.client import ApiException
 from prometheus_client import CollectorRegistry, start_http_server
@@ -20,11 +22,15 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from filecleanup.client import FileCleanupClient, ObjectSummary, SubmitConflict
+from filecleanup.config import ConfigError, load_config
 from filecleanup.outbox import DAY, Outbox, Relay, State, connect_url
+from filecleanup.storage import open_storage
+from filecleanup.storage.base import ObjectStore, StorageUnavailable
 
 EXAMPLES = """\
 examples:
   filecleanup submit --album 42 --keys-file keys.txt --namespace photos
+  filecleanup submit --album 7 --keys-file big.txt --storage-config operator.yaml  # a manifest if big
   filecleanup status --namespace photos              # every FileCleanup in the namespace
   filecleanup status --album 42 --namespace photos   # one album, all of its parts
   filecleanup retry album-42 --namespace photos      # redrive a Failed one: only its failed keys
@@ -64,6 +70,16 @@ def parser() -> argparse.ArgumentParser:
     )
     submit.add_argument(
         "--namespace", "-n", default="default", help="namespace of the objects (default: default)"
+    )
+    submit.add_argument(
+        "--storage-config",
+        type=Path,
+        metavar="FILE",
+        help=(
+            "an operator configuration file (the storages' addresses and credential files): keys that need "
+            "more than one object are then written to the storage as one manifest, and one small object "
+            "points to it"
+        ),
     )
 
     status = commands.add_parser("status", help="a table of FileCleanups and their progress")
@@ -164,9 +180,35 @@ def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
 
 async def submit(client: FileCleanupClient, args: argparse.Namespace) -> int:
     keys = read_keys(args.keys_file)
-    names = await client.submit(args.album, keys, namespace=args.namespace, storage=args.storage)
+    if args.storage_config is None:
+        names = await client.submit(args.album, keys, namespace=args.namespace, storage=args.storage)
+    else:
+        async with manifest_store(args.storage_config, args.storage) as store:
+            names = await client.submit(
+                args.album, keys, namespace=args.namespace, storage=args.storage, manifest_store=store
+            )
     print(f"album {args.album}: {len(set(keys))} keys in {len(names)} FileCleanup(s): {', '.join(names)}")
     return 0
+
+
+@contextlib.asynccontextmanager
+async def manifest_store(config_path: Path, name: str | None) -> AsyncIterator[ObjectStore]:
+    """The named storage (or the configuration's default) opened from an operator configuration file,
+    for writing a manifest."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise ValueError(str(error)) from error
+    name = name or config.default_storage
+    if name not in config.storages:
+        raise ValueError(f"{config_path}: no storage {name!r} (it has {', '.join(sorted(config.storages))})")
+    storage = open_storage(name, config.storages[name])
+    try:
+        if not storage.holds_manifests:
+            raise ValueError(f"storage {name!r} cannot hold manifests (an HTTP storage needs objectsUrl)")
+        yield cast("ObjectStore", storage)
+    finally:
+        await storage.aclose()
 
 
 async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
@@ -283,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         return asyncio.run(run(args))
-    except (ValueError, SubmitConflict, OSError) as error:
+    except (ValueError, SubmitConflict, OSError, StorageUnavailable) as error:
         print(f"filecleanup: {error}", file=sys.stderr)
     except ApiException as error:
         print(f"filecleanup: the API server answered {error.status} {error.reason}", file=sys.stderr)

@@ -24,6 +24,7 @@ from kubernetes.aio import client as k8s
 
 from filecleanup import kube
 from filecleanup.models import API_VERSION, GROUP, KIND, MAX_KEYS, PLURAL, VERSION, Phase
+from filecleanup.storage.base import ObjectStore
 
 ALBUM_LABEL = f"{GROUP}/album"
 PART_LABEL = f"{GROUP}/part"
@@ -76,21 +77,46 @@ def object_names(album_id: str, parts: int) -> list[str]:
     return [base] if parts == 1 else [f"{base}-{part}" for part in range(parts)]
 
 
+def manifest_key(keys: Sequence[str]) -> str:
+    """Where an album's key manifest goes: beside its keys (in their common directory, so under the
+    storage policy's prefix too), named after its content, so that a repeated submission finds it."""
+    common: list[str] | None = None
+    for key in keys:
+        parts = key.split("/")[:-1]
+        if common is None:
+            common = parts
+        else:
+            same = next((i for i, (a, b) in enumerate(zip(common, parts, strict=False)) if a != b), None)
+            common = common[: min(len(common), len(parts)) if same is None else same]
+    directory = "/".join(common or [])
+    name = f".filecleanup-manifest-{hashlib.sha256(manifest_bytes(keys)).hexdigest()[:16]}.txt"
+    return f"{directory}/{name}" if directory else name
+
+
+def manifest_bytes(keys: Iterable[str]) -> bytes:
+    return "".join(f"{key}\n" for key in keys).encode()
+
+
 def manifests(
     album_id: str,
     keys: Iterable[str],
     *,
     storage: str | None = None,
     ttl_seconds_after_finished: int | None = None,
+    manifest: str | None = None,
 ) -> list[dict[str, Any]]:
+    """The album's FileCleanup objects: its keys split over as few as fit, or one object pointing to
+    the key manifest ``manifest`` (already in the storage)."""
     album_label(album_id)
     parts = split_keys(keys)
     if not parts:
         raise ValueError(f"album {album_id!r}: no keys to delete")
+    if manifest is not None:
+        parts = [[]]
     names = object_names(album_id, len(parts))
     result = []
     for part, (name, part_keys) in enumerate(zip(names, parts, strict=True)):
-        spec: dict[str, Any] = {"keys": part_keys}
+        spec: dict[str, Any] = {"keys": part_keys} if part_keys else {"manifest": {"key": manifest}}
         if storage is not None:
             spec["storage"] = storage
         if ttl_seconds_after_finished is not None:
@@ -197,23 +223,36 @@ class FileCleanupClient:
         namespace: str = "default",
         storage: str | None = None,
         ttl_seconds_after_finished: int | None = None,
+        manifest_store: ObjectStore | None = None,
     ) -> list[str]:
         """Create the album's FileCleanups; the names of all of them. An identical object that already
-        exists counts as created; one with other keys raises :class:`SubmitConflict`."""
+        exists counts as created; one with other keys raises :class:`SubmitConflict`.
+
+        With a ``manifest_store`` (the storage the keys are in), an album too big for one object is
+        written there as a key manifest first, and one small object points to it."""
+        distinct = list(dict.fromkeys(keys))
+        manifest = None
+        if manifest_store is not None and len(split_keys(distinct)) > 1:
+            manifest = manifest_key(distinct)
+            await manifest_store.write(manifest, manifest_bytes(distinct))
         created = []
-        for manifest in manifests(
-            album_id, keys, storage=storage, ttl_seconds_after_finished=ttl_seconds_after_finished
+        for manifest_object in manifests(
+            album_id,
+            distinct,
+            storage=storage,
+            ttl_seconds_after_finished=ttl_seconds_after_finished,
+            manifest=manifest,
         ):
-            name = manifest["metadata"]["name"]
+            name = manifest_object["metadata"]["name"]
             try:
                 await self._objects.create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, manifest
+                    GROUP, VERSION, namespace, PLURAL, manifest_object
                 )
             except k8s.ApiException as error:
                 if error.status != CONFLICT:
                     raise
                 existing = await self._get(namespace, name)
-                if not _same_request(existing, manifest):
+                if not _same_request(existing, manifest_object):
                     message = f"{namespace}/{name} exists with other keys or settings than album {album_id!r}"
                     raise SubmitConflict(message) from error
             created.append(name)
@@ -272,7 +311,7 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
 
 def _same_request(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """The same keys, storage, TTL and album: the API server's defaults for other fields do not matter."""
-    fields = ("keys", "storage", "ttlSecondsAfterFinished")
+    fields = ("keys", "manifest", "storage", "ttlSecondsAfterFinished")
     return all(existing["spec"].get(field) == wanted["spec"].get(field) for field in fields) and (
         _labels(existing).get(ALBUM_LABEL) == _labels(wanted).get(ALBUM_LABEL)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from filecleanup.client import FileCleanupClient, SubmitConflict
 from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
+from tests.integration.conftest import operator_config
 from tests.kube import Kube
 
 
@@ -86,6 +88,51 @@ def test_cli_submit_and_status(kubeconfig: Path, kube: Kube, namespace: str, tmp
 
     listed = cli(kubeconfig, "status", "--all-namespaces")
     assert any(line.split()[:2] == [namespace, "album-42"] for line in listed.stdout.splitlines())
+
+
+def test_cli_puts_a_big_album_in_a_manifest(
+    kubeconfig: Path, kube: Kube, namespace: str, storage: StorageProcess, tmp_path: Path
+) -> None:
+    keys = album_keys(namespace, 12_000)
+    storage.seed(keys[::100])
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("\n".join(keys) + "\n")
+    config = tmp_path / "operator.yaml"
+    config.write_text(json.dumps(operator_config(storage)))
+    args = ["submit", "--album", "huge", "--keys-file", str(keys_file), "-n", namespace]
+    submitted = cli(kubeconfig, *args, "--storage-config", str(config))
+    assert submitted.returncode == 0, submitted.stderr
+    assert "12000 keys in 1 FileCleanup(s): album-huge" in submitted.stdout
+    obj = get_cleanup(kube, namespace, "album-huge")
+    assert "keys" not in obj["spec"]
+    manifest = obj["spec"]["manifest"]["key"]
+    assert manifest.startswith(f"{namespace}/")
+    assert (storage.root / manifest).read_text().splitlines() == keys
+    done = wait_for_phase(kube, namespace, "album-huge", "Succeeded", timeout=120)
+    assert (done["status"]["total"], done["status"]["deleted"]) == (12_000, 12_000)
+    assert not any(storage.exists(key) for key in keys[::100])
+    again = cli(kubeconfig, *args, "--storage-config", str(config))
+    assert again.returncode == 0, again.stderr  # the same manifest, the same object
+    assert get_cleanup(kube, namespace, "album-huge")["metadata"]["generation"] == 1
+
+
+def test_cli_manifest_needs_a_storage_that_holds_objects(
+    kubeconfig: Path, namespace: str, storage: StorageProcess, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("\n".join(album_keys(namespace, 10_001)))
+    config = tmp_path / "operator.yaml"
+    plain = {**storage.operator_storage()}
+    del plain["objectsUrl"]
+    config.write_text(json.dumps({"defaultStorage": "photos", "storages": {"photos": plain}}))
+    args = ["submit", "--album", "x", "--keys-file", str(keys_file), "-n", namespace, "--storage-config"]
+    refused = cli(kubeconfig, *args, str(config))
+    assert refused.returncode == 2
+    assert "storage 'photos' cannot hold manifests" in refused.stderr
+    unknown = cli(kubeconfig, *args, str(config), "--storage", "videos")
+    assert unknown.returncode == 2
+    assert "no storage 'videos'" in unknown.stderr
+    assert "Traceback" not in refused.stderr + unknown.stderr
 
 
 def test_cli_errors_are_clear(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:

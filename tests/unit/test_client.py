@@ -14,6 +14,8 @@ from filecleanup.client import (
     AlbumStatus,
     ObjectSummary,
     album_label,
+    manifest_bytes,
+    manifest_key,
     manifests,
     object_names,
     split_keys,
@@ -77,6 +79,32 @@ class TestNames:
     def test_an_album_without_keys_is_refused(self) -> None:
         with pytest.raises(ValueError, match="no keys"):
             manifests("7", [])
+
+    def test_with_a_key_manifest_one_small_object_points_to_it(self) -> None:
+        (only,) = manifests("7", keys(25_000), storage="videos", manifest="albums/1/m.txt")
+        assert only["metadata"]["name"] == "album-7"
+        assert only["spec"] == {"manifest": {"key": "albums/1/m.txt"}, "storage": "videos"}
+
+
+class TestManifestKey:
+    def test_the_manifest_goes_in_the_keys_common_directory(self) -> None:
+        assert manifest_key(["t/a/albums/1/x.jpg", "t/a/albums/1/y/z.jpg"]).startswith("t/a/albums/1/.")
+        assert manifest_key(["t/a/1.jpg", "t/b/2.jpg"]).startswith("t/.")
+        assert manifest_key(["t/abc/1.jpg", "t/abd/2.jpg"]).startswith("t/.")  # whole segments only
+        assert "/" not in manifest_key(["a/1.jpg", "b/2.jpg"])
+
+    def test_the_name_follows_the_content(self) -> None:
+        assert manifest_key(keys(3)) == manifest_key(keys(3))
+        assert manifest_key(keys(3)) != manifest_key(keys(4))
+
+    @given(st.lists(st.from_regex(r"[a-c]{1,2}(/[a-c]{1,2}){0,3}", fullmatch=True), min_size=1))
+    def test_the_manifest_is_under_every_keys_directory(self, listed: list[str]) -> None:
+        directory = manifest_key(listed).rpartition("/")[0]
+        assert all(key.startswith(f"{directory}/") for key in listed) if directory else True
+        assert manifest_key(listed) not in listed
+
+    def test_its_bytes_are_the_keys_one_per_line(self) -> None:
+        assert manifest_bytes(["a b", "c\u2028d"]) == "a b\nc\u2028d\n".encode()
 
 
 def summary(name: str, phase: str, total: int = 10, deleted: int = 0, failed: int = 0) -> ObjectSummary:
