@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from filecleanup.config import (
     ConfigError,
     FilesystemStorageConfig,
     HttpStorageConfig,
+    RetentionConfig,
     S3StorageConfig,
     load_config,
 )
@@ -164,3 +167,26 @@ def test_invalid_storages(tmp_path: Path, storage: str, message: str) -> None:
     storage = storage.replace("}", ", policy: {allowedNamespaces: '*', keyPrefix: ''}}")
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, f"defaultStorage: photos\nstorages:\n  photos: {storage}\n"))
+
+
+CHART_SCHEMA = Path(__file__).parents[2] / "charts/filecleanup-operator/values.schema.json"
+# The chart takes credentials as Secret references and mounts them where the config's files are.
+CHART_ONLY = {"tokenSecret": "tokenFile", "credentialsSecret": "credentialsFile", "volume": None}
+
+
+@pytest.mark.parametrize("model", [HttpStorageConfig, S3StorageConfig, FilesystemStorageConfig])
+def test_the_charts_storage_schema_knows_every_configuration_field(
+    model: type[HttpStorageConfig | S3StorageConfig | FilesystemStorageConfig],
+) -> None:
+    schema = json.loads(CHART_SCHEMA.read_text())
+    choices = schema["properties"]["config"]["properties"]["storages"]["additionalProperties"]["oneOf"]
+    (kind,) = typing.get_args(model.model_fields["type"].annotation)
+    (chart,) = [choice for choice in choices if choice["properties"]["type"] == {"const": kind}]
+    rendered = {CHART_ONLY.get(name, name) for name in chart["properties"]} - {None}
+    assert rendered == {field.alias or name for name, field in model.model_fields.items()}
+
+
+def test_the_charts_retention_schema_knows_every_configuration_field() -> None:
+    schema = json.loads(CHART_SCHEMA.read_text())
+    chart = schema["properties"]["config"]["properties"]["retention"]["properties"]
+    assert set(chart) == {field.alias for field in RetentionConfig.model_fields.values()}
