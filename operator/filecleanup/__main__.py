@@ -201,6 +201,7 @@ async def run(args: argparse.Namespace, config: OperatorConfig, timing: LeaseTim
                     shutdown_seconds=args.shutdown_timeout,
                     controller_name=args.controller_name,
                     namespaces=args.namespaces or [],
+                    identity=identity,
                 ),
             )
         )

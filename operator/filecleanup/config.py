@@ -186,8 +186,9 @@ class RetentionConfig(StrictModel):
     """How long finished objects stay: etcd is shared by every workload, and a FileCleanup holds its
     keys. null keeps them for ever."""
 
-    # Succeeded objects without their own ttlSecondsAfterFinished.
-    succeeded_seconds: Annotated[int | None, Field(ge=0, le=YEAR)] = 3600
+    # Succeeded objects without their own ttlSecondsAfterFinished: long enough for whoever waits on one
+    # to see it finish; the record that lasts is its Completed event, log line and metrics.
+    succeeded_seconds: Annotated[int | None, Field(ge=0, le=YEAR)] = 600
     # Failed objects, the dead letters: long enough for a person to look and redrive.
     failed_seconds: Annotated[int | None, Field(ge=0, le=YEAR)] = 7 * 86_400
     # How often the finished objects are counted and the expired ones deleted.

@@ -45,7 +45,12 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
         controller=memo.controller_name,
     )
     sweeper = Sweeper(
-        api, memo.controller_name, memo.namespaces, memo.metrics, memo.config.retention.sweep_interval_seconds
+        api,
+        memo.controller_name,
+        memo.namespaces,
+        memo.metrics,
+        memo.config.retention.sweep_interval_seconds,
+        identity=memo.identity,
     )
     sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
     memo.opened = Clients(api, storages, engine, sweeping)

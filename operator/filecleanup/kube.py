@@ -6,6 +6,7 @@ status subresource, with a merge patch, at the moments the engine chooses.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -22,6 +23,19 @@ WRITE_TIMEOUT_SECONDS = 30.0
 
 class ObjectGone(Exception):  # noqa: N818  (an event: the object was deleted while it was handled)
     """The object no longer exists; its run ends quietly."""
+
+
+MAX_ERROR_MESSAGE = 500
+
+
+def describe_api_error(error: client.ApiException) -> str:
+    """The status and, where the API server said why, its message (which names the field at fault)."""
+    text = f"{error.status} {error.reason}"
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{text}: {message[:MAX_ERROR_MESSAGE]}" if isinstance(message, str) and message else text
 
 
 def is_api_outage(error: BaseException) -> bool:

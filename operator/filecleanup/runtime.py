@@ -30,6 +30,7 @@ class Runtime:
     shutdown_seconds: float
     controller_name: str
     namespaces: list[str]  # names or globs; empty: every namespace
+    identity: str  # this replica, as its Lease and its events name it
     opened: Clients | None = None
 
     @property

@@ -13,6 +13,7 @@ import datetime
 import fnmatch
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -31,6 +32,7 @@ PAGE = 500
 KEYS_PER_LOG_LINE = 1000
 NOT_FOUND, CONFLICT = 404, 409
 EVENT_COMPONENT = "filecleanup-operator"
+MAX_REPORTING_INSTANCE = 128
 
 
 @dataclass
@@ -55,10 +57,14 @@ class Sweeper:
         namespaces: Sequence[str],
         metrics: Metrics,
         interval: float,
+        *,
+        identity: str,
     ) -> None:
         self._metrics = metrics
         self._objects = client.CustomObjectsApi(api)
-        self._events = client.CoreV1Api(api)
+        # events.k8s.io: the small client (CoreV1Api's module alone adds 25 MB to the operator).
+        self._events = client.EventsV1Api(api)
+        self._identity = identity
         self._selector = f"{CONTROLLER_LABEL}={controller_label(controller)}"
         self._namespaces = list(namespaces)  # names or globs; empty: every namespace
         self._interval = interval
@@ -70,9 +76,7 @@ class Sweeper:
                 await self.sweep(datetime.datetime.now(datetime.UTC))
             except (client.ApiException, OSError, TimeoutError) as error:
                 reason = (
-                    f"{error.status} {error.reason}"
-                    if isinstance(error, client.ApiException)
-                    else repr(error)
+                    kube.describe_api_error(error) if isinstance(error, client.ApiException) else repr(error)
                 )
                 logger.warning(
                     "Sweep of finished FileCleanups failed, next in %.0f s: %s", self._interval, reason
@@ -91,17 +95,29 @@ class Sweeper:
             if not due(labels, now):
                 census.add(phase, number(labels, BYTES_LABEL) or 0)
                 continue
-            if phase == Phase.FAILED.value:
-                await self._record(metadata)
-            if await self._delete(metadata):
-                deleted += 1
-                logger.info(
-                    "Deleted %s/%s: its retention has passed", metadata["namespace"], metadata["name"]
-                )
+            try:
+                deleted += await self._expire(metadata, phase)
+            except client.ApiException as error:
+                if kube.is_api_outage(error):
+                    raise
+                # Refused for this object only (RBAC, a webhook, ...): the others still go.
+                census.add(phase, number(labels, BYTES_LABEL) or 0)
+                logger.warning(
+                    "Cannot delete expired %s/%s: %s",
+                    metadata["namespace"], metadata["name"], kube.describe_api_error(error),
+                )  # fmt: skip
         self._metrics.objects.finished = {
             phase: (count, census.stored_bytes[phase]) for phase, count in census.objects.items()
         }
         return deleted
+
+    async def _expire(self, metadata: dict[str, Any], phase: str) -> bool:
+        if phase == Phase.FAILED.value:
+            await self._record(metadata)
+        if not await self._delete(metadata):
+            return False
+        logger.info("Deleted %s/%s: its retention has passed", metadata["namespace"], metadata["name"])
+        return True
 
     async def _finished(self) -> Any:
         """The labelled objects, a page at a time (an installation may have tens of thousands)."""
@@ -146,26 +162,37 @@ class Sweeper:
             raise
         obj = cast("dict[str, Any]", found)
         failed = failed_keys(obj)
-        message = (
-            f"deleting this Failed object after its retention; its {len(failed)} failed keys are in the "
-            "operator's log"
-        )
-        await self._event(obj, "Expired", message)
+        report = ((obj.get("status") or {}).get("manifest") or {}).get("report")
+        if report:  # a manifest's failed keys stay in its report, in the storage: the log gets a sample
+            where = f"in the report {report}* next to its manifest ({len(failed)} in the operator's log)"
+        else:
+            where = f"in the operator's log ({len(failed)})"
         for start in range(0, len(failed), KEYS_PER_LOG_LINE):
             part = failed[start : start + KEYS_PER_LOG_LINE]
             logger.warning(
                 "Failed keys of expired %s/%s (%d-%d of %d): %s",
                 namespace, name, start + 1, start + len(part), len(failed), json.dumps(part),
             )  # fmt: skip
+        message = f"deleting this Failed object after its retention; its failed keys are {where}"
+        try:
+            await self._event(obj, "Expired", message)
+        except client.ApiException as error:
+            if kube.is_api_outage(error):
+                raise
+            # The log has the record: an event the server refuses must not keep the object for ever.
+            logger.warning(
+                "Cannot post the Expired event of %s/%s: %s", namespace, name, kube.describe_api_error(error)
+            )
 
     async def _event(self, obj: dict[str, Any], reason: str, message: str) -> None:
         metadata = obj["metadata"]
         now = datetime.datetime.now(datetime.UTC)
-        event = client.CoreV1Event(
+        event = client.EventsV1Event(
+            # Named as client-go names events; events.k8s.io refuses a generateName ending in '.'.
             metadata=client.V1ObjectMeta(
-                generate_name=f"{metadata['name']}.", namespace=metadata["namespace"]
+                name=f"{metadata['name']}.{time.time_ns():x}", namespace=metadata["namespace"]
             ),
-            involved_object=client.V1ObjectReference(
+            regarding=client.V1ObjectReference(
                 api_version=API_VERSION,
                 kind=KIND,
                 name=metadata["name"],
@@ -173,13 +200,12 @@ class Sweeper:
                 uid=metadata["uid"],
             ),
             reason=reason,
-            message=message,
+            action="Delete",
+            note=message,
             type="Warning",
-            source=client.V1EventSource(component=EVENT_COMPONENT),
-            reporting_component=EVENT_COMPONENT,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
+            event_time=now,
+            reporting_controller=EVENT_COMPONENT,
+            reporting_instance=self._identity[:MAX_REPORTING_INSTANCE],
         )
         await self._events.create_namespaced_event(metadata["namespace"], event)
 

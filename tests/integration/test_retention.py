@@ -63,7 +63,7 @@ def test_finished_objects_go_after_their_retention_and_are_counted(
     assert expired == [
         (
             "Warning",
-            "deleting this Failed object after its retention; its 1 failed keys are in the operator's log",
+            "deleting this Failed object after its retention; its failed keys are in the operator's log (1)",
         )
     ]
     logged = [line for line in operator.log_text().splitlines() if "Failed keys of expired" in line]
@@ -72,3 +72,68 @@ def test_finished_objects_go_after_their_retention_and_are_counted(
 
 def manifest_names(found: list[Manifest]) -> list[str]:
     return sorted(obj["metadata"]["name"] for obj in found)
+
+
+def test_an_object_the_api_server_will_not_delete_does_not_hold_up_the_others(
+    crd: None, kube: Kube, kubeconfig: Path, storage: StorageProcess, tmp_path: Path
+) -> None:
+    namespace = kube.create_namespace("stuck")
+    policy = f"deny-delete-{namespace}"
+    kube.create(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["filecleanup.dev"],
+                            "apiVersions": ["*"],
+                            "resources": ["filecleanups"],
+                            "operations": ["DELETE"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": f"oldObject.metadata.namespace != '{namespace}' "
+                        "|| oldObject.metadata.name != 'a-stuck'",
+                        "message": "kept by policy",
+                    }
+                ],
+            },
+        }
+    )
+    kube.create(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {"policyName": policy, "validationActions": ["Deny"]},
+        }
+    )
+    config = operator_config(storage)
+    config["retention"] = {"succeededSeconds": 1, "sweepIntervalSeconds": 1}
+    operator = OperatorProcess(tmp_path, kubeconfig, config, [namespace])
+    operator.start()
+    try:
+        create_cleanup(kube, namespace, "a-stuck", album_keys(f"{namespace}/a", 2))
+        wait_for_phase(kube, namespace, "a-stuck", "Succeeded")
+        create_cleanup(kube, namespace, "b-free", album_keys(f"{namespace}/b", 2))
+
+        def remaining() -> set[str]:
+            return {obj["metadata"]["name"] for obj in kube.list_objects(API_VERSION, KIND, namespace)}
+
+        kube.wait_for("the free object to go", lambda: {} if remaining() == {"a-stuck"} else None, timeout=30)
+    finally:
+        operator.stop()
+        kube.delete("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", policy)
+        kube.delete("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", policy)
+    refused = [
+        line
+        for line in operator.log_text().splitlines()
+        if f"Cannot delete expired {namespace}/a-stuck" in line
+    ]
+    assert refused and "kept by policy" in refused[0]

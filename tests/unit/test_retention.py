@@ -21,7 +21,7 @@ from filecleanup.retention import (
 )
 
 DONE = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
-DEFAULTS = RetentionConfig()  # an hour for Succeeded, a week for Failed
+DEFAULTS = RetentionConfig()  # ten minutes for Succeeded, a week for Failed
 
 
 def labels(phase: Phase, retention: RetentionConfig = DEFAULTS, **fields: object) -> dict[str, str | None]:
@@ -41,7 +41,7 @@ def test_a_succeeded_object_expires_after_its_own_ttl_or_the_default() -> None:
         CONTROLLER_LABEL: controller_label("example.com/a"),
         EXPIRES_LABEL: at(60),
     }
-    assert labels(Phase.SUCCEEDED)[EXPIRES_LABEL] == at(3600)  # the configuration's default
+    assert labels(Phase.SUCCEEDED)[EXPIRES_LABEL] == at(600)  # the configuration's default
 
 
 def test_a_failed_object_is_kept_for_the_failed_retention_whatever_its_ttl() -> None:

@@ -75,16 +75,21 @@ app.kubernetes.io/part-of: filecleanup
 
 {{/* What the operator may do to FileCleanups: the same in a ClusterRole or a Role. */}}
 {{- define "filecleanup.rules" -}}
-# Watch the objects, record Kopf's diff-base annotation, delete Succeeded objects past their TTL.
+# Watch the objects, record Kopf's diff-base annotation and the retention labels, read a Failed one's
+# keys before its retention ends, delete the finished ones past it.
 - apiGroups: ["filecleanup.dev"]
   resources: ["filecleanups"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
 # Progress, counts and conditions go through the status subresource.
 - apiGroups: ["filecleanup.dev"]
   resources: ["filecleanups/status"]
   verbs: ["patch"]
 # Completed, RetryScheduled, RetriesExhausted, ... events.
 - apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+# Expired, posted by the sweeper before a Failed object goes.
+- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
