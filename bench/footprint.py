@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import signal
 import statistics
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from run import LATENCY, Bench, direct_seconds
+from run import LATENCY, MAX_CONCURRENT_REQUESTS, Bench, direct_seconds
 
 from filecleanup.models import GROUP, PLURAL, VERSION
 from filecleanup.testing.processes import OperatorProcess
@@ -155,7 +156,8 @@ def manifest_run(
     path.write_bytes("".join(f"{k}\n" for k in keys).encode())
     bench.storage.reset()
     bench.storage.fault(latency_seconds=LATENCY)
-    operator = bench.operator(name, [namespace])
+    # The one object is the only work: it may use every call the storage allows.
+    operator = bench.operator(name, [namespace], in_flight_per_object=MAX_CONCURRENT_REQUESTS)
     operator.start()
     assert operator.process is not None
     audit_before = bench.audit_lines()
@@ -167,7 +169,7 @@ def manifest_run(
         )
 
     result: dict[str, Any] = {"manifest_mb": path.stat().st_size / MB}
-    started = time.monotonic()
+    started = time.time()
     bench.objects.create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, manifest_object(name, key)
     )
@@ -191,14 +193,14 @@ def manifest_run(
             1800,
             interval=0.5,
         )
-        elapsed = time.monotonic() - started
         result["peak_rss_mb"] = peak_rss_mb(operator.process.pid)
     finally:
         operator.stop()
     done = current()
     summary = storage_summary(bench)
     result |= {
-        "seconds": elapsed,
+        # From the create to the completion the operator recorded (not to when this loop noticed it).
+        "seconds": datetime.datetime.fromisoformat(done["status"]["completionTime"]).timestamp() - started,
         "deleted": done["status"]["deleted"],
         "total": done["status"]["total"],
         "object_bytes": len(json.dumps(done)),

@@ -116,12 +116,12 @@ class Bench:
                 raise TimeoutError(f"{what}: not within {timeout:.0f} s")
             time.sleep(interval)
 
-    def operator(self, name: str, namespaces: list[str]) -> OperatorProcess:
+    def operator(self, name: str, namespaces: list[str], *, in_flight_per_object: int = 4) -> OperatorProcess:
         workdir = self.workdir / name
         workdir.mkdir()
         operator_config = {
             "defaultStorage": "photos",
-            "chunksInFlightPerObject": 4,
+            "chunksInFlightPerObject": in_flight_per_object,
             "storages": {"photos": self.storage_config},
         }
         return OperatorProcess(workdir, self.plane.kubeconfig, operator_config, namespaces)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from filecleanup.keys import key_problem
 from filecleanup.models import MAX_LISTED_FAILED_KEYS, FailedKey, ManifestProgress
@@ -32,8 +33,7 @@ class ManifestError(ValueError):
     """A manifest that cannot be read as one: a line too long, or not UTF-8."""
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):  # a million of them per manifest: a tuple is the cheapest to make
     start: int  # byte offset of the line in its source
     end: int  # byte offset just past its line feed
     key: str
@@ -74,33 +74,49 @@ def advance(offset: int, done: Sequence[tuple[int, int]]) -> tuple[int, list[tup
 
 async def lines(store: ObjectStore, key: str, offset: int) -> AsyncIterator[Line]:
     """The lines of ``key`` from ``offset``, read a block at a time; a line is a key, or in a report
-    segment a key, a tab and its error. Empty lines and a carriage return before the line feed are
-    skipped."""
+    segment a key, a tab and its error. A carriage return before the line feed is dropped; an empty
+    line has an empty key."""
     buffer = b""
     position = offset  # where ``buffer`` starts in the source
     while True:
         block = await store.read(key, position + len(buffer), READ_BLOCK_BYTES)
         buffer += block
-        cut = 0
-        while (newline := buffer.find(b"\n", cut)) >= 0:
-            yield _line(buffer[cut:newline], position + cut, position + newline + 1)
-            cut = newline + 1
+        cut = buffer.rfind(b"\n") + 1 if block else len(buffer)  # the last line may lack its line feed
+        for line in _split(buffer[:cut], position):
+            yield line
         buffer, position = buffer[cut:], position + cut
         if len(buffer) > MAX_LINE_BYTES:
-            raise ManifestError(f"{key}: a line at byte {position} is longer than a key can be")
+            raise ManifestError(f"a line at byte {position} is longer than a key can be")
         if not block:
-            if buffer.strip(b"\r"):
-                yield _line(buffer, position, position + len(buffer))  # the last line, without a line feed
             return
 
 
-def _line(raw: bytes, start: int, end: int) -> Line:
+def _split(raw: bytes, start: int) -> list[Line]:
+    """The whole lines of ``raw`` (which starts at byte ``start`` of its source), decoded at once."""
+    if not raw:
+        return []
     try:
-        text = raw.decode("utf-8").removesuffix("\r")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ManifestError(f"the line at byte {start} is not UTF-8") from error
-    key, _, reason = text.partition("\t")
-    return Line(start, end, key, reason)
+        line_start = raw.rfind(b"\n", 0, error.start) + 1
+        raise ManifestError(f"the line at byte {start + line_start} is not UTF-8") from error
+    pieces = text.split("\n")  # after the last line feed: "", or the last line if it has none
+    # Byte offsets: an ASCII line is as long in bytes as in characters (the common case, and fast).
+    ascii_only = raw.isascii()
+    result = []
+    at = start
+    for number, piece in enumerate(pieces, 1):
+        feed = number < len(pieces)
+        if not feed and not piece:
+            break
+        size = len(piece) if ascii_only else len(piece.encode())
+        if size > MAX_LINE_BYTES:
+            raise ManifestError(f"a line at byte {at} is longer than a key can be")
+        end = at + size + feed
+        key, _, reason = piece.removesuffix("\r").partition("\t")
+        result.append(Line(at, end, key, reason))
+        at = end
+    return result
 
 
 @dataclass(frozen=True)

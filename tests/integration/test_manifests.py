@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from filecleanup.manifests import parse_intervals, report_key
+from filecleanup.manifests import parse_intervals
 from filecleanup.testing.processes import OperatorProcess
 from filecleanup.testing.storages import DirectoryStorage, MotoProcess, StorageProcess
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
@@ -193,10 +193,3 @@ def test_a_killed_operator_resumes_a_manifest_exactly(
     requested = storage.stats()["requested"]
     assert all(requested[key] == 1 for key in confirmed)  # nothing confirmed at the checkpoint was sent again
     assert not any(storage.exists(key) for key in keys[::10])
-
-
-def test_report_keys_stay_next_to_the_manifest() -> None:
-    assert (
-        report_key("tenants/a/albums/1/m.txt", "album-1", 3, 12)
-        == "tenants/a/albums/1/m.txt.report/album-1/round-0003/00012"
-    )
