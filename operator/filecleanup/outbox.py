@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from kubernetes.aio.client import ApiException
 
 from filecleanup.client import FileCleanupClient, SubmitConflict
+from filecleanup.kube import describe_api_error
 
 TABLE = "filecleanup_outbox"
 logger = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def dead_reason(error: Exception) -> str | None:
     if isinstance(error, ValueError):
         return f"invalid: {error}"
     if isinstance(error, ApiException) and error.status in REFUSED_FOR_GOOD:
-        return f"refused by the API server: {error.status} {error.reason}"
+        return f"refused by the API server: {describe_api_error(error)}"
     return None
 
 
@@ -313,14 +314,20 @@ class Relay:
                     await asyncio.to_thread(outbox.finish, row, State.DEAD, reason)
                     continue
                 delay = backoff_seconds(row.attempts, self._initial_backoff, self._max_backoff)
+                # An ApiException's text carries every response header: the server's message is enough.
+                why = (
+                    describe_api_error(error)
+                    if isinstance(error, ApiException)
+                    else f"{type(error).__name__}: {error}"
+                )
                 logger.warning(
                     "Outbox row %d (album %s) not delivered, next try in %.0f s: %s",
                     row.id,
                     row.album_id,
                     delay,
-                    error,
+                    why,
                 )
-                await asyncio.to_thread(outbox.postpone, row, delay, f"{type(error).__name__}: {error}")
+                await asyncio.to_thread(outbox.postpone, row, delay, why)
             else:
                 await asyncio.to_thread(outbox.finish, row, State.DELIVERED, None)
                 delivered += 1

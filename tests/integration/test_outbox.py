@@ -181,6 +181,41 @@ async def test_rows_the_api_server_refuses_for_good_are_dead_with_the_reason(
     assert await relay.run_once() == 0  # dead rows are not tried again
 
 
+async def test_a_resource_quota_is_back_pressure_and_loses_nothing(
+    private_kube: Kube, database: Database, client: FileCleanupClient
+) -> None:
+    connect, dialect = database
+    namespace = private_kube.create_namespace("quota")
+    quota = {"count/filecleanups.filecleanup.dev": "1"}
+    private_kube.create(
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "fc"}, "spec": {"hard": quota}},
+        namespace=namespace,
+    )
+    # What the quota controller would record (this control plane runs none); admission counts from here.
+    private_kube.patch_status(
+        "v1",
+        "ResourceQuota",
+        "fc",
+        {"status": {"hard": quota, "used": {"count/filecleanups.filecleanup.dev": "0"}}},
+        namespace=namespace,
+    )
+    with contextlib.closing(connect()) as connection:
+        enqueue(connection, dialect, "1", ["albums/1/a.jpg"], namespace=namespace)
+        enqueue(connection, dialect, "2", ["albums/2/a.jpg"], namespace=namespace)
+        connection.commit()
+    relay = Relay(connect, dialect, client, initial_backoff_seconds=0.1, max_backoff_seconds=0.1)
+    assert await relay.run_once() == 1
+    (waiting,) = relay.outbox.rows(State.PENDING)
+    assert waiting.last_error is not None and waiting.last_error.startswith("403 Forbidden: ")
+    assert "exceeded quota: fc" in waiting.last_error and "HTTP response headers" not in waiting.last_error
+    private_kube.delete("filecleanup.dev/v1alpha1", "FileCleanup", "album-1", namespace=namespace)
+    used = {"status": {"used": {"count/filecleanups.filecleanup.dev": "0"}}}  # the controller's recount
+    private_kube.patch_status("v1", "ResourceQuota", "fc", used, namespace=namespace)
+    await asyncio.sleep(0.2)
+    assert await relay.run_once() == 1  # room again: the waiting album goes through
+    assert states(connect) == [(State.DELIVERED, 1), (State.DELIVERED, 2)]  # (state, attempts)
+
+
 def test_relays_claim_disjoint_rows_and_delivered_rows_are_pruned(database: Database) -> None:
     connect, dialect = database
     with contextlib.closing(connect()) as connection:
