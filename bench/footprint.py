@@ -35,7 +35,8 @@ from filecleanup.testing.processes import OperatorProcess
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLE_SECONDS = 15.0
 MB = 1024 * 1024
-LEVELLED = 1.1  # the last quarter's mean within 10 % of the third's
+COMPACTION_MINUTES = 5.0  # kube-apiserver's --etcd-compaction-interval default
+LEVELLED = 1.1
 
 
 def album_keys(album: str, count: int) -> list[str]:
@@ -110,22 +111,36 @@ def steady(bench: Bench, minutes: float, rate: float, keys_per_object: int) -> d
         rss = peak_rss_mb(operator.process.pid)
     finally:
         operator.stop()
-    quarter = len(samples) // 4
-    third_quarter = [s["etcd_in_use_mb"] for s in samples[2 * quarter : 3 * quarter]]
-    last_quarter = [s["etcd_in_use_mb"] for s in samples[3 * quarter :]]
-    first_half_peak = max(s["etcd_in_use_mb"] for s in samples[: 2 * quarter])
     return {
         "minutes": minutes,
         "objects_per_second": rate,
         "keys_per_object": keys_per_object,
         "objects_created": created,
         "samples": samples,
-        "in_use_mb_third_quarter_mean": statistics.mean(third_quarter),
-        "in_use_mb_last_quarter_mean": statistics.mean(last_quarter),
-        "last_vs_third_quarter": statistics.mean(last_quarter) / statistics.mean(third_quarter),
-        "in_use_mb_max": max(s["etcd_in_use_mb"] for s in samples),
-        "in_use_mb_first_half_peak": first_half_peak,
+        **levelling(samples),
         "operator_peak_rss_mb": rss,
+    }
+
+
+def levelling(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """etcd's size in use over the last two compaction periods of the run: the API server compacts
+    every 5 minutes, so each period holds one whole rise and fall, and two periods compare like with
+    like. Levelled off: the last period's mean is within 10 % of the one before."""
+    end = samples[-1]["minute"]
+    last = [s["etcd_in_use_mb"] for s in samples if s["minute"] > end - COMPACTION_MINUTES]
+    before = [
+        s["etcd_in_use_mb"]
+        for s in samples
+        if end - 2 * COMPACTION_MINUTES < s["minute"] <= end - COMPACTION_MINUTES
+    ]
+    return {
+        "in_use_mb_last_period_mean": statistics.mean(last),
+        "in_use_mb_last_period_range": [min(last), max(last)],
+        "in_use_mb_period_before_mean": statistics.mean(before),
+        "in_use_mb_period_before_range": [min(before), max(before)],
+        "last_vs_period_before": statistics.mean(last) / statistics.mean(before),
+        "in_use_mb_max": max(s["etcd_in_use_mb"] for s in samples),
+        "on_disk_mb_max": max(s["etcd_on_disk_mb"] for s in samples),
     }
 
 
@@ -234,7 +249,8 @@ def table(results: dict[str, Any]) -> str:
     rows = []
     if "steady" in results:
         s = results["steady"]
-        verdict = "levels off" if s["last_vs_third_quarter"] < LEVELLED else "still growing"
+        verdict = "levels off" if s["last_vs_period_before"] < LEVELLED else "still growing"
+        low, high = s["in_use_mb_last_period_range"]
         rows += [
             (
                 (
@@ -242,10 +258,10 @@ def table(results: dict[str, Any]) -> str:
                     f"{s['minutes']:g} min ({s['objects_created']:,} objects)"
                 ),
                 (
-                    f"etcd in use: {s['in_use_mb_last_quarter_mean']:.0f} MB in the last quarter, "
-                    f"max {s['in_use_mb_max']:.0f} MB"
+                    f"etcd in use over the last 5 min: mean {s['in_use_mb_last_period_mean']:.0f} MB, "
+                    f"{low:.0f} to {high:.0f} MB; file {s['on_disk_mb_max']:.0f} MB"
                 ),
-                f"{s['last_vs_third_quarter']:.2f}x the third quarter's mean: {verdict}",
+                f"{s['last_vs_period_before']:.2f}x the 5 min before: {verdict}",
             ),
             ("steady state: operator", f"peak RSS {s['operator_peak_rss_mb']:.0f} MB", ""),
         ]
