@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from filecleanup.models import FileCleanupSpec, FileCleanupStatus
+from filecleanup.models import EventReason, FileCleanupSpec, FileCleanupStatus, Reason
 from filecleanup.retention import Labels
 
 
@@ -37,7 +37,7 @@ class Next:
     labels: Labels = field(default_factory=dict)
 
 
-EventPoster = Callable[[str, str, str], None]  # (type, reason, message)
+EventPoster = Callable[[str, Reason | EventReason, str], None]  # (type, reason, message)
 
 
 @dataclass(frozen=True)

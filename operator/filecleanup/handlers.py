@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from filecleanup import kube, retention
 from filecleanup.context import InvalidObject, ObjectContext
-from filecleanup.engine import Engine
 from filecleanup.models import DEFAULT_CONTROLLER, GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
+from filecleanup.reconciler import Reconciler
 from filecleanup.runtime import Clients, Runtime
 from filecleanup.storage import open_storages
 from filecleanup.sweeper import Sweeper
@@ -28,7 +28,7 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
     # at startup needs none. Only namespace globs ('team-*') need the namespaces watched.
     settings.scanning.disabled = not memo.watches_namespace_globs
     # On SIGTERM, cancel the handlers at once: a round then starts no new call, lets the calls in flight
-    # finish and checkpoints them (engine.run_round), well within the pod's termination grace period.
+    # finish and checkpoints them (rounds.send_chunks), well within the pod's termination grace period.
     settings.queueing.exit_timeout = 0
     # The diff-base must not copy spec.keys: a 10,000-key list would not fit in the 256 KiB that all
     # annotations of an object share. Keys are immutable (a CEL rule), so nothing is lost.
@@ -37,7 +37,7 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
     )
     storages = open_storages(memo.config, memo.metrics)
     api = await kube.connect()
-    engine = Engine(
+    reconciler = Reconciler(
         memo.config,
         storages,
         memo.metrics,
@@ -53,7 +53,7 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
         identity=memo.identity,
     )
     sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
-    memo.opened = Clients(api, storages, engine, sweeping)
+    memo.opened = Clients(api, storages, reconciler, sweeping)
     if not await kube.serves_filecleanups(api):
         # Fail and let the pod restart: serving nothing while looking healthy helps nobody.
         raise kopf.PermanentError(
@@ -92,7 +92,7 @@ async def count_phases(
 
 
 # One handler for the kind: a new object, and any change of its spec (a redrive through retryNonce,
-# a new TTL or deadline); the engine decides what each means.
+# a new TTL or deadline); the reconciler decides what each means.
 @kopf.on.create(
     GROUP, VERSION, PLURAL, id="delete-keys", backoff=UNEXPECTED_ERROR_BACKOFF_SECONDS, when=manages
 )
@@ -122,7 +122,7 @@ async def delete_keys(
     def post_event(event_type: str, reason: str, message: str) -> None:
         kopf.event(body, type=event_type, reason=reason, message=message)
 
-    engine = memo.clients.engine
+    reconciler = memo.clients.reconciler
     sink = kube.ObjectStatusSink(memo.clients.api, namespace or "", name)
     generation = meta.get("generation")
     try:
@@ -133,7 +133,9 @@ async def delete_keys(
         spec_model = FileCleanupSpec.model_validate(dict(spec))
     except ValidationError as error:
         problem = f"spec is not valid: {validation_problem(error)}; nothing was deleted"
-        await engine.invalid_spec(InvalidObject(status_model, problem, generation, sink, post_event, logger))
+        await reconciler.invalid_spec(
+            InvalidObject(status_model, problem, generation, sink, post_event, logger)
+        )
         return
     context = ObjectContext(
         spec=spec_model,
@@ -148,11 +150,11 @@ async def delete_keys(
         stored_bytes=retention.stored_bytes(spec),
     )
     try:
-        after = await engine.run(context)
+        after = await reconciler.run(context)
     except Exception as error:
         if kube.is_api_outage(error):
             raise  # the API server's trouble, not the object's: Kopf retries after its back-off
-        after = await engine.internal_error(context, error)
+        after = await reconciler.internal_error(context, error)
     # Kopf sends these with its own metadata patch at the end of the handling: no extra write.
     for key, value in retention.changed(labels, after.labels).items():
         patch.metadata.labels[key] = value

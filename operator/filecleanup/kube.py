@@ -1,7 +1,7 @@
 """The operator's own Kubernetes client (kubernetes.aio) for status checkpoints and TTL deletes.
 
 Kopf keeps its own connection for watching and events; this one writes our status through the
-status subresource, with a merge patch, at the moments the engine chooses.
+status subresource, with a merge patch, at the moments the reconciler chooses.
 """
 
 from __future__ import annotations

@@ -8,13 +8,23 @@ import datetime
 import random
 from collections.abc import Callable
 
-from filecleanup import reconcile
+from filecleanup.backoff import retry_delay
 from filecleanup.config import OperatorConfig
 from filecleanup.context import ObjectContext, utcnow
 from filecleanup.manifests import ManifestError, SourceRound, check, report_key, report_prefix, segment
-from filecleanup.models import MAX_LISTED_FAILED_KEYS, ConditionType, FailedKey, ManifestProgress, Phase
-from filecleanup.reconcile import Counts, Outcome, Reason
-from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, run_round
+from filecleanup.models import (
+    MAX_LISTED_FAILED_KEYS,
+    ConditionType,
+    EventReason,
+    FailedKey,
+    ManifestProgress,
+    Phase,
+    Reason,
+)
+from filecleanup.outcomes import Outcome, storage_unavailable
+from filecleanup.progress import Counts
+from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, send_chunks
+from filecleanup.status import manifest_status, restarted_for_redrive
 from filecleanup.storage import Storage, StorageUnavailable
 from filecleanup.storage.base import ObjectMissing, ObjectStore
 
@@ -64,8 +74,8 @@ class ManifestRun:
             message = (
                 f"redriving {self.progress.round_total} failed keys of the manifest with a fresh retry budget"
             )
-            context.post_event("Normal", Reason.REDRIVEN, message)
-            self.latest = reconcile.fresh_drive(self.latest)
+            context.post_event("Normal", EventReason.REDRIVEN, message)
+            self.latest = restarted_for_redrive(self.latest)
         try:
             if not self.progress.checked:
                 rejected = await self._check()
@@ -137,7 +147,7 @@ class ManifestRun:
             async def checkpoint(part: SourceRound = part, base_deleted: int = base_deleted) -> None:
                 await self._save(part, base_deleted, deleting)
 
-            unavailable = await run_round(
+            unavailable = await send_chunks(
                 part,
                 self._storage,
                 workers=self._config.chunks_in_flight_per_object,
@@ -205,7 +215,7 @@ class ManifestRun:
             return await self._finish(outcome)
         failed = progress.failed_now
         self._next_round(fresh_budget=False)
-        delay = reconcile.backoff_delay(spec.backoff, self.counts.retries, self._jitter())
+        delay = retry_delay(spec.backoff, self.counts.retries, self._jitter())
         outcome = Outcome(
             Phase.BACKOFF,
             Reason.RETRY_SCHEDULED,
@@ -237,7 +247,7 @@ class ManifestRun:
 
     async def _unavailable(self, error: StorageUnavailable) -> float:
         since = self.latest.condition(ConditionType.PROGRESSING)
-        outcome = reconcile.storage_unavailable(
+        outcome = storage_unavailable(
             self._context.spec,
             since=since,
             error=str(error),
@@ -254,7 +264,7 @@ class ManifestRun:
     async def _finish(self, outcome: Outcome) -> float | None:
         await self._write(outcome)
         if outcome.phase == Phase.SUCCEEDED:
-            self._context.post_event("Normal", "Completed", outcome.message)
+            self._context.post_event("Normal", EventReason.COMPLETED, outcome.message)
             self._context.logger.info("Completed: %s", outcome.message)
         else:
             self._context.post_event("Warning", outcome.reason, outcome.message)
@@ -262,7 +272,7 @@ class ManifestRun:
         return None
 
     async def _write(self, outcome: Outcome) -> None:
-        status = reconcile.manifest_status(
+        status = manifest_status(
             self.latest,
             storage=self._storage_name,
             progress=self.progress,

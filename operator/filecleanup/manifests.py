@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from filecleanup.keys import key_problem
 from filecleanup.models import MAX_LISTED_FAILED_KEYS, FailedKey, ManifestProgress
-from filecleanup.reconcile import readable_error
+from filecleanup.progress import readable_error
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ObjectStore
 
 READ_BLOCK_BYTES = 256 * 1024
@@ -164,7 +164,7 @@ def report_key(manifest: str, name: str, round_number: int, segment: int) -> str
 
 class SourceRound:
     """The part of a round that reads one source (the manifest, or one segment of the report of the
-    round before), as the engine's ``run_round`` sends it: it records the outcomes into ``progress``
+    round before), as ``rounds.send_chunks`` sends it: it records the outcomes into ``progress``
     and keeps the failures until the next checkpoint writes them as a report segment."""
 
     def __init__(self, store: ObjectStore, source: str, progress: ManifestProgress, chunk_size: int) -> None:

@@ -88,6 +88,34 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
 
 
+class Reason(StrEnum):
+    """Why a condition is what it is; a Warning event about the same thing carries the same reason."""
+
+    DELETING = "Deleting"
+    RETRY_SCHEDULED = "RetryScheduled"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
+    SUCCEEDED = "Succeeded"
+    RETRIES_EXHAUSTED = "RetriesExhausted"
+    UNKNOWN_STORAGE = "UnknownStorage"
+    INVALID_CHUNK_SIZE = "InvalidChunkSize"
+    FORBIDDEN = "Forbidden"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    INTERNAL_ERROR = "InternalError"
+    INVALID_SPEC = "InvalidSpec"
+    STORAGE_CHANGED = "StorageChanged"
+    INVALID_MANIFEST = "InvalidManifest"
+    MANIFEST_MISSING = "ManifestMissing"
+
+
+class EventReason(StrEnum):
+    """Reasons that only events carry: things that happened, not states an object is in."""
+
+    COMPLETED = "Completed"
+    REDRIVEN = "Redriven"
+    INVALID_STATUS = "InvalidStatus"
+    EXPIRED = "Expired"
+
+
 class Condition(CamelModel):
     type: ConditionType
     status: Literal["True", "False", "Unknown"]

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from kubernetes.aio.client import ApiException
 
+from filecleanup.backoff import doubling
 from filecleanup.client import FileCleanupClient, SubmitConflict
 from filecleanup.kube import describe_api_error
 
@@ -142,11 +143,6 @@ class Counts:
     dead: int
     delivered: int
     oldest_pending_seconds: float  # 0 when nothing is pending
-
-
-def backoff_seconds(attempts: int, initial: float, cap: float) -> float:
-    """Doubling from ``initial`` per attempt already made, never more than ``cap``."""
-    return min(cap, initial * 2.0 ** min(attempts, 60))
 
 
 def dead_reason(error: Exception) -> str | None:
@@ -313,7 +309,7 @@ class Relay:
                     )
                     await asyncio.to_thread(outbox.finish, row, State.DEAD, reason)
                     continue
-                delay = backoff_seconds(row.attempts, self._initial_backoff, self._max_backoff)
+                delay = doubling(self._initial_backoff, self._max_backoff, row.attempts)
                 # An ApiException's text carries every response header: the server's message is enough.
                 why = (
                     describe_api_error(error)

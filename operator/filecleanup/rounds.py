@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from filecleanup.reconcile import Progress
+from filecleanup.progress import Progress
 from filecleanup.storage import ChunkResult, Storage, StorageUnavailable
 
 ChunkT = TypeVar("ChunkT")
@@ -60,7 +60,7 @@ class KeysRound:
         self._progress.record(chunk, result)
 
 
-async def run_round(
+async def send_chunks(
     work: RoundWork[ChunkT],
     storage: Storage,
     *,

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from kubernetes.aio import client
 
 from filecleanup.config import OperatorConfig
-from filecleanup.engine import Engine
 from filecleanup.metrics import Metrics
+from filecleanup.reconciler import Reconciler
 from filecleanup.storage import Storage
 
 
@@ -18,7 +18,7 @@ from filecleanup.storage import Storage
 class Clients:
     api: client.ApiClient
     storages: dict[str, Storage]
-    engine: Engine
+    reconciler: Reconciler
     sweeper: asyncio.Task[None]
 
 

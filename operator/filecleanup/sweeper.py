@@ -23,7 +23,7 @@ from kubernetes.aio import client
 from filecleanup import kube
 from filecleanup.indexes import IndexRangeError, parse_ranges
 from filecleanup.metrics import Metrics
-from filecleanup.models import API_VERSION, GROUP, KIND, PLURAL, VERSION, Phase
+from filecleanup.models import API_VERSION, GROUP, KIND, PLURAL, VERSION, EventReason, Phase
 from filecleanup.retention import BYTES_LABEL, CONTROLLER_LABEL, PHASE_LABEL, controller_label, due, number
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class Sweeper:
             )  # fmt: skip
         message = f"deleting this Failed object after its retention; its failed keys are {where}"
         try:
-            await self._event(obj, "Expired", message)
+            await self._event(obj, EventReason.EXPIRED, message)
         except client.ApiException as error:
             if kube.is_api_outage(error):
                 raise
@@ -184,7 +184,7 @@ class Sweeper:
                 "Cannot post the Expired event of %s/%s: %s", namespace, name, kube.describe_api_error(error)
             )
 
-    async def _event(self, obj: dict[str, Any], reason: str, message: str) -> None:
+    async def _event(self, obj: dict[str, Any], reason: EventReason, message: str) -> None:
         metadata = obj["metadata"]
         now = datetime.datetime.now(datetime.UTC)
         event = client.EventsV1Event(

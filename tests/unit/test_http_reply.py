@@ -58,7 +58,7 @@ def test_overload_is_unavailable_with_retry_after(status: int, retry_after: floa
         ("99999999999999999999", None),
         ("Thu, 26 Nov 2026 12:00:30 GMT", 30.0),
         ("Thu, 26 Nov 2026 12:00:30 -0000", 30.0),
-        ("Thu, 26 Nov 9999 12:00:30 GMT", 251603539230.0),  # absurd, but a wait (the engine caps it)
+        ("Thu, 26 Nov 9999 12:00:30 GMT", 251603539230.0),  # absurd, but a wait (the back-off caps it)
         ("Mon, 99 Foo 2026 99:99:99 GMT", None),
     ],
 )

@@ -1,4 +1,4 @@
-"""The engine in-process, with fakes for the storage, the status sink and the events: what a run
+"""The reconciler in-process, with fakes for the storage, the status sink and the events: what a run
 writes and posts, a shutdown that stays within its bound, and errors of the operator's own."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import pytest
 
 from filecleanup.config import OperatorConfig
 from filecleanup.context import Next, ObjectContext
-from filecleanup.engine import Engine
 from filecleanup.kube import ObjectGone
 from filecleanup.metrics import Metrics
 from filecleanup.models import DEFAULT_CONTROLLER, FileCleanupSpec, FileCleanupStatus, Phase
-from filecleanup.reconcile import Progress
+from filecleanup.progress import Progress
+from filecleanup.reconciler import Reconciler
 from filecleanup.retention import controller_label
-from filecleanup.rounds import KeysRound, run_round
+from filecleanup.rounds import KeysRound, send_chunks
 from filecleanup.storage.base import ChunkResult
 
 
@@ -87,13 +87,13 @@ def context(
     )
 
 
-def engine(storage: FakeStorage) -> Engine:
-    return Engine(CONFIG, {"photos": storage}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5)
+def reconciler(storage: FakeStorage) -> Reconciler:
+    return Reconciler(CONFIG, {"photos": storage}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5)
 
 
 async def test_a_run_writes_in_progress_then_succeeded_and_posts_completed() -> None:
     sink, events, storage = FakeSink(), Events(), FakeStorage()
-    after = await engine(storage).run(context(sink, events, ttlSecondsAfterFinished=60))
+    after = await reconciler(storage).run(context(sink, events, ttlSecondsAfterFinished=60))
     assert after.requeue_after is None  # done: the sweeper deletes it once its TTL has passed
     expires = int(sink.written[-1].completion_time.timestamp()) + 60  # type: ignore[union-attr]
     assert after.labels == {
@@ -110,12 +110,12 @@ async def test_a_run_writes_in_progress_then_succeeded_and_posts_completed() -> 
 
 async def test_an_object_deleted_mid_run_ends_the_run_quietly() -> None:
     sink, events = FakeSink(gone=True), Events()
-    assert await engine(FakeStorage()).run(context(sink, events)) == Next()
+    assert await reconciler(FakeStorage()).run(context(sink, events)) == Next()
     assert events == []
 
 
 async def test_an_internal_error_is_shown_retried_within_the_budget_then_failed() -> None:
-    sink, events, run = FakeSink(), Events(), engine(FakeStorage())
+    sink, events, run = FakeSink(), Events(), reconciler(FakeStorage())
     after = await run.internal_error(context(sink, events, maxRetries=1), ValueError("a bug"))
     first = sink.written[-1]
     assert after.requeue_after == 5.0  # the object's own back-off
@@ -144,7 +144,7 @@ async def test_on_cancel_calls_in_flight_finish_and_are_recorded() -> None:
         checkpoints.append(progress.deleted)
 
     task = asyncio.create_task(
-        run_round(
+        send_chunks(
             KeysRound(progress),
             FakeStorage(0.2),
             workers=2,
@@ -168,7 +168,7 @@ async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and
         checkpoints.append(progress.deleted)
 
     task = asyncio.create_task(
-        run_round(
+        send_chunks(
             KeysRound(progress),
             FakeStorage(30),
             workers=2,

@@ -1,4 +1,5 @@
-"""Carries out ``reconcile``'s decisions for one object: storage calls, status checkpoints, events.
+"""The reconciler of one object: it carries out ``plan``'s decision with storage calls, status
+checkpoints and events.
 
 Returns how long to wait before the next run; the Kopf handler turns that into a requeue, so no
 worker is ever held by a back-off.
@@ -13,16 +14,25 @@ import logging
 import random
 from collections.abc import Callable
 
-from filecleanup import reconcile
+from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
 from filecleanup.context import InvalidObject, LastWritten, Next, ObjectContext, utcnow
 from filecleanup.kube import ObjectGone
 from filecleanup.manifest_run import ManifestRun
 from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, Phase
-from filecleanup.reconcile import Outcome, Progress, Reason
+from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, EventReason, Phase, Reason
+from filecleanup.outcomes import Outcome
+from filecleanup.plan import Finished, Reject, Run, RunManifest, StorageRules, Wait, plan
+from filecleanup.progress import Progress
 from filecleanup.retention import finished_labels
-from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, checkpoint_interval, run_round
+from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, checkpoint_interval, send_chunks
+from filecleanup.status import (
+    internal_error_status,
+    invalid_spec_status,
+    next_status,
+    rejected_status,
+    restarted_for_redrive,
+)
 from filecleanup.storage import Storage
 
 EVENT_KEYS_SHOWN = 5
@@ -38,7 +48,7 @@ class _StatusRecorder:
         self._storage_name = storage_name
 
     async def write(self, outcome: Outcome) -> None:
-        status = reconcile.next_status(
+        status = next_status(
             self.latest,
             progress=self._progress,
             storage=self._storage_name,
@@ -50,7 +60,7 @@ class _StatusRecorder:
         self.latest = status
 
 
-class Engine:
+class Reconciler:
     def __init__(
         self,
         config: OperatorConfig,
@@ -68,7 +78,7 @@ class Engine:
         self._jitter = jitter
         self._shutdown_seconds = shutdown_seconds
         self._rules = {
-            name: reconcile.StorageRules(
+            name: StorageRules(
                 policy=config.storages[name].policy,
                 max_keys_per_call=storage.max_keys_per_call,
                 holds_manifests=storage.holds_manifests,
@@ -104,7 +114,7 @@ class Engine:
             "Internal error (%s) while handling the object", type(error).__name__, exc_info=error
         )
         storage = context.spec.storage or self._config.default_storage
-        status, outcome = reconcile.internal_error_status(
+        status, outcome = internal_error_status(
             context.status,
             spec=context.spec,
             storage=storage,
@@ -124,7 +134,7 @@ class Engine:
     async def invalid_spec(self, context: InvalidObject) -> None:
         """A spec the operator cannot read (only possible when the CRD's schema is missing or older):
         Failed with the reasons, nothing deleted."""
-        status = reconcile.invalid_spec_status(
+        status = invalid_spec_status(
             context.status, message=context.problem, generation=context.generation, now=utcnow()
         )
         with contextlib.suppress(ObjectGone):
@@ -139,7 +149,7 @@ class Engine:
         context = dataclasses.replace(
             context, logger=logging.LoggerAdapter(context.logger, {"storage": storage_name})
         )
-        action = reconcile.plan(
+        action = plan(
             context.spec,
             context.status,
             namespace=context.namespace,
@@ -148,18 +158,18 @@ class Engine:
             now=now,
         )
         match action:
-            case reconcile.Finished():
+            case Finished():
                 if context.status.observed_generation != context.generation:
                     # A spec change on a finished object (its TTL, say): status says it was seen.
                     await context.sink.write(
                         context.status.model_copy(update={"observed_generation": context.generation})
                     )
                 return None
-            case reconcile.Wait(seconds):
+            case Wait(seconds):
                 return seconds
-            case reconcile.Reject(reason, message):
+            case Reject(reason, message):
                 await context.sink.write(
-                    reconcile.rejected_status(
+                    rejected_status(
                         context.status,
                         spec=context.spec,
                         storage=storage_name,
@@ -171,19 +181,21 @@ class Engine:
                 context.post_event("Warning", reason, message)
                 context.logger.error("Rejected: %s", message)
                 return None
-            case reconcile.Run(storage, progress, starting, redrive, deadline, invalid_status):
+            case Run(storage, progress, starting, redrive, deadline, invalid_status):
                 invalid_status = invalid_status or context.status_problem
                 if invalid_status is not None:
                     message = f"status not trusted ({invalid_status}); starting over from the keys"
-                    context.post_event("Warning", Reason.INVALID_STATUS, message)
+                    context.post_event("Warning", EventReason.INVALID_STATUS, message)
                     context.logger.warning("Invalid status: %s", message)
                 if redrive:
                     message = f"redriving {len(progress.pending)} failed keys with a fresh retry budget"
-                    context.post_event("Normal", Reason.REDRIVEN, message)
+                    context.post_event("Normal", EventReason.REDRIVEN, message)
                     context.logger.info("Redriven: %s", message)
-                    context = dataclasses.replace(context, status=reconcile.fresh_drive(context.status))
-                return await self._run_round(context, storage, progress, starting=starting, deadline=deadline)
-            case reconcile.RunManifest(storage, starting, redrive, deadline):
+                    context = dataclasses.replace(context, status=restarted_for_redrive(context.status))
+                return await self._delete_keys(
+                    context, storage, progress, starting=starting, deadline=deadline
+                )
+            case RunManifest(storage, starting, redrive, deadline):
                 manifest = ManifestRun(
                     context,
                     self._config,
@@ -194,7 +206,7 @@ class Engine:
                 )
                 return await manifest.run(starting=starting, redrive=redrive, deadline=deadline)
 
-    async def _run_round(
+    async def _delete_keys(
         self,
         context: ObjectContext,
         storage_name: str,
@@ -219,7 +231,7 @@ class Engine:
         async def checkpoint() -> None:
             await recorder.write(deleting)
 
-        unavailable = await run_round(
+        unavailable = await send_chunks(
             KeysRound(progress),
             self._storages[storage_name],
             workers=self._config.chunks_in_flight_per_object,
@@ -230,7 +242,7 @@ class Engine:
         )
         if unavailable is not None:
             progressing = recorder.latest.condition(ConditionType.PROGRESSING)
-            outcome = reconcile.storage_unavailable(
+            outcome = outcomes.storage_unavailable(
                 context.spec,
                 since=progressing,
                 error=str(unavailable),
@@ -245,15 +257,17 @@ class Engine:
             return outcome.delay
 
         if progress.pending:  # the deadline stopped the round
-            outcome = reconcile.deadline_exceeded(context.spec, progress)
+            outcome = outcomes.deadline_exceeded(context.spec, progress)
             await recorder.write(outcome)
             context.post_event("Warning", outcome.reason, outcome.message)
             context.logger.error("Deadline exceeded: %s", outcome.message)
             return None
-        outcome = reconcile.after_round(context.spec, progress, self._jitter())
+        outcome = outcomes.after_round(context.spec, progress, self._jitter())
+        if outcome.phase == Phase.BACKOFF:
+            progress.begin_retry_round()  # the checkpoint then holds the next round, waiting
         await recorder.write(outcome)
         if outcome.phase == Phase.SUCCEEDED:
-            context.post_event("Normal", "Completed", outcome.message)
+            context.post_event("Normal", EventReason.COMPLETED, outcome.message)
             context.logger.info("Completed: %s", outcome.message)
             return None
         if outcome.phase == Phase.FAILED:

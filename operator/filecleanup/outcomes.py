@@ -1,0 +1,75 @@
+"""What follows a round: Succeeded, a retry after a back-off, Failed, or a wait for the storage. Pure;
+the outcome names the phase, the reason and the delay, and the status is built from it."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from filecleanup.backoff import retry_delay, unavailable_delay
+from filecleanup.models import Condition, FileCleanupSpec, Phase, Reason
+from filecleanup.progress import Progress
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: Phase
+    reason: Reason
+    message: str
+    delay: float | None = None
+
+
+def after_round(spec: FileCleanupSpec, progress: Progress, jitter: float) -> Outcome:
+    """Decide what follows a round in which every pending key got an answer. For a retry, the caller
+    sets the next round up (``Progress.begin_retry_round``) before the status is built."""
+    if not progress.failed:
+        return Outcome(
+            Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {progress.deleted} of {progress.total} keys"
+        )
+    if progress.retries >= spec.max_retries:
+        return Outcome(
+            Phase.FAILED,
+            Reason.RETRIES_EXHAUSTED,
+            f"{len(progress.failed)} of {progress.total} keys not deleted after "
+            f"{progress.retries} retries; deleted {progress.deleted}",
+        )
+    retry = progress.retries + 1
+    delay = retry_delay(spec.backoff, retry, jitter)
+    return Outcome(
+        Phase.BACKOFF,
+        Reason.RETRY_SCHEDULED,
+        f"retry {retry} of {spec.max_retries} for {len(progress.failed)} failed keys in {delay:.0f} s",
+        delay=delay,
+    )
+
+
+def storage_unavailable(
+    spec: FileCleanupSpec,
+    *,
+    since: Condition | None,
+    error: str,
+    retry_after: float | None,
+    now: datetime.datetime,
+    jitter: float,
+) -> Outcome:
+    """The round stops where it is; its pending keys wait without using up their retry budget.
+
+    ``since`` is the Progressing condition: if it already says StorageUnavailable, its transition
+    time tells how long the storage has been gone.
+    """
+    unavailable_since = (
+        since.last_transition_time
+        if since is not None and since.reason == Reason.STORAGE_UNAVAILABLE
+        else now
+    )
+    delay = unavailable_delay(spec.backoff, (now - unavailable_since).total_seconds(), retry_after, jitter)
+    return Outcome(Phase.BACKOFF, Reason.STORAGE_UNAVAILABLE, f"{error}; next try in {delay:.0f} s", delay)
+
+
+def deadline_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
+    return Outcome(
+        Phase.FAILED,
+        Reason.DEADLINE_EXCEEDED,
+        f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); deleted {progress.deleted} "
+        f"of {progress.total}, {len(progress.pending) + len(progress.failed)} not deleted",
+    )

@@ -1,0 +1,177 @@
+"""What to do next with an object, from its spec, its status and the clock: the first decision of every
+run. Pure: the reconciler carries the decision out."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from filecleanup.config import StoragePolicy
+from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.progress import InvalidStatus, Progress
+
+# A requeue that wakes this close to nextRetryTime runs; waiting again would cost a write for nothing.
+WAKE_TOLERANCE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Nothing to do: the object already Succeeded or Failed."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Back-off still running (for example after an operator restart)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Reject:
+    """The object cannot be processed at all; it becomes Failed and nothing is deleted."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class Run:
+    storage: str
+    progress: Progress
+    starting: bool
+    redrive: bool = False
+    deadline: datetime.datetime | None = None  # stop taking new chunks then
+    invalid_status: str | None = None  # why the status was not trusted, and the run starts over
+
+
+@dataclass(frozen=True)
+class StorageRules:
+    """What the configuration says about one storage, as far as decisions go."""
+
+    policy: StoragePolicy
+    max_keys_per_call: int | None = None
+    holds_manifests: bool = False  # it serves whole objects: manifests and their reports
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """A manifest's deletion: where it stands is in status.manifest."""
+
+    storage: str
+    starting: bool
+    redrive: bool = False
+    deadline: datetime.datetime | None = None
+
+
+Action = Finished | Wait | Reject | Run | RunManifest
+
+
+def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
+    spec: FileCleanupSpec,
+    status: FileCleanupStatus,
+    *,
+    namespace: str,
+    storages: Mapping[str, StorageRules],
+    default_storage: str,
+    now: datetime.datetime,
+) -> Action:
+    redrive = status.phase == Phase.FAILED and spec.retry_nonce != status.retry_nonce
+    if status.phase.finished and not redrive:
+        return Finished()
+    if status.storage and spec.storage and spec.storage != status.storage:
+        return Reject(
+            Reason.STORAGE_CHANGED,
+            f"spec.storage changed from {status.storage!r} to {spec.storage!r} after the object started: "
+            f"its keys on {status.storage!r} would be left behind; create a new FileCleanup instead",
+        )
+    # Pinned once started: a change of the configured default moves no object in flight.
+    storage = status.storage or spec.storage or default_storage
+    rejected = _check_storage(spec, namespace, storage, storages)
+    if rejected is not None:
+        return rejected
+    manifest = spec.manifest is not None
+    if redrive:
+        if manifest:
+            return RunManifest(storage, starting=True, redrive=True, deadline=_deadline(spec, now))
+        return Run(
+            storage,
+            Progress.redrive(spec, status),
+            starting=True,
+            redrive=True,
+            deadline=_deadline(spec, now),
+        )
+    if status.phase == Phase.PENDING or not status.total:
+        if manifest:
+            return RunManifest(storage, starting=True, deadline=_deadline(spec, now))
+        return Run(storage, Progress.start(spec), starting=True, deadline=_deadline(spec, now))
+    deadline = _deadline(spec, status.start_time or now)
+    if deadline is not None and now >= deadline:
+        return Reject(
+            Reason.DEADLINE_EXCEEDED,
+            f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds})",
+        )
+    if status.phase == Phase.BACKOFF and status.next_retry_time:
+        remaining = (status.next_retry_time - now).total_seconds()
+        if deadline is not None:
+            remaining = min(remaining, (deadline - now).total_seconds())
+        if remaining > WAKE_TOLERANCE_SECONDS:
+            return Wait(remaining)
+    if manifest:
+        return RunManifest(storage, starting=False, deadline=deadline)
+    try:
+        progress = Progress.resume(spec, status)
+    except InvalidStatus as error:
+        # Start over from the keys: deletes are idempotent, and the counts are rebuilt from what the
+        # storage confirms, so nothing is lost and nothing is counted twice.
+        return Run(storage, Progress.start(spec), starting=True, deadline=deadline, invalid_status=str(error))
+    return Run(storage, progress, starting=False, deadline=deadline)
+
+
+def _deadline(spec: FileCleanupSpec, start: datetime.datetime) -> datetime.datetime | None:
+    if spec.active_deadline_seconds is None:
+        return None
+    return start + datetime.timedelta(seconds=spec.active_deadline_seconds)
+
+
+def _check_storage(  # noqa: PLR0911  (a decision table)
+    spec: FileCleanupSpec, namespace: str, storage: str, storages: Mapping[str, StorageRules]
+) -> Reject | None:
+    """Everything that stops an object before any key is sent: every key is checked."""
+    if storage not in storages:
+        return Reject(
+            Reason.UNKNOWN_STORAGE,
+            f"storage {storage!r} is not configured; configured storages: {', '.join(sorted(storages))}",
+        )
+    rules = storages[storage]
+    if rules.max_keys_per_call is not None and spec.chunk_size > rules.max_keys_per_call:
+        return Reject(
+            Reason.INVALID_CHUNK_SIZE,
+            f"chunkSize {spec.chunk_size} is more than storage {storage!r} takes in one call "
+            f"({rules.max_keys_per_call})",
+        )
+    if not rules.policy.allows(namespace):
+        return Reject(Reason.FORBIDDEN, f"namespace {namespace!r} may not use storage {storage!r}")
+    prefix = rules.policy.prefix_for(namespace)
+    if spec.manifest is not None:
+        if not rules.holds_manifests:
+            return Reject(
+                Reason.INVALID_MANIFEST,
+                f"storage {storage!r} holds no manifests (an http storage needs objectsUrl)",
+            )
+        if not spec.manifest.key.startswith(prefix):
+            return Reject(
+                Reason.FORBIDDEN,
+                f"the manifest {spec.manifest.key!r} is outside {prefix!r}, the prefix storage {storage!r} "
+                f"allows namespace {namespace!r}; nothing was deleted",
+            )
+        return None  # its keys are checked when it is read through, before any is sent
+    outside = [key for key in spec.keys if not key.startswith(prefix)]
+    if outside:
+        shown = ", ".join(repr(key) for key in outside[:3])
+        return Reject(
+            Reason.FORBIDDEN,
+            f"{len(outside)} keys are outside {prefix!r}, the prefix storage {storage!r} allows namespace "
+            f"{namespace!r}, e.g. {shown}; nothing was deleted",
+        )
+    return None

@@ -1,0 +1,191 @@
+"""Where one object's deletion stands during a round: which keys are pending, deleted or failed, and
+how that is rebuilt from status (its durable form) after a restart or for a redrive."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from filecleanup.indexes import IndexRangeError, parse_ranges
+from filecleanup.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupSpec, FileCleanupStatus
+from filecleanup.redaction import redact
+from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult
+
+EARLIER_ERROR = "failed in an earlier round"
+MAX_ERROR_LENGTH = 256  # a storage's error text is kept short: status must stay small
+
+
+class InvalidStatus(ValueError):  # noqa: N818  (the condition's reason: InvalidStatus)
+    """A status the operator cannot have written for this object: it is not trusted."""
+
+
+def readable_error(text: str) -> str:
+    """A storage's error text as status shows it: secrets redacted, one printable line, short."""
+    printable = "".join(character if character.isprintable() else " " for character in redact(text))
+    return printable[:MAX_ERROR_LENGTH]
+
+
+def unique_indexes(keys: Sequence[str]) -> list[int]:
+    """The index of each key's first occurrence: duplicates are deleted once."""
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    return sorted(first.values())
+
+
+@dataclass
+class Progress:
+    """The working state of one object during a round; status is its durable form."""
+
+    keys: Sequence[str]
+    total: int
+    deleted: int = 0
+    retries: int = 0
+    redrives: int = 0
+    retry_nonce: str | None = None
+    chunk_size: int = 100
+    pending: dict[int, None] = field(default_factory=dict)  # an ordered set
+    failed: dict[int, str] = field(default_factory=dict)
+    earlier_errors: dict[int, str] = field(default_factory=dict)
+    whole_call_failures: int = 0
+
+    @classmethod
+    def start(cls, spec: FileCleanupSpec) -> Progress:
+        indexes = unique_indexes(spec.keys)
+        return cls(
+            keys=spec.keys,
+            total=len(indexes),
+            chunk_size=spec.chunk_size,
+            retry_nonce=spec.retry_nonce,
+            pending=dict.fromkeys(indexes),
+        )
+
+    @classmethod
+    def resume(cls, spec: FileCleanupSpec, status: FileCleanupStatus) -> Progress:
+        """Rebuild the round from its checkpoint: only what was not confirmed is sent again.
+
+        Raises :class:`InvalidStatus` when the checkpoint does not describe this object's keys (a
+        hand-edited status, or one written for other keys): nothing of it is trusted then.
+        """
+        listed_errors = {item.key: item.error for item in status.failed_keys}
+        try:
+            pending = parse_ranges(status.pending_indexes, len(spec.keys))
+            failed = parse_ranges(status.failed_indexes, len(spec.keys))
+        except IndexRangeError as error:
+            raise InvalidStatus(str(error)) from error
+        distinct = unique_indexes(spec.keys)
+        if not set(pending) | set(failed) <= set(distinct) or set(pending) & set(failed):
+            raise InvalidStatus("pendingIndexes and failedIndexes must name distinct keys, each once")
+        if status.total != len(distinct) or status.deleted + len(pending) + len(failed) != status.total:
+            raise InvalidStatus(
+                f"total {status.total} and deleted {status.deleted} do not add up with the indexes for "
+                f"{len(distinct)} distinct keys"
+            )
+        if status.chunk_size is not None and not 1 <= status.chunk_size <= spec.chunk_size:
+            raise InvalidStatus(
+                f"chunkSize {status.chunk_size} is not between 1 and the spec's {spec.chunk_size}"
+            )
+        return cls(
+            keys=spec.keys,
+            total=status.total,
+            deleted=status.deleted,
+            retries=status.retries,
+            redrives=status.redrives,
+            retry_nonce=spec.retry_nonce,
+            chunk_size=status.chunk_size or spec.chunk_size,
+            pending=dict.fromkeys(pending),
+            failed={i: listed_errors.get(spec.keys[i], EARLIER_ERROR) for i in failed},
+            earlier_errors={i: listed_errors.get(spec.keys[i], EARLIER_ERROR) for i in pending}
+            if status.retries or status.redrives
+            else {},
+        )
+
+    @classmethod
+    def redrive(cls, spec: FileCleanupSpec, status: FileCleanupStatus) -> Progress:
+        """A Failed object again: only its failed keys, a fresh retry budget, the spec's chunk size."""
+        if not status.total:  # rejected before it started: nothing was tried yet
+            started = cls.start(spec)
+            started.redrives = status.redrives + 1
+            return started
+        failed = cls.resume(spec, status)
+        return cls(
+            keys=spec.keys,
+            total=failed.total,
+            deleted=failed.deleted,
+            redrives=status.redrives + 1,
+            retry_nonce=spec.retry_nonce,
+            chunk_size=spec.chunk_size,
+            pending=dict.fromkeys(sorted([*failed.failed, *failed.pending])),
+            earlier_errors={**failed.earlier_errors, **failed.failed},
+        )
+
+    def chunks(self) -> list[list[int]]:
+        ordered = list(self.pending)
+        return [ordered[at : at + self.chunk_size] for at in range(0, len(ordered), self.chunk_size)]
+
+    def chunk_keys(self, chunk: Sequence[int]) -> list[str]:
+        return [self.keys[index] for index in chunk]
+
+    def record(self, chunk: Sequence[int], result: ChunkResult) -> None:
+        """Apply one call's outcome; a key not confirmed as deleted failed this round."""
+        for index in chunk:
+            if index not in self.pending:
+                continue
+            del self.pending[index]
+            key = self.keys[index]
+            if key in result.deleted:
+                self.deleted += 1
+                self.earlier_errors.pop(index, None)
+            else:
+                self.failed[index] = readable_error(result.failed.get(key, NOT_CONFIRMED))
+        if result.whole_call_failed:
+            self.whole_call_failures += 1
+
+    @property
+    def failed_count(self) -> int:
+        """Keys whose latest attempt failed: this round's failures, plus, in a retry round, the keys
+        not yet sent again (each failed in the round before)."""
+        return len(self.failed) + (len(self.pending) if self.retrying else 0)
+
+    @property
+    def retrying(self) -> bool:
+        """Whether the pending keys all failed before: in a retry round, or in a redrive."""
+        return bool(self.retries or self.redrives)
+
+    def begin_retry_round(self) -> None:
+        """Retry only the failed keys. Halve the chunks after whole-call failures, so that one poison
+        key cannot keep failing its neighbours and the failing keys get pinned down."""
+        if self.whole_call_failures:
+            self.chunk_size = max(1, self.chunk_size // 2)
+        self.retries += 1
+        self.earlier_errors = self.failed
+        self.pending = dict.fromkeys(sorted(self.failed))
+        self.failed = {}
+        self.whole_call_failures = 0
+
+    def listed_failures(self) -> tuple[list[FailedKey], int]:
+        """The first failed keys by position in spec.keys, and how many more there are."""
+        entries: list[tuple[int, str, int]] = [
+            (i, error, self.retries + 1) for i, error in self.failed.items()
+        ]
+        if self.retrying:
+            entries.extend((i, self.earlier_errors.get(i, EARLIER_ERROR), self.retries) for i in self.pending)
+        entries.sort()
+        listed = [
+            FailedKey(key=self.keys[i], error=error, attempts=attempts)
+            for i, error, attempts in entries[:MAX_LISTED_FAILED_KEYS]
+        ]
+        return listed, len(entries) - len(listed)
+
+
+@dataclass
+class Counts:
+    """A manifest deletion's counts, as status shows them."""
+
+    total: int
+    deleted: int
+    failed: int
+    retries: int
+    redrives: int
+    retry_nonce: str | None
+    chunk_size: int

@@ -1,0 +1,252 @@
+"""The status that follows a decision, computed whole in one place and then written once: conditions
+per the API conventions, counts and checkpoints from the round's progress."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+
+from filecleanup.backoff import retry_delay
+from filecleanup.indexes import format_ranges
+from filecleanup.models import (
+    MAX_LISTED_FAILED_KEYS,
+    Condition,
+    ConditionType,
+    FailedKey,
+    FileCleanupSpec,
+    FileCleanupStatus,
+    ManifestProgress,
+    Phase,
+    Reason,
+)
+from filecleanup.outcomes import Outcome
+from filecleanup.plan import Reject
+from filecleanup.progress import Counts, Progress
+
+
+def restarted_for_redrive(status: FileCleanupStatus) -> FileCleanupStatus:
+    """The status a redrive starts from: a new start time (and deadline), no verdict yet."""
+    return status.model_copy(
+        update={
+            "start_time": None,
+            "completion_time": None,
+            "internal_errors": 0,
+            "conditions": [c for c in status.conditions if c.type == ConditionType.PROGRESSING],
+        }
+    )
+
+
+def set_condition(conditions: list[Condition], update: Condition) -> list[Condition]:
+    """Conditions per the API conventions: lastTransitionTime moves only when the status flips.
+
+    A new reason restarts the clock too: the StorageUnavailable back-off measures from it.
+    """
+    previous = next((c for c in conditions if c.type == update.type), None)
+    if previous is not None and (previous.status, previous.reason) == (update.status, update.reason):
+        update = update.model_copy(update={"last_transition_time": previous.last_transition_time})
+    return [c for c in conditions if c.type != update.type] + [update]
+
+
+def _condition(
+    condition_type: ConditionType,
+    *,
+    true: bool,
+    reason: Reason,
+    message: str,
+    generation: int | None,
+    now: datetime.datetime,
+) -> Condition:
+    return Condition(
+        type=condition_type,
+        status="True" if true else "False",
+        observed_generation=generation,
+        last_transition_time=now,
+        reason=reason,
+        message=message,
+    )
+
+
+def next_status(
+    previous: FileCleanupStatus,
+    *,
+    progress: Progress,
+    storage: str,
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """The whole status for a checkpoint or a phase change, computed in one place."""
+    phase, reason, message, delay = outcome.phase, outcome.reason, outcome.message, outcome.delay
+    listed, omitted = progress.listed_failures()
+    stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
+    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=not phase.finished))
+    if phase == Phase.SUCCEEDED:
+        conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
+    if phase == Phase.FAILED:
+        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    return FileCleanupStatus(
+        phase=phase,
+        observed_generation=generation,
+        storage=storage,
+        total=progress.total,
+        deleted=progress.deleted,
+        failed=progress.failed_count,
+        retries=progress.retries,
+        redrives=progress.redrives,
+        retry_nonce=progress.retry_nonce,
+        chunk_size=progress.chunk_size,
+        pending_indexes=format_ranges(progress.pending),
+        failed_indexes=format_ranges(progress.failed),
+        failed_keys=listed,
+        failed_keys_omitted=omitted,
+        internal_errors=previous.internal_errors,
+        start_time=previous.start_time or now,
+        completion_time=now if phase.finished else None,
+        next_retry_time=now + datetime.timedelta(seconds=delay) if delay is not None else None,
+        conditions=conditions,
+    )
+
+
+def rejected_status(
+    previous: FileCleanupStatus,
+    *,
+    spec: FileCleanupSpec,
+    storage: str,
+    reject: Reject,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    stamp = functools.partial(
+        _condition, reason=reject.reason, message=reject.message, generation=generation, now=now
+    )
+    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=False))
+    conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    return previous.model_copy(
+        update={
+            "phase": Phase.FAILED,
+            "observed_generation": generation,
+            "storage": storage,
+            "retry_nonce": spec.retry_nonce,
+            "start_time": previous.start_time or now,
+            "completion_time": now,
+            "conditions": conditions,
+        }
+    )
+
+
+def internal_error_status(
+    previous: FileCleanupStatus,
+    *,
+    spec: FileCleanupSpec,
+    storage: str,
+    error: str,
+    generation: int | None,
+    now: datetime.datetime,
+    jitter: float,
+) -> tuple[FileCleanupStatus, Outcome]:
+    """An error of the operator's own, counted like a retry round: after ``maxRetries`` more, the
+    object is Failed with reason InternalError instead of being tried for ever."""
+    count = previous.internal_errors + 1
+    if count > spec.max_retries:
+        outcome = Outcome(
+            Phase.FAILED,
+            Reason.INTERNAL_ERROR,
+            f"internal error in the operator ({error}) in {count} runs; see the operator's log, then redrive",
+        )
+    else:
+        delay = retry_delay(spec.backoff, count, jitter)
+        outcome = Outcome(
+            Phase.BACKOFF,
+            Reason.INTERNAL_ERROR,
+            f"internal error in the operator ({error}); see its log; run {count} of {spec.max_retries + 1}, "
+            f"next in {delay:.0f} s",
+            delay,
+        )
+    stamp = functools.partial(
+        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+    )
+    conditions = set_condition(
+        previous.conditions, stamp(ConditionType.PROGRESSING, true=outcome.phase != Phase.FAILED)
+    )
+    if outcome.phase == Phase.FAILED:
+        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    status = previous.model_copy(
+        update={
+            "phase": outcome.phase,
+            "observed_generation": generation,
+            "storage": previous.storage or storage,
+            "internal_errors": count,
+            "start_time": previous.start_time or now,
+            "completion_time": now if outcome.phase == Phase.FAILED else None,
+            "next_retry_time": None
+            if outcome.delay is None
+            else now + datetime.timedelta(seconds=outcome.delay),
+            "conditions": conditions,
+        }
+    )
+    return status, outcome
+
+
+def invalid_spec_status(
+    previous: FileCleanupStatus, *, message: str, generation: int | None, now: datetime.datetime
+) -> FileCleanupStatus:
+    stamp = functools.partial(
+        _condition, reason=Reason.INVALID_SPEC, message=message, generation=generation, now=now
+    )
+    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=False))
+    conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    return previous.model_copy(
+        update={
+            "phase": Phase.FAILED,
+            "observed_generation": generation,
+            "start_time": previous.start_time or now,
+            "completion_time": now,
+            "conditions": conditions,
+        }
+    )
+
+
+def manifest_status(
+    previous: FileCleanupStatus,
+    *,
+    storage: str,
+    progress: ManifestProgress,
+    counts: Counts,
+    listed: list[FailedKey],
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """The status of a manifest's deletion, for a checkpoint or a phase change."""
+    stamp = functools.partial(
+        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+    )
+    conditions = set_condition(
+        previous.conditions, stamp(ConditionType.PROGRESSING, true=not outcome.phase.finished)
+    )
+    if outcome.phase == Phase.SUCCEEDED:
+        conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
+    if outcome.phase == Phase.FAILED:
+        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    return FileCleanupStatus(
+        phase=outcome.phase,
+        observed_generation=generation,
+        storage=storage,
+        total=counts.total,
+        deleted=counts.deleted,
+        failed=counts.failed,
+        retries=counts.retries,
+        redrives=counts.redrives,
+        retry_nonce=counts.retry_nonce,
+        chunk_size=counts.chunk_size,
+        failed_keys=listed[:MAX_LISTED_FAILED_KEYS],
+        failed_keys_omitted=max(0, counts.failed - len(listed[:MAX_LISTED_FAILED_KEYS])),
+        internal_errors=previous.internal_errors,
+        manifest=progress,
+        start_time=previous.start_time or now,
+        completion_time=now if outcome.phase.finished else None,
+        next_retry_time=now + datetime.timedelta(seconds=outcome.delay)
+        if outcome.delay is not None
+        else None,
+        conditions=conditions,
+    )

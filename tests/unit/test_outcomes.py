@@ -1,0 +1,53 @@
+"""What follows a round: Succeeded, a retry round, Failed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from filecleanup import outcomes
+from filecleanup.models import (
+    Phase,
+    Reason,
+)
+from filecleanup.progress import Progress
+from tests.unit.decisions import answer_round, conclude, spec
+
+
+class TestAfterRound:
+    def test_no_failures_succeeds(self) -> None:
+        progress = Progress.start(spec(["a", "b"]))
+        answer_round(progress)
+        outcome = conclude(spec(["a", "b"]), progress, jitter=0)
+        assert (outcome.phase, outcome.reason, outcome.delay) == (Phase.SUCCEEDED, Reason.SUCCEEDED, None)
+
+    def test_failures_with_budget_schedule_a_retry_round(self) -> None:
+        the_spec = spec(["a", "b"], backoff={"initialSeconds": 2, "maxSeconds": 60})
+        progress = Progress.start(the_spec)
+        answer_round(progress, failing={"b"})
+        outcome = conclude(the_spec, progress, jitter=0)
+        assert (outcome.phase, outcome.reason, outcome.delay) == (Phase.BACKOFF, Reason.RETRY_SCHEDULED, 2)
+        assert (progress.retries, list(progress.pending)) == (1, [1])
+
+    def test_deciding_changes_nothing(self) -> None:
+        the_spec = spec(["a", "b"])
+        progress = Progress.start(the_spec)
+        answer_round(progress, failing={"b"})
+        before = dataclasses.replace(progress, pending=dict(progress.pending), failed=dict(progress.failed))
+        assert outcomes.after_round(the_spec, progress, jitter=0).phase == Phase.BACKOFF
+        assert progress == before
+
+    def test_budget_exhausted_fails(self) -> None:
+        the_spec = spec(["a", "b"], maxRetries=1)
+        progress = Progress.start(the_spec)
+        answer_round(progress, failing={"b"})
+        assert conclude(the_spec, progress, jitter=0).phase == Phase.BACKOFF
+        answer_round(progress, failing={"b"})
+        outcome = conclude(the_spec, progress, jitter=0)
+        assert (outcome.phase, outcome.reason) == (Phase.FAILED, Reason.RETRIES_EXHAUSTED)
+        assert "1 of 2 keys not deleted after 1 retries" in outcome.message
+
+    def test_zero_retries_fails_after_the_first_round(self) -> None:
+        the_spec = spec(["a"], maxRetries=0)
+        progress = Progress.start(the_spec)
+        answer_round(progress, failing={"a"})
+        assert conclude(the_spec, progress, jitter=0).phase == Phase.FAILED
