@@ -60,8 +60,12 @@ helm: ## build (once) and cache helm
 	tools/envtest/obtain.sh helm
 
 .PHONY: test
-test: venv control-plane helm ## unit and integration tests (starts its own control plane)
+test: venv control-plane helm ## every test but end-to-end: unit, storage backends, integration (own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## the unit tests alone: pure logic and in-process fakes, no servers, nothing built (seconds)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: image
 image: ## build the operator image (IMAGE=...); starts Debian's dockerd if no engine answers
@@ -87,11 +91,11 @@ engine-down: ## stop the Docker engine that `make image` started, if it did
 
 .PHONY: bench
 bench: venv control-plane ## benchmarks: a table of ratios, JSON in bench/results/ (BENCH_ARGS=--quick)
-	PYTHONPATH=tools/envtest $(PY) bench/run.py $(BENCH_ARGS)
+	PYTHONPATH=.:tools/envtest $(PY) bench/run.py $(BENCH_ARGS)
 
 .PHONY: bench-footprint
 bench-footprint: venv control-plane ## etcd under a steady flow (30 min), a 1,000,000-key manifest (FOOTPRINT_ARGS=...)
-	PYTHONPATH=tools/envtest $(PY) bench/footprint.py $(FOOTPRINT_ARGS)
+	PYTHONPATH=.:tools/envtest $(PY) bench/footprint.py $(FOOTPRINT_ARGS)
 
 .PHONY: cluster
 cluster: venv control-plane ## start the local control plane; writes $(CLUSTER_DIR)/kubeconfig
@@ -105,12 +109,12 @@ cluster-down: ## stop the local control plane, and the node if `make node` start
 .PHONY: demo
 STORAGE ?= http
 demo: cluster ## the main job on the local cluster: storage, operator, a FileCleanup (STORAGE=http|s3|filesystem)
-	$(PY) -m filecleanup.testing.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
+	PYTHONPATH=.:tools/envtest $(PY) tools/demo/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
 		--storage $(STORAGE)
 
 .PHONY: demo-helm
 demo-helm: cluster helm ## the demo, with the operator installed by the Helm chart and run as its ServiceAccount
-	$(PY) -m filecleanup.testing.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
+	PYTHONPATH=.:tools/envtest $(PY) tools/demo/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
 		--helm $$(tools/envtest/obtain.sh helm)
 
 .PHONY: clean

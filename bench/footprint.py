@@ -30,7 +30,8 @@ import httpx
 from run import LATENCY, MAX_CONCURRENT_REQUESTS, Bench, direct_seconds
 
 from filecleanup.models import GROUP, PLURAL, VERSION
-from filecleanup.testing.processes import OperatorProcess
+from polling import eventually
+from tests.support.processes import OperatorProcess
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLE_SECONDS = 15.0
@@ -190,10 +191,10 @@ def manifest_run(
     )
     try:
         if kill_at is not None:
-            bench.wait(
-                lambda: (current().get("status") or {}).get("deleted", 0) >= kill_at * len(keys),
+            eventually(
                 "the checkpoint before the kill",
-                600,
+                lambda: (current().get("status") or {}).get("deleted", 0) >= kill_at * len(keys),
+                timeout=600,
                 interval=0.2,
             )
             operator.process.send_signal(signal.SIGKILL)
@@ -202,10 +203,10 @@ def manifest_run(
             result["checkpointed_at_kill"] = current()["status"]["deleted"]
             operator.start()
             assert operator.process is not None
-        bench.wait(
-            lambda: (current().get("status") or {}).get("phase") == "Succeeded",
+        eventually(
             "Succeeded",
-            1800,
+            lambda: (current().get("status") or {}).get("phase") == "Succeeded",
+            timeout=1800,
             interval=0.5,
         )
         result["peak_rss_mb"] = peak_rss_mb(operator.process.pid)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,8 +38,9 @@ from filecleanup.metrics import Metrics
 from filecleanup.models import GROUP, PLURAL, VERSION
 from filecleanup.storage.base import ConcurrencyLimited
 from filecleanup.storage.http import HttpStorage
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import OPEN_POLICY, StorageProcess
+from polling import eventually
+from tests.support.processes import OperatorProcess
+from tests.support.storages import OPEN_POLICY, StorageProcess
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
@@ -88,7 +89,7 @@ class Bench:
         self.core = client.CoreV1Api(self.api)
         extensions = client.ApiextensionsV1Api(self.api)
         extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-        self.wait(lambda: self._established(extensions), "CRD established", 30)
+        eventually("CRD established", lambda: self._established(extensions), timeout=30)
         self.storage = StorageProcess(workdir / "storage")
         self.storage.start()
         self.storage_config = {
@@ -107,14 +108,6 @@ class Bench:
         crd = extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}")
         conditions = (crd.status.conditions if crd.status else None) or []
         return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    @staticmethod
-    def wait(check: Callable[[], bool], what: str, timeout: float, interval: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-            time.sleep(interval)
 
     def operator(self, name: str, namespaces: list[str], *, in_flight_per_object: int = 4) -> OperatorProcess:
         workdir = self.workdir / name
@@ -160,7 +153,7 @@ class Bench:
                 return False
             return f'filecleanup_objects{{phase="Succeeded"}} {float(count)}' in samples
 
-        self.wait(done, f"{count} objects to succeed", timeout, interval=0.2)
+        eventually(f"{count} objects to succeed", done, timeout=timeout, interval=0.2)
 
     def window(self, namespace: str) -> tuple[float, float]:
         """The earliest startTime and the latest completionTime in ``namespace``, as Unix times."""
@@ -210,7 +203,7 @@ def rss_mb(pid: int) -> float:
 
 async def direct_seconds(url: str, keys: list[str], *, concurrent: bool) -> float:
     """The storage's own limit: the operator's client code calling it with the same concurrency, or one
-    chunk after the other as in the design note's loop."""
+    chunk after the other as in the sequential loop."""
     storage_config = HttpStorageConfig.model_validate({"type": "http", "url": url, "policy": OPEN_POLICY})
     storage = ConcurrencyLimited(HttpStorage("photos", storage_config), MAX_CONCURRENT_REQUESTS, Metrics())
     chunks = [keys[at : at + CHUNK] for at in range(0, len(keys), CHUNK)]
@@ -273,11 +266,11 @@ def throughput(bench: Bench) -> dict[str, Any]:
         "design_note_keys_per_s": total / sequential,
         "operator_keys_per_s": total / end_to_end,
         "operator_vs_direct": direct / end_to_end,
-        "operator_vs_design_note": sequential / end_to_end,
+        "operator_vs_loop": sequential / end_to_end,
         "creation_only_s": creation_only,
         "backlog_keys_per_s": total / backlog,
         "backlog_vs_direct": direct / backlog,
-        "backlog_vs_design_note": sequential / backlog,
+        "backlog_vs_loop": sequential / backlog,
     }
 
 
@@ -358,7 +351,7 @@ def latency(bench: Bench) -> dict[str, Any]:
             def created_succeeded(expected: int = n + 1) -> bool:
                 return bench.phases(namespace).count("Succeeded") == expected
 
-            bench.wait(created_succeeded, "latency object", 30, interval=0.01)
+            eventually("latency object", created_succeeded, timeout=30, interval=0.01)
     finally:
         operator.stop()
     first_call = httpx.get(f"{bench.storage.base}/_admin/stats", timeout=30).json()["first_requested_at"]
@@ -429,7 +422,7 @@ def memory(bench: Bench) -> dict[str, Any]:
             text = httpx.get(loaded.metrics_url, timeout=10).text
             return f'filecleanup_objects{{phase="Succeeded"}} {float(count)}' in text
 
-        bench.wait(all_seen, "the operator to list every finished object", 300, interval=0.5)
+        eventually("the operator to list every finished object", all_seen, timeout=300, interval=0.5)
         time.sleep(2)
         loaded_mb = rss_mb(loaded.process.pid)
         writes = bench.writes(namespace, since_line=before_restart)
@@ -455,7 +448,7 @@ def table(results: dict[str, Any]) -> str:
             f"throughput, operator ({t['keys']:,} keys)",
             f"{t['operator_keys_per_s']:,.0f} keys/s",
             (
-                f"{t['operator_vs_direct']:.2f}x direct, {t['operator_vs_design_note']:.1f}x design note "
+                f"{t['operator_vs_direct']:.2f}x direct, {t['operator_vs_loop']:.1f}x sequential loop "
                 f"(creating the objects alone: {t['creation_only_s']:.1f} s)"
             ),
         ),
@@ -463,7 +456,7 @@ def table(results: dict[str, Any]) -> str:
             "a",
             "throughput, operator on a backlog (objects already there)",
             f"{t['backlog_keys_per_s']:,.0f} keys/s",
-            f"{t['backlog_vs_direct']:.2f}x direct, {t['backlog_vs_design_note']:.1f}x design note",
+            f"{t['backlog_vs_direct']:.2f}x direct, {t['backlog_vs_loop']:.1f}x sequential loop",
         ),
     ]
     for size, row in cost.items():

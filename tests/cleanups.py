@@ -7,6 +7,7 @@ from typing import Any
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from filecleanup.models import API_VERSION, KIND
+from polling import eventually
 from tests.kube import Kube, Manifest
 
 
@@ -35,7 +36,7 @@ def wait_for_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: f
             return None
         return found if found.get("status", {}).get("phase") == phase else None
 
-    return kube.wait_for(f"{namespace}/{name} to reach phase {phase}", reached, timeout=timeout)
+    return eventually(f"{namespace}/{name} to reach phase {phase}", reached, timeout=timeout)
 
 
 def album_keys(prefix: str, count: int) -> list[str]:

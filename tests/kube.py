@@ -6,12 +6,13 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any, cast
 
 import urllib3
 from kubernetes import client, watch
 from kubernetes.dynamic import DynamicClient
+
+from polling import eventually
 
 Manifest = dict[str, Any]
 
@@ -59,19 +60,6 @@ class Kube:
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
         self._resource(api_version, kind).delete(name=name, namespace=namespace)
 
-    def wait_for(
-        self, what: str, probe: Callable[[], Manifest | None], timeout: float = 30.0, interval: float = 0.1
-    ) -> Manifest:
-        """Poll ``probe`` until it returns something; fail with ``what`` after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = probe()
-            if found is not None:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-            time.sleep(interval)
-
     def create_namespace(self, prefix: str) -> str:
         """A new namespace with a unique name. Nothing deletes it: without a controller-manager a
         deleted namespace never goes away anyway."""
@@ -107,7 +95,7 @@ class Kube:
             conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions") or []}
             return crd if conditions.get("Established") == "True" else None
 
-        crd = self.wait_for(f"CRD {name} to be Established", established)
+        crd = eventually(f"CRD {name} to be Established", established)
 
         # Established is not yet served: for a moment the API server answers 429 "storage is
         # (re)initializing", and an operator started then may miss the first objects.
@@ -122,7 +110,7 @@ class Kube:
                 return None
             return crd
 
-        self.wait_for(f"CRD {name} to be served", served)
+        eventually(f"CRD {name} to be served", served)
 
 
 class RevisionCounter:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psycopg
 
-from filecleanup.testing.processes import free_port, stop_process
+from controlplane import free_port
+from tests.support.processes import stop_process
 
 STARTUP_TIMEOUT = 30.0
 

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from filecleanup.config import HttpStorageConfig
 from filecleanup.storage.http import HttpStorage
-from filecleanup.testing.storage_server import STATE, Faults, ServerState, make_app
-from filecleanup.testing.storages import OPEN_POLICY, Directory
+from storage_server import STATE, Faults, ServerState, make_app
+from tests.support.storages import OPEN_POLICY, Directory
 
 
 def http_backend(url: str, **settings: object) -> HttpStorage:

@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
         "retry",
         help="redrive a Failed FileCleanup: only its failed keys, with a fresh retry budget",
         description=(
-            "Redrive a Failed FileCleanup (the design note's 'poll in queue'): the operator deletes its "
+            "Redrive a Failed FileCleanup: the operator deletes its "
             "failed keys again with a fresh retry budget, records it in status.redrives and posts a "
             "Redriven event. It sets spec.retryNonce to a new value."
         ),

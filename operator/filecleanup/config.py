@@ -103,7 +103,7 @@ class RemoteStorageBase(StorageBase):
 
 
 class HttpStorageConfig(RemoteStorageBase):
-    """The design note's storage server: ``POST url`` with ``{"keys": [...]}``."""
+    """A storage behind our HTTP contract (docs/design.md): ``POST url`` with ``{"keys": [...]}``."""
 
     type: Literal["http"]
     url: AnyHttpUrl

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from filecleanup.testing.storages import Directory, MotoProcess, StorageProcess
 from tests.commands import Cli
+from tests.support.storages import Directory, MotoProcess, StorageProcess
 
 CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
 RELEASE = "filecleanup"

@@ -11,9 +11,9 @@ import pytest
 from kubernetes.aio import config as aio_config
 
 from filecleanup.client import FileCleanupClient
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import StorageProcess
 from tests.kube import Kube
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
 
 MAX_CONCURRENT_REQUESTS = 4
 

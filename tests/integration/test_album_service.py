@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 
 from album_service import init_db
-from filecleanup.testing.processes import free_port, stop_process, wait_until_healthy
-from filecleanup.testing.storages import StorageProcess
+from controlplane import free_port
 from tests.cleanups import album_keys, wait_for_phase
 from tests.kube import Kube
+from tests.support.processes import stop_process, wait_until_healthy
+from tests.support.storages import StorageProcess
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "album-service"
 

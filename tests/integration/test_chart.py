@@ -14,12 +14,13 @@ from pydantic import ValidationError
 
 from filecleanup.config import OperatorConfig
 from filecleanup.models import API_VERSION, KIND
-from filecleanup.testing.chart import installed_operator, service_account_kubeconfig
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.commands import Cli, set_flags
 from tests.kube import Kube
+from tests.support.chart import installed_operator, service_account_kubeconfig
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
 
 CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
 CRD_NAME = "filecleanups.filecleanup.dev"
@@ -212,10 +213,10 @@ def test_installed_service_account_can_run_the_operator(  # noqa: PLR0917  (fixt
         done = wait_for_phase(kube, watched, "album-9", "Succeeded")
         assert done["status"]["deleted"] == 20
 
-        def deleted() -> dict[str, object] | None:
-            return {} if not kube.list_objects(API_VERSION, KIND, watched) else None
+        def deleted() -> bool:
+            return not kube.list_objects(API_VERSION, KIND, watched)
 
-        kube.wait_for("the TTL deletion, which needs the delete verb", deleted)
+        eventually("the TTL deletion, which needs the delete verb", deleted)
         lease = kube.get("coordination.k8s.io/v1", "Lease", name, namespace=namespace)
     finally:
         operator.stop()

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from controlplane import ControlPlane, obtain_binaries
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import StorageProcess
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
 
 
 def run_operator(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from filecleanup.client import FileCleanupClient, SubmitConflict
-from filecleanup.testing.storages import StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
-from tests.kube import Kube
+from tests.kube import Kube, Manifest
+from tests.support.storages import StorageProcess
 
 
 def cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -168,12 +169,12 @@ def test_redrive_sends_only_the_failed_keys_again(
     before = storage.stats()["requested"]
     assert cli(kubeconfig, "retry", "album-5", "-n", namespace).returncode == 0
 
-    def redriven_and_done() -> dict[str, object] | None:
+    def redriven_and_done() -> Manifest | None:
         found = get_cleanup(kube, namespace, "album-5")
         status = found.get("status", {})
         return found if status.get("phase") == "Succeeded" and status.get("redrives") == 2 else None
 
-    status = kube.wait_for("the second redrive to succeed", redriven_and_done, timeout=60)["status"]
+    status = eventually("the second redrive to succeed", redriven_and_done, timeout=60)["status"]
     assert (status["total"], status["deleted"], status["failed"], status["retries"]) == (20, 20, 0, 0)
     after = storage.stats()["requested"]
     assert {key for key in after if after[key] != before.get(key)} == set(poison)  # only the failed keys

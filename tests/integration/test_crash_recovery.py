@@ -6,11 +6,12 @@ import signal
 from pathlib import Path
 
 from filecleanup.indexes import parse_ranges
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
 
 
 def test_killed_operator_resumes_without_resending_confirmed_keys(
@@ -29,7 +30,7 @@ def test_killed_operator_resumes_without_resending_confirmed_keys(
             found = get_cleanup(kube, namespace, "crashy")
             return found if 0 < found.get("status", {}).get("deleted", 0) < len(keys) else None
 
-        kube.wait_for("a checkpoint with progress", checkpointed, interval=0.05)
+        eventually("a checkpoint with progress", checkpointed, interval=0.05)
         operator.stop(signal.SIGKILL)
         checkpoint = get_cleanup(kube, namespace, "crashy")["status"]
         sent_before_restart = storage.stats()["requested"]

@@ -20,11 +20,12 @@ from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.s3 import DELETE_MARKER_ONLY
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import OPEN_POLICY, S3_BUCKET, MotoProcess, StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.kube import Kube, Manifest
 from tests.storage_fixtures import RunningServer, http_backend, storage_server
+from tests.support.processes import OperatorProcess
+from tests.support.storages import OPEN_POLICY, S3_BUCKET, MotoProcess, StorageProcess
 
 __all__ = ["storage_server"]
 CHART_MEMORY_LIMIT = 256 * 2**20
@@ -307,10 +308,10 @@ def test_secrets_appear_in_no_log_event_or_status(
             found = get_cleanup(kube, namespace, name)
             return found if text in json.dumps(found.get("status", {})) else None
 
-        kube.wait_for(
+        eventually(
             "the storage to refuse the wrong token", lambda: reported("rejected", "rejected the credentials")
         )
-        kube.wait_for(
+        eventually(
             "the broken token to be refused", lambda: reported("broken", "does not hold a bearer token")
         )
     finally:

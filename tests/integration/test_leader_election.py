@@ -10,11 +10,12 @@ from pathlib import Path
 
 from kubernetes.dynamic.exceptions import NotFoundError
 
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
 
 LEASE = ("--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "1")
 
@@ -82,7 +83,7 @@ def test_a_standby_finishes_the_work_when_the_holder_is_killed(
     keys = album_keys(namespace, 600)
     storage.fault(latency_seconds=0.3)
     start(first, namespace)
-    kube.wait_for("the first replica to hold the Lease", lambda: {} if holder(kube, namespace) else None)
+    eventually("the first replica to hold the Lease", lambda: holder(kube, namespace))
     start(second, namespace)
     try:
         create_cleanup(kube, namespace, "long", keys, chunkSize=20)
@@ -91,13 +92,13 @@ def test_a_standby_finishes_the_work_when_the_holder_is_killed(
             found = get_cleanup(kube, namespace, "long")
             return found if found.get("status", {}).get("deleted", 0) > 0 else None
 
-        kube.wait_for("the holder to make progress", progressing, timeout=30)
+        eventually("the holder to make progress", progressing, timeout=30)
         assert holder(kube, namespace) == identity(first)
         first.stop(signal.SIGKILL)
         killed = time.monotonic()
-        kube.wait_for(
+        eventually(
             "the standby to take the Lease",
-            lambda: {} if identity(second) and holder(kube, namespace) == identity(second) else None,
+            lambda: bool(identity(second)) and holder(kube, namespace) == identity(second),
             timeout=30,
         )
         took_over_in = time.monotonic() - killed
@@ -117,14 +118,14 @@ def test_a_graceful_stop_hands_the_lease_over_at_once(
     namespace = kube.create_namespace("leader")
     first, second = replicas(tmp_path, kubeconfig, storage, namespace)
     start(first, namespace)
-    kube.wait_for("the first replica to hold the Lease", lambda: {} if holder(kube, namespace) else None)
+    eventually("the first replica to hold the Lease", lambda: holder(kube, namespace))
     start(second, namespace)
     try:
         first.stop(signal.SIGTERM)
         stopped = time.monotonic()
-        kube.wait_for(
+        eventually(
             "the standby to take the Lease",
-            lambda: {} if identity(second) and holder(kube, namespace) == identity(second) else None,
+            lambda: bool(identity(second)) and holder(kube, namespace) == identity(second),
             timeout=30,
             interval=0.05,
         )
@@ -143,7 +144,7 @@ def test_a_holder_that_loses_its_lease_stops_working_and_exits(
     namespace = kube.create_namespace("leader")
     (only, _) = replicas(tmp_path, kubeconfig, storage, namespace)
     start(only, namespace)
-    kube.wait_for("the replica to hold the Lease", lambda: {} if holder(kube, namespace) else None)
+    eventually("the replica to hold the Lease", lambda: holder(kube, namespace))
     kube.patch(
         "coordination.k8s.io/v1",
         "Lease",

@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from filecleanup.manifests import parse_intervals
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import DirectoryStorage, MotoProcess, StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.kube import Kube, Manifest
+from tests.support.processes import OperatorProcess
+from tests.support.storages import DirectoryStorage, MotoProcess, StorageProcess
 
 MAX_OBJECT_BYTES = 10 * 1024
 
@@ -173,7 +174,7 @@ def test_a_killed_operator_resumes_a_manifest_exactly(
         found = get_cleanup(kube, namespace, "resumed")
         return found if 2000 < found.get("status", {}).get("deleted", 0) < 15_000 else None
 
-    kube.wait_for("a checkpoint halfway", checkpointed, timeout=60, interval=0.05)
+    eventually("a checkpoint halfway", checkpointed, timeout=60, interval=0.05)
     manifest_operator.stop(signal.SIGKILL)
     checkpoint = get_cleanup(kube, namespace, "resumed")["status"]
     storage.fault()

@@ -11,11 +11,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.indexes import parse_ranges
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
 
 
 def condition(obj: Manifest, condition_type: str) -> dict[str, str]:
@@ -140,7 +141,7 @@ def test_sigterm_records_every_confirmed_deletion(
     storage.fault(latency_seconds=1.5)
     operator.start()
     create_cleanup(kube, namespace, "interrupted", keys, chunkSize=10)
-    kube.wait_for("calls in flight", lambda: {} if storage.stats()["calls"] >= 4 else None, interval=0.05)
+    eventually("calls in flight", lambda: storage.stats()["calls"] >= 4, interval=0.05)
     stopping = time.monotonic()
     assert operator.process is not None
     operator.process.send_signal(signal.SIGTERM)
@@ -181,7 +182,7 @@ def test_sigterm_with_a_call_that_outlives_the_shutdown_timeout_still_exits_in_t
     storage.fault(trickle_seconds=1.0)  # each reply takes far longer than the shutdown timeout
     operator.start("--shutdown-timeout", "2")
     create_cleanup(kube, namespace, "slow", keys, chunkSize=5)
-    kube.wait_for("calls in flight", lambda: {} if storage.stats()["calls"] >= 4 else None, interval=0.05)
+    eventually("calls in flight", lambda: storage.stats()["calls"] >= 4, interval=0.05)
     stopping = time.monotonic()
     assert operator.process is not None
     operator.process.send_signal(signal.SIGTERM)

@@ -9,10 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from filecleanup.testing.storages import StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import MAX_CONCURRENT_REQUESTS
 from tests.kube import Kube
+from tests.support.storages import StorageProcess
 
 FAST_BACKOFF = {"initialSeconds": 1, "maxSeconds": 2}
 
@@ -186,14 +187,14 @@ def test_succeeded_object_is_deleted_after_its_ttl(
     create_cleanup(kube, namespace, "brief", album_keys(namespace, 3), ttlSecondsAfterFinished=1)
     wait_for_phase(kube, namespace, "brief", "Succeeded")
 
-    def gone() -> dict[str, object] | None:
+    def gone() -> bool:
         names = [
             obj["metadata"]["name"]
             for obj in kube.list_objects("filecleanup.dev/v1alpha1", "FileCleanup", namespace)
         ]
-        return {} if "brief" not in names else None
+        return "brief" not in names
 
-    kube.wait_for("the object to be deleted after its TTL", gone, timeout=30)
+    eventually("the object to be deleted after its TTL", gone, timeout=30)
 
 
 def test_many_objects_at_once_share_the_storage_limit(

@@ -11,11 +11,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.models import API_VERSION, KIND
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
 
 
 def gauges(url: str, name: str) -> dict[str, float]:
@@ -44,9 +45,7 @@ def test_finished_objects_go_after_their_retention_and_are_counted(
         def remaining() -> set[str]:
             return {obj["metadata"]["name"] for obj in kube.list_objects(API_VERSION, KIND, namespace)}
 
-        kube.wait_for(
-            "the expired objects to go", lambda: {} if remaining() == {"own-ttl"} else None, timeout=30
-        )
+        eventually("the expired objects to go", lambda: remaining() == {"own-ttl"}, timeout=30)
         kept = kube.get(API_VERSION, KIND, "own-ttl", namespace=namespace)
         objects = gauges(operator.metrics_url, "filecleanup_objects")
         stored = gauges(operator.metrics_url, "filecleanup_stored_bytes")
@@ -126,7 +125,7 @@ def test_an_object_the_api_server_will_not_delete_does_not_hold_up_the_others(
         def remaining() -> set[str]:
             return {obj["metadata"]["name"] for obj in kube.list_objects(API_VERSION, KIND, namespace)}
 
-        kube.wait_for("the free object to go", lambda: {} if remaining() == {"a-stuck"} else None, timeout=30)
+        eventually("the free object to go", lambda: remaining() == {"a-stuck"}, timeout=30)
     finally:
         operator.stop()
         kube.delete("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", policy)

@@ -16,13 +16,14 @@ from kubernetes.client.exceptions import ApiException
 
 from controlplane import ControlPlane, obtain_binaries
 from filecleanup.models import API_VERSION, KIND
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import StorageProcess
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.conftest import CRD_FILE
 from tests.integration.conftest import operator_config
 from tests.integration.test_validation import rejection_message
 from tests.kube import Kube, Manifest
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
 
 OTHER = "example.com/team-b"
 
@@ -97,7 +98,7 @@ def test_a_spec_edit_on_a_finished_object_is_observed(
             found = get_cleanup(kube, namespace, "done")
             return found if found["status"].get("observedGeneration") == generation else None
 
-        kube.wait_for(f"observedGeneration to follow {change}", observed)
+        eventually(f"observedGeneration to follow {change}", observed)
     assert get_cleanup(kube, namespace, "done")["status"]["phase"] == "Succeeded"  # nothing was redone
 
 
@@ -123,7 +124,7 @@ def test_a_status_that_does_not_describe_the_object_is_not_trusted(
         found = get_cleanup(kube, namespace, "edited")
         return found if found.get("status", {}).get("phase") == "InProgress" else None
 
-    kube.wait_for("the first checkpoint", started, interval=0.02)
+    eventually("the first checkpoint", started, interval=0.02)
     operator.stop()  # hand-edit the checkpoint while nobody works on it
     base = {"phase": "Backoff", "total": 3, "deleted": 0, "pendingIndexes": "0-2", "failedIndexes": ""}
     kube.patch_status(API_VERSION, KIND, "edited", {"status": {**base, **status}}, namespace=namespace)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from filecleanup import redaction
 from filecleanup.storage import StorageUnavailable
 from filecleanup.storage.base import NOT_CONFIRMED
-from filecleanup.storage.http import TokenFile, interpret, parse_retry_after
-from filecleanup.storage.transport import Reply, reply_limit
+from filecleanup.storage.http import TokenFile, interpret
+from filecleanup.storage.transport import Reply, parse_retry_after, reply_limit
 
 
 def reply(status: int, body: bytes | str = b"", **headers: str) -> Reply:

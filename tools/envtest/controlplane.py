@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from polling import eventually
+
 OBTAIN_SCRIPT = Path(__file__).with_name("obtain.sh")
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -362,14 +364,15 @@ class ControlPlane:
             )
 
     def _wait(self, check: Callable[[], bool], name: str, pid: int) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if not _alive(pid):
                 raise RuntimeError(f"{name} exited during startup; see {self.workdir / (name + '.log')}")
-            if check():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{name} not ready after {STARTUP_TIMEOUT_SECONDS:.0f} s; see {self.workdir}")
+            return check()
+
+        try:
+            eventually(name, ready, timeout=STARTUP_TIMEOUT_SECONDS)
+        except TimeoutError as error:
+            raise RuntimeError(f"{error}; see {self.workdir}") from error
 
     @staticmethod
     def _etcd_healthy(url: str) -> bool:

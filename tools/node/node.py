@@ -51,6 +51,7 @@ from controlplane import (
     obtain_binaries,
     stop_pid,
 )
+from polling import eventually
 
 OBTAIN_SCRIPT = Path(__file__).parents[1] / "envtest" / "obtain.sh"
 NODE_NAME = "filecleanup-node"
@@ -391,11 +392,12 @@ def alive(pid: int) -> bool:
 def wait_for(
     check: Callable[[], bool], what: str, process: subprocess.Popen[bytes], timeout: float = 30.0
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start")
-        time.sleep(0.2)
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} did not start: it exited with {process.returncode}")
+        return check()
+
+    eventually(what, ready, timeout=timeout, interval=0.2)
 
 
 def main(argv: list[str] | None = None) -> int:

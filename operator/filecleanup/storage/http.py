@@ -1,4 +1,4 @@
-"""The design note's storage server: ``POST <url>`` with ``{"keys": [...]}``.
+"""A storage behind our HTTP contract: ``POST <url>`` with ``{"keys": [...]}``.
 
 The reply is 200 with ``{"deleted": [...], "errors": [{"key": ..., "message": ...}]}``; a missing key
 counts as deleted (deletes are idempotent). Any reply, whatever its bytes, becomes a classified result
@@ -7,29 +7,30 @@ counts as deleted (deletes are idempotent). Any reply, whatever its bytes, becom
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import errno
 import re
-import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from pydantic import BaseModel, ValidationError
 
 from filecleanup import redaction
 from filecleanup.config import HttpStorageConfig
 from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
-from filecleanup.storage.transport import OBJECT_REPLY_SLACK, BatchDeleteTransport, CallFailed, Reply
+from filecleanup.storage.transport import (
+    OBJECT_REPLY_SLACK,
+    BatchDeleteTransport,
+    CallFailed,
+    Reply,
+    StatusClass,
+    classify_status,
+    parse_retry_after,
+)
 
-UNAVAILABLE_STATUSES = {HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS}
-# Bad credentials are the operator's problem, not the keys': wait for them to be fixed.
-CREDENTIAL_STATUSES = {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}
-# RFC 9110: delta-seconds is 1*DIGIT, and only ASCII digits ("²" is a digit to str.isdigit()).
-DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
 # RFC 6750's b64token: what a bearer token may hold, so that it can never break a header.
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -44,35 +45,21 @@ class _Reply(BaseModel):
     errors: list[_KeyError] = []
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None for anything
-    else (the caller then waits by its own rule)."""
-    if not value:
-        return None
-    value = value.strip()
-    if DELTA_SECONDS.fullmatch(value):
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:  # "-0000": a time in UTC whose source zone is unknown
-            when = when.replace(tzinfo=datetime.UTC)
-        return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    except (TypeError, ValueError, IndexError, OverflowError, OSError):
-        return None
-
-
 def interpret(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult:
     """What a reply means for the requested keys. Raises :class:`StorageUnavailable` for overload and
     refused credentials, which are not the keys' fault."""
-    if reply.status in UNAVAILABLE_STATUSES:
-        raise StorageUnavailable(
-            f"storage {storage} answered {reply.status}",
-            retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-        )
-    if reply.status in CREDENTIAL_STATUSES:
-        raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
-    if reply.status != HTTPStatus.OK:
-        return ChunkResult.all_failed(keys, f"storage answered HTTP {reply.status}")
+    match classify_status(reply.status):
+        case StatusClass.OVERLOADED:
+            raise StorageUnavailable(
+                f"storage {storage} answered {reply.status}",
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        case StatusClass.CREDENTIALS_REFUSED:
+            raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
+        case StatusClass.SERVER_ERROR | StatusClass.REFUSED:
+            return ChunkResult.all_failed(keys, f"storage answered HTTP {reply.status}")
+        case StatusClass.OK:
+            pass
     try:
         parsed = _Reply.model_validate_json(reply.body)
     except ValidationError as error:
@@ -125,13 +112,15 @@ class TokenFile:
 class HttpStorage:
     max_keys_per_call: int | None = None
 
-    def __init__(self, name: str, config: HttpStorageConfig) -> None:
+    def __init__(
+        self, name: str, config: HttpStorageConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.name = name
         self._url = str(config.url)
         self._objects_url = str(config.objects_url) if config.objects_url else None
         self.holds_manifests = self._objects_url is not None
         self._token = TokenFile(name, config.token_file) if config.token_file else None
-        self._transport = BatchDeleteTransport(name, config)
+        self._transport = BatchDeleteTransport(name, config, transport=transport)
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         headers = self._token.header() if self._token else {}

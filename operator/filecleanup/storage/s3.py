@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
+import httpx
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
@@ -40,8 +41,15 @@ from botocore.session import Session
 from filecleanup import redaction
 from filecleanup.config import S3StorageConfig
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ObjectMissing, StorageUnavailable
-from filecleanup.storage.http import parse_retry_after
-from filecleanup.storage.transport import OBJECT_REPLY_SLACK, BatchDeleteTransport, CallFailed, Reply
+from filecleanup.storage.transport import (
+    OBJECT_REPLY_SLACK,
+    BatchDeleteTransport,
+    CallFailed,
+    Reply,
+    StatusClass,
+    classify_status,
+    parse_retry_after,
+)
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -149,18 +157,19 @@ def status_failure(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResu
     """None for a 200; otherwise the chunk's classified failure. Raises :class:`StorageUnavailable` for
     overload, server errors and refused credentials, which are not the keys' fault."""
     status = reply.status
-    if status >= HTTPStatus.INTERNAL_SERVER_ERROR or status in {
-        HTTPStatus.UNAUTHORIZED,
-        HTTPStatus.FORBIDDEN,
-    }:
-        raise StorageUnavailable(
-            f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
-            retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-        )
-    if status != HTTPStatus.OK:
-        return ChunkResult.all_failed(
-            keys, f"storage answered HTTP {status} {error_code(reply.body)}".rstrip()
-        )
+    match classify_status(status):
+        case StatusClass.OVERLOADED | StatusClass.SERVER_ERROR | StatusClass.CREDENTIALS_REFUSED:
+            # S3 answers SlowDown and InternalError for the whole call, and retries are S3's advice.
+            raise StorageUnavailable(
+                f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        case StatusClass.REFUSED:
+            return ChunkResult.all_failed(
+                keys, f"storage answered HTTP {status} {error_code(reply.body)}".rstrip()
+            )
+        case StatusClass.OK:
+            pass
     return None
 
 
@@ -202,14 +211,16 @@ class S3Storage:
     max_keys_per_call: int | None = MAX_KEYS_PER_CALL
     holds_manifests = True
 
-    def __init__(self, name: str, config: S3StorageConfig) -> None:
+    def __init__(
+        self, name: str, config: S3StorageConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.name = name
         self._config = config
         self._base = self._bucket_url(config)
         self._credentials_source = self._session(config).get_credentials
         self._credentials: Credentials | None = None
         self._credentials_lock = asyncio.Lock()
-        self._transport = BatchDeleteTransport(name, config)
+        self._transport = BatchDeleteTransport(name, config, transport=transport)
 
     @staticmethod
     def _session(config: S3StorageConfig) -> Session:

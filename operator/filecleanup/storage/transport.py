@@ -14,9 +14,15 @@ so every call is bounded and every failure is classified:
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import logging
+import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -45,6 +51,53 @@ def reply_limit(keys: Sequence[str]) -> int:
     )
 
 
+# RFC 9110: delta-seconds is 1*DIGIT, and only ASCII digits ("²" is a digit to str.isdigit()).
+DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
+
+
+class StatusClass(Enum):
+    """What an HTTP status says about a call, before a backend decides what it means for the keys."""
+
+    OK = "ok"
+    OVERLOADED = "overloaded"  # 429, 503: come back later, the keys are not at fault
+    CREDENTIALS_REFUSED = "credentials refused"  # 401, 403: the operator's credentials, not the keys
+    SERVER_ERROR = "server error"  # any other 5xx
+    REFUSED = "refused"  # any other status: this call about these keys failed
+
+
+OVERLOADED_STATUSES = frozenset({HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE})
+CREDENTIAL_STATUSES = frozenset({HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN})
+
+
+def classify_status(status: int) -> StatusClass:
+    if status == HTTPStatus.OK:
+        return StatusClass.OK
+    if status in OVERLOADED_STATUSES:
+        return StatusClass.OVERLOADED
+    if status in CREDENTIAL_STATUSES:
+        return StatusClass.CREDENTIALS_REFUSED
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        return StatusClass.SERVER_ERROR
+    return StatusClass.REFUSED
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None for anything
+    else (the caller then waits by its own rule)."""
+    if not value:
+        return None
+    value = value.strip()
+    if DELTA_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:  # "-0000": a time in UTC whose source zone is unknown
+            when = when.replace(tzinfo=datetime.UTC)
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
+        return None
+
+
 class CallFailed(Exception):  # noqa: N818  (a classified outcome, not a bug)
     """A call that failed after the request may have reached the storage; the message is fixed."""
 
@@ -57,7 +110,10 @@ class Reply:
 
 
 class BatchDeleteTransport:
-    def __init__(self, name: str, config: RemoteStorageBase) -> None:
+    def __init__(
+        self, name: str, config: RemoteStorageBase, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """``transport`` replaces the network (tests give an ``httpx.MockTransport``)."""
         self._name = name
         self._read_timeout = config.read_timeout_seconds
         self.deadline = config.connect_timeout_seconds + config.read_timeout_seconds
@@ -73,6 +129,7 @@ class BatchDeleteTransport:
                 max_keepalive_connections=config.max_concurrent_requests,
             ),
             headers={"Accept-Encoding": "identity"},
+            transport=transport,
         )
 
     async def call(self, method: str, url: str, keys: Sequence[str], **request: Any) -> Reply | ChunkResult:

@@ -10,6 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.indexes import parse_ranges
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.e2e.conftest import Storages
 from tests.e2e.container.conftest import Release, pod_name
@@ -112,7 +113,7 @@ def test_sigterm_mid_run_records_every_confirmed_deletion_and_a_new_pod_resumes(
             found = get_cleanup(kube, namespace, "album-big")
             return found if found.get("status", {}).get("deleted", 0) > 0 else None
 
-        kube.wait_for("a first checkpoint", progressed, interval=0.05)
+        eventually("a first checkpoint", progressed, interval=0.05)
         seconds, exit_code = first.stop()
     finally:
         first.remove()

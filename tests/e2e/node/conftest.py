@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from polling import eventually
 from tests.commands import Cli
 from tests.e2e.conftest import RELEASE, RELEASE_NAMESPACE, VOLUME_CLAIM, Storages, install, rendered
 from tests.kube import Kube
@@ -68,14 +68,8 @@ class Release:
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 120.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """``eventually`` with a kubelet's pace: pods take seconds, not tenths."""
+    return eventually(what, probe, timeout=timeout, interval=interval)
 
 
 @pytest.fixture(scope="session")

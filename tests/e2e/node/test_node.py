@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.indexes import parse_ranges
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.e2e.conftest import RELEASE, RELEASE_NAMESPACE, Storages
 from tests.e2e.container.pods import grant_group
@@ -113,7 +114,7 @@ def start_big_cleanup(storages: Storages, kube: Kube, count: int, latency: float
         found = get_cleanup(kube, namespace, "album-big")
         return found if found.get("status", {}).get("deleted", 0) > 0 else None
 
-    kube.wait_for("a first checkpoint", progressed, timeout=60, interval=0.05)
+    eventually("a first checkpoint", progressed, timeout=60, interval=0.05)
     return namespace, keys
 
 

@@ -9,7 +9,7 @@ starts the operator, creates a FileCleanup for one album, waits, and prints ``ku
 filecleanups`` and the object's events. The control plane keeps running (``make cluster-down`` stops
 it); the storage and the operator are stopped.
 
-    python -m filecleanup.testing.demo --kubeconfig .cluster/kubeconfig --workdir .cluster/demo
+    python tools/demo/demo.py --kubeconfig .cluster/kubeconfig --workdir .cluster/demo
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from filecleanup.models import GROUP, PLURAL
-from filecleanup.testing.chart import installed_operator, service_account_kubeconfig
-from filecleanup.testing.processes import OperatorProcess
-from filecleanup.testing.storages import DirectoryStorage, MotoProcess, SampleStorage, StorageProcess
+from polling import eventually
+from tests.support.chart import installed_operator, service_account_kubeconfig
+from tests.support.processes import OperatorProcess
+from tests.support.storages import DirectoryStorage, MotoProcess, SampleStorage, StorageProcess
 
-REPOSITORY = Path(__file__).parents[3]
+REPOSITORY = Path(__file__).parents[2]
 CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
 CHART = REPOSITORY / "charts" / "filecleanup-operator"
 RELEASE = "filecleanup"
@@ -185,14 +185,14 @@ def install_chart(
 
 
 def wait_until_finished(kubeconfig: Path) -> str:
-    deadline = time.monotonic() + WAIT_SECONDS
-    phase = ""
-    while time.monotonic() < deadline:
+    def finished() -> str | None:
         phase = kubectl(kubeconfig, "get", PLURAL, ALBUM, "-o", "jsonpath={.status.phase}", capture=True)
-        if phase in {"Succeeded", "Failed"}:
-            return phase
-        time.sleep(0.5)
-    return phase
+        return phase if phase in {"Succeeded", "Failed"} else None
+
+    try:
+        return eventually(f"{ALBUM} to finish", finished, timeout=WAIT_SECONDS, interval=0.5)
+    except TimeoutError:
+        return kubectl(kubeconfig, "get", PLURAL, ALBUM, "-o", "jsonpath={.status.phase}", capture=True)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -16,28 +14,25 @@ from typing import Any
 import httpx
 import yaml
 
+from controlplane import free_port
+from polling import eventually
+
 STARTUP_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(url, timeout=1).status_code == HTTPStatus.OK:
-                return
+            return httpx.get(url, timeout=1).status_code == HTTPStatus.OK
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not healthy after {STARTUP_TIMEOUT:.0f} s:\n{log.read_text()[-3000:]}")
+            return False
+
+    try:
+        eventually(f"{url} to be healthy", healthy, timeout=STARTUP_TIMEOUT)
+    except TimeoutError as error:
+        raise RuntimeError(f"{error}:\n{log.read_text()[-3000:]}") from error
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:

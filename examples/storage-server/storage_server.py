@@ -1,6 +1,7 @@
 """A reference HTTP storage server with fault injection, for the demo, tests and benchmarks.
 
-It implements the design note's batch-delete API over files in a directory:
+It implements the operator's HTTP storage contract (README, "The HTTP storage API") over files
+in a directory:
 
     POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message"}]}
     GET /objects/KEY (Range honoured), PUT /objects/KEY: whole objects, for manifests
@@ -10,7 +11,7 @@ through ``POST /_admin/faults`` (see :class:`Faults`), and ``GET /_admin/stats``
 Besides honest failures, it can be hostile, as a storage we do not control may be: huge or trickled
 replies, a bad encoding, absurd headers, keys that were not requested, lies, bodies that are not JSON.
 
-    python -m filecleanup.testing.storage_server --root DIR --port 8080 [--token-file F]
+    python examples/storage-server/storage_server.py --root DIR --port 8080 [--token-file F]
 """
 
 from __future__ import annotations

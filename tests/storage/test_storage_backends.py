@@ -14,8 +14,8 @@ import pytest
 from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
 from filecleanup.storage import Storage, StorageUnavailable, open_storage
 from filecleanup.storage.base import ObjectMissing, ObjectStore
-from filecleanup.testing.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 from tests.storage_fixtures import RunningServer, storage_server
+from tests.support.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 
 PREFIX = "tenants/acme/"
 __all__ = ["storage_server"]  # a fixture

@@ -11,15 +11,17 @@ from typing import Any, Protocol
 
 import httpx
 
-from filecleanup.testing.processes import free_port, stop_process, wait_until_healthy
+from controlplane import free_port
+from tests.support.processes import stop_process, wait_until_healthy
 
+STORAGE_SERVER = Path(__file__).parents[2] / "examples" / "storage-server" / "storage_server.py"
 # Any namespace, any key: the tests' and demo's storages are their own. A real configuration names
 # namespaces and a prefix (see the README, Operating).
 OPEN_POLICY = {"allowedNamespaces": "*", "keyPrefix": ""}
 S3_BUCKET = "photos"
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY = "filecleanup-test"  # moto accepts any credentials; these open nothing real
-S3_SECRET_KEY = "filecleanup-test-secret"  # noqa: S105
+S3_SECRET_KEY = "filecleanup-test-secret"
 
 
 class SampleStorage(Protocol):
@@ -96,7 +98,7 @@ class StorageProcess(Directory):
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "filecleanup.testing.storage_server"),
+                    *(sys.executable, str(STORAGE_SERVER)),
                     *("--root", str(self.root), "--host", self.host, "--port", str(self.port)),
                     *(("--token-file", str(self.token_file)) if self.token_file else ()),
                 ],
