@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from run import LATENCY, MAX_CONCURRENT_REQUESTS, Bench, direct_seconds
+from harness import LATENCY, MAX_CONCURRENT_REQUESTS, Bench, direct_seconds
 
+from filecleanup.client import file_cleanup
 from filecleanup.models import GROUP, PLURAL, VERSION
 from polling import eventually
 from tests.support.processes import OperatorProcess
@@ -145,15 +146,6 @@ def levelling(samples: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def manifest_object(name: str, key: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "FileCleanup",
-        "metadata": {"name": name},
-        "spec": {"manifest": {"key": key}},
-    }
-
-
 def storage_summary(bench: Bench) -> dict[str, int]:
     return cast(
         "dict[str, int]",
@@ -187,7 +179,7 @@ def manifest_run(
     result: dict[str, Any] = {"manifest_mb": path.stat().st_size / MB}
     started = time.time()
     bench.objects.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, manifest_object(name, key)
+        GROUP, VERSION, namespace, PLURAL, file_cleanup(name, manifest=key)
     )
     try:
         if kill_at is not None:

@@ -6,22 +6,18 @@ from typing import Any
 
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from filecleanup.client import file_cleanup
 from filecleanup.models import API_VERSION, KIND
 from polling import eventually
 from tests.kube import Kube, Manifest
 
 
-def cleanup_manifest(name: str, keys: list[str], **spec: Any) -> Manifest:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": name},
-        "spec": {**({"keys": keys} if keys else {}), **spec},  # no keys: a manifest object
-    }
-
-
 def create_cleanup(kube: Kube, namespace: str, name: str, keys: list[str], **spec: Any) -> Manifest:
-    return kube.create(cleanup_manifest(name, keys, **spec), namespace=namespace)
+    """``keys`` empty: the spec names a manifest (or nothing, to see it refused)."""
+    body = file_cleanup(name, keys=keys, **spec)
+    if not keys:
+        del body["spec"]["keys"]
+    return kube.create(body, namespace=namespace)
 
 
 def get_cleanup(kube: Kube, namespace: str, name: str) -> Manifest:

@@ -97,6 +97,21 @@ def manifest_bytes(keys: Iterable[str]) -> bytes:
     return "".join(f"{key}\n" for key in keys).encode()
 
 
+def file_cleanup(
+    name: str,
+    *,
+    keys: Sequence[str] = (),
+    manifest: str | None = None,
+    labels: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """One FileCleanup object: its keys, or the key of a manifest in the storage, and any other spec
+    fields by their API names (``chunkSize=50``, ``ttlSecondsAfterFinished=60``)."""
+    listed: dict[str, Any] = {"manifest": {"key": manifest}} if manifest is not None else {"keys": list(keys)}
+    metadata: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": {**listed, **spec}}
+
+
 def manifests(
     album_id: str,
     keys: Iterable[str],
@@ -115,20 +130,17 @@ def manifests(
         parts = [[]]
     names = object_names(album_id, len(parts))
     result = []
+    options: dict[str, Any] = {}
+    if storage is not None:
+        options["storage"] = storage
+    if ttl_seconds_after_finished is not None:
+        options["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
     for part, (name, part_keys) in enumerate(zip(names, parts, strict=True)):
-        spec: dict[str, Any] = {"keys": part_keys} if part_keys else {"manifest": {"key": manifest}}
-        if storage is not None:
-            spec["storage"] = storage
-        if ttl_seconds_after_finished is not None:
-            spec["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
         labels = {ALBUM_LABEL: album_label(album_id), PART_LABEL: str(part), PARTS_LABEL: str(len(parts))}
         result.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {"name": name, "labels": labels},
-                "spec": spec,
-            }
+            file_cleanup(
+                name, keys=part_keys, manifest=None if part_keys else manifest, labels=labels, **options
+            )
         )
     return result
 

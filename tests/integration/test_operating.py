@@ -124,9 +124,14 @@ def test_active_deadline_fails_the_object(kube: Kube, namespace: str, storage: S
     finished = failed["status"]["completionTime"]
     assert started < finished
     assert failed["status"]["deleted"] == 3
-    assert ("Warning", "DeadlineExceeded") in [
-        (kind, reason) for kind, reason, _ in kube.events(namespace, "late")
-    ]
+    # Kopf posts events in the background: the status can be read before its event is.
+    eventually(
+        "the DeadlineExceeded event",
+        lambda: (
+            ("Warning", "DeadlineExceeded")
+            in [(kind, reason) for kind, reason, _ in kube.events(namespace, "late")]
+        ),
+    )
 
 
 def test_sigterm_records_every_confirmed_deletion(

@@ -11,17 +11,13 @@ from hypothesis import strategies as st
 from filecleanup.config import S3StorageConfig
 from filecleanup.storage import StorageUnavailable
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult
-from filecleanup.storage.s3 import (
-    DELETE_MARKER_ONLY,
+from filecleanup.storage.s3 import DELETE_MARKER_ONLY, S3Storage, Target, outcome, read_delete_reply
+from filecleanup.storage.s3_xml import (
     DeleteResult,
     S3ReplyError,
-    S3Storage,
-    Target,
     delete_objects_body,
-    outcome,
     parse_delete_result,
     parse_versions,
-    read_delete_reply,
 )
 from filecleanup.storage.transport import Reply
 

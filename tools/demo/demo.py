@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from filecleanup.client import file_cleanup
 from filecleanup.models import GROUP, PLURAL
 from polling import eventually
 from tests.support.chart import installed_operator, service_account_kubeconfig
@@ -95,17 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(storage, StorageProcess):
             storage.fault(fail_keys={keys[17]: 1, keys[88]: 1})
         operator.start(*operator_args)
-        cleanup = {
-            "apiVersion": f"{GROUP}/v1alpha1",
-            "kind": "FileCleanup",
-            "metadata": {"name": ALBUM, "labels": {"album": "42"}},
-            "spec": {
-                "keys": keys,
-                "chunkSize": 25,
-                "backoff": {"initialSeconds": 2, "maxSeconds": 10},
-                **({} if args.helm else {"managedBy": DEMO_CONTROLLER}),
-            },
-        }
+        cleanup = file_cleanup(
+            ALBUM,
+            keys=keys,
+            labels={"album": "42"},
+            chunkSize=25,
+            backoff={"initialSeconds": 2, "maxSeconds": 10},
+            **({} if args.helm else {"managedBy": DEMO_CONTROLLER}),
+        )
         print(f"$ kubectl create  # FileCleanup {ALBUM}: {len(keys)} keys in chunks of 25")
         subprocess.run(
             ["kubectl", "--kubeconfig", str(args.kubeconfig), "create", "-f", "-"],

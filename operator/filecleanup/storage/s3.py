@@ -24,13 +24,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urlsplit
-from xml.etree import ElementTree as ET
-from xml.sax.saxutils import escape
 
 import httpx
 from botocore.auth import S3SigV4Auth
@@ -41,6 +39,14 @@ from botocore.session import Session
 from filecleanup import redaction
 from filecleanup.config import S3StorageConfig
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.s3_xml import (
+    DeleteResult,
+    S3ReplyError,
+    delete_objects_body,
+    error_code,
+    parse_delete_result,
+    parse_versions,
+)
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
@@ -52,95 +58,10 @@ from filecleanup.storage.transport import (
 )
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 DELETE_MARKER_ONLY = (
     "only a delete marker was added: the bucket is versioned and the data versions remain "
     "(set deleteAllVersions on the storage to delete them)"
 )
-
-
-class S3ReplyError(ValueError):
-    """A 200 reply that is not the XML the call returns."""
-
-
-@dataclass(frozen=True)
-class DeleteResult:
-    """A DeleteObjects reply: per (key, version) deleted, and per (key, version) errors."""
-
-    deleted: Mapping[tuple[str, str | None], bool] = field(default_factory=dict)  # -> only a marker added
-    errors: Mapping[tuple[str, str | None], str] = field(default_factory=dict)  # -> "Code: Message"
-
-
-def delete_objects_body(objects: Sequence[tuple[str, str | None]]) -> bytes:
-    """The XML for DeleteObjects, in verbose mode, for (key, version ID or None) pairs."""
-    parts = []
-    for key, version in objects:
-        version_xml = f"<VersionId>{escape(version)}</VersionId>" if version is not None else ""
-        parts.append(f"<Object><Key>{escape(key)}</Key>{version_xml}</Object>")
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>false</Quiet>{"".join(parts)}</Delete>'
-    ).encode()
-
-
-def _root(body: bytes, expected: str) -> ET.Element:
-    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
-        raise S3ReplyError("it declares a document type")  # S3 replies never do; entities could expand
-    try:
-        root = ET.fromstring(body)  # noqa: S314  (no DTD, bounded size: see above and the transport)
-    except (ET.ParseError, ValueError, LookupError) as error:
-        raise S3ReplyError("not XML") from error
-    if root.tag.removeprefix(_NS) != expected:
-        raise S3ReplyError(f"expected {expected}, got {root.tag.removeprefix(_NS)[:40]}")
-    return root
-
-
-def _text(entry: ET.Element, name: str) -> str | None:
-    return entry.findtext(f"{_NS}{name}")
-
-
-def parse_delete_result(body: bytes) -> DeleteResult:
-    root = _root(body, "DeleteResult")
-    deleted: dict[tuple[str, str | None], bool] = {}
-    errors: dict[tuple[str, str | None], str] = {}
-    for entry in root.iter(f"{_NS}Deleted"):
-        key = _text(entry, "Key")
-        if key is not None:
-            deleted[key, _text(entry, "VersionId")] = (_text(entry, "DeleteMarker") or "").strip() == "true"
-    for entry in root.iter(f"{_NS}Error"):
-        key = _text(entry, "Key")
-        if key is not None:
-            code = (_text(entry, "Code") or "Unknown").strip()
-            message = (_text(entry, "Message") or "").strip()
-            errors[key, _text(entry, "VersionId")] = f"{code}: {message}" if message else code
-    return DeleteResult(deleted, errors)
-
-
-def parse_versions(body: bytes, key: str) -> tuple[list[str], str | None, str | None]:
-    """From a ListObjectVersions page: the version IDs of exactly ``key`` (data and delete markers),
-    and the markers of the next page (None, None when this was the last)."""
-    root = _root(body, "ListVersionsResult")
-    versions = [
-        version
-        for tag in ("Version", "DeleteMarker")
-        for entry in root.iter(f"{_NS}{tag}")
-        if _text(entry, "Key") == key and (version := _text(entry, "VersionId")) is not None
-    ]
-    if (_text(root, "IsTruncated") or "").strip() != "true":
-        return versions, None, None
-    next_key, next_version = _text(root, "NextKeyMarker"), _text(root, "NextVersionIdMarker")
-    if next_key is None:
-        raise S3ReplyError("a truncated listing without NextKeyMarker")
-    return versions, next_key, next_version
-
-
-def error_code(body: bytes) -> str:
-    """The ``<Code>`` of an S3 error reply, for messages; empty if the body is not one."""
-    try:
-        code = _root(body, "Error").findtext("Code") or ""
-    except S3ReplyError:
-        return ""
-    return code[:64] if code.isascii() and code.isprintable() else ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,200 @@
+"""The benchmarks' harness: a control plane with an audit log (to count writes), the reference storage
+server at a fixed latency, operator processes, objects created in bulk, and what a process costs (CPU,
+RSS). Scenarios (scenarios.py) use it; run.py runs them and report.py prints the table."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import yaml
+from kubernetes import client, config
+
+from controlplane import ApiServerOptions, ControlPlane, obtain_binaries
+from filecleanup.client import file_cleanup
+from filecleanup.config import HttpStorageConfig
+from filecleanup.metrics import Metrics
+from filecleanup.models import GROUP, PLURAL, VERSION
+from filecleanup.storage.base import ConcurrencyLimited
+from filecleanup.storage.http import HttpStorage
+from polling import eventually
+from tests.support.processes import OperatorProcess
+from tests.support.storages import OPEN_POLICY, StorageProcess
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
+LATENCY = 0.020
+MAX_CONCURRENT_REQUESTS = 8
+CHUNK = 100
+CREATE_THREADS = 16
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "verbs": ["create", "update", "patch", "delete"],
+            "resources": [
+                {"group": GROUP, "resources": ["filecleanups", "filecleanups/status"]},
+                {"group": "", "resources": ["events"]},
+            ],
+        },
+        {"level": "None"},
+    ],
+}
+
+
+def keys_for(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}/albums/{i // 1000:03d}/photo-{i:06d}-" + "x" * 60 + ".jpg" for i in range(count)]
+
+
+class Bench:
+    def __init__(self, workdir: Path, *, quick: bool) -> None:
+        self.workdir = workdir
+        self.quick = quick
+        self.audit_log = workdir / "audit.log"
+        policy = workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        audit = (
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-maxsize=0",
+        )
+        self.plane = ControlPlane(workdir / "plane", ApiServerOptions(extra_flags=audit))
+        self.plane.start(obtain_binaries())
+        self.api = config.new_client_from_config(config_file=str(self.plane.kubeconfig))  # type: ignore[no-untyped-call]
+        self.objects = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+        extensions = client.ApiextensionsV1Api(self.api)
+        extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
+        eventually("CRD established", lambda: self._established(extensions), timeout=30)
+        self.storage = StorageProcess(workdir / "storage")
+        self.storage.start()
+        self.storage_config = {
+            **self.storage.operator_storage(),
+            "maxConcurrentRequests": MAX_CONCURRENT_REQUESTS,
+            "readTimeoutSeconds": 30,
+        }
+
+    def close(self) -> None:
+        self.storage.stop()
+        self.api.close()
+        self.plane.stop()
+
+    @staticmethod
+    def _established(extensions: client.ApiextensionsV1Api) -> bool:
+        crd = extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}")
+        conditions = (crd.status.conditions if crd.status else None) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    def operator(self, name: str, namespaces: list[str], *, in_flight_per_object: int = 4) -> OperatorProcess:
+        workdir = self.workdir / name
+        workdir.mkdir()
+        operator_config = {
+            "defaultStorage": "photos",
+            "chunksInFlightPerObject": in_flight_per_object,
+            "storages": {"photos": self.storage_config},
+        }
+        return OperatorProcess(workdir, self.plane.kubeconfig, operator_config, namespaces)
+
+    def namespace(self, name: str) -> str:
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        return name
+
+    def create(self, namespace: str, name: str, keys: list[str], **extra: Any) -> None:
+        body = file_cleanup(name, keys=keys, **extra)
+        self.objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+    def create_many(self, namespace: str, bodies: Iterable[tuple[str, list[str]]]) -> None:
+        with concurrent.futures.ThreadPoolExecutor(CREATE_THREADS) as pool:
+            list(pool.map(lambda item: self.create(namespace, item[0], item[1]), bodies))
+
+    def phases(self, namespace: str) -> list[str]:
+        listed = cast(
+            "dict[str, Any]", self.objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        )
+        return [(item.get("status") or {}).get("phase", "") for item in listed["items"]]
+
+    def wait_succeeded(self, operator: OperatorProcess, count: int, timeout: float) -> None:
+        """Until the operator has seen ``count`` objects Succeeded. Its metrics tell, at almost no cost:
+        listing big objects again and again would load the API server the benchmark measures."""
+
+        def done() -> bool:
+            try:
+                samples = httpx.get(operator.metrics_url, timeout=10).text.splitlines()
+            except httpx.TransportError:  # not serving yet
+                return False
+            return f'filecleanup_objects{{phase="Succeeded"}} {float(count)}' in samples
+
+        eventually(f"{count} objects to succeed", done, timeout=timeout, interval=0.2)
+
+    def window(self, namespace: str) -> tuple[float, float]:
+        """The earliest startTime and the latest completionTime in ``namespace``, as Unix times."""
+        listed = cast(
+            "dict[str, Any]", self.objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        )
+        statuses = [item["status"] for item in listed["items"]]
+
+        def unix(value: str) -> float:
+            return datetime.datetime.fromisoformat(value).timestamp()
+
+        return min(unix(s["startTime"]) for s in statuses), max(unix(s["completionTime"]) for s in statuses)
+
+    def last_completion(self, namespace: str) -> float:
+        return self.window(namespace)[1]
+
+    def audit_lines(self) -> int:
+        return len(self.audit_log.read_text().splitlines())
+
+    def writes(self, namespace: str, since_line: int = 0) -> dict[str, int]:
+        """The operator's writes in ``namespace`` according to the audit log (creates by the bench are
+        not the operator's)."""
+        counted = {"object": 0, "status": 0, "events": 0}
+        for line in self.audit_log.read_text().splitlines()[since_line:]:
+            entry = json.loads(line)
+            ref = entry.get("objectRef", {})
+            if ref.get("namespace") != namespace or entry.get("stage") != "ResponseComplete":
+                continue
+            if ref.get("resource") == "events":
+                counted["events"] += entry["verb"] == "create"
+            elif entry["verb"] != "create":
+                counted["status" if ref.get("subresource") == "status" else "object"] += 1
+        return counted
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(pid)
+
+
+async def direct_seconds(url: str, keys: list[str], *, concurrent: bool) -> float:
+    """The storage's own limit: the operator's client code calling it with the same concurrency, or one
+    chunk after the other as in the sequential loop."""
+    storage_config = HttpStorageConfig.model_validate({"type": "http", "url": url, "policy": OPEN_POLICY})
+    storage = ConcurrencyLimited(HttpStorage("photos", storage_config), MAX_CONCURRENT_REQUESTS, Metrics())
+    chunks = [keys[at : at + CHUNK] for at in range(0, len(keys), CHUNK)]
+    started = time.perf_counter()
+    if concurrent:
+        await asyncio.gather(*(storage.delete(chunk) for chunk in chunks))
+    else:
+        for chunk in chunks:
+            await storage.delete(chunk)
+    elapsed = time.perf_counter() - started
+    await storage.aclose()
+    return elapsed
