@@ -214,7 +214,7 @@ async def manifest_store(config_path: Path, name: str | None) -> AsyncIterator[O
 async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
     namespace = None if args.all_namespaces else args.namespace
     if args.album is None:
-        objects = await client.list(namespace=namespace)
+        objects = await client.list_cleanups(namespace=namespace)
         print(table([ObjectSummary.from_object(obj) for obj in objects], with_namespace=namespace is None))
         return 0
     album = await client.status(args.album, namespace=args.namespace)

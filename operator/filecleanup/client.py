@@ -271,11 +271,11 @@ class FileCleanupClient:
         return created
 
     async def status(self, album_id: str, *, namespace: str = "default") -> AlbumStatus:
-        objects = await self.list(namespace=namespace, album_id=album_id)
+        objects = await self.list_cleanups(namespace=namespace, album_id=album_id)
         parts = max((int(_labels(obj).get(PARTS_LABEL, "1")) for obj in objects), default=0)
         return AlbumStatus(album_id, [ObjectSummary.from_object(obj) for obj in objects], parts)
 
-    async def list(
+    async def list_cleanups(
         self, *, namespace: str | None = None, album_id: str | None = None
     ) -> list[dict[str, Any]]:
         """FileCleanups in ``namespace`` (all namespaces if None), optionally only one album's."""

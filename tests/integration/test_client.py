@@ -38,7 +38,7 @@ async def test_resubmitting_the_same_album_is_idempotent(
     assert first == again == ["album-17"]
     wait_for_phase(kube, namespace, "album-17", "Succeeded")
     assert await cleanup_client.submit("17", keys, namespace=namespace) == ["album-17"]  # even when finished
-    assert len(await cleanup_client.list(namespace=namespace)) == 1
+    assert len(await cleanup_client.list_cleanups(namespace=namespace)) == 1
     assert sum(storage.stats()["requested"].values()) == 30
 
 

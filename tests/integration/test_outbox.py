@@ -126,7 +126,7 @@ async def test_every_cleanup_is_created_once_after_an_api_server_outage(
         stop.set()
         await asyncio.gather(*running)
 
-    objects = await client.list(namespace=namespace)
+    objects = await client.list_cleanups(namespace=namespace)
     assert sorted(obj["metadata"]["name"] for obj in objects) == sorted(
         f"album-{album}" for album in range(ALBUMS)
     )
