@@ -52,6 +52,32 @@ def test_image_is_non_root_and_has_no_build_tools(image: str) -> None:
     print(f"\nimage {image}: {size / 1e6:.0f} MB")  # noqa: T201
 
 
+def test_the_image_holds_the_operator_and_no_test_or_demo_code(image: str) -> None:
+    listing = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "find",
+            image,
+            "/opt/app",
+            "-name",
+            "*.py",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "/opt/app/filecleanup/reconciler.py" in listing
+    assert all(path.startswith("/opt/app/filecleanup/") for path in listing), listing
+    assert not [
+        path for path in listing if any(word in path for word in ("testing", "demo", "storage_server"))
+    ]
+
+
 def test_the_chart_pod_deletes_on_every_storage_and_serves_metrics(
     release: Release, storages: Storages, operator_pod: RunningPod, kube: Kube
 ) -> None:
