@@ -13,9 +13,11 @@ from tests.kube import Kube, Manifest
 
 
 def create_cleanup(kube: Kube, namespace: str, name: str, keys: list[str], **spec: Any) -> Manifest:
-    """``keys`` empty: the spec names a manifest (or nothing, to see it refused)."""
-    body = file_cleanup(name, keys=keys, **spec)
-    if not keys:
+    """``keys`` empty: the spec names a manifest (``manifest={"key": ...}``), or nothing, to see it
+    refused."""
+    manifest = spec.pop("manifest", None)
+    body = file_cleanup(name, keys=keys, manifest=None if manifest is None else manifest["key"], **spec)
+    if not keys and manifest is None:
         del body["spec"]["keys"]
     return kube.create(body, namespace=namespace)
 

@@ -107,6 +107,8 @@ def file_cleanup(
 ) -> dict[str, Any]:
     """One FileCleanup object: its keys, or the key of a manifest in the storage, and any other spec
     fields by their API names (``chunkSize=50``, ``ttlSecondsAfterFinished=60``)."""
+    if isinstance(keys, str):  # a str is a Sequence[str] too: its characters would become the keys
+        raise TypeError("keys must be a list of storage keys, not a string")
     listed: dict[str, Any] = {"manifest": {"key": manifest}} if manifest is not None else {"keys": list(keys)}
     metadata: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": {**listed, **spec}}

@@ -15,6 +15,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from controlplane import ControlPlane, obtain_binaries
+from filecleanup.client import file_cleanup
 from filecleanup.models import API_VERSION, KIND
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
@@ -180,7 +181,9 @@ def test_without_the_crds_rules_the_operator_refuses_keys_that_could_escape_the_
     try:
         create_cleanup(kube, namespace, "escape", [f"tenants/{namespace}/mine.jpg", theirs])
         create_cleanup(kube, namespace, "dot", [f"tenants/{namespace}/./mine.jpg"])
-        create_cleanup(kube, namespace, "typed", "not a list")  # type: ignore[arg-type]
+        typed = file_cleanup("typed", keys=["placeholder"])
+        typed["spec"]["keys"] = "not a list"  # what a CRD without a schema lets through
+        kube.create(typed, namespace=namespace)
         failed = {
             name: wait_for_phase(kube, namespace, name, "Failed")["status"]
             for name in ("escape", "dot", "typed")
