@@ -46,6 +46,15 @@ lint: venv ## ruff, ruff format --check, mypy --strict, hadolint
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile
 
+CRD_SOURCE := crds/filecleanup.dev_filecleanups.yaml
+CHART_CRD := charts/filecleanup-operator/files/crds/filecleanup.dev_filecleanups.yaml
+
+# A copy, not a symlink: helm logs "found symbolic link in path" on every command that loads a chart
+# with one, and `helm package` would copy it anyway. tests/unit/test_chart_files.py checks they match.
+.PHONY: crds
+crds: ## copy the CRD from crds/ (the one source) into the chart
+	cp $(CRD_SOURCE) $(CHART_CRD)
+
 .PHONY: fmt
 fmt: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
