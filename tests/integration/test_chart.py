@@ -4,6 +4,8 @@ ServiceAccount runs the operator, least-privilege RBAC, and a CRD that survives 
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from filecleanup.config import OperatorConfig
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.config import OperatorConfig, StoragePolicy
+from filecleanup.models import API_VERSION, KIND, FileCleanupSpec
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.commands import Cli, set_flags
@@ -282,16 +284,7 @@ def test_crd_is_upgraded_in_place_and_kept_on_uninstall(
     cli: Cli, kube: Kube, release: tuple[str, str]
 ) -> None:
     namespace, name = release
-    # Let the release adopt the suite's CRD, as `helm install` would have created it.
-    cli.kubectl(
-        "annotate",
-        "--overwrite",
-        "crd",
-        CRD_NAME,
-        f"meta.helm.sh/release-name={name}",
-        f"meta.helm.sh/release-namespace={namespace}",
-    )
-    cli.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
+    adopt_crd(cli, name, namespace)
     watched = kube.create_namespace("albums")
     create_cleanup(kube, watched, "keep-me", ["a"])
 
@@ -340,3 +333,91 @@ def test_helm_test_hook_checks_through_the_service_proxy_with_one_verb(cli: Cli)
     )
     selector = service["spec"]["selector"].items()
     assert not selector <= pod["metadata"]["labels"].items()  # the Service never leads to the check itself
+
+
+def adopt_crd(cli: Cli, release: str, namespace: str) -> None:
+    """Mark the suite's CRD as the release's, as `helm install` would have created it."""
+    cli.kubectl(
+        "annotate",
+        "--overwrite",
+        "crd",
+        CRD_NAME,
+        f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+    cli.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
+
+
+def test_a_second_release_uses_the_crd_another_release_owns(cli: Cli, kube: Kube) -> None:
+    first, second = kube.create_namespace("team-a"), kube.create_namespace("team-b")
+    # A CRD applied with kubectl: a release uses it as it is instead of failing Helm's ownership check.
+    cli.kubectl("annotate", "crd", CRD_NAME, "meta.helm.sh/release-name-", "meta.helm.sh/release-namespace-")
+    try:
+        installed = cli.helm(
+            "install", "team-a", str(CHART), "-n", first, "--set", "controllerName=example.com/team-a"
+        )
+        assert "The FileCleanup CRD is managed by something other than Helm; this release uses it" in (
+            installed.stdout
+        )
+        # Once the first release owns it, its upgrades render it; a second release leaves it alone.
+        adopt_crd(cli, "team-a", first)
+        cli.helm("upgrade", "team-a", str(CHART), "-n", first, "--set", "controllerName=example.com/team-a")
+        flags = ["-n", second, "--set", "controllerName=example.com/team-b"]
+        installed = cli.helm("install", "team-b", str(CHART), *flags)
+        note = f"The FileCleanup CRD is managed by release team-a in namespace {first}; this release uses it"
+        assert note in installed.stdout
+        assert note in cli.helm("upgrade", "team-b", str(CHART), *flags).stdout
+        assert "kind: CustomResourceDefinition" in cli.helm("get", "manifest", "team-a", "-n", first).stdout
+        assert "CustomResourceDefinition" not in cli.helm("get", "manifest", "team-b", "-n", second).stdout
+    finally:
+        cli.helm("uninstall", "team-b", "-n", second, check=False)
+        cli.helm("uninstall", "team-a", "-n", first, check=False)
+    crd = json.loads(cli.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == "team-a"  # kept on uninstall
+
+
+DEFAULT_POLICY = yaml.safe_load((CHART / "values.yaml").read_text())["config"]["storages"]["photos"]["policy"]
+
+
+@pytest.mark.parametrize(
+    ("values", "policy", "namespace"),
+    [
+        ({}, DEFAULT_POLICY, "default"),
+        (
+            {
+                **NAMESPACED,
+                "watchNamespaces": "{photos,videos}",
+                "config.storages.photos.policy.allowedNamespaces": "{videos}",
+                "config.storages.photos.policy.keyPrefix": "tenants/{namespace}/",
+            },
+            {"allowedNamespaces": ["videos"], "keyPrefix": "tenants/{namespace}/"},
+            "videos",  # watched, and the one the policy allows
+        ),
+    ],
+    ids=["default", "namespaced-tenants"],
+)
+def test_notes_example_passes_the_storage_policy(
+    cli: Cli, kube: Kube, values: dict[str, str], policy: dict[str, Any], namespace: str
+) -> None:
+    release = json.loads(
+        cli.helm(
+            "install",
+            "fc",
+            str(CHART),
+            "-n",
+            kube.create_namespace("notes"),
+            "--dry-run=server",
+            "-o",
+            "json",
+            *set_flags(values),
+        ).stdout
+    )
+    notes: str = release["info"]["notes"]
+    example = re.search(r"kubectl apply -n (\S+) -f - <<YAML\n(.*?)\n\s*YAML\n", notes, re.DOTALL)
+    assert example, notes
+    spec = FileCleanupSpec.model_validate(yaml.safe_load(textwrap.dedent(example[2]))["spec"])
+    storage_policy = StoragePolicy.model_validate(policy)
+    assert example[1] == namespace
+    assert storage_policy.allows(namespace)
+    assert spec.keys
+    assert all(key.startswith(storage_policy.prefix_for(namespace)) for key in spec.keys), spec.keys
