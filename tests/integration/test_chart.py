@@ -4,8 +4,10 @@ ServiceAccount runs the operator, least-privilege RBAC, and a CRD that survives 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,11 +333,12 @@ def test_helm_test_hook_checks_through_the_service_proxy_with_one_verb(cli: Cli)
     pod = documents["Pod"]
     assert pod["spec"]["containers"][0]["command"][:3] == ["python", "-m", "filecleanup.selfcheck"]
     assert "--service=fc-filecleanup-operator" in pod["spec"]["containers"][0]["command"]
+    assert "--metrics-port=metrics" in pod["spec"]["containers"][0]["command"]
     assert documents["Role"]["rules"] == [
         {
             "apiGroups": [""],
             "resources": ["services/proxy"],
-            "resourceNames": ["fc-filecleanup-operator:health"],
+            "resourceNames": ["fc-filecleanup-operator:health", "fc-filecleanup-operator:metrics"],
             "verbs": ["get"],
         }
     ]
@@ -432,3 +435,46 @@ def test_notes_example_passes_the_storage_policy(
     assert storage_policy.allows(namespace)
     assert spec.keys
     assert all(key.startswith(storage_policy.prefix_for(namespace)) for key in spec.keys), spec.keys
+
+
+def test_helm_test_check_runs_as_its_account_and_names_what_does_not_answer(
+    cli: Cli, kube: Kube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """No kubelet here, so no operator pod behind the Service: the check must find the CRD served (by
+    discovery), be allowed every proxy call it makes (no 403), and fail naming both ports."""
+    namespace = kube.create_namespace("selfcheck")
+    rendered = cli.helm(
+        "template",
+        "fc",
+        str(CHART),
+        "-n",
+        namespace,
+        "--show-only",
+        "templates/service.yaml",
+        "--show-only",
+        "templates/tests/selfcheck.yaml",
+    ).stdout
+    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    pod = next(doc for doc in documents if doc["kind"] == "Pod")
+    for document in documents:
+        if document["kind"] != "Pod":
+            kube.create(document, namespace=namespace)
+    account = pod["spec"]["serviceAccountName"]
+    account_kubeconfig = service_account_kubeconfig(kubeconfig, namespace, account, tmp_path / "kubeconfig")
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[0] == "python"
+    result = subprocess.run(
+        [sys.executable, *command[1:]],
+        # The worktree's package, as the image would hold it, and the account's credentials.
+        env={**os.environ, "KUBECONFIG": str(account_kubeconfig), "PYTHONPATH": str(ROOT / "operator")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    problems = result.stderr.splitlines()
+    assert len(problems) == 2, problems  # the CRD is served: no problem about it
+    assert problems[0].startswith(f"FAIL: the operator did not answer through Service {namespace}/")
+    assert problems[1].startswith(f"FAIL: the operator's metrics did not answer through Service {namespace}/")
+    assert "403" not in result.stderr  # its Role allows both ports
