@@ -40,11 +40,40 @@ lock: $(UV) ## re-resolve requirements*.lock from pyproject.toml
 	$(UV) pip compile --quiet --upgrade pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements-dev.lock
 
 .PHONY: lint
-lint: venv ## ruff, ruff format --check, mypy --strict, hadolint
+lint: venv chart-lint ## ruff, ruff format --check, mypy --strict, hadolint, the chart
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile
+
+CHART := charts/filecleanup-operator
+NAMESPACED_NEEDS_NAMESPACES := scope: namespaced needs watchNamespaces to list at least one namespace
+
+# helm lint evaluates neither `fail` nor `required` (it lints with them disarmed), so each value set is
+# also rendered with helm template, and one set that the chart must refuse is checked to fail. No
+# cluster needed: lookup finds nothing and the CRD is rendered.
+.PHONY: chart-lint
+chart-lint: ## helm lint --strict and helm template with each $(CHART)/ci/*-values.yaml; a bad set must fail
+	@helm=$$(tools/envtest/obtain.sh helm | tail -1); \
+	for values in $(CHART)/ci/*-values.yaml; do \
+		echo "$$values"; \
+		"$$helm" lint --strict --quiet $(CHART) -f "$$values"; \
+		"$$helm" template lint $(CHART) -f "$$values" >/dev/null; \
+	done; \
+	if refused=$$("$$helm" template lint $(CHART) --set scope=namespaced 2>&1); then \
+		echo "scope=namespaced without watchNamespaces rendered; the chart must refuse it" >&2; exit 1; \
+	fi; \
+	grep -qF "$(NAMESPACED_NEEDS_NAMESPACES)" <<<"$$refused" || { echo "$$refused" >&2; exit 1; }; \
+	echo "scope=namespaced without watchNamespaces: refused"
+
+CRD_SOURCE := crds/filecleanup.dev_filecleanups.yaml
+CHART_CRD := charts/filecleanup-operator/files/crds/filecleanup.dev_filecleanups.yaml
+
+# A copy, not a symlink: helm logs "found symbolic link in path" on every command that loads a chart
+# with one, and `helm package` would copy it anyway. tests/unit/test_chart_files.py checks they match.
+.PHONY: crds
+crds: ## copy the CRD from crds/ (the one source) into the chart
+	cp $(CRD_SOURCE) $(CHART_CRD)
 
 .PHONY: fmt
 fmt: venv ## apply ruff's fixes and formatting

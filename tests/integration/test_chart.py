@@ -4,6 +4,11 @@ ServiceAccount runs the operator, least-privilege RBAC, and a CRD that survives 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +17,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from filecleanup.config import OperatorConfig
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.config import OperatorConfig, StoragePolicy
+from filecleanup.models import API_VERSION, KIND, FileCleanupSpec
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.commands import Cli, set_flags
@@ -22,7 +27,8 @@ from tests.support.chart import installed_operator, service_account_kubeconfig
 from tests.support.processes import OperatorProcess
 from tests.support.storages import StorageProcess
 
-CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
+ROOT = Path(__file__).parents[2]
+CHART = ROOT / "charts" / "filecleanup-operator"
 CRD_NAME = "filecleanups.filecleanup.dev"
 
 # A stand-in for prometheus-operator's CRD, so that a ServiceMonitor can be dry-run here.
@@ -56,12 +62,20 @@ def cli(helm: Path, kubeconfig: Path, crd: None) -> Cli:
 NAMESPACED = {"scope": "namespaced"}
 
 
-@pytest.mark.parametrize(
-    "values", [{}, {**NAMESPACED, "watchNamespaces": "{photos,videos}"}], ids=["default", "namespaced"]
-)
-def test_chart_lints(cli: Cli, values: dict[str, str]) -> None:
-    result = cli.helm("lint", str(CHART), "--strict", *set_flags(values))
-    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+@pytest.mark.parametrize("values", sorted(CHART.glob("ci/*-values.yaml")), ids=lambda path: path.name)
+def test_chart_lints_and_renders(cli: Cli, values: Path) -> None:
+    linted = cli.helm("lint", str(CHART), "--strict", "-f", str(values))
+    assert "1 chart(s) linted, 0 chart(s) failed" in linted.stdout
+    rendered = cli.helm("template", "fc", str(CHART), "-f", str(values))
+    assert "kind: Deployment" in rendered.stdout
+    for result in (linted, rendered):
+        assert "symbolic link" not in result.stderr  # the chart's files are its own
+
+
+def test_make_chart_lint_refuses_what_the_chart_refuses() -> None:
+    result = subprocess.run(["make", "chart-lint"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "scope=namespaced without watchNamespaces: refused" in result.stdout
 
 
 def test_values_schema_rejects_unknown_keys_and_inline_tokens(cli: Cli) -> None:
@@ -76,9 +90,10 @@ def test_values_schema_rejects_unknown_keys_and_inline_tokens(cli: Cli) -> None:
 
 
 def test_namespaced_scope_needs_namespaces(cli: Cli) -> None:
+    # helm lint disarms `fail`: only rendering shows the refusal, which is why `make chart-lint` renders.
     result = cli.helm("template", "x", str(CHART), "--set", "scope=namespaced", check=False)
     assert result.returncode != 0
-    assert "watchNamespaces to list at least one namespace" in result.stderr
+    assert "scope: namespaced needs watchNamespaces to list at least one namespace" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -282,16 +297,7 @@ def test_crd_is_upgraded_in_place_and_kept_on_uninstall(
     cli: Cli, kube: Kube, release: tuple[str, str]
 ) -> None:
     namespace, name = release
-    # Let the release adopt the suite's CRD, as `helm install` would have created it.
-    cli.kubectl(
-        "annotate",
-        "--overwrite",
-        "crd",
-        CRD_NAME,
-        f"meta.helm.sh/release-name={name}",
-        f"meta.helm.sh/release-namespace={namespace}",
-    )
-    cli.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
+    adopt_crd(cli, name, namespace)
     watched = kube.create_namespace("albums")
     create_cleanup(kube, watched, "keep-me", ["a"])
 
@@ -327,11 +333,12 @@ def test_helm_test_hook_checks_through_the_service_proxy_with_one_verb(cli: Cli)
     pod = documents["Pod"]
     assert pod["spec"]["containers"][0]["command"][:3] == ["python", "-m", "filecleanup.selfcheck"]
     assert "--service=fc-filecleanup-operator" in pod["spec"]["containers"][0]["command"]
+    assert "--metrics-port=metrics" in pod["spec"]["containers"][0]["command"]
     assert documents["Role"]["rules"] == [
         {
             "apiGroups": [""],
             "resources": ["services/proxy"],
-            "resourceNames": ["fc-filecleanup-operator:health"],
+            "resourceNames": ["fc-filecleanup-operator:health", "fc-filecleanup-operator:metrics"],
             "verbs": ["get"],
         }
     ]
@@ -340,3 +347,134 @@ def test_helm_test_hook_checks_through_the_service_proxy_with_one_verb(cli: Cli)
     )
     selector = service["spec"]["selector"].items()
     assert not selector <= pod["metadata"]["labels"].items()  # the Service never leads to the check itself
+
+
+def adopt_crd(cli: Cli, release: str, namespace: str) -> None:
+    """Mark the suite's CRD as the release's, as `helm install` would have created it."""
+    cli.kubectl(
+        "annotate",
+        "--overwrite",
+        "crd",
+        CRD_NAME,
+        f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+    cli.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
+
+
+def test_a_second_release_uses_the_crd_another_release_owns(cli: Cli, kube: Kube) -> None:
+    first, second = kube.create_namespace("team-a"), kube.create_namespace("team-b")
+    # A CRD applied with kubectl: a release uses it as it is instead of failing Helm's ownership check.
+    cli.kubectl("annotate", "crd", CRD_NAME, "meta.helm.sh/release-name-", "meta.helm.sh/release-namespace-")
+    try:
+        installed = cli.helm(
+            "install", "team-a", str(CHART), "-n", first, "--set", "controllerName=example.com/team-a"
+        )
+        assert "The FileCleanup CRD is managed by something other than Helm; this release uses it" in (
+            installed.stdout
+        )
+        # Once the first release owns it, its upgrades render it; a second release leaves it alone.
+        adopt_crd(cli, "team-a", first)
+        cli.helm("upgrade", "team-a", str(CHART), "-n", first, "--set", "controllerName=example.com/team-a")
+        flags = ["-n", second, "--set", "controllerName=example.com/team-b"]
+        installed = cli.helm("install", "team-b", str(CHART), *flags)
+        note = f"The FileCleanup CRD is managed by release team-a in namespace {first}; this release uses it"
+        assert note in installed.stdout
+        assert note in cli.helm("upgrade", "team-b", str(CHART), *flags).stdout
+        assert "kind: CustomResourceDefinition" in cli.helm("get", "manifest", "team-a", "-n", first).stdout
+        assert "CustomResourceDefinition" not in cli.helm("get", "manifest", "team-b", "-n", second).stdout
+    finally:
+        cli.helm("uninstall", "team-b", "-n", second, check=False)
+        cli.helm("uninstall", "team-a", "-n", first, check=False)
+    crd = json.loads(cli.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == "team-a"  # kept on uninstall
+
+
+DEFAULT_POLICY = yaml.safe_load((CHART / "values.yaml").read_text())["config"]["storages"]["photos"]["policy"]
+
+
+@pytest.mark.parametrize(
+    ("values", "policy", "namespace"),
+    [
+        ({}, DEFAULT_POLICY, "default"),
+        (
+            {
+                **NAMESPACED,
+                "watchNamespaces": "{photos,videos}",
+                "config.storages.photos.policy.allowedNamespaces": "{videos}",
+                "config.storages.photos.policy.keyPrefix": "tenants/{namespace}/",
+            },
+            {"allowedNamespaces": ["videos"], "keyPrefix": "tenants/{namespace}/"},
+            "videos",  # watched, and the one the policy allows
+        ),
+    ],
+    ids=["default", "namespaced-tenants"],
+)
+def test_notes_example_passes_the_storage_policy(
+    cli: Cli, kube: Kube, values: dict[str, str], policy: dict[str, Any], namespace: str
+) -> None:
+    release = json.loads(
+        cli.helm(
+            "install",
+            "fc",
+            str(CHART),
+            "-n",
+            kube.create_namespace("notes"),
+            "--dry-run=server",
+            "-o",
+            "json",
+            *set_flags(values),
+        ).stdout
+    )
+    notes: str = release["info"]["notes"]
+    example = re.search(r"kubectl apply -n (\S+) -f - <<YAML\n(.*?)\n\s*YAML\n", notes, re.DOTALL)
+    assert example, notes
+    spec = FileCleanupSpec.model_validate(yaml.safe_load(textwrap.dedent(example[2]))["spec"])
+    storage_policy = StoragePolicy.model_validate(policy)
+    assert example[1] == namespace
+    assert storage_policy.allows(namespace)
+    assert spec.keys
+    assert all(key.startswith(storage_policy.prefix_for(namespace)) for key in spec.keys), spec.keys
+
+
+def test_helm_test_check_runs_as_its_account_and_names_what_does_not_answer(
+    cli: Cli, kube: Kube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """No kubelet here, so no operator pod behind the Service: the check must find the CRD served (by
+    discovery), be allowed every proxy call it makes (no 403), and fail naming both ports."""
+    namespace = kube.create_namespace("selfcheck")
+    rendered = cli.helm(
+        "template",
+        "fc",
+        str(CHART),
+        "-n",
+        namespace,
+        "--show-only",
+        "templates/service.yaml",
+        "--show-only",
+        "templates/tests/selfcheck.yaml",
+    ).stdout
+    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    pod = next(doc for doc in documents if doc["kind"] == "Pod")
+    for document in documents:
+        if document["kind"] != "Pod":
+            kube.create(document, namespace=namespace)
+    account = pod["spec"]["serviceAccountName"]
+    account_kubeconfig = service_account_kubeconfig(kubeconfig, namespace, account, tmp_path / "kubeconfig")
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[0] == "python"
+    result = subprocess.run(
+        [sys.executable, *command[1:]],
+        # The worktree's package, as the image would hold it, and the account's credentials.
+        env={**os.environ, "KUBECONFIG": str(account_kubeconfig), "PYTHONPATH": str(ROOT / "operator")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    problems = result.stderr.splitlines()
+    assert len(problems) == 2, problems  # the CRD is served: no problem about it
+    assert problems[0].startswith(f"FAIL: the operator did not answer through Service {namespace}/")
+    assert problems[1].startswith(f"FAIL: the operator's metrics did not answer through Service {namespace}/")
+    assert "403" not in result.stderr  # its Role allows both ports

@@ -102,3 +102,22 @@ def test_names_agree(crd: dict[str, Any]) -> None:
 
 def test_phase_enum_agrees(schema: dict[str, Any]) -> None:
     assert schema["status"]["properties"]["phase"]["enum"] == [phase.value for phase in Phase]
+
+
+def undescribed(node: dict[str, Any], path: str) -> list[str]:
+    """The paths under ``node`` whose property (or array item object) has no description."""
+    missing = [] if str(node.get("description", "")).strip() else [path]
+    for name, child in node.get("properties", {}).items():
+        missing += undescribed(child, f"{path}.{name}")
+    if "items" in node:
+        # An item is described by its array; the fields of an item object are not.
+        missing += [item for item in undescribed(node["items"], f"{path}[]") if item != f"{path}[]"]
+    return missing
+
+
+def test_every_field_is_described_for_kubectl_explain(schema: dict[str, Any]) -> None:
+    # The API server describes metadata itself and rejects a CRD that says anything about it.
+    missing = [
+        path for name, node in schema.items() if name != "metadata" for path in undescribed(node, name)
+    ]
+    assert not missing, f"fields without a description (kubectl explain shows none): {missing}"

@@ -105,3 +105,21 @@ app.kubernetes.io/part-of: filecleanup
   resources: ["leases"]
   verbs: ["create"]
 {{- end }}
+
+{{/* Who else manages the CRD, if it exists and this release does not own it: "release NAME in
+namespace NAMESPACE", or "something other than Helm". Helm refuses to install a resource that another
+release owns, so a second installation in the cluster uses the CRD as it is instead of rendering it;
+the owner's upgrades keep it current. Empty where there is no cluster to look at (helm template, lint). */}}
+{{- define "filecleanup.crdOwner" -}}
+{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "filecleanups.filecleanup.dev" }}
+{{- if $crd }}
+{{- $annotations := $crd.metadata.annotations | default dict }}
+{{- $release := index $annotations "meta.helm.sh/release-name" | default "" }}
+{{- $namespace := index $annotations "meta.helm.sh/release-namespace" | default "" }}
+{{- if not $release }}
+{{- print "something other than Helm" }}
+{{- else if or (ne $release .Release.Name) (ne $namespace .Release.Namespace) }}
+{{- printf "release %s in namespace %s" $release $namespace }}
+{{- end }}
+{{- end }}
+{{- end }}
