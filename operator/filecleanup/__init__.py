@@ -1,1 +1,3 @@
-"""filecleanup: a Kubernetes operator that deletes the storage keys listed in FileCleanup resources."""
+"""filecleanup-operator: deletes the storage keys listed in FileCleanup resources."""
+
+__version__ = "0.1.0"

@@ -17,7 +17,7 @@ from pathlib import Path
 import kopf
 from aiohttp import web
 
-from filecleanup import kube, redaction
+from filecleanup import kopf_logs, kube, redaction
 from filecleanup.config import CONFIG_ENV, ConfigError, OperatorConfig, load_config
 from filecleanup.leader import LeaderElector, LeaseTiming, LostLease
 from filecleanup.metrics import Metrics
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     for library in ("httpx", "httpcore", "h11", "botocore", "urllib3"):
         logging.getLogger(library).setLevel(logging.WARNING)
     redaction.install_log_filter()
+    kopf_logs.install()
     return asyncio.run(run(args, config, timing))
 
 

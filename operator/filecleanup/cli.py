@@ -1,6 +1,8 @@
 """``filecleanup``: submit, follow and redrive album cleanups, and relay an album service's outbox.
 
-It talks to the cluster in the current kubeconfig (KUBECONFIG), or the in-cluster service account.
+It finds the cluster as kubectl does: ``--kubeconfig``, else KUBECONFIG, else ~/.kube/config, with
+``--context`` or the current context, whose namespace is the default; in a pod, its service account.
+Installed as ``kubectl-filecleanup`` too, it is the kubectl plugin ``kubectl filecleanup``.
 """
 
 from __future__ import annotations
@@ -8,22 +10,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
+import json
 import logging
-import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import cast
 
+import yaml
 from kubernetes.aio.client import ApiException
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from kubernetes.aio.config import ConfigException
 
+from filecleanup import __version__, cli_outbox, kube
 from filecleanup.client import FileCleanupClient, ObjectSummary, SubmitConflict
 from filecleanup.config import ConfigError, load_config
-from filecleanup.outbox import DAY, Outbox, Relay, State, connect_url
+from filecleanup.models import GROUP, PLURAL, Phase
 from filecleanup.storage import open_storage
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
 
@@ -31,9 +34,11 @@ EXAMPLES = """\
 examples:
   filecleanup submit --album 42 --keys-file keys.txt --namespace photos
   filecleanup submit --album 7 --keys-file big.txt --storage-config operator.yaml  # a manifest if big
-  filecleanup status --namespace photos              # every FileCleanup in the namespace
-  filecleanup status --album 42 --namespace photos   # one album, all of its parts
-  filecleanup retry album-42 --namespace photos      # redrive a Failed one: only its failed keys
+  filecleanup status -n photos                       # every FileCleanup in the namespace
+  filecleanup status -A -o yaml                      # every namespace, as YAML
+  filecleanup status --album 42 -n photos            # one album, all of its parts
+  filecleanup wait album-42 -n photos --timeout 10m  # exit 0 Succeeded, 1 Failed, 2 timed out
+  filecleanup retry album-42 -n photos               # redrive a Failed one: only its failed keys
   filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
   filecleanup outbox list --database sqlite:///albums.db          # the rows set aside as dead
   filecleanup outbox redrive --all --database sqlite:///albums.db # once their cause is fixed
@@ -42,7 +47,7 @@ examples:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
-        prog="filecleanup",
+        prog=program_name(),
         description=(
             "Delete an album's storage keys through FileCleanup objects, follow their progress, and redrive "
             "the ones that failed. Uses the current kubeconfig (KUBECONFIG) or the in-cluster account."
@@ -50,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    root.add_argument("--kubeconfig", help="the kubeconfig file (default: KUBECONFIG, else ~/.kube/config)")
+    root.add_argument("--context", help="the kubeconfig context (default: the current one)")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     submit = commands.add_parser(
@@ -68,9 +76,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--storage", help="a storage named in the operator configuration (default: its default)"
     )
-    submit.add_argument(
-        "--namespace", "-n", default="default", help="namespace of the objects (default: default)"
-    )
+    add_namespace(submit)
     submit.add_argument(
         "--storage-config",
         type=Path,
@@ -84,8 +90,24 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="a table of FileCleanups and their progress")
     status.add_argument("--album", help="only this album's objects, with a total line")
-    status.add_argument("--namespace", "-n", default="default", help="namespace (default: default)")
+    add_namespace(status)
     status.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace")
+    status.add_argument(
+        "--output", "-o", choices=["table", "json", "yaml"], default="table", help="(default: table)"
+    )
+
+    wait = commands.add_parser(
+        "wait",
+        help="wait until a FileCleanup finishes: exit 0 Succeeded, 1 Failed, 2 timed out",
+        description=(
+            "Wait until the FileCleanup is Succeeded (exit 0) or Failed (exit 1); exit 2 when --timeout "
+            "passes first, or the object does not exist. kubectl wait --for=condition=Complete cannot "
+            "stop on a failure; this can."
+        ),
+    )
+    wait.add_argument("name", help="the FileCleanup's name, e.g. album-42")
+    add_namespace(wait)
+    wait.add_argument("--timeout", type=duration, default=300.0, help="e.g. 90s, 10m, 1h (default: 5m)")
 
     retry = commands.add_parser(
         "retry",
@@ -97,55 +119,33 @@ def parser() -> argparse.ArgumentParser:
         ),
     )
     retry.add_argument("name", help="the FileCleanup's name, e.g. album-42")
-    retry.add_argument("--namespace", "-n", default="default", help="namespace (default: default)")
+    add_namespace(retry)
 
-    relay = commands.add_parser(
-        "relay",
-        help="drain an album service's outbox table into FileCleanups",
-        description=(
-            "Submit the rows of the filecleanup_outbox table, marking each delivered once the API server "
-            "has accepted its objects; rows that fail wait with back-off. Runs until interrupted."
-        ),
-    )
-    relay.add_argument("--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db")
-    relay.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
-    relay.add_argument(
-        "--poll-seconds", type=float, default=1.0, help="wait between polls of an empty outbox"
-    )
-    relay.add_argument(
-        "--retention-days", type=float, default=7.0, help="delete delivered rows this much later (default: 7)"
-    )
-    relay.add_argument(
-        "--metrics",
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics of the outbox (rows by state, the oldest pending row's age)",
-    )
-
-    outbox = commands.add_parser(
-        "outbox",
-        help="list an outbox's rows, and redrive the dead ones",
-        description=(
-            "Rows that can never succeed as they are (a conflicting FileCleanup, keys or an album id the "
-            "API server refuses) are set aside as dead, with the reason. List them, fix the cause, then "
-            "redrive them: they are pending again, due at once."
-        ),
-    )
-    actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="a table of the rows (default: the dead ones)")
-    listing.add_argument(
-        "--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db"
-    )
-    listing.add_argument(
-        "--state", choices=[state.value for state in State], default=State.DEAD.value, help="(default: dead)"
-    )
-    redrive = actions.add_parser("redrive", help="dead rows back to pending")
-    redrive.add_argument(
-        "--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db"
-    )
-    which = redrive.add_mutually_exclusive_group(required=True)
-    which.add_argument("ids", nargs="*", type=int, default=[], help="the rows' ids", metavar="ID")
-    which.add_argument("--all", action="store_true", help="every dead row")
+    cli_outbox.add_commands(commands)
     return root
+
+
+def add_namespace(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--namespace", "-n", help="namespace (default: the kubeconfig context's)")
+
+
+def duration(text: str) -> float:
+    """Seconds from kubectl's duration forms: 90, 90s, 10m, 1h."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 10m, 1h)") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive duration: {text!r}")
+    return seconds
+
+
+def program_name() -> str:
+    """``kubectl filecleanup`` when kubectl runs it as a plugin, as kubectl's own messages say."""
+    invoked = Path(sys.argv[0]).name
+    return "kubectl filecleanup" if invoked == "kubectl-filecleanup" else "filecleanup"
 
 
 def read_keys(path: Path) -> list[str]:
@@ -162,14 +162,14 @@ def read_keys(path: Path) -> list[str]:
 
 
 def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
-    header = ["NAME", "ALBUM", "PHASE", "PROGRESS", "TOTAL", "DELETED", "FAILED", "RETRIES"]
+    header = ["NAME", "ALBUM", "PHASE", "PROGRESS", "TOTAL", "DELETED", "FAILED", "RETRIES", "REDRIVES"]
     if with_namespace:
         header.insert(0, "NAMESPACE")
     rows = [header]
     for item in summaries:
         percent = f"{100 * item.deleted // item.total}%" if item.total else "-"
         row = [item.name, item.album or "-", item.phase, percent, str(item.total), str(item.deleted)]
-        row += [str(item.failed), str(item.retries)]
+        row += [str(item.failed), str(item.retries), str(item.redrives)]
         rows.append([item.namespace, *row] if with_namespace else row)
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     return "\n".join(
@@ -213,6 +213,15 @@ async def manifest_store(config_path: Path, name: str | None) -> AsyncIterator[O
 
 async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
     namespace = None if args.all_namespaces else args.namespace
+    if args.output != "table":
+        objects = await client.list_cleanups(namespace=namespace, album_id=args.album)
+        listing = {"apiVersion": "v1", "kind": "List", "items": objects}
+        print(
+            json.dumps(listing, indent=2)
+            if args.output == "json"
+            else yaml.safe_dump(listing, sort_keys=False)
+        )
+        return 0
     if args.album is None:
         objects = await client.list_cleanups(namespace=namespace)
         print(table([ObjectSummary.from_object(obj) for obj in objects], with_namespace=namespace is None))
@@ -234,90 +243,50 @@ async def retry(client: FileCleanupClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
-    connect, dialect = connect_url(args.database)
-    outbox = Relay(
-        connect, dialect, client, poll_seconds=args.poll_seconds, retention_seconds=args.retention_days * DAY
-    )
-    if args.metrics:
-        serve_outbox_metrics(outbox.outbox, args.metrics)
-    if args.once:
-        print(f"delivered {await outbox.run_once()} outbox row(s)")
-        return 0
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await outbox.run(stop)
-    return 0
+WAIT_POLL_SECONDS = 1.0
 
 
-def outbox(args: argparse.Namespace) -> int:
-    """The outbox's rows, or a redrive of its dead ones: no API server needed."""
-    rows = Outbox(*connect_url(args.database))
-    if args.action == "redrive":
-        print(f"redriven: {rows.redrive(None if args.all else args.ids)} dead row(s) pending again")
-        return 0
-    listed = rows.rows(State(args.state))
-    table_rows = [["ID", "ALBUM", "NAMESPACE", "STATE", "ATTEMPTS", "CREATED", "LAST ERROR"]]
-    for row in listed:
-        created = datetime.datetime.fromtimestamp(row.created_at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        table_rows.append(
-            [
-                str(row.id),
-                row.album_id,
-                row.namespace,
-                row.state,
-                str(row.attempts),
-                created,
-                row.last_error or "",
-            ]
-        )
-    widths = [max(len(r[column]) for r in table_rows) for column in range(len(table_rows[0]))]
-    for row_cells in table_rows:
-        print("   ".join(cell.ljust(width) for cell, width in zip(row_cells, widths, strict=True)).rstrip())
-    return 0
-
-
-def serve_outbox_metrics(rows: Outbox, address: str) -> None:
-    """Rows by state and the oldest pending row's age, read from the database at each scrape."""
-
-    class OutboxCollector(Collector):
-        def collect(self) -> Iterator[GaugeMetricFamily]:
-            counts = rows.counts()
-            by_state = GaugeMetricFamily("filecleanup_outbox_rows", "Outbox rows by state", labels=["state"])
-            for state, count in (
-                ("pending", counts.pending),
-                ("dead", counts.dead),
-                ("delivered", counts.delivered),
-            ):
-                by_state.add_metric([state], count)
-            yield by_state
-            yield GaugeMetricFamily(
-                "filecleanup_outbox_oldest_pending_seconds",
-                "Age of the oldest pending outbox row (0 when none is pending)",
-                value=counts.oldest_pending_seconds,
-            )
-
-    registry = CollectorRegistry()
-    registry.register(OutboxCollector())
-    host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)  # noqa: S104
+async def wait(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    """Poll the object's phase (one small GET a second) until it finishes or the timeout passes."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        phase = (await client.get(args.name, namespace=args.namespace)).get("status", {}).get("phase")
+        if phase in {Phase.SUCCEEDED, Phase.FAILED}:
+            print(f"{PLURAL}.{GROUP}/{args.name} {phase}")
+            return 0 if phase == Phase.SUCCEEDED else 1
+        if time.monotonic() >= deadline:
+            print(f"{PLURAL}.{GROUP}/{args.name}: still {phase or 'Pending'} after {args.timeout:g} s")
+            return 2
+        await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 COMMANDS: dict[str, Callable[[FileCleanupClient, argparse.Namespace], Awaitable[int]]] = {
     "submit": submit,
     "status": status,
+    "wait": wait,
     "retry": retry,
-    "relay": relay,
+    "relay": cli_outbox.relay,
 }
 
 
 async def run(args: argparse.Namespace) -> int:
     if args.command == "outbox":
-        return outbox(args)
-    async with await FileCleanupClient.connect() as client:
+        return cli_outbox.outbox(args)
+    api, context_namespace = await kube.connect_as_kubectl(args.kubeconfig, args.context)
+    if getattr(args, "namespace", "unset") is None:
+        args.namespace = context_namespace
+    async with FileCleanupClient(api) as client:
         return await COMMANDS[args.command](client, args)
+
+
+def api_error(error: ApiException, args: argparse.Namespace) -> str:
+    """As kubectl says it: the object by name where there is one, and the API server's own message."""
+    name = getattr(args, "name", None) or (f"album {args.album}" if getattr(args, "album", None) else None)
+    where = f" in namespace {args.namespace}" if getattr(args, "namespace", None) else ""
+    if error.status == HTTPStatus.NOT_FOUND and name:
+        return f'{PLURAL}.{GROUP} "{name}" not found{where}'
+    subject = f'{PLURAL}.{GROUP} "{name}"{where}: ' if name else ""
+    return f"{subject}{kube.describe_api_error(error)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,10 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         return asyncio.run(run(args))
-    except (ValueError, SubmitConflict, OSError, StorageUnavailable) as error:
-        print(f"filecleanup: {error}", file=sys.stderr)
+    except (ValueError, SubmitConflict, OSError, StorageUnavailable, ConfigException) as error:
+        print(f"error: {error}", file=sys.stderr)
     except ApiException as error:
-        print(f"filecleanup: the API server answered {error.status} {error.reason}", file=sys.stderr)
+        print(f"error: {api_error(error, args)}", file=sys.stderr)
     return 2
 
 

@@ -156,7 +156,8 @@ class ObjectSummary:
     total: int
     deleted: int
     failed: int
-    retries: int
+    retries: int  # of the current drive: a redrive starts a fresh budget
+    redrives: int
     storage: str | None
 
     @classmethod
@@ -172,6 +173,7 @@ class ObjectSummary:
             deleted=status.get("deleted", 0),
             failed=status.get("failed", 0),
             retries=status.get("retries", 0),
+            redrives=status.get("redrives", 0),
             storage=status.get("storage") or obj["spec"].get("storage"),
         )
 
@@ -265,7 +267,7 @@ class FileCleanupClient:
             except k8s.ApiException as error:
                 if error.status != CONFLICT:
                     raise
-                existing = await self._get(namespace, name)
+                existing = await self.get(name, namespace=namespace)
                 if not _same_request(existing, manifest_object):
                     message = f"{namespace}/{name} exists with other keys or settings than album {album_id!r}"
                     raise SubmitConflict(message) from error
@@ -295,7 +297,7 @@ class FileCleanupClient:
 
     async def retry(self, name: str, *, namespace: str = "default") -> str:
         """Redrive a Failed object: its failed keys get a fresh retry budget. Returns the nonce set."""
-        obj = await self._get(namespace, name)
+        obj = await self.get(name, namespace=namespace)
         phase = (obj.get("status") or {}).get("phase")
         if phase != Phase.FAILED.value:
             raise ValueError(
@@ -313,7 +315,7 @@ class FileCleanupClient:
         )
         return nonce
 
-    async def _get(self, namespace: str, name: str) -> dict[str, Any]:
+    async def get(self, name: str, *, namespace: str = "default") -> dict[str, Any]:
         obj = await self._objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         return cast("dict[str, Any]", obj)
 

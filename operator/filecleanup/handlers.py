@@ -11,7 +11,15 @@ from pydantic import ValidationError
 
 from filecleanup import kube, retention
 from filecleanup.context import InvalidObject, ObjectContext
-from filecleanup.models import DEFAULT_CONTROLLER, GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
+from filecleanup.models import (
+    DEFAULT_CONTROLLER,
+    GROUP,
+    PLURAL,
+    REPORTING_CONTROLLER,
+    VERSION,
+    FileCleanupSpec,
+    FileCleanupStatus,
+)
 from filecleanup.reconciler import Reconciler
 from filecleanup.runtime import Clients, Runtime
 from filecleanup.storage import open_storages
@@ -24,6 +32,9 @@ UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0
 async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     # Handler progress lives in status, not in annotations.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    # Events say who posted them: `kubectl describe` shows From: filecleanup-operator, <this replica>.
+    settings.posting.reporting_component = REPORTING_CONTROLLER
+    settings.posting.reporting_instance = memo.identity
     # Watching CRDs and namespaces at run time needs cluster-wide read access to both; discovery once
     # at startup needs none. Only namespace globs ('team-*') need the namespaces watched.
     settings.scanning.disabled = not memo.watches_namespace_globs

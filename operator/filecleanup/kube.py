@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -52,12 +53,38 @@ def is_api_outage(error: BaseException) -> bool:
 
 async def connect() -> client.ApiClient:
     """In a pod, the service account; elsewhere, the current kubeconfig (KUBECONFIG)."""
-    try:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return client.ApiClient(configuration)
-    except config.ConfigException:
-        return await config.new_client_from_config()  # type: ignore[no-untyped-call,no-any-return]
+    api, _ = await connect_as_kubectl()
+    return api
+
+
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _pod_namespace() -> str:
+    namespace = IN_CLUSTER_NAMESPACE.read_text().strip() if IN_CLUSTER_NAMESPACE.exists() else ""
+    return namespace or "default"
+
+
+async def connect_as_kubectl(
+    kubeconfig: str | None = None, context: str | None = None
+) -> tuple[client.ApiClient, str]:
+    """A client as kubectl would make it, and its default namespace: the kubeconfig's (``kubeconfig``,
+    else KUBECONFIG, else ~/.kube/config) ``context`` or current context, and that context's namespace;
+    in a pod without a kubeconfig given, the service account and the pod's namespace."""
+    if kubeconfig is None and context is None:
+        try:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            pass
+        else:
+            return client.ApiClient(configuration), _pod_namespace()
+    contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    chosen = next((item for item in contexts if item["name"] == context), None) if context else current
+    if chosen is None:
+        raise config.ConfigException(f"context {context!r} not found in the kubeconfig")
+    api = await config.new_client_from_config(config_file=kubeconfig, context=chosen["name"])  # type: ignore[no-untyped-call]
+    return api, chosen["context"].get("namespace") or "default"
 
 
 async def serves_filecleanups(api: client.ApiClient) -> bool:

@@ -20,6 +20,8 @@ PLURAL = "filecleanups"
 
 MAX_KEYS = 10_000
 MAX_LISTED_FAILED_KEYS = 100
+# Who posts the events: `kubectl describe` shows it under From.
+REPORTING_CONTROLLER = "filecleanup-operator"
 DEFAULT_CONTROLLER = f"{GROUP}/operator"  # the installation that handles objects without spec.managedBy
 
 
@@ -83,9 +85,15 @@ class Phase(StrEnum):
 
 
 class ConditionType(StrEnum):
+    # As a Job's: Complete and Failed when it is over, Progressing while it is not.
     COMPLETE = "Complete"
     FAILED = "Failed"
     PROGRESSING = "Progressing"
+    # kstatus's (Flux, Argo CD, kpt, `kubectl wait --for=condition=Ready`): Ready once Succeeded,
+    # Reconciling while at work, Stalled once Failed.
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
 
 
 class Reason(StrEnum):

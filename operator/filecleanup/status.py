@@ -47,6 +47,22 @@ def set_condition(conditions: list[Condition], update: Condition) -> list[Condit
     return [c for c in conditions if c.type != update.type] + [update]
 
 
+def phase_conditions(
+    conditions: list[Condition], phase: Phase, stamp: functools.partial[Condition]
+) -> list[Condition]:
+    """Every condition that follows from the phase, stamped with the reason and message of the moment:
+    a Job's (Progressing, then Complete or Failed) and kstatus's (Reconciling, then Ready or Stalled:
+    exactly one of the three is True)."""
+    conditions = set_condition(conditions, stamp(ConditionType.PROGRESSING, true=not phase.finished))
+    if phase == Phase.SUCCEEDED:
+        conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
+    if phase == Phase.FAILED:
+        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    conditions = set_condition(conditions, stamp(ConditionType.READY, true=phase == Phase.SUCCEEDED))
+    conditions = set_condition(conditions, stamp(ConditionType.RECONCILING, true=not phase.finished))
+    return set_condition(conditions, stamp(ConditionType.STALLED, true=phase == Phase.FAILED))
+
+
 def _condition(
     condition_type: ConditionType,
     *,
@@ -79,11 +95,7 @@ def next_status(
     phase, reason, message, delay = outcome.phase, outcome.reason, outcome.message, outcome.delay
     listed, omitted = progress.listed_failures()
     stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
-    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=not phase.finished))
-    if phase == Phase.SUCCEEDED:
-        conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
-    if phase == Phase.FAILED:
-        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    conditions = phase_conditions(previous.conditions, phase, stamp)
     return FileCleanupStatus(
         phase=phase,
         observed_generation=generation,
@@ -119,8 +131,7 @@ def rejected_status(
     stamp = functools.partial(
         _condition, reason=reject.reason, message=reject.message, generation=generation, now=now
     )
-    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=False))
-    conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    conditions = phase_conditions(previous.conditions, Phase.FAILED, stamp)
     return previous.model_copy(
         update={
             "phase": Phase.FAILED,
@@ -165,11 +176,7 @@ def internal_error_status(
     stamp = functools.partial(
         _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
     )
-    conditions = set_condition(
-        previous.conditions, stamp(ConditionType.PROGRESSING, true=outcome.phase != Phase.FAILED)
-    )
-    if outcome.phase == Phase.FAILED:
-        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    conditions = phase_conditions(previous.conditions, outcome.phase, stamp)
     status = previous.model_copy(
         update={
             "phase": outcome.phase,
@@ -193,8 +200,7 @@ def invalid_spec_status(
     stamp = functools.partial(
         _condition, reason=Reason.INVALID_SPEC, message=message, generation=generation, now=now
     )
-    conditions = set_condition(previous.conditions, stamp(ConditionType.PROGRESSING, true=False))
-    conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    conditions = phase_conditions(previous.conditions, Phase.FAILED, stamp)
     return previous.model_copy(
         update={
             "phase": Phase.FAILED,
@@ -221,13 +227,7 @@ def manifest_status(
     stamp = functools.partial(
         _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
     )
-    conditions = set_condition(
-        previous.conditions, stamp(ConditionType.PROGRESSING, true=not outcome.phase.finished)
-    )
-    if outcome.phase == Phase.SUCCEEDED:
-        conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
-    if outcome.phase == Phase.FAILED:
-        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
+    conditions = phase_conditions(previous.conditions, outcome.phase, stamp)
     return FileCleanupStatus(
         phase=outcome.phase,
         observed_generation=generation,

@@ -23,7 +23,16 @@ from kubernetes.aio import client
 from filecleanup import kube
 from filecleanup.indexes import IndexRangeError, parse_ranges
 from filecleanup.metrics import Metrics
-from filecleanup.models import API_VERSION, GROUP, KIND, PLURAL, VERSION, EventReason, Phase
+from filecleanup.models import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    REPORTING_CONTROLLER,
+    VERSION,
+    EventReason,
+    Phase,
+)
 from filecleanup.retention import BYTES_LABEL, CONTROLLER_LABEL, PHASE_LABEL, controller_label, due, number
 
 logger = logging.getLogger(__name__)
@@ -31,7 +40,6 @@ METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta
 PAGE = 500
 KEYS_PER_LOG_LINE = 1000
 NOT_FOUND, CONFLICT = 404, 409
-EVENT_COMPONENT = "filecleanup-operator"
 MAX_REPORTING_INSTANCE = 128
 
 
@@ -204,7 +212,7 @@ class Sweeper:
             note=message,
             type="Warning",
             event_time=now,
-            reporting_controller=EVENT_COMPONENT,
+            reporting_controller=REPORTING_CONTROLLER,
             reporting_instance=self._identity[:MAX_REPORTING_INSTANCE],
         )
         await self._events.create_namespaced_event(metadata["namespace"], event)

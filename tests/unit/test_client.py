@@ -108,7 +108,7 @@ class TestManifestKey:
 
 
 def summary(name: str, phase: str, total: int = 10, deleted: int = 0, failed: int = 0) -> ObjectSummary:
-    return ObjectSummary(name, "ns", "42", phase, total, deleted, failed, 0, "photos")
+    return ObjectSummary(name, "ns", "42", phase, total, deleted, failed, 0, 0, "photos")
 
 
 class TestAlbumStatus:

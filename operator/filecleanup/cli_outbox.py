@@ -1,0 +1,137 @@
+"""The outbox's commands of ``filecleanup``: ``relay`` drains an album service's outbox table into
+FileCleanups; ``outbox list|redrive`` looks after the rows set aside as dead."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import signal
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from filecleanup.client import FileCleanupClient
+from filecleanup.outbox import DAY, Outbox, Relay, State, connect_url
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    relay = commands.add_parser(
+        "relay",
+        help="drain an album service's outbox table into FileCleanups",
+        description=(
+            "Submit the rows of the filecleanup_outbox table, marking each delivered once the API server "
+            "has accepted its objects; rows that fail wait with back-off. Runs until interrupted."
+        ),
+    )
+    relay.add_argument("--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db")
+    relay.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
+    relay.add_argument(
+        "--poll-seconds", type=float, default=1.0, help="wait between polls of an empty outbox"
+    )
+    relay.add_argument(
+        "--retention-days", type=float, default=7.0, help="delete delivered rows this much later (default: 7)"
+    )
+    relay.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics of the outbox (rows by state, the oldest pending row's age)",
+    )
+
+    outbox = commands.add_parser(
+        "outbox",
+        help="list an outbox's rows, and redrive the dead ones",
+        description=(
+            "Rows that can never succeed as they are (a conflicting FileCleanup, keys or an album id the "
+            "API server refuses) are set aside as dead, with the reason. List them, fix the cause, then "
+            "redrive them: they are pending again, due at once."
+        ),
+    )
+    actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="a table of the rows (default: the dead ones)")
+    listing.add_argument(
+        "--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db"
+    )
+    listing.add_argument(
+        "--state", choices=[state.value for state in State], default=State.DEAD.value, help="(default: dead)"
+    )
+    redrive = actions.add_parser("redrive", help="dead rows back to pending")
+    redrive.add_argument(
+        "--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db"
+    )
+    which = redrive.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", type=int, default=[], help="the rows' ids", metavar="ID")
+    which.add_argument("--all", action="store_true", help="every dead row")
+
+
+async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    connect, dialect = connect_url(args.database)
+    outbox = Relay(
+        connect, dialect, client, poll_seconds=args.poll_seconds, retention_seconds=args.retention_days * DAY
+    )
+    if args.metrics:
+        serve_outbox_metrics(outbox.outbox, args.metrics)
+    if args.once:
+        print(f"delivered {await outbox.run_once()} outbox row(s)")
+        return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await outbox.run(stop)
+    return 0
+
+
+def outbox(args: argparse.Namespace) -> int:
+    """The outbox's rows, or a redrive of its dead ones: no API server needed."""
+    rows = Outbox(*connect_url(args.database))
+    if args.action == "redrive":
+        print(f"redriven: {rows.redrive(None if args.all else args.ids)} dead row(s) pending again")
+        return 0
+    listed = rows.rows(State(args.state))
+    table_rows = [["ID", "ALBUM", "NAMESPACE", "STATE", "ATTEMPTS", "CREATED", "LAST ERROR"]]
+    for row in listed:
+        created = datetime.datetime.fromtimestamp(row.created_at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        table_rows.append(
+            [
+                str(row.id),
+                row.album_id,
+                row.namespace,
+                row.state,
+                str(row.attempts),
+                created,
+                row.last_error or "",
+            ]
+        )
+    widths = [max(len(r[column]) for r in table_rows) for column in range(len(table_rows[0]))]
+    for row_cells in table_rows:
+        print("   ".join(cell.ljust(width) for cell, width in zip(row_cells, widths, strict=True)).rstrip())
+    return 0
+
+
+def serve_outbox_metrics(rows: Outbox, address: str) -> None:
+    """Rows by state and the oldest pending row's age, read from the database at each scrape."""
+
+    class OutboxCollector(Collector):
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            counts = rows.counts()
+            by_state = GaugeMetricFamily("filecleanup_outbox_rows", "Outbox rows by state", labels=["state"])
+            for state, count in (
+                ("pending", counts.pending),
+                ("dead", counts.dead),
+                ("delivered", counts.delivered),
+            ):
+                by_state.add_metric([state], count)
+            yield by_state
+            yield GaugeMetricFamily(
+                "filecleanup_outbox_oldest_pending_seconds",
+                "Age of the oldest pending outbox row (0 when none is pending)",
+                value=counts.oldest_pending_seconds,
+            )
+
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector())
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)  # noqa: S104
