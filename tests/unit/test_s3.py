@@ -175,7 +175,7 @@ def test_any_reply_gives_a_classified_result_and_confirms_only_requested_keys(
 ) -> None:
     sent = targets(*keys, prefix="p/")
     headers = {"Retry-After": retry_after.strip() or "1"}
-    if status >= 500 or status in {401, 403}:
+    if status >= 500 or status in {401, 403, 429}:  # 429: throttled, as a 503 SlowDown
         with pytest.raises(StorageUnavailable) as raised:
             read_delete_reply("bucket", keys, reply(status, body, headers))
         assert raised.value.retry_after is None or raised.value.retry_after >= 0

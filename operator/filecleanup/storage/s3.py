@@ -15,7 +15,7 @@ one of them is confirmed.
 Outcomes:
 - 200: per key, as above. A key's ``<Error>`` is recorded with its code (``AccessDenied``,
   ``InternalError``, ``SlowDown``, ...) and retried within the key's budget.
-- 503 SlowDown, any 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
+- 503 SlowDown or 429, any 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
 - Another 4xx, a timeout, or a reply that is not the expected XML: the chunk's keys failed.
 """
 
