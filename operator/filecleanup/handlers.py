@@ -46,6 +46,8 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
     # default (0.1 s) every new object's first call waited for it. Our own status writes come in
     # bursts of one, so a short window merges as much.
     settings.queueing.batch_window = BATCH_WINDOW_SECONDS
+    # Succeeded objects stay out of the watch: they cost no memory and no startup work (retention.py).
+    settings.watching.label_selectors[GROUP, PLURAL] = retention.WATCHED_SELECTOR
     # The diff-base must not copy spec.keys: a 10,000-key list would not fit in the 256 KiB that all
     # annotations of an object share. Keys are immutable (a CEL rule), so nothing is lost. Nor the
     # metadata: the handler reacts to spec changes only, and the retention labels it sets in Kopf's

@@ -111,6 +111,7 @@ async def test_a_short_run_writes_its_status_once_and_posts_completed() -> None:
         "filecleanup.dev/bytes": "0",
         "filecleanup.dev/controller": controller_label(DEFAULT_CONTROLLER),
         "filecleanup.dev/expires-at": str(expires),
+        "filecleanup.dev/generation": "1",
     }
     # Done before the first checkpoint was due: one write, the final one, with the round's start time.
     assert [status.phase for status in sink.written] == [Phase.SUCCEEDED]
