@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
 import yaml
 from kubernetes import client, config
 
@@ -148,18 +147,23 @@ class Bench:
         )
         return [(item.get("status") or {}).get("phase", "") for item in listed["items"]]
 
-    def wait_succeeded(self, operator: OperatorProcess, count: int, timeout: float) -> None:
-        """Until the operator has seen ``count`` objects Succeeded. Its metrics tell, at almost no cost:
-        listing big objects again and again would load the API server the benchmark measures."""
+    def wait_succeeded(self, namespace: str, count: int, timeout: float) -> None:
+        """Until ``count`` objects in ``namespace`` are Succeeded and labelled so (the operator's last
+        write). A metadata-only list by label: listing the objects whole again and again would load
+        the API server the benchmark measures."""
 
         def done() -> bool:
-            try:
-                samples = httpx.get(operator.metrics_url, timeout=10).text.splitlines()
-            except httpx.TransportError:  # not serving yet
-                return False
-            return f'filecleanup_objects{{phase="Succeeded"}} {float(count)}' in samples
+            listed = self.objects.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                label_selector=f"{GROUP}/phase=Succeeded",
+                _headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
+            )
+            return len(cast("dict[str, Any]", listed)["items"]) >= count
 
-        eventually(f"{count} objects to succeed", done, timeout=timeout, interval=0.2)
+        eventually(f"{count} objects to succeed", done, timeout=timeout, interval=0.1)
 
     def window(self, namespace: str) -> tuple[float, float]:
         """The earliest startTime and the latest completionTime in ``namespace``, as Unix times."""
