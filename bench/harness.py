@@ -161,7 +161,7 @@ class Bench:
                 label_selector=f"{GROUP}/phase=Succeeded",
                 _headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
             )
-            return len(cast("dict[str, Any]", listed)["items"]) >= count
+            return len(cast("dict[str, Any]", listed).get("items") or []) >= count  # null when none
 
         eventually(f"{count} objects to succeed", done, timeout=timeout, interval=0.1)
 
