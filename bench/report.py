@@ -104,6 +104,14 @@ def table(results: dict[str, Any]) -> str:
                 ),
             )
         )
+        rows.append(
+            (
+                "d",
+                "last reply to Succeeded (the same objects)",
+                f"p50 {latency['last_reply_to_succeeded_p50_s'] * 1000:.0f} ms",
+                f"max {latency['last_reply_to_succeeded_max_s'] * 1000:.0f} ms",
+            )
+        )
     if "memory" in results:
         memory = results["memory"]
         rows.append(

@@ -173,6 +173,7 @@ def latency(bench: Bench) -> dict[str, Any]:
     operator.start()
     created_at: dict[str, float] = {}
     round_trips = []
+    audit_before = bench.audit_lines()
     try:
         time.sleep(1)  # idle
         for n in range(count):
@@ -188,15 +189,20 @@ def latency(bench: Bench) -> dict[str, Any]:
             eventually("latency object", created_succeeded, timeout=30, interval=0.01)
     finally:
         operator.stop()
-    first_call = httpx.get(f"{bench.storage.base}/_admin/stats", timeout=30).json()["first_requested_at"]
-    delays = sorted(first_call[key] - created for key, created in created_at.items())
+    stats = httpx.get(f"{bench.storage.base}/_admin/stats", timeout=30).json()
+    delays = sorted(stats["first_requested_at"][key] - created for key, created in created_at.items())
     p50 = statistics.median(delays)
     p99 = delays[min(len(delays) - 1, round(0.99 * len(delays)))]
     rtt = statistics.median(round_trips)
+    replied = {key: ended for _, ended, key in stats["call_times"]}
+    visible = bench.status_visible_at(namespace, since_line=audit_before)
+    to_succeeded = sorted(visible[f"album-{n}"] - replied[f"latency/{n}.jpg"] for n in range(count))
     return {
         "objects": count,
         "p50_s": p50,
         "p99_s": p99,
+        "last_reply_to_succeeded_p50_s": statistics.median(to_succeeded),
+        "last_reply_to_succeeded_max_s": to_succeeded[-1],
         "create_round_trip_s": rtt,
         "p50_vs_create_round_trip": p50 / rtt,
     }
