@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from harness import LATENCY, MAX_CONCURRENT_REQUESTS, Bench, direct_seconds
+from harness import LATENCY, Bench, direct_seconds
 
 from filecleanup.client import file_cleanup
 from filecleanup.models import GROUP, PLURAL, VERSION
@@ -165,7 +165,7 @@ def manifest_run(
     bench.storage.reset()
     bench.storage.fault(latency_seconds=LATENCY)
     # The one object is the only work: it may use every call the storage allows.
-    operator = bench.operator(name, [namespace], in_flight_per_object=MAX_CONCURRENT_REQUESTS)
+    operator = bench.operator(name, [namespace])  # one object may use all of the storage's calls
     operator.start()
     assert operator.process is not None
     audit_before = bench.audit_lines()

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
 import yaml
 from kubernetes import client, config
 
@@ -58,9 +57,14 @@ def keys_for(prefix: str, count: int) -> list[str]:
 
 
 class Bench:
-    def __init__(self, workdir: Path, *, quick: bool) -> None:
+    def __init__(
+        self, workdir: Path, *, quick: bool, crd: Path = CRD, operator_env: dict[str, str] | None = None
+    ) -> None:
+        """``crd`` and ``operator_env`` run another version of the operator (the same-run baseline)."""
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.quick = quick
+        self.operator_env = operator_env
         self.audit_log = workdir / "audit.log"
         policy = workdir / "audit-policy.yaml"
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
@@ -75,7 +79,7 @@ class Bench:
         self.objects = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
         extensions = client.ApiextensionsV1Api(self.api)
-        extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
+        extensions.create_custom_resource_definition(yaml.safe_load(crd.read_text()))
         eventually("CRD established", lambda: self._established(extensions), timeout=30)
         self.storage = StorageProcess(workdir / "storage")
         self.storage.start()
@@ -96,27 +100,46 @@ class Bench:
         conditions = (crd.status.conditions if crd.status else None) or []
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
-    def operator(self, name: str, namespaces: list[str], *, in_flight_per_object: int = 4) -> OperatorProcess:
+    def operator(self, name: str, namespaces: list[str]) -> OperatorProcess:
+        """The operator on its defaults, but for the storage."""
         workdir = self.workdir / name
         workdir.mkdir()
-        operator_config = {
-            "defaultStorage": "photos",
-            "chunksInFlightPerObject": in_flight_per_object,
-            "storages": {"photos": self.storage_config},
-        }
-        return OperatorProcess(workdir, self.plane.kubeconfig, operator_config, namespaces)
+        operator_config = {"defaultStorage": "photos", "storages": {"photos": self.storage_config}}
+        return OperatorProcess(workdir, self.plane.kubeconfig, operator_config, namespaces, self.operator_env)
+
+    @property
+    def apiserver_pid(self) -> int:
+        state = self.plane.load_state()
+        assert state is not None
+        return state.apiserver_pid
 
     def namespace(self, name: str) -> str:
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
         return name
 
-    def create(self, namespace: str, name: str, keys: list[str], **extra: Any) -> None:
+    def create(self, namespace: str, name: str, keys: list[str], **extra: Any) -> float:
+        """Create the object (``metadata=`` adds to its metadata, the rest to its spec); the wall-clock
+        time the API server had accepted it."""
+        metadata = extra.pop("metadata", {})
         body = file_cleanup(name, keys=keys, **extra)
+        body["metadata"].update(metadata)
         self.objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        return time.time()
 
-    def create_many(self, namespace: str, bodies: Iterable[tuple[str, list[str]]]) -> None:
+    def create_many(self, namespace: str, bodies: Iterable[tuple[str, list[str]]]) -> dict[str, float]:
         with concurrent.futures.ThreadPoolExecutor(CREATE_THREADS) as pool:
-            list(pool.map(lambda item: self.create(namespace, item[0], item[1]), bodies))
+            return dict(pool.map(lambda item: (item[0], self.create(namespace, item[0], item[1])), bodies))
+
+    def completion_times(self, namespace: str) -> dict[str, float]:
+        listed = cast(
+            "dict[str, Any]", self.objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        )
+        return {
+            item["metadata"]["name"]: datetime.datetime.fromisoformat(
+                item["status"]["completionTime"]
+            ).timestamp()
+            for item in listed["items"]
+        }
 
     def phases(self, namespace: str) -> list[str]:
         listed = cast(
@@ -124,18 +147,23 @@ class Bench:
         )
         return [(item.get("status") or {}).get("phase", "") for item in listed["items"]]
 
-    def wait_succeeded(self, operator: OperatorProcess, count: int, timeout: float) -> None:
-        """Until the operator has seen ``count`` objects Succeeded. Its metrics tell, at almost no cost:
-        listing big objects again and again would load the API server the benchmark measures."""
+    def wait_succeeded(self, namespace: str, count: int, timeout: float) -> None:
+        """Until ``count`` objects in ``namespace`` are Succeeded and labelled so (the operator's last
+        write). A metadata-only list by label: listing the objects whole again and again would load
+        the API server the benchmark measures."""
 
         def done() -> bool:
-            try:
-                samples = httpx.get(operator.metrics_url, timeout=10).text.splitlines()
-            except httpx.TransportError:  # not serving yet
-                return False
-            return f'filecleanup_objects{{phase="Succeeded"}} {float(count)}' in samples
+            listed = self.objects.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                label_selector=f"{GROUP}/phase=Succeeded",
+                _headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
+            )
+            return len(cast("dict[str, Any]", listed).get("items") or []) >= count  # null when none
 
-        eventually(f"{count} objects to succeed", done, timeout=timeout, interval=0.2)
+        eventually(f"{count} objects to succeed", done, timeout=timeout, interval=0.1)
 
     def window(self, namespace: str) -> tuple[float, float]:
         """The earliest startTime and the latest completionTime in ``namespace``, as Unix times."""
@@ -154,6 +182,21 @@ class Bench:
 
     def audit_lines(self) -> int:
         return len(self.audit_log.read_text().splitlines())
+
+    def status_visible_at(self, namespace: str, since_line: int = 0) -> dict[str, float]:
+        """When each object's last status write had been stored: from then on a reader sees it."""
+        visible: dict[str, float] = {}
+        for line in self.audit_log.read_text().splitlines()[since_line:]:
+            entry = json.loads(line)
+            ref = entry.get("objectRef", {})
+            if (ref.get("namespace"), ref.get("subresource"), entry.get("stage")) == (
+                namespace,
+                "status",
+                "ResponseComplete",
+            ):
+                when = datetime.datetime.fromisoformat(entry["stageTimestamp"]).timestamp()
+                visible[ref["name"]] = max(visible.get(ref["name"], when), when)
+        return visible
 
     def writes(self, namespace: str, since_line: int = 0) -> dict[str, int]:
         """The operator's writes in ``namespace`` according to the audit log (creates by the bench are

@@ -5,72 +5,135 @@ from __future__ import annotations
 
 from typing import Any
 
+Row = tuple[str, str, str, str]
 
-def table(results: dict[str, Any]) -> str:
-    speed, cost, burst, latency, memory = (
-        results[name] for name in ("throughput", "api_cost", "burst", "latency", "memory")
-    )
-    rows = [
-        ("a", "throughput, direct (storage limit)", f"{speed['direct_keys_per_s']:,.0f} keys/s", "baseline"),
-        ("a", "throughput, sequential loop", f"{speed['loop_keys_per_s']:,.0f} keys/s", "baseline"),
+
+def workload_rows(name: str, run: dict[str, Any], baseline: dict[str, Any] | None) -> list[Row]:
+    latency_ms = round(run["storage_latency_s"] * 1000)
+    label = f"{latency_ms} ms storage"
+    writes = run["writes_per_object"]
+    api_cpu = run["api_server_cpu_s_per_1000_keys"]
+    api_context = "per 1,000 keys deleted"
+    if baseline is not None and name in baseline:
+        before = baseline[name]["api_server_cpu_s_per_1000_keys"]
+        api_context = f"{api_cpu / before:.2f}x the operator before issue 16 ({before:.3f} s), same run"
+    return [
+        ("a", f"{label}: direct (storage limit)", f"{run['direct_keys_per_s']:,.0f} keys/s", "baseline"),
+        ("a", f"{label}: sequential loop", f"{run['loop_keys_per_s']:,.0f} keys/s", "baseline"),
         (
             "a",
-            f"throughput, operator ({speed['keys']:,} keys)",
-            f"{speed['operator_keys_per_s']:,.0f} keys/s",
-            (
-                f"{speed['operator_vs_direct']:.2f}x direct, "
-                f"{speed['operator_vs_loop']:.1f}x sequential loop "
-                f"(creating the objects alone: {speed['creation_only_s']:.1f} s)"
-            ),
+            f"{label}: operator, create to last Succeeded ({run['keys']:,} keys)",
+            f"{run['operator_keys_per_s']:,.0f} keys/s",
+            f"{run['operator_vs_direct']:.2f}x direct, {run['operator_vs_loop']:.1f}x the loop",
         ),
         (
             "a",
-            "throughput, operator on a backlog (objects already there)",
-            f"{speed['backlog_keys_per_s']:,.0f} keys/s",
-            f"{speed['backlog_vs_direct']:.2f}x direct, {speed['backlog_vs_loop']:.1f}x sequential loop",
+            f"{label}: storage utilisation",
+            f"{run['utilisation']:.0%}",
+            f"{run['mean_calls_in_flight']:.1f} calls in flight on average, of the cap",
+        ),
+        (
+            "a",
+            f"{label}: create to first call",
+            f"p50 {run['create_to_first_call_p50_s'] * 1000:.0f} ms",
+            f"max {run['create_to_first_call_max_s'] * 1000:.0f} ms",
+        ),
+        (
+            "a",
+            f"{label}: last reply to Succeeded",
+            f"p50 {run['last_reply_to_succeeded_p50_s'] * 1000:.0f} ms",
+            f"max {run['last_reply_to_succeeded_max_s'] * 1000:.0f} ms",
+        ),
+        ("a", f"{label}: API-server CPU", f"{api_cpu:.3f} s", api_context),
+        (
+            "a",
+            f"{label}: operator CPU",
+            f"{run['operator_cpu_s_per_1000_keys']:.3f} s",
+            "per 1,000 keys deleted",
+        ),
+        (
+            "a",
+            f"{label}: writes per object",
+            f"{sum(writes.values()):.1f}",
+            f"{writes['object']:.1f} object, {writes['status']:.1f} status, {writes['events']:.1f} events",
         ),
     ]
-    for size, row in cost.items():
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[Row] = []
+    baseline = results.get("baseline")
+    for name in ("workload_20ms", "workload_50ms"):
+        if name in results:
+            rows += workload_rows(name, results[name], baseline)
+    for size, row in results.get("api_cost", {}).items():
         rows.append(
             (
                 "b",
                 f"API writes, {int(size):,} keys",
                 f"{row['writes']} ({row['object']} object, {row['status']} status, {row['events']} events)",
-                f"{row['seconds']:.1f} s run, {row['writes_per_second_of_run']:.1f} writes/s",
+                (
+                    f"{row['seconds']:.1f} s run; CPU s for the object, create included: API server "
+                    f"{row['api_server_cpu_s']:.2f}, operator {row['operator_cpu_s']:.2f}"
+                ),
             )
         )
-    rows += [
-        (
-            "c",
-            f"burst, {burst['objects']:,} objects x 20 keys",
-            f"{burst['seconds_to_all_succeeded']:.1f} s, {burst['operator_cpu_seconds']:.1f} CPU s",
-            f"{burst['vs_creation_only']:.2f}x creating them alone ({burst['creation_only_seconds']:.1f} s)",
-        ),
-        (
-            "d",
-            f"create to first delete call ({latency['objects']} objects)",
-            f"p50 {latency['p50_s'] * 1000:.0f} ms, p99 {latency['p99_s'] * 1000:.0f} ms",
+    if "burst" in results:
+        burst = results["burst"]
+        rows.append(
             (
-                f"p50 = {latency['p50_vs_create_round_trip']:.1f}x a create round trip "
-                f"({latency['create_round_trip_s'] * 1000:.0f} ms)"
-            ),
-        ),
-        (
-            "e",
-            "operator RSS, idle",
-            f"{memory['idle_rss_mb']:.0f} MB",
+                "c",
+                f"burst, {burst['objects']:,} objects x 20 keys",
+                f"{burst['seconds_to_all_succeeded']:.1f} s, {burst['operator_cpu_seconds']:.1f} CPU s",
+                (
+                    f"{burst['vs_creation_only']:.2f}x creating them alone "
+                    f"({burst['creation_only_seconds']:.1f} s)"
+                ),
+            )
+        )
+    if "latency" in results:
+        latency = results["latency"]
+        rows.append(
             (
-                f"{memory['idle_vs_imports_only']:.2f}x its imports alone "
-                f"({memory['imports_only_rss_mb']:.0f} MB)"
-            ),
-        ),
-        (
-            "e",
-            f"operator RSS, {memory['finished_objects']:,} finished objects",
-            f"{memory['rss_mb_with_finished_objects']:.0f} MB",
-            f"{memory['writes_on_restart_with_finished_objects']} writes on restart",
-        ),
-    ]
+                "d",
+                f"create to first delete call ({latency['objects']} objects, one at a time)",
+                f"p50 {latency['p50_s'] * 1000:.0f} ms, p99 {latency['p99_s'] * 1000:.0f} ms",
+                (
+                    f"p50 = {latency['p50_vs_create_round_trip']:.1f}x a create round trip "
+                    f"({latency['create_round_trip_s'] * 1000:.0f} ms)"
+                ),
+            )
+        )
+        rows.append(
+            (
+                "d",
+                "last reply to Succeeded (the same objects)",
+                f"p50 {latency['last_reply_to_succeeded_p50_s'] * 1000:.0f} ms",
+                f"max {latency['last_reply_to_succeeded_max_s'] * 1000:.0f} ms",
+            )
+        )
+    if "memory" in results:
+        memory = results["memory"]
+        rows.append(
+            (
+                "e",
+                "operator RSS, idle",
+                f"{memory['idle_rss_mb']:.0f} MB",
+                (
+                    f"{memory['idle_vs_imports_only']:.2f}x its imports alone "
+                    f"({memory['imports_only_rss_mb']:.0f} MB)"
+                ),
+            )
+        )
+        rows += [
+            (
+                "e",
+                f"operator RSS, {count:,} finished objects",
+                f"{memory[f'rss_mb_with_{count}_finished']:.0f} MB",
+                f"{memory[f'writes_on_restart_with_{count}_finished']} writes on restart",
+            )
+            for count in memory["finished_objects"]
+        ]
     lines = ["| # | what | measured | ratio / context |", "|---|---|---|---|"]
     lines += [
         f"| {scenario} | {what} | {measured} | {context} |" for scenario, what, measured, context in rows

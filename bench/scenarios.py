@@ -16,6 +16,7 @@ import httpx
 from harness import (
     CREATE_THREADS,
     LATENCY,
+    MAX_CONCURRENT_REQUESTS,
     Bench,
     cpu_seconds,
     direct_seconds,
@@ -25,61 +26,76 @@ from harness import (
 
 from filecleanup.models import GROUP, PLURAL, VERSION
 from polling import eventually
+from tests.support.processes import OperatorProcess
 
 
-def throughput(bench: Bench) -> dict[str, Any]:
+def workload(bench: Bench, latency: float) -> dict[str, Any]:
+    """Ten objects of 10,000 keys (four of 5,000 when quick) against a storage answering after
+    ``latency``: the operator from the first create to the last Succeeded, against direct calls at the
+    storage's limit and the sequential loop, with where the time and the CPU went."""
     objects, per_object = (4, 5_000) if bench.quick else (10, 10_000)
     total = objects * per_object
-    bench.storage.fault(latency_seconds=LATENCY)
-    direct = asyncio.run(direct_seconds(bench.storage.url, keys_for("direct", total), concurrent=True))
-    subset = keys_for("sequential", 10_000)
+    bench.storage.reset()
+    bench.storage.fault(latency_seconds=latency)
+    tag = f"w{round(latency * 1000)}"
+    direct = asyncio.run(direct_seconds(bench.storage.url, keys_for(f"{tag}direct", total), concurrent=True))
+    subset = keys_for(f"{tag}loop", 2_000)
     sequential = (
         asyncio.run(direct_seconds(bench.storage.url, subset, concurrent=False)) * total / len(subset)
     )
 
-    def albums(prefix: str) -> list[tuple[str, list[str]]]:
-        return [(f"album-{n}", keys_for(f"{prefix}{n}", per_object)) for n in range(objects)]
-
-    # The API server's own share: accepting 10 MB of keys, with no operator running.
-    started = time.perf_counter()
-    bench.create_many(bench.namespace("throughput-create-only"), albums("c"))
-    creation_only = time.perf_counter() - started
-
-    # Create to the last Succeeded, the operator running all along.
-    namespace = bench.namespace("throughput")
-    operator = bench.operator("throughput", [namespace])
+    namespace = bench.namespace(f"workload-{tag}")
+    operator = bench.operator(f"workload-{tag}", [namespace])
     operator.start()
+    assert operator.process is not None
     try:
-        started_wall = time.time()
-        bench.create_many(namespace, albums("t"))
-        bench.wait_succeeded(operator, objects, timeout=300)
-        end_to_end = bench.last_completion(namespace) - started_wall
+        bench.storage.reset()  # the operator's calls alone from here (faults too are reset)
+        bench.storage.fault(latency_seconds=latency)
+        audit_before = bench.audit_lines()
+        api_cpu = cpu_seconds(bench.apiserver_pid)
+        operator_cpu = cpu_seconds(operator.process.pid)
+        started = time.time()
+        bodies = [(f"album-{n}", keys_for(f"{tag}o{n}", per_object)) for n in range(objects)]
+        created = bench.create_many(namespace, bodies)
+        bench.wait_succeeded(namespace, objects, timeout=600)
+        completed = bench.completion_times(namespace)
+        time.sleep(1.5)  # Kopf's closing patches, after the last status write
+        api_cpu = cpu_seconds(bench.apiserver_pid) - api_cpu
+        operator_cpu = cpu_seconds(operator.process.pid) - operator_cpu
+        writes = bench.writes(namespace, since_line=audit_before)
+        visible = bench.status_visible_at(namespace, since_line=audit_before)
     finally:
         operator.stop()
-
-    # A backlog: the objects exist before the operator starts (after an outage, say); from the first
-    # object it starts to the last Succeeded, the operator's work alone.
-    namespace = bench.namespace("throughput-backlog")
-    bench.create_many(namespace, albums("k"))
-    operator = bench.operator("throughput-backlog", [namespace])
-    operator.start()
-    try:
-        bench.wait_succeeded(operator, objects, timeout=300)
-        first_start, last_completion = bench.window(namespace)
-    finally:
-        operator.stop()
-    backlog = last_completion - first_start
+    calls = httpx.get(f"{bench.storage.base}/_admin/stats", timeout=60).json()["call_times"]
+    first_call: dict[str, float] = {}
+    last_reply: dict[str, float] = {}
+    for begun, ended, key in calls:
+        name = f"album-{key.split('/')[0].removeprefix(f'{tag}o')}"
+        first_call[name] = min(first_call.get(name, begun), begun)
+        last_reply[name] = max(last_reply.get(name, ended), ended)
+    window = max(ended for _, ended, _ in calls) - min(begun for begun, _, _ in calls)
+    in_flight = sum(ended - begun for begun, ended, _ in calls) / window
+    to_first_call = sorted(first_call[name] - created[name] for name in created)
+    to_succeeded = sorted(visible[name] - last_reply[name] for name in created)
+    end_to_end = max(completed.values()) - started
     return {
+        "storage_latency_s": latency,
+        "objects": objects,
         "keys": total,
         "direct_keys_per_s": total / direct,
         "loop_keys_per_s": total / sequential,
         "operator_keys_per_s": total / end_to_end,
         "operator_vs_direct": direct / end_to_end,
         "operator_vs_loop": sequential / end_to_end,
-        "creation_only_s": creation_only,
-        "backlog_keys_per_s": total / backlog,
-        "backlog_vs_direct": direct / backlog,
-        "backlog_vs_loop": sequential / backlog,
+        "utilisation": in_flight / MAX_CONCURRENT_REQUESTS,
+        "mean_calls_in_flight": in_flight,
+        "create_to_first_call_p50_s": statistics.median(to_first_call),
+        "create_to_first_call_max_s": to_first_call[-1],
+        "last_reply_to_succeeded_p50_s": statistics.median(to_succeeded),
+        "last_reply_to_succeeded_max_s": to_succeeded[-1],
+        "api_server_cpu_s_per_1000_keys": 1000 * api_cpu / total,
+        "operator_cpu_s_per_1000_keys": 1000 * operator_cpu / total,
+        "writes_per_object": {kind: count / objects for kind, count in writes.items()},
     }
 
 
@@ -88,12 +104,19 @@ def api_cost(bench: Bench) -> dict[str, Any]:
     rows: dict[str, dict[str, float]] = {}
     namespace_operator = bench.operator("api-cost", ["cost-*"])
     namespace_operator.start()
+    assert namespace_operator.process is not None
+    operator_pid = namespace_operator.process.pid
     try:
         for size in (100, 1_000, 10_000):
             namespace = bench.namespace(f"cost-{size}")
+            time.sleep(1)  # quiet: the CPU below is this object's
+            api_cpu, operator_cpu = (
+                cpu_seconds(bench.apiserver_pid),
+                cpu_seconds(namespace_operator.process.pid),
+            )
             started = time.time()
             bench.create(namespace, "album", keys_for(f"c{size}", size))
-            bench.wait_succeeded(namespace_operator, len(rows) + 1, timeout=120)
+            bench.wait_succeeded(namespace, 1, timeout=120)
             elapsed = bench.last_completion(namespace) - started
             time.sleep(1.5)  # Kopf's last writes after the handler finished
             writes = bench.writes(namespace)
@@ -102,6 +125,8 @@ def api_cost(bench: Bench) -> dict[str, Any]:
                 **writes,
                 "writes": sum(writes.values()),
                 "writes_per_second_of_run": sum(writes.values()) / elapsed,
+                "api_server_cpu_s": cpu_seconds(bench.apiserver_pid) - api_cpu,
+                "operator_cpu_s": cpu_seconds(operator_pid) - operator_cpu,
             }
     finally:
         namespace_operator.stop()
@@ -125,7 +150,7 @@ def burst(bench: Bench) -> dict[str, Any]:
         cpu_before = cpu_seconds(operator.process.pid)
         started = time.time()
         bench.create_many(namespace, [(f"album-{n}", keys_for(f"b{n}", 20)) for n in range(count)])
-        bench.wait_succeeded(operator, count, timeout=600)
+        bench.wait_succeeded(namespace, count, timeout=600)
         elapsed = bench.last_completion(namespace) - started
         cpu = cpu_seconds(operator.process.pid) - cpu_before
     finally:
@@ -148,6 +173,7 @@ def latency(bench: Bench) -> dict[str, Any]:
     operator.start()
     created_at: dict[str, float] = {}
     round_trips = []
+    audit_before = bench.audit_lines()
     try:
         time.sleep(1)  # idle
         for n in range(count):
@@ -163,22 +189,27 @@ def latency(bench: Bench) -> dict[str, Any]:
             eventually("latency object", created_succeeded, timeout=30, interval=0.01)
     finally:
         operator.stop()
-    first_call = httpx.get(f"{bench.storage.base}/_admin/stats", timeout=30).json()["first_requested_at"]
-    delays = sorted(first_call[key] - created for key, created in created_at.items())
+    stats = httpx.get(f"{bench.storage.base}/_admin/stats", timeout=30).json()
+    delays = sorted(stats["first_requested_at"][key] - created for key, created in created_at.items())
     p50 = statistics.median(delays)
     p99 = delays[min(len(delays) - 1, round(0.99 * len(delays)))]
     rtt = statistics.median(round_trips)
+    replied = {key: ended for _, ended, key in stats["call_times"]}
+    visible = bench.status_visible_at(namespace, since_line=audit_before)
+    to_succeeded = sorted(visible[f"album-{n}"] - replied[f"latency/{n}.jpg"] for n in range(count))
     return {
         "objects": count,
         "p50_s": p50,
         "p99_s": p99,
+        "last_reply_to_succeeded_p50_s": statistics.median(to_succeeded),
+        "last_reply_to_succeeded_max_s": to_succeeded[-1],
         "create_round_trip_s": rtt,
         "p50_vs_create_round_trip": p50 / rtt,
     }
 
 
 def memory(bench: Bench) -> dict[str, Any]:
-    count = 2_000 if bench.quick else 10_000
+    sizes = (2_000, 5_000) if bench.quick else (10_000, 50_000)
     baseline = subprocess.Popen(
         [sys.executable, "-c", "import filecleanup.handlers, filecleanup.__main__, time; time.sleep(60)"]
     )
@@ -196,52 +227,55 @@ def memory(bench: Bench) -> dict[str, Any]:
     idle.stop()
 
     # What a previous run of the operator would have left: finished objects with Kopf's diff-base.
-    bench.create(namespace, "template", ["m/template.jpg"])
+    bench.create(namespace, "album-0", ["m/0.jpg"])
     operator = bench.operator("memory-template", [namespace])
     operator.start()
     try:
-        bench.wait_succeeded(operator, 1, timeout=60)
+        bench.wait_succeeded(namespace, 1, timeout=60)
         time.sleep(1)
     finally:
         operator.stop()
     template = cast(
         "dict[str, Any]",
-        bench.objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "template"),
+        bench.objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "album-0"),
     )
-    annotations = template["metadata"]["annotations"]
+    metadata = {key: template["metadata"][key] for key in ("annotations", "labels")}
     status = {k: v for k, v in template["status"].items() if k != "kopf"}
 
     def finished(n: int) -> None:
         name = f"album-{n}"
-        bench.create(namespace, name, [f"m/{n}.jpg"], metadata={"annotations": annotations})
+        bench.create(namespace, name, [f"m/{n}.jpg"], metadata=metadata)
         bench.objects.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}
         )
 
-    with concurrent.futures.ThreadPoolExecutor(CREATE_THREADS) as pool:
-        list(pool.map(finished, range(1, count)))
-
-    loaded = bench.operator("memory-loaded", [namespace])
-    before_restart = bench.audit_lines()
-    loaded.start()
-    assert loaded.process is not None
-    try:
-
-        def all_seen() -> bool:
-            text = httpx.get(loaded.metrics_url, timeout=10).text
-            return f'filecleanup_objects{{phase="Succeeded"}} {float(count)}' in text
-
-        eventually("the operator to list every finished object", all_seen, timeout=300, interval=0.5)
-        time.sleep(2)
-        loaded_mb = rss_mb(loaded.process.pid)
-        writes = bench.writes(namespace, since_line=before_restart)
-    finally:
-        loaded.stop()
-    return {
-        "finished_objects": count,
+    results: dict[str, Any] = {
         "idle_rss_mb": idle_mb,
-        "rss_mb_with_finished_objects": loaded_mb,
         "imports_only_rss_mb": baseline_mb,
         "idle_vs_imports_only": idle_mb / baseline_mb,
-        "writes_on_restart_with_finished_objects": sum(writes.values()),
     }
+    made = 1
+    for count in sizes:
+        with concurrent.futures.ThreadPoolExecutor(CREATE_THREADS) as pool:
+            list(pool.map(finished, range(made, count)))
+        made = count
+        loaded = bench.operator(f"memory-{count}", [namespace])
+        before_restart = bench.audit_lines()
+        loaded.start()
+        assert loaded.process is not None
+        try:
+
+            def all_seen(expected: int = count, operator: OperatorProcess = loaded) -> bool:
+                text = httpx.get(operator.metrics_url, timeout=10).text
+                return f'filecleanup_objects{{phase="Succeeded"}} {float(expected)}' in text
+
+            eventually("the operator to count every finished object", all_seen, timeout=600, interval=0.5)
+            time.sleep(2)
+            results[f"rss_mb_with_{count}_finished"] = rss_mb(loaded.process.pid)
+            results[f"writes_on_restart_with_{count}_finished"] = sum(
+                bench.writes(namespace, since_line=before_restart).values()
+            )
+        finally:
+            loaded.stop()
+    results["finished_objects"] = list(sizes)
+    return results

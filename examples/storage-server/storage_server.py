@@ -60,6 +60,9 @@ class Stats:
     removed_files: int = 0
     chunk_sizes: list[int] = field(default_factory=list)
     first_requested_at: dict[str, float] = field(default_factory=dict)  # key -> wall-clock time, first call
+    # Per call: wall-clock start and end, and its first key (which names the object in the benchmarks):
+    # calls in flight over time, and when each object's first call started and its last one ended.
+    call_times: list[tuple[float, float, str]] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -185,6 +188,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
         )
     finally:
         stats.in_flight -= 1
+        stats.call_times.append((now, time.time(), keys[0] if keys else ""))
 
 
 def _object_path(state: ServerState, key: str) -> Path | None:

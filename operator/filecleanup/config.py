@@ -198,7 +198,8 @@ class RetentionConfig(StrictModel):
 class OperatorConfig(StrictModel):
     default_storage: str
     storages: Annotated[dict[str, StorageConfig], Field(min_length=1)]
-    chunks_in_flight_per_object: Annotated[int, Field(ge=1, le=64)] = 4
+    # Unset: the storage's maxConcurrentRequests, which caps the calls across all objects anyway.
+    chunks_in_flight_per_object: Annotated[int | None, Field(ge=1, le=64)] = None
     status_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
     retention: RetentionConfig = RetentionConfig()
 

@@ -42,6 +42,7 @@ class ManifestRun:
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
     ) -> None:
+        self._storage_limit = config.storages[storage_name].max_concurrent_requests
         manifest = context.spec.manifest
         if manifest is None:
             raise ValueError("not a manifest object")
@@ -150,7 +151,7 @@ class ManifestRun:
             unavailable = await send_chunks(
                 part,
                 self._storage,
-                workers=self._config.chunks_in_flight_per_object,
+                workers=self._config.chunks_in_flight_per_object or self._storage_limit,
                 checkpoint_interval=self._config.status_interval_seconds,
                 checkpoint=checkpoint,
                 stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),

@@ -187,14 +187,14 @@ class Reconciler:
                     message = f"status not trusted ({invalid_status}); starting over from the keys"
                     context.post_event("Warning", EventReason.INVALID_STATUS, message)
                     context.logger.warning("Invalid status: %s", message)
+                if starting and not redrive:
+                    context.logger.info("Started: deleting %d keys on %s", len(progress.pending), storage)
                 if redrive:
                     message = f"redriving {len(progress.pending)} failed keys with a fresh retry budget"
                     context.post_event("Normal", EventReason.REDRIVEN, message)
                     context.logger.info("Redriven: %s", message)
                     context = dataclasses.replace(context, status=restarted_for_redrive(context.status))
-                return await self._delete_keys(
-                    context, storage, progress, starting=starting, deadline=deadline
-                )
+                return await self._delete_keys(context, storage, progress, deadline=deadline)
             case RunManifest(storage, starting, redrive, deadline):
                 manifest = ManifestRun(
                     context,
@@ -206,13 +206,18 @@ class Reconciler:
                 )
                 return await manifest.run(starting=starting, redrive=redrive, deadline=deadline)
 
+    def _workers(self, storage_name: str) -> int:
+        """Calls in flight per object: as configured, else as many as the storage takes, so that one
+        object alone (the first of a burst, the last of a backlog) keeps the storage busy."""
+        configured = self._config.chunks_in_flight_per_object
+        return configured or self._config.storages[storage_name].max_concurrent_requests
+
     async def _delete_keys(
         self,
         context: ObjectContext,
         storage_name: str,
         progress: Progress,
         *,
-        starting: bool,
         deadline: datetime.datetime | None,
     ) -> float | None:
         recorder = _StatusRecorder(context, progress, storage_name)
@@ -221,12 +226,11 @@ class Reconciler:
             Reason.DELETING,
             f"deleting {len(progress.pending)} keys in chunks of {progress.chunk_size}",
         )
-        previous = context.status.condition(ConditionType.PROGRESSING)
-        probing_outage = previous is not None and previous.reason == Reason.STORAGE_UNAVAILABLE
-        # While the storage is down, each try costs one status write, not two; the first checkpoint
-        # after it answers says InProgress.
-        if starting or (context.status.phase != Phase.IN_PROGRESS and not probing_outage):
-            await recorder.write(deleting)
+        # No status write before the first checkpoint: a round that ends sooner costs one write, the
+        # final one, instead of two; a crash before it re-sends less than one checkpoint interval of
+        # work, as after any checkpoint. The start time is the round's, whenever it is first written.
+        if recorder.latest.start_time is None:
+            recorder.latest = recorder.latest.model_copy(update={"start_time": utcnow()})
 
         async def checkpoint() -> None:
             await recorder.write(deleting)
@@ -234,7 +238,7 @@ class Reconciler:
         unavailable = await send_chunks(
             KeysRound(progress),
             self._storages[storage_name],
-            workers=self._config.chunks_in_flight_per_object,
+            workers=self._workers(storage_name),
             checkpoint_interval=checkpoint_interval(self._config.status_interval_seconds, progress.total),
             checkpoint=checkpoint,
             stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),

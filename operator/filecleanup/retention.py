@@ -8,7 +8,13 @@ cost no extra write):
 - ``filecleanup.dev/bytes``: an estimate of what the object stores in etcd (its spec);
 - ``filecleanup.dev/controller``: a digest of the controller name that manages it (a label value
   cannot hold the name), so that each installation sweeps and counts only its own objects;
-- ``filecleanup.dev/expires-at``: the Unix time at which it is deleted, if it is.
+- ``filecleanup.dev/expires-at``: the Unix time at which it is deleted, if it is;
+- ``filecleanup.dev/generation``: the ``metadata.generation`` it finished at.
+
+Succeeded objects leave Kopf's watch (a label selector on ``phase``): ten thousand of them would cost
+the operator their memory and its startup their processing, for nothing. A spec change on one (a new
+TTL) raises its generation past the label's; the sweeper then removes its phase label, the object
+is watched again, and the reconciler records the change and labels it anew.
 
 A Succeeded object expires ``ttlSecondsAfterFinished`` after it finished, or after the configuration's
 ``retention.succeededSeconds``; a Failed one after ``retention.failedSeconds``. A redriven object loses
@@ -30,6 +36,9 @@ PHASE_LABEL = f"{GROUP}/phase"
 BYTES_LABEL = f"{GROUP}/bytes"
 CONTROLLER_LABEL = f"{GROUP}/controller"
 EXPIRES_LABEL = f"{GROUP}/expires-at"
+GENERATION_LABEL = f"{GROUP}/generation"
+# Kopf's watch: every object of this kind but the Succeeded ones (see above).
+WATCHED_SELECTOR = f"{PHASE_LABEL}!={Phase.SUCCEEDED.value}"
 MAX_DIGITS = 15
 
 Labels = dict[str, str | None]  # None removes a label
@@ -69,14 +78,22 @@ def finished_labels(
 ) -> Labels:
     """The labels that follow a run: set on a finished object, removed from one that runs again."""
     if not status.phase.finished:
-        return {PHASE_LABEL: None, EXPIRES_LABEL: None}
+        return {PHASE_LABEL: None, EXPIRES_LABEL: None, GENERATION_LABEL: None}
     at = expiry(spec, status, retention)
+    generation = status.observed_generation
     return {
         PHASE_LABEL: status.phase.value,
         BYTES_LABEL: str(stored_bytes),
         CONTROLLER_LABEL: controller_label(controller),
         EXPIRES_LABEL: None if at is None else str(int(at.timestamp())),
+        GENERATION_LABEL: None if generation is None else str(generation),
     }
+
+
+def changed_since_finished(metadata: Mapping[str, Any]) -> bool:
+    """Whether a finished object's spec changed after it finished (its generation moved on)."""
+    finished_at = number(metadata.get("labels") or {}, GENERATION_LABEL)
+    return finished_at is not None and metadata.get("generation", finished_at) != finished_at
 
 
 def changed(current: Mapping[str, str], wanted: Labels) -> Labels:

@@ -60,6 +60,36 @@ class KeysRound:
         self._progress.record(chunk, result)
 
 
+class Checkpoints:
+    """Checkpoints written in the background: the worker whose call made one due goes on with its next
+    call at once. One write at a time, so that they land in order."""
+
+    def __init__(self, write: Callable[[], Awaitable[None]], interval: float) -> None:
+        self._write = write
+        self._interval = interval
+        self._last = time.monotonic()
+        self._writing: asyncio.Future[None] | None = None
+
+    def if_due(self) -> None:
+        if self._writing is not None and self._writing.done():
+            self._writing.result()  # a failed write (the object deleted, say) ends the round
+            self._writing = None
+        if self._writing is None and time.monotonic() - self._last >= self._interval:
+            self._last = time.monotonic()
+            self._writing = asyncio.ensure_future(self._write())
+
+    async def drain(self) -> None:
+        if self._writing is not None:
+            await self._writing
+
+    async def last(self) -> None:
+        """The final checkpoint of a cancelled round, after the one being written."""
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
+        await self._write()
+
+
 async def send_chunks(
     work: RoundWork[ChunkT],
     storage: Storage,
@@ -84,7 +114,7 @@ async def send_chunks(
     stop_at = None if stop_after is None else time.monotonic() + stop_after
     unavailable: StorageUnavailable | None = None
     stopping = False
-    last_checkpoint = time.monotonic()
+    checkpoints = Checkpoints(checkpoint, checkpoint_interval)
 
     def may_start() -> bool:
         return unavailable is None and not stopping and (stop_at is None or time.monotonic() < stop_at)
@@ -101,7 +131,7 @@ async def send_chunks(
                 return None
 
     async def worker() -> None:
-        nonlocal unavailable, stopping, last_checkpoint
+        nonlocal unavailable, stopping
         while (chunk := await take()) is not None:
             # A task of its own, shielded: cancelling the round must not abort a call the storage may
             # already have acted on.
@@ -118,9 +148,7 @@ async def send_chunks(
                 unavailable = unavailable or error
                 return
             work.record(chunk, result)
-            if time.monotonic() - last_checkpoint >= checkpoint_interval:
-                last_checkpoint = time.monotonic()
-                await checkpoint()
+            checkpoints.if_due()
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -130,7 +158,8 @@ async def send_chunks(
         # The workers have recorded their last calls by now.
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(
-                asyncio.shield(asyncio.ensure_future(checkpoint())), FINAL_CHECKPOINT_SECONDS
+                asyncio.shield(asyncio.ensure_future(checkpoints.last())), FINAL_CHECKPOINT_SECONDS
             )
         raise
+    await checkpoints.drain()  # the caller's next write must come after it
     return unavailable

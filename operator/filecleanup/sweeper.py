@@ -33,7 +33,15 @@ from filecleanup.models import (
     EventReason,
     Phase,
 )
-from filecleanup.retention import BYTES_LABEL, CONTROLLER_LABEL, PHASE_LABEL, controller_label, due, number
+from filecleanup.retention import (
+    BYTES_LABEL,
+    CONTROLLER_LABEL,
+    PHASE_LABEL,
+    changed_since_finished,
+    controller_label,
+    due,
+    number,
+)
 
 logger = logging.getLogger(__name__)
 METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
@@ -100,6 +108,8 @@ class Sweeper:
             metadata = item["metadata"]
             labels = metadata.get("labels") or {}
             phase = labels.get(PHASE_LABEL, "")
+            if phase == Phase.SUCCEEDED.value and changed_since_finished(metadata):
+                await self._hand_back(metadata)
             if not due(labels, now):
                 census.add(phase, number(labels, BYTES_LABEL) or 0)
                 continue
@@ -118,6 +128,22 @@ class Sweeper:
             phase: (count, census.stored_bytes[phase]) for phase, count in census.objects.items()
         }
         return deleted
+
+    async def _hand_back(self, metadata: dict[str, Any]) -> None:
+        """A Succeeded object whose spec changed: without its phase label it is watched again, and the
+        reconciler records the change (a new TTL, say) and labels it anew."""
+        await self._objects.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            metadata["namespace"],
+            PLURAL,
+            metadata["name"],
+            {"metadata": {"labels": {PHASE_LABEL: None}}},
+            _content_type=kube.MERGE_PATCH,
+        )
+        logger.info(
+            "Changed after it finished: %s/%s is handled again", metadata["namespace"], metadata["name"]
+        )
 
     async def _expire(self, metadata: dict[str, Any], phase: str) -> bool:
         if phase == Phase.FAILED.value:

@@ -50,9 +50,16 @@ class OperatorProcess:
     """``python -m filecleanup`` watching ``namespaces``, with its log in a file."""
 
     def __init__(
-        self, workdir: Path, kubeconfig: Path, config: dict[str, Any], namespaces: list[str]
+        self,
+        workdir: Path,
+        kubeconfig: Path,
+        config: dict[str, Any],
+        namespaces: list[str],
+        env: dict[str, str] | None = None,
     ) -> None:
+        """``env`` adds to the environment (the benchmarks' baseline runs another version's code)."""
         self.workdir = workdir
+        self.extra_env = env or {}
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.config_path = workdir / "operator-config.yaml"
@@ -67,7 +74,7 @@ class OperatorProcess:
         port, metrics_port = free_port(), free_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         namespace_args = [arg for namespace in self.namespaces for arg in ("--namespace", namespace)]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [

@@ -43,7 +43,7 @@ def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
     assert str(photos.url) == "http://storage.photos.svc:8080/delete"
     assert (photos.connect_timeout_seconds, photos.read_timeout_seconds) == (2, 30)
     assert photos.token_file is None
-    assert config.chunks_in_flight_per_object == 4
+    assert config.chunks_in_flight_per_object is None  # the storage's maxConcurrentRequests
     assert photos.policy.allows("albums")
     assert not photos.policy.allows("default")
     assert photos.policy.prefix_for("albums") == "albums/"

@@ -46,10 +46,20 @@ class FakeStorage:
 class FakeSink:
     written: list[FileCleanupStatus] = field(default_factory=list)
     gone: bool = False
+    write_seconds: float = 0.0
+    writing: bool = False
+    storage: FakeStorage | None = None
+    calls_while_writing: int = 0
 
     async def write(self, status: FileCleanupStatus) -> None:
         if self.gone:
             raise ObjectGone("ns/name")
+        self.writing = True
+        sent_before = len(self.storage.sent) if self.storage else 0
+        await asyncio.sleep(self.write_seconds)
+        if self.storage:
+            self.calls_while_writing += len(self.storage.sent) - sent_before
+        self.writing = False
         self.written.append(status)
 
 
@@ -91,7 +101,7 @@ def reconciler(storage: FakeStorage) -> Reconciler:
     return Reconciler(CONFIG, {"photos": storage}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5)
 
 
-async def test_a_run_writes_in_progress_then_succeeded_and_posts_completed() -> None:
+async def test_a_short_run_writes_its_status_once_and_posts_completed() -> None:
     sink, events, storage = FakeSink(), Events(), FakeStorage()
     after = await reconciler(storage).run(context(sink, events, ttlSecondsAfterFinished=60))
     assert after.requeue_after is None  # done: the sweeper deletes it once its TTL has passed
@@ -101,11 +111,28 @@ async def test_a_run_writes_in_progress_then_succeeded_and_posts_completed() -> 
         "filecleanup.dev/bytes": "0",
         "filecleanup.dev/controller": controller_label(DEFAULT_CONTROLLER),
         "filecleanup.dev/expires-at": str(expires),
+        "filecleanup.dev/generation": "1",
     }
-    assert [status.phase for status in sink.written] == [Phase.IN_PROGRESS, Phase.SUCCEEDED]
+    # Done before the first checkpoint was due: one write, the final one, with the round's start time.
+    assert [status.phase for status in sink.written] == [Phase.SUCCEEDED]
     assert sink.written[-1].deleted == 10
+    assert sink.written[-1].start_time < sink.written[-1].completion_time  # type: ignore[operator]
     assert events == [("Normal", "Completed", "deleted 10 of 10 keys")]
     assert sorted(storage.sent) == sorted(f"k/{i}" for i in range(10))
+
+
+async def test_a_long_run_checkpoints_in_progress_without_holding_up_its_calls() -> None:
+    storage = FakeStorage(seconds=0.02)
+    sink, events = FakeSink(write_seconds=0.2, storage=storage), Events()
+    # One call at a time, a checkpoint due after 50 ms that takes 200 ms to write.
+    config = CONFIG.model_copy(update={"status_interval_seconds": 0.05, "chunks_in_flight_per_object": 1})
+    run = Reconciler(config, {"photos": storage}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5)
+    await run.run(context(sink, events, chunkSize=1))
+    phases = [status.phase for status in sink.written]
+    assert phases[0] == Phase.IN_PROGRESS and phases[-1] == Phase.SUCCEEDED
+    assert 0 < sink.written[0].deleted < 10  # a checkpoint from the middle of the round
+    assert sink.calls_while_writing > 0  # the one worker went on calling while it was written
+    assert sink.written[-1].deleted == 10
 
 
 async def test_an_object_deleted_mid_run_ends_the_run_quietly() -> None:

@@ -12,8 +12,10 @@ from filecleanup.retention import (
     BYTES_LABEL,
     CONTROLLER_LABEL,
     EXPIRES_LABEL,
+    GENERATION_LABEL,
     PHASE_LABEL,
     changed,
+    changed_since_finished,
     controller_label,
     due,
     finished_labels,
@@ -26,7 +28,7 @@ DEFAULTS = RetentionConfig()  # ten minutes for Succeeded, a week for Failed
 
 def labels(phase: Phase, retention: RetentionConfig = DEFAULTS, **fields: object) -> dict[str, str | None]:
     spec = FileCleanupSpec.model_validate({"keys": ["a"], **fields})
-    status = FileCleanupStatus(phase=phase, completion_time=DONE)
+    status = FileCleanupStatus(phase=phase, completion_time=DONE, observed_generation=3)
     return finished_labels(spec, status, controller="example.com/a", retention=retention, stored_bytes=42)
 
 
@@ -40,6 +42,7 @@ def test_a_succeeded_object_expires_after_its_own_ttl_or_the_default() -> None:
         BYTES_LABEL: "42",
         CONTROLLER_LABEL: controller_label("example.com/a"),
         EXPIRES_LABEL: at(60),
+        GENERATION_LABEL: "3",
     }
     assert labels(Phase.SUCCEEDED)[EXPIRES_LABEL] == at(600)  # the configuration's default
 
@@ -57,7 +60,20 @@ def test_retention_off_keeps_finished_objects() -> None:
 
 @pytest.mark.parametrize("phase", [Phase.PENDING, Phase.IN_PROGRESS, Phase.BACKOFF])
 def test_an_object_at_work_loses_its_phase_and_expiry(phase: Phase) -> None:
-    assert labels(phase) == {PHASE_LABEL: None, EXPIRES_LABEL: None}  # a redriven object is not swept
+    assert labels(phase) == {PHASE_LABEL: None, EXPIRES_LABEL: None, GENERATION_LABEL: None}  # not swept
+
+
+@pytest.mark.parametrize(
+    ("generation", "label", "changed_since"),
+    [(3, "3", False), (4, "3", True), (4, None, False), (4, "x", False), (None, "3", False)],
+)
+def test_a_spec_change_after_finishing_is_seen_from_the_metadata_alone(
+    generation: int | None, label: str | None, changed_since: bool
+) -> None:
+    metadata: dict[str, object] = {"labels": {} if label is None else {GENERATION_LABEL: label}}
+    if generation is not None:
+        metadata["generation"] = generation
+    assert changed_since_finished(metadata) is changed_since
 
 
 def test_only_labels_that_differ_are_patched() -> None:
