@@ -8,7 +8,8 @@ in a directory:
 
 A key is a path relative to ``--root``; a missing file counts as deleted. Faults are switched on
 through ``POST /_admin/faults`` (see :class:`Faults`), and ``GET /_admin/stats`` tells what happened.
-Besides honest failures, it can be hostile, as a storage we do not control may be: huge or trickled
+It can throttle as S3 does (503 SlowDown past a number of calls a second). Besides honest
+failures, it can be hostile, as a storage we do not control may be: huge or trickled
 replies, a bad encoding, absurd headers, keys that were not requested, lies, bodies that are not JSON.
 
     python examples/storage-server/storage_server.py --root DIR --port 8080 [--token-file F]
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -49,6 +51,10 @@ class Faults:
     unrequested_keys: list[str] = field(default_factory=list)  # listed as deleted too, never requested
     lie: bool = False  # every requested key listed as deleted; nothing is deleted
     not_json: bool = False  # a 200 whose body is an HTML page
+    # Throttling, as S3 protects a prefix: past this many delete calls arriving in any one second
+    # (refused ones included), answer 503 SlowDown, deleting nothing. 0: no limit.
+    throttle_calls_per_second: int = 0
+    throttle_retry_after: str | None = None  # Retry-After header sent with a SlowDown
 
 
 @dataclass
@@ -60,6 +66,8 @@ class Stats:
     removed_files: int = 0
     chunk_sizes: list[int] = field(default_factory=list)
     first_requested_at: dict[str, float] = field(default_factory=dict)  # key -> wall-clock time, first call
+    throttled: int = 0  # delete calls refused with 503 SlowDown
+    call_times: list[float] = field(default_factory=list)  # wall-clock time of each call served
 
     def summary(self) -> dict[str, int]:
         return {
@@ -68,6 +76,7 @@ class Stats:
             "keys_requested": sum(self.requested.values()),
             "distinct_keys": len(self.requested),
             "removed_files": self.removed_files,
+            "throttled": self.throttled,
         }
 
 
@@ -77,6 +86,20 @@ class ServerState:
     token: str | None
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
+    arrivals: collections.deque[float] = field(default_factory=collections.deque)  # the last second's
+
+    def overloaded(self, now: float) -> bool:
+        """Whether a delete call arriving now is one too many for the last second (sliding window)."""
+        while self.arrivals and self.arrivals[0] <= now - 1.0:
+            self.arrivals.popleft()
+        self.arrivals.append(now)
+        return len(self.arrivals) > self.faults.throttle_calls_per_second
+
+
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 
 
 STATE = web.AppKey("state", ServerState)
@@ -140,14 +163,30 @@ async def present(request: web.Request, faults: Faults, payload: dict[str, objec
     return response
 
 
-async def delete(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+def refused(state: ServerState, request: web.Request) -> web.Response | None:
+    """A delete call refused before it is read: wrong credentials, or one call too many (S3's 503
+    SlowDown). Nothing is deleted."""
     if state.token is not None and request.headers.get("Authorization") != f"Bearer {state.token}":
         return web.json_response({"error": "unauthorized"}, status=HTTPStatus.UNAUTHORIZED)
+    if not state.faults.throttle_calls_per_second or not state.overloaded(time.monotonic()):
+        return None
+    state.stats.throttled += 1
+    headers = {"Content-Type": "application/xml"}
+    if state.faults.throttle_retry_after:
+        headers["Retry-After"] = state.faults.throttle_retry_after
+    return web.Response(body=SLOW_DOWN, status=HTTPStatus.SERVICE_UNAVAILABLE, headers=headers)
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    refusal = refused(state, request)
+    if refusal is not None:
+        return refusal
     body = await request.json()
     keys: list[str] = body["keys"]
     stats, faults = state.stats, state.faults
     stats.calls += 1
+    stats.call_times.append(time.time())
     stats.chunk_sizes.append(len(keys))
     now = time.time()
     for key in keys:
@@ -240,6 +279,7 @@ async def get_stats(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.faults, state.stats = Faults(), Stats()
+    state.arrivals.clear()
     return web.json_response({})
 
 

@@ -77,8 +77,40 @@ class StoragePolicy(StrictModel):
         return self.key_prefix.format(namespace=namespace)
 
 
+class RateLimit(StrictModel):
+    """Token buckets in front of a storage, shared by every object on it: at most this many calls and
+    keys a second (each bucket holds one second's worth, for a burst after an idle spell)."""
+
+    calls_per_second: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+    keys_per_second: Annotated[float, Field(gt=0, le=100_000_000)] | None = None
+
+
+class AdaptiveConcurrency(StrictModel):
+    """The storage's in-flight limit moves between minRequests and maxConcurrentRequests: cut on
+    throttling (429, 503, S3 SlowDown), grown back one by one while calls succeed (storage/limits.py)."""
+
+    # A cold start begins here and ramps up; at most maxConcurrentRequests.
+    initial_requests: Annotated[int, Field(ge=1, le=1024)] = 2
+    min_requests: Annotated[int, Field(ge=1, le=1024)] = 1
+    # Still throttled at minRequests this long, with no call succeeding: the storage is unavailable
+    # (its objects wait in Backoff, without spending retries).
+    unavailable_after_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
 class StorageBase(StrictModel):
     policy: StoragePolicy
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
+    rate_limit: RateLimit | None = None
+    adaptive_concurrency: AdaptiveConcurrency = AdaptiveConcurrency()
+
+    @model_validator(mode="after")
+    def _minimum_within_the_cap(self) -> Self:
+        if self.adaptive_concurrency.min_requests > self.max_concurrent_requests:
+            raise ValueError(
+                f"adaptiveConcurrency.minRequests {self.adaptive_concurrency.min_requests} is more than "
+                f"maxConcurrentRequests {self.max_concurrent_requests}"
+            )
+        return self
 
 
 def _readable(path: Path) -> Path:
@@ -96,7 +128,6 @@ class RemoteStorageBase(StorageBase):
 
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
     read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
     # Credentials (a bearer token, an S3 session token) over plain http:// travel in cleartext; only
     # for traffic that never leaves a trusted network (a pod-to-pod mesh, a test).
     allow_plain_http: bool = False

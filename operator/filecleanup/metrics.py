@@ -112,6 +112,18 @@ class Metrics:
             ["storage"],
             registry=self.registry,
         )
+        self.concurrency_limit = Gauge(
+            "filecleanup_storage_concurrency_limit",
+            "Calls the storage may have in flight now: cut on throttling, grown back while calls succeed",
+            ["storage"],
+            registry=self.registry,
+        )
+        self.throttled_calls = Counter(
+            "filecleanup_throttled_calls",
+            "Calls the storage refused for overload (429, 503, SlowDown), each sent again after a wait",
+            ["storage"],
+            registry=self.registry,
+        )
         self.retry_rounds = Counter(
             "filecleanup_retry_rounds",
             "Retry rounds scheduled for failed keys",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     from filecleanup.metrics import Metrics
+    from filecleanup.storage.limits import Limiter
 
 
 NOT_CONFIRMED = "not confirmed as deleted by the storage"
@@ -27,6 +28,12 @@ class StorageUnavailable(Exception):  # noqa: N818  (the name is the public cont
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StorageThrottled(StorageUnavailable):
+    """The storage refused the whole call for overload (429, 503, S3 SlowDown): the keys were refused
+    whole, so the call is sent again after the limiter's wait, and the storage's in-flight limit is
+    cut. Only throttling that lasts becomes :class:`StorageUnavailable` (see storage/limits.py)."""
 
 
 class ObjectMissing(Exception):  # noqa: N818  (a plain fact: no such object)
@@ -83,45 +90,79 @@ class Storage(Protocol):
 
 
 class ConcurrencyLimited:
-    """Caps the calls in flight to one storage across all objects, so that one big album can neither
-    starve the others nor flood the storage server; measures them; and turns any exception a backend
-    lets escape (a bug, ours or a library's) into the chunk's failure, so that it is counted, shown
-    and retried within the keys' budget like any other failed call, never retried for ever."""
+    """Holds one storage to its limits across all objects (storage/limits.py: token buckets and an
+    adaptive in-flight limit), so that one big album can neither starve the others nor flood the
+    storage server; sends a throttled call again after the limiter's wait, without it counting against
+    the keys; measures the calls; and turns any exception a backend lets escape (a bug, ours or a
+    library's) into the chunk's failure, so that it is counted, shown and retried within the keys'
+    budget like any other failed call, never retried for ever."""
 
-    def __init__(self, storage: Storage, limit: int, metrics: Metrics) -> None:
+    def __init__(self, storage: Storage, limiter: Limiter, metrics: Metrics) -> None:
         self.name = storage.name
         self.max_keys_per_call = storage.max_keys_per_call
         self.holds_manifests = storage.holds_manifests
         self._storage = storage
-        self._slots = asyncio.Semaphore(limit)
+        self._limiter = limiter
         self._metrics = metrics
+        metrics.concurrency_limit.labels(self.name).set(limiter.limit)
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         metrics, name = self._metrics, self.name
-        async with self._slots:
-            started = time.monotonic()
-            metrics.calls_in_flight.labels(name).inc()
-            try:
-                result = await self._storage.delete(keys)
-            except StorageUnavailable:
-                metrics.storage_available.labels(name).set(0)
-                metrics.call_seconds.labels(name, "unavailable").observe(time.monotonic() - started)
-                raise
-            except Exception as error:
-                # The traceback goes to the log (secrets redacted there); status gets the kind only.
-                logger.exception("Internal error in storage %s's backend", name)
-                result = ChunkResult.all_failed(
-                    keys,
-                    f"internal error in the operator's {name} backend ({type(error).__name__}); see its log",
-                )
-            finally:
-                metrics.calls_in_flight.labels(name).dec()
+        await self._limiter.acquire(len(keys))
+        try:
+            while True:
+                started = time.monotonic()
+                metrics.calls_in_flight.labels(name).inc()
+                wait: float | None = None
+                try:
+                    result = await self._storage.delete(keys)
+                except StorageThrottled as throttled:
+                    wait = self._throttled(throttled, started)
+                except StorageUnavailable:
+                    metrics.storage_available.labels(name).set(0)
+                    metrics.call_seconds.labels(name, "unavailable").observe(time.monotonic() - started)
+                    raise
+                except Exception as error:
+                    # The traceback goes to the log (secrets redacted there); status gets the kind only.
+                    logger.exception("Internal error in storage %s's backend", name)
+                    result = ChunkResult.all_failed(
+                        keys,
+                        f"internal error in the operator's {name} backend ({type(error).__name__}); "
+                        "see its log",
+                    )
+                finally:
+                    metrics.calls_in_flight.labels(name).dec()
+                if wait is None:
+                    break
+                # The call keeps its slot while it waits: refused calls come back no faster than the
+                # limit lets them, or their own arrivals would keep the storage refusing.
+                await asyncio.sleep(wait)
+            self._limiter.succeeded()
+        finally:
+            self._limiter.release()
+        metrics.concurrency_limit.labels(name).set(self._limiter.limit)
         outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"
         metrics.call_seconds.labels(name, outcome).observe(time.monotonic() - started)
         metrics.storage_available.labels(name).set(1)
         metrics.keys_deleted.labels(name).inc(len(result.deleted))
         metrics.keys_failed.labels(name).inc(len(result.failed))
         return result
+
+    def _throttled(self, throttled: StorageThrottled, started: float) -> float:
+        """The wait before the refused call goes again; raises :class:`StorageUnavailable` once the
+        throttling has lasted past the limiter's bound."""
+        metrics, name = self._metrics, self.name
+        metrics.throttled_calls.labels(name).inc()
+        metrics.call_seconds.labels(name, "throttled").observe(time.monotonic() - started)
+        wait = self._limiter.throttled(throttled.retry_after)
+        metrics.concurrency_limit.labels(name).set(self._limiter.limit)
+        if wait is None:
+            metrics.storage_available.labels(name).set(0)
+            raise StorageUnavailable(
+                f"{throttled}, and throttling lasted at the lowest concurrency",
+                retry_after=throttled.retry_after,
+            ) from throttled
+        return wait
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         """A part of a manifest (outside the cap on calls: it is one read at a time per object)."""

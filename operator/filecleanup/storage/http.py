@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from filecleanup import redaction
 from filecleanup.config import HttpStorageConfig
-from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageThrottled, StorageUnavailable
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
@@ -46,11 +46,11 @@ class _Reply(BaseModel):
 
 
 def interpret(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult:
-    """What a reply means for the requested keys. Raises :class:`StorageUnavailable` for overload and
-    refused credentials, which are not the keys' fault."""
+    """What a reply means for the requested keys. Raises :class:`StorageThrottled` for overload and
+    :class:`StorageUnavailable` for refused credentials, which are not the keys' fault."""
     match classify_status(reply.status):
         case StatusClass.OVERLOADED:
-            raise StorageUnavailable(
+            raise StorageThrottled(
                 f"storage {storage} answered {reply.status}",
                 retry_after=parse_retry_after(reply.headers.get("Retry-After")),
             )

@@ -15,7 +15,9 @@ one of them is confirmed.
 Outcomes:
 - 200: per key, as above. A key's ``<Error>`` is recorded with its code (``AccessDenied``,
   ``InternalError``, ``SlowDown``, ...) and retried within the key's budget.
-- 503 SlowDown, any 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
+- 503 SlowDown or 429 for the whole call: throttled (sent again after the limiter's wait; see
+  storage/limits.py).
+- Any other 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
 - Another 4xx, a timeout, or a reply that is not the expected XML: the chunk's keys failed.
 """
 
@@ -38,7 +40,13 @@ from botocore.session import Session
 
 from filecleanup import redaction
 from filecleanup.config import S3StorageConfig
-from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.base import (
+    NOT_CONFIRMED,
+    ChunkResult,
+    ObjectMissing,
+    StorageThrottled,
+    StorageUnavailable,
+)
 from filecleanup.storage.s3_xml import (
     DeleteResult,
     S3ReplyError,
@@ -75,11 +83,17 @@ class Target:
 
 
 def status_failure(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult | None:
-    """None for a 200; otherwise the chunk's classified failure. Raises :class:`StorageUnavailable` for
-    overload, server errors and refused credentials, which are not the keys' fault."""
+    """None for a 200; otherwise the chunk's classified failure. Raises :class:`StorageThrottled` for
+    overload (503 SlowDown, 429) and :class:`StorageUnavailable` for server errors and refused
+    credentials, which are not the keys' fault."""
     status = reply.status
     match classify_status(status):
-        case StatusClass.OVERLOADED | StatusClass.SERVER_ERROR | StatusClass.CREDENTIALS_REFUSED:
+        case StatusClass.OVERLOADED:
+            raise StorageThrottled(
+                f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        case StatusClass.SERVER_ERROR | StatusClass.CREDENTIALS_REFUSED:
             # S3 answers SlowDown and InternalError for the whole call, and retries are S3's advice.
             raise StorageUnavailable(
                 f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
