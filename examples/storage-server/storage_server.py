@@ -3,7 +3,7 @@
 It implements the operator's HTTP storage contract (README, "The HTTP storage API") over files
 in a directory:
 
-    POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message"}]}
+    POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message", "code"?}]}
     GET /objects/KEY (Range honoured), PUT /objects/KEY: whole objects, for manifests
 
 A key is a path relative to ``--root``; a missing file counts as deleted. Faults are switched on
@@ -41,6 +41,7 @@ class Faults:
     hang_seconds: float = 0.0
     latency_seconds: float = 0.0  # every call waits this long
     fail_keys: dict[str, int] = field(default_factory=dict)  # key -> failures left (-1: always)
+    fail_codes: dict[str, str] = field(default_factory=dict)  # key -> the code of its injected error
     broken_replies: int = 0  # the next N calls answer 200 with a body that breaks the contract
     # Hostile: each holds for every call until the faults are reset.
     huge_reply_bytes: int = 0  # a 200 whose body is this large (and never ends in valid JSON)
@@ -218,7 +219,11 @@ async def delete(request: web.Request) -> web.StreamResponse:
         wanted = [key for key in keys if key not in injected]
         deleted, errors, removed = await asyncio.to_thread(_remove, state.root, wanted)
         stats.removed_files += removed
-        errors.extend({"key": key, "message": "injected failure"} for key in injected)
+        errors.extend(
+            {"key": key, "message": "injected failure"}
+            | ({"code": faults.fail_codes[key]} if key in faults.fail_codes else {})
+            for key in injected
+        )
         return await present(
             request, faults, {"deleted": [*deleted, *faults.unrequested_keys], "errors": errors}
         )

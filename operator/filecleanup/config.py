@@ -97,11 +97,25 @@ class AdaptiveConcurrency(StrictModel):
     unavailable_after_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
+ErrorCode = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class StorageBase(StrictModel):
     policy: StoragePolicy
     max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
     rate_limit: RateLimit | None = None
     adaptive_concurrency: AdaptiveConcurrency = AdaptiveConcurrency()
+    # Per-key error codes to treat as permanent (not retried) or transient (retried), over the
+    # backend's defaults (storage/errors.py).
+    permanent_errors: list[ErrorCode] = []
+    transient_errors: list[ErrorCode] = []
+
+    @model_validator(mode="after")
+    def _one_class_per_code(self) -> Self:
+        both = sorted(set(self.permanent_errors) & set(self.transient_errors))
+        if both:
+            raise ValueError(f"error codes {both} are both permanentErrors and transientErrors")
+        return self
 
     @model_validator(mode="after")
     def _minimum_within_the_cap(self) -> Self:

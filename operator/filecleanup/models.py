@@ -20,6 +20,8 @@ PLURAL = "filecleanups"
 
 MAX_KEYS = 10_000
 MAX_LISTED_FAILED_KEYS = 100
+# status.failedErrors: the failed keys grouped by error; past this many errors the rest share a group.
+MAX_FAILED_ERRORS = 20
 # Who posts the events: `kubectl describe` shows it under From.
 REPORTING_CONTROLLER = "filecleanup-operator"
 DEFAULT_CONTROLLER = f"{GROUP}/operator"  # the installation that handles objects without spec.managedBy
@@ -64,6 +66,9 @@ class FileCleanupSpec(CamelModel):
     ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31_536_000)] = None
     active_deadline_seconds: Annotated[int | None, Field(ge=1, le=31_536_000)] = None
     retry_nonce: Annotated[str | None, Field(max_length=64)] = None
+    # Like a Job's maxFailedIndexes: more keys than this failed for good, and the object is Failed at
+    # once (reason MaxFailedKeysExceeded), the rest unsent.
+    max_failed_keys: Annotated[int | None, Field(ge=0, le=MAX_KEYS)] = None
 
     @model_validator(mode="after")
     def _keys_or_a_manifest(self) -> Self:
@@ -104,6 +109,8 @@ class Reason(StrEnum):
     STORAGE_UNAVAILABLE = "StorageUnavailable"
     SUCCEEDED = "Succeeded"
     RETRIES_EXHAUSTED = "RetriesExhausted"
+    PERMANENT_ERRORS = "PermanentErrors"
+    MAX_FAILED_KEYS_EXCEEDED = "MaxFailedKeysExceeded"
     UNKNOWN_STORAGE = "UnknownStorage"
     INVALID_CHUNK_SIZE = "InvalidChunkSize"
     FORBIDDEN = "Forbidden"
@@ -155,6 +162,14 @@ class FailedKey(CamelModel):
     attempts: int
 
 
+class FailedError(CamelModel):
+    """The failed keys that share an error, as index ranges into spec.keys: every failed key is in
+    one group, so the whole failure report fits in status whatever the number of keys."""
+
+    error: str
+    indexes: IndexRanges
+
+
 class FileCleanupStatus(CamelModel):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
@@ -168,6 +183,8 @@ class FileCleanupStatus(CamelModel):
     chunk_size: int | None = None
     pending_indexes: IndexRanges = ""
     failed_indexes: IndexRanges = ""
+    permanent_indexes: IndexRanges = ""
+    failed_errors: Annotated[list[FailedError], Field(max_length=MAX_FAILED_ERRORS)] = []
     failed_keys: Annotated[list[FailedKey], Field(max_length=MAX_LISTED_FAILED_KEYS)] = []
     failed_keys_omitted: int = 0
     internal_errors: int = 0

@@ -21,16 +21,24 @@ class Outcome:
 
 def after_round(spec: FileCleanupSpec, progress: Progress, jitter: float) -> Outcome:
     """Decide what follows a round in which every pending key got an answer. For a retry, the caller
-    sets the next round up (``Progress.begin_retry_round``) before the status is built."""
-    if not progress.failed:
+    sets the next round up (``Progress.begin_retry_round``) before the status is built. Keys failed
+    for good (a permanent error) are not retried: once only they are left, the object is Failed."""
+    if not progress.failed and not progress.permanent:
         return Outcome(
             Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {progress.deleted} of {progress.total} keys"
+        )
+    if not progress.failed:
+        return Outcome(
+            Phase.FAILED,
+            Reason.PERMANENT_ERRORS,
+            f"{len(progress.permanent)} of {progress.total} keys failed with an error no retry can fix; "
+            f"deleted {progress.deleted}",
         )
     if progress.retries >= spec.max_retries:
         return Outcome(
             Phase.FAILED,
             Reason.RETRIES_EXHAUSTED,
-            f"{len(progress.failed)} of {progress.total} keys not deleted after "
+            f"{len(progress.failed) + len(progress.permanent)} of {progress.total} keys not deleted after "
             f"{progress.retries} retries; deleted {progress.deleted}",
         )
     retry = progress.retries + 1
@@ -66,10 +74,20 @@ def storage_unavailable(
     return Outcome(Phase.BACKOFF, Reason.STORAGE_UNAVAILABLE, f"{error}; next try in {delay:.0f} s", delay)
 
 
+def max_failed_keys_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
+    """More keys failed for good than spec.maxFailedKeys: Failed at once, the rest left unsent."""
+    return Outcome(
+        Phase.FAILED,
+        Reason.MAX_FAILED_KEYS_EXCEEDED,
+        f"{len(progress.permanent)} keys failed for good, more than maxFailedKeys ({spec.max_failed_keys}); "
+        f"deleted {progress.deleted} of {progress.total}, {len(progress.pending)} not sent",
+    )
+
+
 def deadline_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
     return Outcome(
         Phase.FAILED,
         Reason.DEADLINE_EXCEEDED,
         f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); deleted {progress.deleted} "
-        f"of {progress.total}, {len(progress.pending) + len(progress.failed)} not deleted",
+        f"of {progress.total}, {progress.total - progress.deleted} not deleted",
     )

@@ -239,6 +239,7 @@ class Reconciler:
             checkpoint=checkpoint,
             stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
             shutdown_seconds=self._shutdown_seconds,
+            stop_when=lambda: progress.too_many_failed(context.spec.max_failed_keys),
         )
         if unavailable is not None:
             progressing = recorder.latest.condition(ConditionType.PROGRESSING)
@@ -256,6 +257,12 @@ class Reconciler:
             context.logger.warning("Storage unavailable: %s", outcome.message)
             return outcome.delay
 
+        if progress.too_many_failed(context.spec.max_failed_keys):
+            outcome = outcomes.max_failed_keys_exceeded(context.spec, progress)
+            await recorder.write(outcome)
+            context.post_event("Warning", outcome.reason, outcome.message)
+            context.logger.error("Too many keys failed for good: %s", outcome.message)
+            return None
         if progress.pending:  # the deadline stopped the round
             outcome = outcomes.deadline_exceeded(context.spec, progress)
             await recorder.write(outcome)
@@ -273,8 +280,8 @@ class Reconciler:
         if outcome.phase == Phase.FAILED:
             listed, _ = progress.listed_failures()
             sample = ", ".join(item.key for item in listed[:EVENT_KEYS_SHOWN])
-            context.post_event("Warning", Reason.RETRIES_EXHAUSTED, f"{outcome.message}; e.g. {sample}")
-            context.logger.error("Retries exhausted: %s", outcome.message)
+            context.post_event("Warning", outcome.reason, f"{outcome.message}; e.g. {sample}")
+            context.logger.error("%s: %s", outcome.reason, outcome.message)
             return None
         self._metrics.retry_rounds.labels(storage_name).inc()
         context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)

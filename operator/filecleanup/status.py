@@ -7,6 +7,7 @@ import datetime
 import functools
 
 from filecleanup.backoff import retry_delay
+from filecleanup.failed_errors import group_by_error
 from filecleanup.indexes import format_ranges
 from filecleanup.models import (
     MAX_LISTED_FAILED_KEYS,
@@ -109,6 +110,8 @@ def next_status(
         chunk_size=progress.chunk_size,
         pending_indexes=format_ranges(progress.pending),
         failed_indexes=format_ranges(progress.failed),
+        permanent_indexes=format_ranges(progress.permanent),
+        failed_errors=group_by_error((index, error) for index, error, _ in progress.failures()),
         failed_keys=listed,
         failed_keys_omitted=omitted,
         internal_errors=previous.internal_errors,

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from filecleanup.cli import read_keys
 from filecleanup.client import (
     ALBUM_LABEL,
+    MAX_OBJECT_KEY_BYTES,
     PARTS_LABEL,
     AlbumStatus,
     ObjectSummary,
@@ -39,7 +40,7 @@ class TestSplit:
         long_keys = ["k" * 1000 + str(i) for i in range(3000)]
         parts = split_keys(long_keys)
         assert len(parts) == 3
-        assert all(sum(len(key) + 4 for key in part) <= 1_400_000 for part in parts)
+        assert all(sum(len(key) + 4 for key in part) <= MAX_OBJECT_KEY_BYTES for part in parts)
 
     def test_no_keys_make_no_parts(self) -> None:
         assert split_keys([]) == []

@@ -175,7 +175,7 @@ def test_any_reply_gives_a_classified_result_and_confirms_only_requested_keys(
 ) -> None:
     sent = targets(*keys, prefix="p/")
     headers = {"Retry-After": retry_after.strip() or "1"}
-    if status >= 500 or status in {401, 403}:
+    if status >= 500 or status in {401, 403, 429}:  # 429 and 503 as StorageThrottled, a kind of it
         with pytest.raises(StorageUnavailable) as raised:
             read_delete_reply("bucket", keys, reply(status, body, headers))
         assert raised.value.retry_after is None or raised.value.retry_after >= 0
@@ -185,6 +185,7 @@ def test_any_reply_gives_a_classified_result_and_confirms_only_requested_keys(
     assert result.deleted <= set(keys)
     assert set(result.deleted) | set(result.failed) == set(keys)
     assert not set(result.deleted) & set(result.failed)
+    assert result.permanent <= set(result.failed)
 
 
 @given(keys=KEYS, deleted=st.lists(st.text(max_size=20), max_size=5))

@@ -54,21 +54,27 @@ class ObjectStore(Protocol):
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """What one call confirmed. Every requested key is either in ``deleted`` or in ``failed``."""
+    """What one call confirmed. Every requested key is either in ``deleted`` or in ``failed``; the
+    failed keys in ``permanent`` failed in a way no retry can fix (storage/errors.py)."""
 
     deleted: frozenset[str]
     failed: Mapping[str, str] = field(default_factory=dict)
     whole_call_failed: bool = False
+    permanent: frozenset[str] = frozenset()
 
     @classmethod
     def from_reply(
-        cls, requested: Sequence[str], confirmed: Iterable[str], errors: Mapping[str, str]
+        cls,
+        requested: Sequence[str],
+        confirmed: Iterable[str],
+        errors: Mapping[str, str],
+        permanent: Iterable[str] = (),
     ) -> ChunkResult:
         """Only a requested key that the storage confirmed counts as deleted; the rest failed."""
         wanted = set(requested)
         deleted = frozenset(wanted.intersection(confirmed))
         failed = {key: errors.get(key) or NOT_CONFIRMED for key in wanted if key not in deleted}
-        return cls(deleted=deleted, failed=failed)
+        return cls(deleted=deleted, failed=failed, permanent=frozenset(failed).intersection(permanent))
 
     @classmethod
     def all_failed(cls, requested: Sequence[str], reason: str) -> ChunkResult:

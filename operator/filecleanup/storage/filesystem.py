@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from filecleanup.config import FilesystemStorageConfig
 from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.errors import FILESYSTEM_PERMANENT, ErrorClasses
 
 _T = TypeVar("_T")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -189,6 +190,9 @@ class FilesystemStorage:
     def __init__(self, name: str, config: FilesystemStorageConfig) -> None:
         self.name = name
         self._config = config
+        self._classes = ErrorClasses.configured(
+            FILESYSTEM_PERMANENT, config.permanent_errors, config.transient_errors
+        )
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         return await asyncio.to_thread(self._delete, keys)
@@ -197,19 +201,25 @@ class FilesystemStorage:
         root = open_root(self.name, self._config)
         deleted: list[str] = []
         errors: dict[str, str] = {}
+        permanent: list[str] = []
         try:
             for key in keys:
                 try:
                     delete_below(root, key, prune_empty_dirs=self._config.prune_empty_dirs)
                 except KeyRejectedError as error:
+                    code = "KeyRejected"
                     errors[key] = f"key {error}"
                 except OSError as error:
-                    errors[key] = f"{errno.errorcode.get(error.errno or 0, 'OSError')}: {error.strerror}"
+                    code = errno.errorcode.get(error.errno or 0, "OSError")
+                    errors[key] = f"{code}: {error.strerror}"
                 else:
                     deleted.append(key)
+                    continue
+                if self._classes.is_permanent(code):
+                    permanent.append(key)
         finally:
             os.close(root)
-        return ChunkResult.from_reply(keys, deleted, errors)
+        return ChunkResult.from_reply(keys, deleted, errors, permanent)
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         return await asyncio.to_thread(self._with_root, read_below, key, offset, size)

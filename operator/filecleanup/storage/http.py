@@ -1,6 +1,7 @@
 """A storage behind our HTTP contract: ``POST <url>`` with ``{"keys": [...]}``.
 
-The reply is 200 with ``{"deleted": [...], "errors": [{"key": ..., "message": ...}]}``; a missing key
+The reply is 200 with ``{"deleted": [...], "errors": [{"key": ..., "message": ..., "code": ...}]}``
+(``code`` optional: it classifies the error as permanent or transient, storage/errors.py); a missing key
 counts as deleted (deletes are idempotent). Any reply, whatever its bytes, becomes a classified result
 (:func:`interpret`): only a requested key the reply lists under ``deleted`` counts as deleted.
 """
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from filecleanup import redaction
 from filecleanup.config import HttpStorageConfig
 from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageThrottled, StorageUnavailable
+from filecleanup.storage.errors import HTTP_PERMANENT, ErrorClasses
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
@@ -31,6 +33,7 @@ from filecleanup.storage.transport import (
     parse_retry_after,
 )
 
+DEFAULT_CLASSES = ErrorClasses(HTTP_PERMANENT)
 # RFC 6750's b64token: what a bearer token may hold, so that it can never break a header.
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -38,6 +41,7 @@ BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 class _KeyError(BaseModel):
     key: str
     message: str = ""
+    code: str | None = None  # optional: classifies the error (storage/errors.py); unknown is transient
 
 
 class _Reply(BaseModel):
@@ -45,7 +49,9 @@ class _Reply(BaseModel):
     errors: list[_KeyError] = []
 
 
-def interpret(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult:
+def interpret(
+    storage: str, keys: Sequence[str], reply: Reply, classes: ErrorClasses = DEFAULT_CLASSES
+) -> ChunkResult:
     """What a reply means for the requested keys. Raises :class:`StorageThrottled` for overload and
     :class:`StorageUnavailable` for refused credentials, which are not the keys' fault."""
     match classify_status(reply.status):
@@ -64,8 +70,11 @@ def interpret(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult:
         parsed = _Reply.model_validate_json(reply.body)
     except ValidationError as error:
         return ChunkResult.all_failed(keys, f"the reply breaks the contract: {contract_breach(error)}")
-    errors = {item.key: item.message for item in parsed.errors}
-    return ChunkResult.from_reply(keys, parsed.deleted, errors)
+    errors = {
+        item.key: f"{item.code}: {item.message}" if item.code else item.message for item in parsed.errors
+    }
+    permanent = [item.key for item in parsed.errors if classes.is_permanent(item.code)]
+    return ChunkResult.from_reply(keys, parsed.deleted, errors, permanent)
 
 
 def contract_breach(error: ValidationError) -> str:
@@ -121,13 +130,16 @@ class HttpStorage:
         self.holds_manifests = self._objects_url is not None
         self._token = TokenFile(name, config.token_file) if config.token_file else None
         self._transport = BatchDeleteTransport(name, config, transport=transport)
+        self._classes = ErrorClasses.configured(
+            HTTP_PERMANENT, config.permanent_errors, config.transient_errors
+        )
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         headers = self._token.header() if self._token else {}
         reply = await self._transport.call(
             "POST", self._url, keys, json={"keys": list(keys)}, headers=headers
         )
-        return reply if isinstance(reply, ChunkResult) else interpret(self.name, keys, reply)
+        return reply if isinstance(reply, ChunkResult) else interpret(self.name, keys, reply, self._classes)
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         """``GET objectsUrl + key`` with a Range: a manifest is read a part at a time."""

@@ -13,8 +13,9 @@ is listed with ListObjectVersions and deleted by version ID, and the key counts 
 one of them is confirmed.
 
 Outcomes:
-- 200: per key, as above. A key's ``<Error>`` is recorded with its code (``AccessDenied``,
-  ``InternalError``, ``SlowDown``, ...) and retried within the key's budget.
+- 200: per key, as above. A key's ``<Error>`` is recorded with its code; a permanent code
+  (``AccessDenied``, ``InvalidObjectName``, ...; storage/errors.py) fails the key for good, any other
+  (``InternalError``, ``SlowDown``, ...) is retried within the key's budget.
 - 503 SlowDown or 429 for the whole call: throttled (sent again after the limiter's wait; see
   storage/limits.py).
 - Any other 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
@@ -47,6 +48,7 @@ from filecleanup.storage.base import (
     StorageThrottled,
     StorageUnavailable,
 )
+from filecleanup.storage.errors import S3_PERMANENT, ErrorClasses
 from filecleanup.storage.s3_xml import (
     DeleteResult,
     S3ReplyError,
@@ -66,6 +68,7 @@ from filecleanup.storage.transport import (
 )
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
+DEFAULT_CLASSES = ErrorClasses(S3_PERMANENT)
 DELETE_MARKER_ONLY = (
     "only a delete marker was added: the bucket is versioned and the data versions remain "
     "(set deleteAllVersions on the storage to delete them)"
@@ -120,16 +123,21 @@ def read_delete_reply(storage: str, keys: Sequence[str], reply: Reply) -> Delete
         return ChunkResult.all_failed(keys, f"the reply breaks the contract: {error}")
 
 
-def outcome(targets: Sequence[Target], result: DeleteResult) -> ChunkResult:
+def outcome(
+    targets: Sequence[Target], result: DeleteResult, classes: ErrorClasses = DEFAULT_CLASSES
+) -> ChunkResult:
     """A key counts as deleted when every version sent for it is confirmed, and none was only hidden
-    by a delete marker; otherwise it failed, with the first reason."""
+    by a delete marker; otherwise it failed, with the first reason (permanent if its code is)."""
     confirmed: list[str] = []
     errors: dict[str, str] = {}
+    permanent: list[str] = []
     for target in targets:
         for version in target.versions:
             sent = (target.full_key, version)
             if sent in result.errors:
                 errors[target.key] = result.errors[sent]
+                if classes.is_permanent(result.codes.get(sent)):
+                    permanent.append(target.key)
             elif sent not in result.deleted:
                 errors[target.key] = NOT_CONFIRMED
             elif version is None and result.deleted[sent]:
@@ -139,7 +147,7 @@ def outcome(targets: Sequence[Target], result: DeleteResult) -> ChunkResult:
             break
         else:
             confirmed.append(target.key)
-    return ChunkResult.from_reply([target.key for target in targets], confirmed, errors)
+    return ChunkResult.from_reply([target.key for target in targets], confirmed, errors, permanent)
 
 
 class S3Storage:
@@ -156,6 +164,9 @@ class S3Storage:
         self._credentials: Credentials | None = None
         self._credentials_lock = asyncio.Lock()
         self._transport = BatchDeleteTransport(name, config, transport=transport)
+        self._classes = ErrorClasses.configured(
+            S3_PERMANENT, config.permanent_errors, config.transient_errors
+        )
 
     @staticmethod
     def _session(config: S3StorageConfig) -> Session:
@@ -230,8 +241,12 @@ class S3Storage:
             result = read_delete_reply(self.name, keys, reply)
             if isinstance(result, ChunkResult):
                 return result
-            merged = DeleteResult({**merged.deleted, **result.deleted}, {**merged.errors, **result.errors})
-        return outcome(targets, merged)
+            merged = DeleteResult(
+                {**merged.deleted, **result.deleted},
+                {**merged.errors, **result.errors},
+                {**merged.codes, **result.codes},
+            )
+        return outcome(targets, merged, self._classes)
 
     async def _with_versions(self, targets: Sequence[Target]) -> list[Target] | ChunkResult:
         """Each key with every version ID it has (ListObjectVersions); a key with none has nothing left
