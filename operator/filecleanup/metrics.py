@@ -124,6 +124,12 @@ class Metrics:
             ["storage"],
             registry=self.registry,
         )
+        self.paused = Gauge(
+            "filecleanup_paused",
+            "1 while the operator-wide pause (--pause-file) holds the storage, else 0",
+            ["storage"],
+            registry=self.registry,
+        )
         self.retry_rounds = Counter(
             "filecleanup_retry_rounds",
             "Retry rounds scheduled for failed keys",

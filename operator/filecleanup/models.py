@@ -69,6 +69,8 @@ class FileCleanupSpec(CamelModel):
     # Like a Job's maxFailedIndexes: more keys than this failed for good, and the object is Failed at
     # once (reason MaxFailedKeysExceeded), the rest unsent.
     max_failed_keys: Annotated[int | None, Field(ge=0, le=MAX_KEYS)] = None
+    # Like a Job's: no new calls while true; the calls in flight finish and are checkpointed.
+    suspend: bool = False
 
     @model_validator(mode="after")
     def _keys_or_a_manifest(self) -> Self:
@@ -81,6 +83,7 @@ class Phase(StrEnum):
     PENDING = "Pending"
     IN_PROGRESS = "InProgress"
     BACKOFF = "Backoff"
+    SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -99,6 +102,8 @@ class ConditionType(StrEnum):
     READY = "Ready"
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
+    # As a Job's: True while suspended (spec.suspend, or the operator-wide pause), False once resumed.
+    SUSPENDED = "Suspended"
 
 
 class Reason(StrEnum):
@@ -120,6 +125,9 @@ class Reason(StrEnum):
     STORAGE_CHANGED = "StorageChanged"
     INVALID_MANIFEST = "InvalidManifest"
     MANIFEST_MISSING = "ManifestMissing"
+    SUSPENDED = "Suspended"
+    OPERATOR_PAUSED = "OperatorPaused"
+    RESUMED = "Resumed"
 
 
 class EventReason(StrEnum):

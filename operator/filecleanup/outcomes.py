@@ -74,6 +74,34 @@ def storage_unavailable(
     return Outcome(Phase.BACKOFF, Reason.STORAGE_UNAVAILABLE, f"{error}; next try in {delay:.0f} s", delay)
 
 
+# A paused object runs again this often to see whether the pause is over (one handler run and one
+# write of Kopf's progress each): it resumes within this long of the pause file changing.
+PAUSE_RECHECK_SECONDS = 30.0
+SUSPENDED_MESSAGE = "suspended (spec.suspend); set it to false to resume"
+
+
+def paused_message(storage: str) -> str:
+    return f"the operator is paused for storage {storage!r} (its pause file)"
+
+
+def stopped_early(
+    spec: FileCleanupSpec, progress: Progress, *, suspension: Reason | None, storage: str
+) -> Outcome | None:
+    """What ended a round before every key got an answer, if something did: too many keys failed for
+    good, a suspension (spec.suspend or the operator's pause), or the deadline."""
+    if progress.too_many_failed(spec.max_failed_keys):
+        return max_failed_keys_exceeded(spec, progress)
+    if not progress.pending:
+        return None
+    if suspension == Reason.SUSPENDED:
+        return Outcome(Phase.SUSPENDED, Reason.SUSPENDED, SUSPENDED_MESSAGE)
+    if suspension == Reason.OPERATOR_PAUSED:
+        return Outcome(
+            Phase.SUSPENDED, Reason.OPERATOR_PAUSED, paused_message(storage), PAUSE_RECHECK_SECONDS
+        )
+    return deadline_exceeded(spec, progress)
+
+
 def max_failed_keys_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
     """More keys failed for good than spec.maxFailedKeys: Failed at once, the rest left unsent."""
     return Outcome(

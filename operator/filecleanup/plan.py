@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from filecleanup.config import StoragePolicy
 from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.outcomes import SUSPENDED_MESSAGE, paused_message
 from filecleanup.progress import InvalidStatus, Progress
 
 # A requeue that wakes this close to nextRetryTime runs; waiting again would cost a write for nothing.
@@ -64,7 +65,16 @@ class RunManifest:
     deadline: datetime.datetime | None = None
 
 
-Action = Finished | Wait | Reject | Run | RunManifest
+@dataclass(frozen=True)
+class Suspend:
+    """No calls while suspended: spec.suspend, or the operator-wide pause of the object's storage."""
+
+    storage: str
+    reason: Reason
+    message: str
+
+
+Action = Finished | Wait | Reject | Suspend | Run | RunManifest
 
 
 def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
@@ -75,6 +85,7 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
     storages: Mapping[str, StorageRules],
     default_storage: str,
     now: datetime.datetime,
+    paused: frozenset[str] = frozenset(),
 ) -> Action:
     redrive = status.phase == Phase.FAILED and spec.retry_nonce != status.retry_nonce
     if status.phase.finished and not redrive:
@@ -90,6 +101,10 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
     rejected = _check_storage(spec, namespace, storage, storages)
     if rejected is not None:
         return rejected
+    if spec.suspend:
+        return Suspend(storage, Reason.SUSPENDED, SUSPENDED_MESSAGE)
+    if storage in paused:
+        return Suspend(storage, Reason.OPERATOR_PAUSED, paused_message(storage))
     manifest = spec.manifest is not None
     if redrive:
         if manifest:

@@ -12,7 +12,8 @@ import dataclasses
 import datetime
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
@@ -22,7 +23,7 @@ from filecleanup.manifest_run import ManifestRun
 from filecleanup.metrics import Metrics
 from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, EventReason, Phase, Reason
 from filecleanup.outcomes import Outcome
-from filecleanup.plan import Finished, Reject, Run, RunManifest, StorageRules, Wait, plan
+from filecleanup.plan import Finished, Reject, Run, RunManifest, StorageRules, Suspend, Wait, plan
 from filecleanup.progress import Progress
 from filecleanup.retention import finished_labels
 from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, checkpoint_interval, send_chunks
@@ -32,6 +33,7 @@ from filecleanup.status import (
     next_status,
     rejected_status,
     restarted_for_redrive,
+    suspended_status,
 )
 from filecleanup.storage import Storage
 
@@ -47,7 +49,7 @@ class _StatusRecorder:
         self._progress = progress
         self._storage_name = storage_name
 
-    async def write(self, outcome: Outcome) -> None:
+    async def write(self, outcome: Outcome) -> Mapping[str, Any] | None:
         status = next_status(
             self.latest,
             progress=self._progress,
@@ -56,8 +58,9 @@ class _StatusRecorder:
             generation=self._context.generation,
             now=utcnow(),
         )
-        await self._context.sink.write(status)
+        stored = await self._context.sink.write(status)
         self.latest = status
+        return stored
 
 
 class Reconciler:
@@ -70,8 +73,10 @@ class Reconciler:
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
         controller: str = DEFAULT_CONTROLLER,
+        paused: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self._config = config
+        self._paused = paused
         self._controller = controller
         self._storages = storages
         self._metrics = metrics
@@ -156,6 +161,7 @@ class Reconciler:
             storages=self._rules,
             default_storage=self._config.default_storage,
             now=now,
+            paused=self._paused(),
         )
         match action:
             case Finished():
@@ -167,6 +173,8 @@ class Reconciler:
                 return None
             case Wait(seconds):
                 return seconds
+            case Suspend(storage, reason, message):
+                return await self._suspend(context, storage, reason, message)
             case Reject(reason, message):
                 await context.sink.write(
                     rejected_status(
@@ -206,6 +214,31 @@ class Reconciler:
                 )
                 return await manifest.run(starting=starting, redrive=redrive, deadline=deadline)
 
+    async def _suspend(
+        self, context: ObjectContext, storage: str, reason: Reason, message: str
+    ) -> float | None:
+        """Suspended where it stands. A spec change resumes it (Kopf runs the handler again); a pause of
+        the operator is checked again every PAUSE_RECHECK_SECONDS, the only cost of a paused object."""
+        current = context.status.condition(ConditionType.SUSPENDED)
+        if (
+            context.status.phase != Phase.SUSPENDED
+            or current is None
+            or current.reason != reason
+            or context.status.observed_generation != context.generation
+        ):
+            await context.sink.write(
+                suspended_status(
+                    context.status,
+                    storage=storage,
+                    reason=reason,
+                    message=message,
+                    generation=context.generation,
+                    now=utcnow(),
+                )
+            )
+            context.logger.info("Suspended: %s", message)
+        return outcomes.PAUSE_RECHECK_SECONDS if reason == Reason.OPERATOR_PAUSED else None
+
     async def _delete_keys(
         self,
         context: ObjectContext,
@@ -228,8 +261,20 @@ class Reconciler:
         if starting or (context.status.phase != Phase.IN_PROGRESS and not probing_outage):
             await recorder.write(deleting)
 
+        suspend_asked = False
+
         async def checkpoint() -> None:
-            await recorder.write(deleting)
+            nonlocal suspend_asked
+            stored = await recorder.write(deleting)
+            # The write's reply carries the spec: a suspension asked for during the round is seen here.
+            suspend_asked = bool(stored and stored.get("suspend"))
+
+        def stop() -> bool:
+            return (
+                suspend_asked
+                or storage_name in self._paused()
+                or progress.too_many_failed(context.spec.max_failed_keys)
+            )
 
         unavailable = await send_chunks(
             KeysRound(progress),
@@ -239,7 +284,7 @@ class Reconciler:
             checkpoint=checkpoint,
             stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
             shutdown_seconds=self._shutdown_seconds,
-            stop_when=lambda: progress.too_many_failed(context.spec.max_failed_keys),
+            stop_when=stop,
         )
         if unavailable is not None:
             progressing = recorder.latest.condition(ConditionType.PROGRESSING)
@@ -257,33 +302,35 @@ class Reconciler:
             context.logger.warning("Storage unavailable: %s", outcome.message)
             return outcome.delay
 
-        if progress.too_many_failed(context.spec.max_failed_keys):
-            outcome = outcomes.max_failed_keys_exceeded(context.spec, progress)
-            await recorder.write(outcome)
-            context.post_event("Warning", outcome.reason, outcome.message)
-            context.logger.error("Too many keys failed for good: %s", outcome.message)
-            return None
-        if progress.pending:  # the deadline stopped the round
-            outcome = outcomes.deadline_exceeded(context.spec, progress)
-            await recorder.write(outcome)
-            context.post_event("Warning", outcome.reason, outcome.message)
-            context.logger.error("Deadline exceeded: %s", outcome.message)
-            return None
-        outcome = outcomes.after_round(context.spec, progress, self._jitter())
+        if suspend_asked:
+            suspension: Reason | None = Reason.SUSPENDED
+        else:
+            suspension = Reason.OPERATOR_PAUSED if storage_name in self._paused() else None
+        outcome = outcomes.stopped_early(
+            context.spec, progress, suspension=suspension, storage=storage_name
+        ) or outcomes.after_round(context.spec, progress, self._jitter())
         if outcome.phase == Phase.BACKOFF:
             progress.begin_retry_round()  # the checkpoint then holds the next round, waiting
         await recorder.write(outcome)
-        if outcome.phase == Phase.SUCCEEDED:
+        return self._announce(context, outcome, progress, storage_name)
+
+    def _announce(
+        self, context: ObjectContext, outcome: Outcome, progress: Progress, storage_name: str
+    ) -> float | None:
+        """The event and log line of a round's end; when to run again."""
+        if outcome.phase == Phase.SUSPENDED:
+            context.logger.info("Suspended: %s", outcome.message)
+        elif outcome.phase == Phase.SUCCEEDED:
             context.post_event("Normal", EventReason.COMPLETED, outcome.message)
             context.logger.info("Completed: %s", outcome.message)
-            return None
-        if outcome.phase == Phase.FAILED:
+        elif outcome.phase == Phase.FAILED:
             listed, _ = progress.listed_failures()
             sample = ", ".join(item.key for item in listed[:EVENT_KEYS_SHOWN])
-            context.post_event("Warning", outcome.reason, f"{outcome.message}; e.g. {sample}")
+            example = f"; e.g. {sample}" if sample and outcome.reason != Reason.DEADLINE_EXCEEDED else ""
+            context.post_event("Warning", outcome.reason, outcome.message + example)
             context.logger.error("%s: %s", outcome.reason, outcome.message)
-            return None
-        self._metrics.retry_rounds.labels(storage_name).inc()
-        context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
-        context.logger.info("Retry scheduled: %s", outcome.message)
+        else:
+            self._metrics.retry_rounds.labels(storage_name).inc()
+            context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
+            context.logger.info("Retry scheduled: %s", outcome.message)
         return outcome.delay

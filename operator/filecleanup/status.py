@@ -54,13 +54,14 @@ def phase_conditions(
     """Every condition that follows from the phase, stamped with the reason and message of the moment:
     a Job's (Progressing, then Complete or Failed) and kstatus's (Reconciling, then Ready or Stalled:
     exactly one of the three is True)."""
-    conditions = set_condition(conditions, stamp(ConditionType.PROGRESSING, true=not phase.finished))
+    working = not phase.finished and phase != Phase.SUSPENDED
+    conditions = set_condition(conditions, stamp(ConditionType.PROGRESSING, true=working))
     if phase == Phase.SUCCEEDED:
         conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
     if phase == Phase.FAILED:
         conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
     conditions = set_condition(conditions, stamp(ConditionType.READY, true=phase == Phase.SUCCEEDED))
-    conditions = set_condition(conditions, stamp(ConditionType.RECONCILING, true=not phase.finished))
+    conditions = set_condition(conditions, stamp(ConditionType.RECONCILING, true=working))
     return set_condition(conditions, stamp(ConditionType.STALLED, true=phase == Phase.FAILED))
 
 
@@ -83,6 +84,46 @@ def _condition(
     )
 
 
+def suspension_conditions(
+    conditions: list[Condition], phase: Phase, stamp: functools.partial[Condition]
+) -> list[Condition]:
+    """A Job's Suspended condition: True while suspended; once it runs again, False (Resumed)."""
+    if phase == Phase.SUSPENDED:
+        return set_condition(conditions, stamp(ConditionType.SUSPENDED, true=True))
+    previous = next((c for c in conditions if c.type == ConditionType.SUSPENDED), None)
+    if previous is None or previous.status != "True":
+        return conditions
+    resumed = stamp(ConditionType.SUSPENDED, true=False).model_copy(
+        update={"reason": Reason.RESUMED, "message": "resumed from the checkpoint"}
+    )
+    return set_condition(conditions, resumed)
+
+
+def suspended_status(
+    previous: FileCleanupStatus,
+    *,
+    storage: str,
+    reason: Reason,
+    message: str,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """Suspended where it stands: the progress is kept as it was checkpointed."""
+    stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
+    conditions = suspension_conditions(
+        phase_conditions(previous.conditions, Phase.SUSPENDED, stamp), Phase.SUSPENDED, stamp
+    )
+    return previous.model_copy(
+        update={
+            "phase": Phase.SUSPENDED,
+            "observed_generation": generation,
+            "storage": previous.storage or storage,
+            "next_retry_time": None,
+            "conditions": conditions,
+        }
+    )
+
+
 def next_status(
     previous: FileCleanupStatus,
     *,
@@ -96,7 +137,7 @@ def next_status(
     phase, reason, message, delay = outcome.phase, outcome.reason, outcome.message, outcome.delay
     listed, omitted = progress.listed_failures()
     stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
-    conditions = phase_conditions(previous.conditions, phase, stamp)
+    conditions = suspension_conditions(phase_conditions(previous.conditions, phase, stamp), phase, stamp)
     return FileCleanupStatus(
         phase=phase,
         observed_generation=generation,
