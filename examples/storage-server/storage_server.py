@@ -4,6 +4,8 @@ It implements the operator's HTTP storage contract (README, "The HTTP storage AP
 in a directory:
 
     POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message", "code"?}]}
+    POST /exists  {"keys": [...]}  ->  200 {"existing": [...], "missing": [...], "forbidden": [...]}
+                                       (a dry run's question, the storage's dryRunUrl; deletes nothing)
     GET /objects/KEY (Range honoured), PUT /objects/KEY: whole objects, for manifests
 
 A key is a path relative to ``--root``; a missing file counts as deleted. Faults are switched on
@@ -69,6 +71,8 @@ class Stats:
     first_requested_at: dict[str, float] = field(default_factory=dict)  # key -> wall-clock time, first call
     throttled: int = 0  # delete calls refused with 503 SlowDown
     call_times: list[float] = field(default_factory=list)  # wall-clock time of each call served
+    exists_calls: int = 0  # POST /exists calls served
+    exists_keys: int = 0  # keys asked about in them
 
     def summary(self) -> dict[str, int]:
         return {
@@ -78,6 +82,7 @@ class Stats:
             "distinct_keys": len(self.requested),
             "removed_files": self.removed_files,
             "throttled": self.throttled,
+            "exists_calls": self.exists_calls,
         }
 
 
@@ -231,6 +236,40 @@ async def delete(request: web.Request) -> web.StreamResponse:
         stats.in_flight -= 1
 
 
+def _existence(root: Path, keys: list[str]) -> dict[str, list[str]]:
+    """Which keys name a file (or a link) under ``root``; a key outside it, or one the server may not
+    look at, is forbidden. Nothing is touched."""
+    base = str(root)
+    found: dict[str, list[str]] = {"existing": [], "missing": [], "forbidden": []}
+    for key in keys:
+        path = os.path.normpath(os.path.join(base, key))  # noqa: PTH118  (as _remove)
+        if not path.startswith(base + os.sep):
+            found["forbidden"].append(key)
+            continue
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            found["missing"].append(key)
+        except PermissionError:
+            found["forbidden"].append(key)
+        else:
+            found["existing"].append(key)
+    return found
+
+
+async def exists(request: web.Request) -> web.Response:
+    """``POST /exists``: the dry-run extension of the contract. A separate URL from /delete, so that
+    a storage that does not know it can never take the question for a delete."""
+    state = request.app[STATE]
+    refusal = refused(state, request)
+    if refusal is not None:
+        return refusal
+    keys: list[str] = (await request.json())["keys"]
+    state.stats.exists_calls += 1
+    state.stats.exists_keys += len(keys)
+    return web.json_response(await asyncio.to_thread(_existence, state.root, keys))
+
+
 def _object_path(state: ServerState, key: str) -> Path | None:
     path = Path(os.path.normpath(os.path.join(str(state.root), key)))  # noqa: PTH118
     return path if str(path).startswith(str(state.root) + os.sep) else None
@@ -296,6 +335,7 @@ def make_app(root: Path, token: str | None = None) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[STATE] = ServerState(root=root.resolve(), token=token)
     app.router.add_post("/delete", delete)
+    app.router.add_post("/exists", exists)
     app.router.add_get("/objects/{key:.+}", get_object)
     app.router.add_put("/objects/{key:.+}", put_object)
     app.router.add_post("/_admin/faults", set_faults)

@@ -156,12 +156,21 @@ class HttpStorageConfig(RemoteStorageBase):
     # Where the storage serves and accepts whole objects (GET with Range, PUT), for manifests: the
     # key is appended to this URL. Unset: this storage holds no manifests.
     objects_url: AnyHttpUrl | None = None
+    # Where a dry run asks which keys exist: ``POST`` with ``{"keys": [...]}``, answered
+    # ``{"existing": [...], "missing": [...]}``. Never the delete URL. Unset: a dry run on this storage
+    # reports every key as unknown.
+    dry_run_url: AnyHttpUrl | None = None
 
     @model_validator(mode="after")
     def _no_credentials_in_url_or_in_cleartext(self) -> Self:
         # A URL ends up in logs and error messages; a token belongs in tokenFile.
         if self.url.username or self.url.password:
             raise ValueError("url must not carry credentials; put a bearer token in tokenFile")
+        if self.dry_run_url is not None and str(self.dry_run_url) == str(self.url):
+            # A storage that ignored the question would take it as a delete.
+            raise ValueError("dryRunUrl must not be the delete url")
+        if self.dry_run_url is not None and (self.dry_run_url.username or self.dry_run_url.password):
+            raise ValueError("dryRunUrl must not carry credentials; put a bearer token in tokenFile")
         if self.token_file is not None and self.url.scheme == "http" and not self.allow_plain_http:
             raise ValueError(
                 "a tokenFile over a plain http:// url sends the bearer token in cleartext; use https://, "

@@ -95,7 +95,8 @@ class Metrics:
         )
         self.call_seconds = Histogram(
             "filecleanup_delete_call_duration_seconds",
-            "Duration of batch-delete calls; outcome is deleted, partial, failed or unavailable",
+            "Duration of batch-delete calls; outcome is deleted, partial, failed, throttled, unavailable "
+            "or checked (a dry run)",
             ["storage", "outcome"],
             buckets=CALL_SECONDS_BUCKETS,
             registry=self.registry,

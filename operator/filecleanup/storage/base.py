@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from filecleanup.metrics import Metrics
     from filecleanup.storage.limits import Limiter
 
 
+_R = TypeVar("_R")
 NOT_CONFIRMED = "not confirmed as deleted by the storage"
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,45 @@ class ChunkResult:
         return cls(deleted=frozenset(), failed=dict.fromkeys(requested, reason), whole_call_failed=True)
 
 
+@dataclass(frozen=True)
+class ExistsResult:
+    """What one existence check (a dry run's call) found: every requested key is in at most one set;
+    a key in none is unknown."""
+
+    existing: frozenset[str] = frozenset()
+    missing: frozenset[str] = frozenset()
+    forbidden: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_reply(
+        cls,
+        requested: Sequence[str],
+        existing: Iterable[str] = (),
+        missing: Iterable[str] = (),
+        forbidden: Iterable[str] = (),
+    ) -> ExistsResult:
+        """Only requested keys count, and a key the reply puts in two sets is unknown."""
+        wanted = set(requested)
+        sets = [wanted.intersection(existing), wanted.intersection(missing), wanted.intersection(forbidden)]
+        contradicted = (sets[0] & sets[1]) | (sets[0] & sets[2]) | (sets[1] & sets[2])
+        found, gone, refused = (frozenset(found - contradicted) for found in sets)
+        return cls(existing=found, missing=gone, forbidden=refused)
+
+    @classmethod
+    def unknown(cls) -> ExistsResult:
+        """Nothing known about any key."""
+        return cls()
+
+
+class ChecksExistence(Protocol):
+    """The optional method of a storage that can tell which keys exist (for dry runs)."""
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """Which of ``keys`` the storage has, without deleting anything. Raises
+        :class:`StorageUnavailable` (or :class:`StorageThrottled`) as ``delete`` does."""
+        ...
+
+
 class Storage(Protocol):
     name: str
     max_keys_per_call: int | None  # the most keys one call may carry, if the storage has a limit
@@ -113,6 +153,37 @@ class ConcurrencyLimited:
         metrics.concurrency_limit.labels(self.name).set(limiter.limit)
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        def failed(error: Exception) -> ChunkResult:
+            return ChunkResult.all_failed(
+                keys,
+                f"internal error in the operator's {self.name} backend ({type(error).__name__}); see its log",
+            )
+
+        result, started = await self._limited(keys, self._storage.delete, failed)
+        outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"
+        self._metrics.call_seconds.labels(self.name, outcome).observe(time.monotonic() - started)
+        self._metrics.keys_deleted.labels(self.name).inc(len(result.deleted))
+        self._metrics.keys_failed.labels(self.name).inc(len(result.failed))
+        return result
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """A dry run's check, under the same limits as a delete; every key unknown when the backend
+        cannot check (an HTTP storage without dryRunUrl)."""
+        checker = cast("ChecksExistence | None", getattr(self._storage, "exists", None) and self._storage)
+        if checker is None or not getattr(self._storage, "checks_existence", True):
+            return ExistsResult.unknown()
+        result, started = await self._limited(keys, checker.exists, lambda _: ExistsResult.unknown())
+        self._metrics.call_seconds.labels(self.name, "checked").observe(time.monotonic() - started)
+        return result
+
+    async def _limited(
+        self,
+        keys: Sequence[str],
+        call: Callable[[Sequence[str]], Awaitable[_R]],
+        internal_error: Callable[[Exception], _R],
+    ) -> tuple[_R, float]:
+        """The call's result under the storage's limits, sent again while throttled; and when the last
+        try started."""
         metrics, name = self._metrics, self.name
         await self._limiter.acquire(len(keys))
         try:
@@ -121,7 +192,7 @@ class ConcurrencyLimited:
                 metrics.calls_in_flight.labels(name).inc()
                 wait: float | None = None
                 try:
-                    result = await self._storage.delete(keys)
+                    result = await call(keys)
                 except StorageThrottled as throttled:
                     wait = self._throttled(throttled, started)
                 except StorageUnavailable:
@@ -131,11 +202,7 @@ class ConcurrencyLimited:
                 except Exception as error:
                     # The traceback goes to the log (secrets redacted there); status gets the kind only.
                     logger.exception("Internal error in storage %s's backend", name)
-                    result = ChunkResult.all_failed(
-                        keys,
-                        f"internal error in the operator's {name} backend ({type(error).__name__}); "
-                        "see its log",
-                    )
+                    result = internal_error(error)
                 finally:
                     metrics.calls_in_flight.labels(name).dec()
                 if wait is None:
@@ -147,12 +214,8 @@ class ConcurrencyLimited:
         finally:
             self._limiter.release()
         metrics.concurrency_limit.labels(name).set(self._limiter.limit)
-        outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"
-        metrics.call_seconds.labels(name, outcome).observe(time.monotonic() - started)
         metrics.storage_available.labels(name).set(1)
-        metrics.keys_deleted.labels(name).inc(len(result.deleted))
-        metrics.keys_failed.labels(name).inc(len(result.failed))
-        return result
+        return result, started
 
     def _throttled(self, throttled: StorageThrottled, started: float) -> float:
         """The wait before the refused call goes again; raises :class:`StorageUnavailable` once the

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from filecleanup.config import FilesystemStorageConfig
-from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectMissing, StorageUnavailable
 from filecleanup.storage.errors import FILESYSTEM_PERMANENT, ErrorClasses
 
 _T = TypeVar("_T")
@@ -92,6 +92,26 @@ def delete_below(root: int, key: str, *, prune_empty_dirs: bool) -> None:
             raise KeyRejectedError("is a directory") from error
         if prune_empty_dirs:
             _prune(opened, directories)
+    finally:
+        _close(opened)
+
+
+def exists_below(root: int, key: str) -> bool:
+    """Whether ``key`` names something below the directory open as ``root`` that a delete would
+    remove, walked as :func:`delete_below` walks it (no symlink followed). Raises
+    :class:`KeyRejectedError` where a delete would refuse the key, and ``OSError`` as a delete would."""
+    *directories, name = path_segments(key)
+    opened = _walk(root, directories, create=False)
+    if opened is None:
+        return False
+    try:
+        try:
+            mode = os.stat(name, dir_fd=opened[-1], follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(mode):
+            raise KeyRejectedError("is a directory")
+        return True
     finally:
         _close(opened)
 
@@ -220,6 +240,29 @@ class FilesystemStorage:
         finally:
             os.close(root)
         return ChunkResult.from_reply(keys, deleted, errors, permanent)
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """A dry run's check: a stat with the walk a delete uses. A key the walk refuses, or a
+        permission error, is forbidden; any other error leaves the key unknown."""
+        return await asyncio.to_thread(self._exists, keys)
+
+    def _exists(self, keys: Sequence[str]) -> ExistsResult:
+        root = open_root(self.name, self._config)
+        existing: list[str] = []
+        missing: list[str] = []
+        forbidden: list[str] = []
+        try:
+            for key in keys:
+                try:
+                    (existing if exists_below(root, key) else missing).append(key)
+                except KeyRejectedError:
+                    forbidden.append(key)
+                except OSError as error:
+                    if error.errno in {errno.EACCES, errno.EPERM}:
+                        forbidden.append(key)
+        finally:
+            os.close(root)
+        return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         return await asyncio.to_thread(self._with_root, read_below, key, offset, size)

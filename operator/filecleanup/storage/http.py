@@ -21,7 +21,13 @@ from pydantic import BaseModel, ValidationError
 
 from filecleanup import redaction
 from filecleanup.config import HttpStorageConfig
-from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageThrottled, StorageUnavailable
+from filecleanup.storage.base import (
+    ChunkResult,
+    ExistsResult,
+    ObjectMissing,
+    StorageThrottled,
+    StorageUnavailable,
+)
 from filecleanup.storage.errors import HTTP_PERMANENT, ErrorClasses
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
@@ -31,6 +37,7 @@ from filecleanup.storage.transport import (
     StatusClass,
     classify_status,
     parse_retry_after,
+    reply_limit,
 )
 
 DEFAULT_CLASSES = ErrorClasses(HTTP_PERMANENT)
@@ -47,6 +54,35 @@ class _KeyError(BaseModel):
 class _Reply(BaseModel):
     deleted: list[str]
     errors: list[_KeyError] = []
+
+
+class _ExistsReply(BaseModel):
+    existing: list[str]
+    missing: list[str]
+    forbidden: list[str] = []
+
+
+def interpret_exists(storage: str, keys: Sequence[str], reply: Reply) -> ExistsResult:
+    """What a reply of ``dryRunUrl`` says about the keys: those it lists under ``existing``,
+    ``missing`` or ``forbidden``, the rest unknown. Overload and refused credentials raise, as for a
+    delete; any other failed or malformed reply leaves every key unknown."""
+    match classify_status(reply.status):
+        case StatusClass.OVERLOADED:
+            raise StorageThrottled(
+                f"storage {storage} answered {reply.status}",
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        case StatusClass.CREDENTIALS_REFUSED:
+            raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
+        case StatusClass.SERVER_ERROR | StatusClass.REFUSED:
+            return ExistsResult.unknown()
+        case StatusClass.OK:
+            pass
+    try:
+        parsed = _ExistsReply.model_validate_json(reply.body)
+    except ValidationError:
+        return ExistsResult.unknown()
+    return ExistsResult.from_reply(keys, parsed.existing, parsed.missing, parsed.forbidden)
 
 
 def interpret(
@@ -127,6 +163,8 @@ class HttpStorage:
         self.name = name
         self._url = str(config.url)
         self._objects_url = str(config.objects_url) if config.objects_url else None
+        self._dry_run_url = str(config.dry_run_url) if config.dry_run_url else None
+        self.checks_existence = self._dry_run_url is not None
         self.holds_manifests = self._objects_url is not None
         self._token = TokenFile(name, config.token_file) if config.token_file else None
         self._transport = BatchDeleteTransport(name, config, transport=transport)
@@ -140,6 +178,21 @@ class HttpStorage:
             "POST", self._url, keys, json={"keys": list(keys)}, headers=headers
         )
         return reply if isinstance(reply, ChunkResult) else interpret(self.name, keys, reply, self._classes)
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """``POST dryRunUrl`` with ``{"keys": [...]}``, answered ``{"existing": [...], "missing": [...],
+        "forbidden": [...]}`` (forbidden optional). A separate URL, never the delete URL: a storage that
+        ignored a dry-run flag there would delete the keys. Without dryRunUrl every key is unknown."""
+        if self._dry_run_url is None:
+            return ExistsResult.unknown()
+        headers = self._token.header() if self._token else {}
+        try:
+            reply = await self._transport.fetch(
+                "POST", self._dry_run_url, reply_limit(keys), json={"keys": list(keys)}, headers=headers
+            )
+        except CallFailed:
+            return ExistsResult.unknown()
+        return interpret_exists(self.name, keys, reply)
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         """``GET objectsUrl + key`` with a Range: a manifest is read a part at a time."""

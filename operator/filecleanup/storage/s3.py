@@ -44,6 +44,7 @@ from filecleanup.config import S3StorageConfig
 from filecleanup.storage.base import (
     NOT_CONFIRMED,
     ChunkResult,
+    ExistsResult,
     ObjectMissing,
     StorageThrottled,
     StorageUnavailable,
@@ -286,6 +287,33 @@ class S3Storage:
                     break
             listed.append(Target(target.key, target.full_key, versions))
         return listed
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """A dry run's check: HeadObject per key, one after another (the storage's limits count the
+        chunk as one call of len(keys) keys). 200: it exists; 404: missing; 403: forbidden (S3 also
+        answers 403 for a missing key to whoever may not list the bucket). Overload raises
+        :class:`StorageThrottled` and a server error :class:`StorageUnavailable`, as for a delete; a
+        failed call leaves its key unknown."""
+        existing: list[str] = []
+        missing: list[str] = []
+        forbidden: list[str] = []
+        for key in keys:
+            url = self._object_url(key)
+            headers = await self._signed("HEAD", url)
+            try:
+                reply = await self._transport.fetch("HEAD", url, OBJECT_REPLY_SLACK, headers=headers)
+            except CallFailed:
+                continue
+            match reply.status:
+                case HTTPStatus.OK:
+                    existing.append(key)
+                case HTTPStatus.NOT_FOUND:
+                    missing.append(key)
+                case HTTPStatus.FORBIDDEN:
+                    forbidden.append(key)
+                case _:
+                    status_failure(self.name, keys, reply)  # raises for overload and server errors
+        return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         """GetObject with a Range: a manifest is read a part at a time, never whole."""
