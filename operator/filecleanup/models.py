@@ -71,11 +71,15 @@ class FileCleanupSpec(CamelModel):
     max_failed_keys: Annotated[int | None, Field(ge=0, le=MAX_KEYS)] = None
     # Like a Job's: no new calls while true; the calls in flight finish and are checkpointed.
     suspend: bool = False
+    # Check the policy and which keys exist, report the counts in status.dryRun, delete nothing.
+    dry_run: bool = False
 
     @model_validator(mode="after")
     def _keys_or_a_manifest(self) -> Self:
         if bool(self.keys) == (self.manifest is not None):
             raise ValueError("exactly one of keys and manifest is required")
+        if self.dry_run and self.manifest is not None:
+            raise ValueError("dryRun is not supported with a manifest")
         return self
 
 
@@ -128,6 +132,7 @@ class Reason(StrEnum):
     SUSPENDED = "Suspended"
     OPERATOR_PAUSED = "OperatorPaused"
     RESUMED = "Resumed"
+    DRY_RUN = "DryRun"
 
 
 class EventReason(StrEnum):
@@ -178,6 +183,15 @@ class FailedError(CamelModel):
     indexes: IndexRanges
 
 
+class DryRunCounts(CamelModel):
+    """What a dry run found, key by distinct key: each is counted once."""
+
+    would_delete: int = 0  # the storage has it: a real run would delete it
+    missing: int = 0  # the storage does not have it (a real run would count it deleted)
+    forbidden: int = 0  # the storage would refuse it (S3 403, a permission error, a refused path)
+    unknown: int = 0  # the storage could not tell (or cannot check: an HTTP storage without dryRunUrl)
+
+
 class FileCleanupStatus(CamelModel):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
@@ -197,6 +211,7 @@ class FileCleanupStatus(CamelModel):
     failed_keys_omitted: int = 0
     internal_errors: int = 0
     manifest: ManifestProgress | None = None
+    dry_run: DryRunCounts | None = None
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None
     next_retry_time: datetime.datetime | None = None

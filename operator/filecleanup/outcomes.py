@@ -4,11 +4,13 @@ the outcome names the phase, the reason and the delay, and the status is built f
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from filecleanup.backoff import retry_delay, unavailable_delay
-from filecleanup.models import Condition, FileCleanupSpec, Phase, Reason
+from filecleanup.models import Condition, DryRunCounts, FileCleanupSpec, Phase, Reason
 from filecleanup.progress import Progress
+from filecleanup.storage.base import ExistsResult
 
 
 @dataclass(frozen=True)
@@ -118,4 +120,43 @@ def deadline_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
         Reason.DEADLINE_EXCEEDED,
         f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); deleted {progress.deleted} "
         f"of {progress.total}, {progress.total - progress.deleted} not deleted",
+    )
+
+
+def dry_run_counts(results: Iterable[ExistsResult], total: int) -> DryRunCounts:
+    """The counts of a dry run over ``total`` distinct keys, from its checks (each key in one check):
+    a key no check placed is unknown."""
+    existing = missing = forbidden = 0
+    for result in results:
+        existing += len(result.existing)
+        missing += len(result.missing)
+        forbidden += len(result.forbidden)
+    return DryRunCounts(
+        would_delete=existing,
+        missing=missing,
+        forbidden=forbidden,
+        unknown=max(0, total - existing - missing - forbidden),
+    )
+
+
+def dry_run_checking(total: int) -> Outcome:
+    return Outcome(Phase.IN_PROGRESS, Reason.DRY_RUN, f"dry run: checking {total} keys; nothing is deleted")
+
+
+def dry_run_done(counts: DryRunCounts, total: int) -> Outcome:
+    """A dry run always ends Succeeded: what it found is in the counts, and nothing was deleted."""
+    return Outcome(
+        Phase.SUCCEEDED,
+        Reason.DRY_RUN,
+        f"dry run of {total} keys: {counts.would_delete} would be deleted, {counts.missing} missing, "
+        f"{counts.forbidden} forbidden, {counts.unknown} unknown; nothing was deleted",
+    )
+
+
+def dry_run_deadline_exceeded(spec: FileCleanupSpec) -> Outcome:
+    return Outcome(
+        Phase.FAILED,
+        Reason.DEADLINE_EXCEEDED,
+        f"dry run not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); "
+        "nothing was deleted",
     )

@@ -74,7 +74,17 @@ class Suspend:
     message: str
 
 
-Action = Finished | Wait | Reject | Suspend | Run | RunManifest
+@dataclass(frozen=True)
+class DryRun:
+    """Check which keys exist and delete nothing (spec.dryRun): it starts over at every run, as a
+    check sends no delete and costs no retry budget."""
+
+    storage: str
+    redrive: bool = False
+    deadline: datetime.datetime | None = None
+
+
+Action = Finished | Wait | Reject | Suspend | Run | RunManifest | DryRun
 
 
 def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
@@ -105,6 +115,8 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
         return Suspend(storage, Reason.SUSPENDED, SUSPENDED_MESSAGE)
     if storage in paused:
         return Suspend(storage, Reason.OPERATOR_PAUSED, paused_message(storage))
+    if spec.dry_run:
+        return _dry_run(spec, status, storage, now, redrive=redrive)
     manifest = spec.manifest is not None
     if redrive:
         if manifest:
@@ -141,6 +153,28 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
         # storage confirms, so nothing is lost and nothing is counted twice.
         return Run(storage, Progress.start(spec), starting=True, deadline=deadline, invalid_status=str(error))
     return Run(storage, progress, starting=False, deadline=deadline)
+
+
+def _dry_run(
+    spec: FileCleanupSpec, status: FileCleanupStatus, storage: str, now: datetime.datetime, *, redrive: bool
+) -> DryRun | Wait | Reject:
+    """A dry run's policy is a real run's (checked above, with the same rejections); it waits out a
+    storage outage in Backoff like one, and honours activeDeadlineSeconds."""
+    if redrive or status.phase == Phase.PENDING or status.start_time is None:
+        return DryRun(storage, redrive=redrive, deadline=_deadline(spec, now))
+    deadline = _deadline(spec, status.start_time)
+    if deadline is not None and now >= deadline:
+        return Reject(
+            Reason.DEADLINE_EXCEEDED,
+            f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds})",
+        )
+    if status.phase == Phase.BACKOFF and status.next_retry_time:
+        remaining = (status.next_retry_time - now).total_seconds()
+        if deadline is not None:
+            remaining = min(remaining, (deadline - now).total_seconds())
+        if remaining > WAKE_TOLERANCE_SECONDS:
+            return Wait(remaining)
+    return DryRun(storage, deadline=deadline)
 
 
 def _deadline(spec: FileCleanupSpec, start: datetime.datetime) -> datetime.datetime | None:

@@ -13,6 +13,7 @@ from filecleanup.models import (
     MAX_LISTED_FAILED_KEYS,
     Condition,
     ConditionType,
+    DryRunCounts,
     FailedKey,
     FileCleanupSpec,
     FileCleanupStatus,
@@ -287,6 +288,44 @@ def manifest_status(
         failed_keys_omitted=max(0, counts.failed - len(listed[:MAX_LISTED_FAILED_KEYS])),
         internal_errors=previous.internal_errors,
         manifest=progress,
+        start_time=previous.start_time or now,
+        completion_time=now if outcome.phase.finished else None,
+        next_retry_time=now + datetime.timedelta(seconds=outcome.delay)
+        if outcome.delay is not None
+        else None,
+        conditions=conditions,
+    )
+
+
+def dry_run_status(
+    previous: FileCleanupStatus,
+    *,
+    spec: FileCleanupSpec,
+    storage: str,
+    total: int,
+    counts: DryRunCounts | None,
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """The status of a dry run: no progress to keep (nothing is deleted, and a dry run starts over at
+    every run), the counts once it is done."""
+    stamp = functools.partial(
+        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+    )
+    conditions = suspension_conditions(
+        phase_conditions(previous.conditions, outcome.phase, stamp), outcome.phase, stamp
+    )
+    return FileCleanupStatus(
+        phase=outcome.phase,
+        observed_generation=generation,
+        storage=storage,
+        total=total,
+        redrives=previous.redrives,
+        retry_nonce=spec.retry_nonce,
+        chunk_size=spec.chunk_size,
+        internal_errors=previous.internal_errors,
+        dry_run=counts,
         start_time=previous.start_time or now,
         completion_time=now if outcome.phase.finished else None,
         next_retry_time=now + datetime.timedelta(seconds=outcome.delay)
