@@ -54,7 +54,7 @@ def phase_conditions(
 ) -> list[Condition]:
     """Every condition that follows from the phase, stamped with the reason and message of the moment:
     a Job's (Progressing, then Complete or Failed) and kstatus's (Reconciling, then Ready or Stalled:
-    exactly one of the three is True)."""
+    exactly one of the three is True, except while Suspended, when none is: docs/gitops.md)."""
     working = not phase.finished and phase != Phase.SUSPENDED
     conditions = set_condition(conditions, stamp(ConditionType.PROGRESSING, true=working))
     if phase == Phase.SUCCEEDED:
