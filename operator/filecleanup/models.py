@@ -166,6 +166,7 @@ class ManifestProgress(CamelModel):
     round_total: int = 0  # keys this round reads
     sent: int = 0  # keys of this round whose outcome is recorded
     failed_now: int = 0  # keys of this round that failed
+    permanent_now: int = 0  # keys of this round that failed for good (spec.maxFailedKeys counts them)
     report: str = ""  # where the report of the last round is (its segments), for people
 
 
