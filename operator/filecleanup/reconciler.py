@@ -218,7 +218,9 @@ class Reconciler:
                 )
             case DryRun(storage, redrive, deadline):
                 if redrive:
-                    context = dataclasses.replace(context, status=restarted_for_redrive(context.status))
+                    restarted = restarted_for_redrive(context.status)
+                    restarted = restarted.model_copy(update={"redrives": restarted.redrives + 1})
+                    context = dataclasses.replace(context, status=restarted)
                 return await self._dry_run(context, storage, deadline)
             case RunManifest(storage, starting, redrive, deadline):
                 manifest = ManifestRun(

@@ -262,3 +262,14 @@ def test_the_dry_run_url_must_not_be_the_delete_url() -> None:
                 "policy": {"allowedNamespaces": "*", "keyPrefix": ""},
             }
         )
+
+
+async def test_a_failed_dry_run_is_redriven_by_a_new_retry_nonce() -> None:
+    storage = CheckingStorage(present={"k/0"})
+    failed = FileCleanupStatus(phase=Phase.FAILED, start_time=NOW, completion_time=NOW, retry_nonce=None)
+    sink, events = FakeSink(), Events()
+    await make_reconciler(storage).run(context(sink, events, failed, dryRun=True, retryNonce="again"))  # type: ignore[arg-type]
+    final = sink.written[-1]
+    assert (final.phase, final.redrives, final.retry_nonce) == (Phase.SUCCEEDED, 1, "again")
+    assert final.start_time != NOW  # the deadline's clock starts again
+    assert storage.deleted == []
