@@ -328,10 +328,13 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
 
 
 def _same_request(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """The same keys, storage, TTL and album: the API server's defaults for other fields do not matter."""
+    """The same keys, storage, TTL, album and kind of run: the API server's defaults for other fields do
+    not matter. A dry run of the same keys is not the same request: it deletes nothing."""
     fields = ("keys", "manifest", "storage", "ttlSecondsAfterFinished")
-    return all(existing["spec"].get(field) == wanted["spec"].get(field) for field in fields) and (
-        _labels(existing).get(ALBUM_LABEL) == _labels(wanted).get(ALBUM_LABEL)
+    return (
+        all(existing["spec"].get(field) == wanted["spec"].get(field) for field in fields)
+        and bool(existing["spec"].get("dryRun")) == bool(wanted["spec"].get("dryRun"))
+        and _labels(existing).get(ALBUM_LABEL) == _labels(wanted).get(ALBUM_LABEL)
     )
 
 

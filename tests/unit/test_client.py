@@ -14,6 +14,7 @@ from filecleanup.client import (
     PARTS_LABEL,
     AlbumStatus,
     ObjectSummary,
+    _same_request,
     album_label,
     manifest_bytes,
     manifest_key,
@@ -25,6 +26,14 @@ from filecleanup.client import (
 
 def keys(count: int, prefix: str = "albums/1") -> list[str]:
     return [f"{prefix}/photo-{i:06d}.jpg" for i in range(count)]
+
+
+def test_a_dry_run_of_the_same_keys_is_not_the_same_request() -> None:
+    """Else a real submit would find the album's dry run, take it for itself, and delete nothing."""
+    (wanted,) = manifests("42", ["albums/42/a.jpg"])
+    existing = {**wanted, "spec": {**wanted["spec"], "dryRun": True}}
+    assert _same_request({**wanted, "spec": {**wanted["spec"], "dryRun": False}}, wanted)
+    assert not _same_request(existing, wanted)
 
 
 class TestSplit:
