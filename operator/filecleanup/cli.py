@@ -183,6 +183,7 @@ def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
     rows = [header]
     for item in summaries:
         percent = f"{100 * item.deleted // item.total}%" if item.total else "-"
+        percent = "dry-run" if item.dry_run else percent  # deletes nothing: see its status.dryRun
         row = [item.name, item.album or "-", item.phase, percent, str(item.total), str(item.deleted)]
         row += [str(item.failed), str(item.retries), str(item.redrives)]
         rows.append([item.namespace, *row] if with_namespace else row)

@@ -161,6 +161,7 @@ class ObjectSummary:
     retries: int  # of the current drive: a redrive starts a fresh budget
     redrives: int
     storage: str | None
+    dry_run: bool = False  # spec.dryRun: nothing is deleted, status.dryRun has the counts
 
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> ObjectSummary:
@@ -177,6 +178,7 @@ class ObjectSummary:
             retries=status.get("retries", 0),
             redrives=status.get("redrives", 0),
             storage=status.get("storage") or obj["spec"].get("storage"),
+            dry_run=bool(obj["spec"].get("dryRun")),
         )
 
 

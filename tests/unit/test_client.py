@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.cli import read_keys
+from filecleanup.cli import read_keys, table
 from filecleanup.client import (
     ALBUM_LABEL,
     MAX_OBJECT_KEY_BYTES,
@@ -26,6 +26,13 @@ from filecleanup.client import (
 
 def keys(count: int, prefix: str = "albums/1") -> list[str]:
     return [f"{prefix}/photo-{i:06d}.jpg" for i in range(count)]
+
+
+def test_the_status_table_says_dry_run_instead_of_a_progress() -> None:
+    real = ObjectSummary("album-1", "ns", "1", "Succeeded", 4, 4, 0, 0, 0, "photos")
+    dry = ObjectSummary("album-1-dry", "ns", "1", "Succeeded", 4, 0, 0, 0, 0, "photos", dry_run=True)
+    rows = [line.split() for line in table([real, dry], with_namespace=False).splitlines()]
+    assert [row[3] for row in rows] == ["PROGRESS", "100%", "dry-run"]
 
 
 def test_a_dry_run_of_the_same_keys_is_not_the_same_request() -> None:
