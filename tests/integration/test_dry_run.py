@@ -10,6 +10,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from filecleanup.models import API_VERSION, KIND
+from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.integration.test_operator import condition
 from tests.integration.test_validation import rejection_message
@@ -54,7 +55,8 @@ def dry_run_of(kube: Kube, namespace: str, name: str, keys: list[str], **spec: o
     assert condition(done, "Complete")["reason"] == "DryRun"
     status: dict[str, object] = done["status"]
     assert (status["total"], status["deleted"], status["failed"]) == (len(set(keys)), 0, 0)
-    events = kube.events(namespace, name)
+    # Kopf posts events in the background: the status can be read before its event is.
+    events = eventually("the DryRun event", lambda: kube.events(namespace, name))
     assert [(kind, reason) for kind, reason, _ in events] == [("Normal", "DryRun")]
     assert "nothing was deleted" in events[0][2]
     return status
