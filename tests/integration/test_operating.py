@@ -195,13 +195,16 @@ def test_sigterm_with_a_call_that_outlives_the_shutdown_timeout_still_exits_in_t
     storage.seed(keys)
     storage.fault(trickle_seconds=1.0)  # each reply takes far longer than the shutdown timeout
     operator.start("--shutdown-timeout", "2")
-    create_cleanup(kube, namespace, "slow", keys, chunkSize=5)
-    eventually("calls in flight", lambda: storage.stats()["calls"] >= 4, interval=0.05)
-    stopping = time.monotonic()
-    assert operator.process is not None
-    operator.process.send_signal(signal.SIGTERM)
-    exit_code = operator.process.wait(timeout=30)
-    stopped_in = time.monotonic() - stopping
+    try:
+        create_cleanup(kube, namespace, "slow", keys, chunkSize=5)
+        eventually("calls in flight", lambda: storage.stats()["calls"] >= 4, interval=0.05)
+        stopping = time.monotonic()
+        assert operator.process is not None
+        operator.process.send_signal(signal.SIGTERM)
+        exit_code = operator.process.wait(timeout=30)
+        stopped_in = time.monotonic() - stopping
+    finally:
+        operator.stop()  # a test that failed before its SIGTERM leaves no operator behind
     status = get_cleanup(kube, namespace, "slow")["status"]
     assert exit_code == 0
     assert 2 <= stopped_in < 2 + 5 + 2  # the shutdown timeout, then at most the last checkpoint's bound
