@@ -24,6 +24,7 @@ from filecleanup.metrics import Metrics
 from filecleanup.models import GROUP, PLURAL, VERSION
 from filecleanup.storage.base import ConcurrencyLimited
 from filecleanup.storage.http import HttpStorage
+from filecleanup.storage.limits import Limiter
 from polling import eventually
 from tests.support.processes import OperatorProcess
 from tests.support.storages import OPEN_POLICY, StorageProcess
@@ -230,7 +231,9 @@ async def direct_seconds(url: str, keys: list[str], *, concurrent: bool) -> floa
     """The storage's own limit: the operator's client code calling it with the same concurrency, or one
     chunk after the other as in the sequential loop."""
     storage_config = HttpStorageConfig.model_validate({"type": "http", "url": url, "policy": OPEN_POLICY})
-    storage = ConcurrencyLimited(HttpStorage("photos", storage_config), MAX_CONCURRENT_REQUESTS, Metrics())
+    storage = ConcurrencyLimited(
+        HttpStorage("photos", storage_config), Limiter(MAX_CONCURRENT_REQUESTS), Metrics()
+    )
     chunks = [keys[at : at + CHUNK] for at in range(0, len(keys), CHUNK)]
     started = time.perf_counter()
     if concurrent:

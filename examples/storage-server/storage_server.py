@@ -3,12 +3,15 @@
 It implements the operator's HTTP storage contract (README, "The HTTP storage API") over files
 in a directory:
 
-    POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message"}]}
+    POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message", "code"?}]}
+    POST /exists  {"keys": [...]}  ->  200 {"existing": [...], "missing": [...], "forbidden": [...]}
+                                       (a dry run's question, the storage's dryRunUrl; deletes nothing)
     GET /objects/KEY (Range honoured), PUT /objects/KEY: whole objects, for manifests
 
 A key is a path relative to ``--root``; a missing file counts as deleted. Faults are switched on
 through ``POST /_admin/faults`` (see :class:`Faults`), and ``GET /_admin/stats`` tells what happened.
-Besides honest failures, it can be hostile, as a storage we do not control may be: huge or trickled
+It can throttle as S3 does (503 SlowDown past a number of calls a second). Besides honest
+failures, it can be hostile, as a storage we do not control may be: huge or trickled
 replies, a bad encoding, absurd headers, keys that were not requested, lies, bodies that are not JSON.
 
     python examples/storage-server/storage_server.py --root DIR --port 8080 [--token-file F]
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -39,6 +43,7 @@ class Faults:
     hang_seconds: float = 0.0
     latency_seconds: float = 0.0  # every call waits this long
     fail_keys: dict[str, int] = field(default_factory=dict)  # key -> failures left (-1: always)
+    fail_codes: dict[str, str] = field(default_factory=dict)  # key -> the code of its injected error
     broken_replies: int = 0  # the next N calls answer 200 with a body that breaks the contract
     # Hostile: each holds for every call until the faults are reset.
     huge_reply_bytes: int = 0  # a 200 whose body is this large (and never ends in valid JSON)
@@ -49,6 +54,10 @@ class Faults:
     unrequested_keys: list[str] = field(default_factory=list)  # listed as deleted too, never requested
     lie: bool = False  # every requested key listed as deleted; nothing is deleted
     not_json: bool = False  # a 200 whose body is an HTML page
+    # Throttling, as S3 protects a prefix: past this many delete calls arriving in any one second
+    # (refused ones included), answer 503 SlowDown, deleting nothing. 0: no limit.
+    throttle_calls_per_second: int = 0
+    throttle_retry_after: str | None = None  # Retry-After header sent with a SlowDown
 
 
 @dataclass
@@ -63,6 +72,9 @@ class Stats:
     # Per call: wall-clock start and end, and its first key (which names the object in the benchmarks):
     # calls in flight over time, and when each object's first call started and its last one ended.
     call_times: list[tuple[float, float, str]] = field(default_factory=list)
+    throttled: int = 0  # delete calls refused with 503 SlowDown
+    exists_calls: int = 0  # POST /exists calls served
+    exists_keys: int = 0  # keys asked about in them
 
     def summary(self) -> dict[str, int]:
         return {
@@ -71,6 +83,8 @@ class Stats:
             "keys_requested": sum(self.requested.values()),
             "distinct_keys": len(self.requested),
             "removed_files": self.removed_files,
+            "throttled": self.throttled,
+            "exists_calls": self.exists_calls,
         }
 
 
@@ -80,6 +94,20 @@ class ServerState:
     token: str | None
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
+    arrivals: collections.deque[float] = field(default_factory=collections.deque)  # the last second's
+
+    def overloaded(self, now: float) -> bool:
+        """Whether a delete call arriving now is one too many for the last second (sliding window)."""
+        while self.arrivals and self.arrivals[0] <= now - 1.0:
+            self.arrivals.popleft()
+        self.arrivals.append(now)
+        return len(self.arrivals) > self.faults.throttle_calls_per_second
+
+
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 
 
 STATE = web.AppKey("state", ServerState)
@@ -143,10 +171,25 @@ async def present(request: web.Request, faults: Faults, payload: dict[str, objec
     return response
 
 
-async def delete(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+def refused(state: ServerState, request: web.Request) -> web.Response | None:
+    """A delete call refused before it is read: wrong credentials, or one call too many (S3's 503
+    SlowDown). Nothing is deleted."""
     if state.token is not None and request.headers.get("Authorization") != f"Bearer {state.token}":
         return web.json_response({"error": "unauthorized"}, status=HTTPStatus.UNAUTHORIZED)
+    if not state.faults.throttle_calls_per_second or not state.overloaded(time.monotonic()):
+        return None
+    state.stats.throttled += 1
+    headers = {"Content-Type": "application/xml"}
+    if state.faults.throttle_retry_after:
+        headers["Retry-After"] = state.faults.throttle_retry_after
+    return web.Response(body=SLOW_DOWN, status=HTTPStatus.SERVICE_UNAVAILABLE, headers=headers)
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    refusal = refused(state, request)
+    if refusal is not None:
+        return refusal
     body = await request.json()
     keys: list[str] = body["keys"]
     stats, faults = state.stats, state.faults
@@ -182,13 +225,51 @@ async def delete(request: web.Request) -> web.StreamResponse:
         wanted = [key for key in keys if key not in injected]
         deleted, errors, removed = await asyncio.to_thread(_remove, state.root, wanted)
         stats.removed_files += removed
-        errors.extend({"key": key, "message": "injected failure"} for key in injected)
+        errors.extend(
+            {"key": key, "message": "injected failure"}
+            | ({"code": faults.fail_codes[key]} if key in faults.fail_codes else {})
+            for key in injected
+        )
         return await present(
             request, faults, {"deleted": [*deleted, *faults.unrequested_keys], "errors": errors}
         )
     finally:
         stats.in_flight -= 1
         stats.call_times.append((now, time.time(), keys[0] if keys else ""))
+
+
+def _existence(root: Path, keys: list[str]) -> dict[str, list[str]]:
+    """Which keys name a file (or a link) under ``root``; a key outside it, or one the server may not
+    look at, is forbidden. Nothing is touched."""
+    base = str(root)
+    found: dict[str, list[str]] = {"existing": [], "missing": [], "forbidden": []}
+    for key in keys:
+        path = os.path.normpath(os.path.join(base, key))  # noqa: PTH118  (as _remove)
+        if not path.startswith(base + os.sep):
+            found["forbidden"].append(key)
+            continue
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            found["missing"].append(key)
+        except PermissionError:
+            found["forbidden"].append(key)
+        else:
+            found["existing"].append(key)
+    return found
+
+
+async def exists(request: web.Request) -> web.Response:
+    """``POST /exists``: the dry-run extension of the contract. A separate URL from /delete, so that
+    a storage that does not know it can never take the question for a delete."""
+    state = request.app[STATE]
+    refusal = refused(state, request)
+    if refusal is not None:
+        return refusal
+    keys: list[str] = (await request.json())["keys"]
+    state.stats.exists_calls += 1
+    state.stats.exists_keys += len(keys)
+    return web.json_response(await asyncio.to_thread(_existence, state.root, keys))
 
 
 def _object_path(state: ServerState, key: str) -> Path | None:
@@ -244,6 +325,7 @@ async def get_stats(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.faults, state.stats = Faults(), Stats()
+    state.arrivals.clear()
     return web.json_response({})
 
 
@@ -255,6 +337,7 @@ def make_app(root: Path, token: str | None = None) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[STATE] = ServerState(root=root.resolve(), token=token)
     app.router.add_post("/delete", delete)
+    app.router.add_post("/exists", exists)
     app.router.add_get("/objects/{key:.+}", get_object)
     app.router.add_put("/objects/{key:.+}", put_object)
     app.router.add_post("/_admin/faults", set_faults)

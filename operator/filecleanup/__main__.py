@@ -22,6 +22,7 @@ from filecleanup.config import CONFIG_ENV, ConfigError, OperatorConfig, load_con
 from filecleanup.leader import LeaderElector, LeaseTiming, LostLease
 from filecleanup.metrics import Metrics
 from filecleanup.models import DEFAULT_CONTROLLER
+from filecleanup.pause import DEFAULT_POLL_SECONDS, PauseSwitch
 from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS
 from filecleanup.runtime import Runtime
 
@@ -124,6 +125,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "below the pod's termination grace period (default: %(default)s)"
         ),
     )
+    parser.add_argument(
+        "--pause-file",
+        type=Path,
+        metavar="PATH",
+        help=(
+            "an operator-wide pause, switched without a restart: a file holding 'all' or storage names "
+            "(read every --pause-poll-seconds; the chart mounts a ConfigMap key); the objects on a paused "
+            "storage get no new calls and show reason OperatorPaused"
+        ),
+    )
+    parser.add_argument(
+        "--pause-poll-seconds",
+        type=float,
+        default=DEFAULT_POLL_SECONDS,
+        metavar="SECONDS",
+        help="how often the pause file is read (default: %(default)s)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if args.leader_elect and not args.leader_election_namespace:
@@ -203,6 +221,8 @@ async def run(args: argparse.Namespace, config: OperatorConfig, timing: LeaseTim
                     controller_name=args.controller_name,
                     namespaces=args.namespaces or [],
                     identity=identity,
+                    pause=PauseSwitch(args.pause_file, config.storages, metrics),
+                    pause_poll_seconds=args.pause_poll_seconds,
                 ),
             )
         )

@@ -26,7 +26,8 @@ from kubernetes.aio.config import ConfigException
 from filecleanup import __version__, cli_outbox, kube
 from filecleanup.client import FileCleanupClient, ObjectSummary, SubmitConflict
 from filecleanup.config import ConfigError, load_config
-from filecleanup.models import GROUP, PLURAL, Phase
+from filecleanup.failed_errors import expand
+from filecleanup.models import GROUP, PLURAL, FileCleanupStatus, Phase
 from filecleanup.storage import open_storage
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
 
@@ -39,6 +40,7 @@ examples:
   filecleanup status --album 42 -n photos            # one album, all of its parts
   filecleanup wait album-42 -n photos --timeout 10m  # exit 0 Succeeded, 1 Failed, 2 timed out
   filecleanup retry album-42 -n photos               # redrive a Failed one: only its failed keys
+  filecleanup failed album-42 -n photos              # every failed key with its error (key<TAB>error)
   filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
   filecleanup outbox list --database sqlite:///albums.db          # the rows set aside as dead
   filecleanup outbox redrive --all --database sqlite:///albums.db # once their cause is fixed
@@ -65,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
         help="create the FileCleanup(s) for an album's keys; safe to repeat",
         description=(
             "Create the FileCleanup objects for an album: album-<id>, or album-<id>-0, -1, ... when the keys "
-            "need more than one object (10,000 keys or about 1.4 MB each). Submitting the same keys again "
+            "need more than one object (10,000 keys or about 1.3 MB each). Submitting the same keys again "
             "succeeds and changes nothing; different keys for an album that exists is an error."
         ),
     )
@@ -121,6 +123,19 @@ def parser() -> argparse.ArgumentParser:
     retry.add_argument("name", help="the FileCleanup's name, e.g. album-42")
     add_namespace(retry)
 
+    failed = commands.add_parser(
+        "failed",
+        help="every failed key of a FileCleanup with its latest error, one per line (key<TAB>error)",
+        description=(
+            "List every failed key of a FileCleanup with its latest error, beyond the 100 of "
+            "status.failedKeys: the keys are expanded from status.failedErrors (failed keys grouped by "
+            "error, as index ranges into spec.keys). A manifest's failed keys are in its report in the "
+            "storage; this names it."
+        ),
+    )
+    failed.add_argument("name", help="the FileCleanup's name, e.g. album-42")
+    add_namespace(failed)
+
     cli_outbox.add_commands(commands)
     return root
 
@@ -168,6 +183,7 @@ def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
     rows = [header]
     for item in summaries:
         percent = f"{100 * item.deleted // item.total}%" if item.total else "-"
+        percent = "dry-run" if item.dry_run else percent  # deletes nothing: see its status.dryRun
         row = [item.name, item.album or "-", item.phase, percent, str(item.total), str(item.deleted)]
         row += [str(item.failed), str(item.retries), str(item.redrives)]
         rows.append([item.namespace, *row] if with_namespace else row)
@@ -243,6 +259,30 @@ async def retry(client: FileCleanupClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def failed(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    """Exit 0 with the list (possibly empty); a manifest object's list is in the storage."""
+    obj = await client.get(args.name, namespace=args.namespace)
+    status = FileCleanupStatus.model_validate(obj.get("status") or {})
+    if status.manifest is not None:
+        print(
+            f"{PLURAL}.{GROUP}/{args.name}: {status.failed} failed keys; a manifest's failure report is in "
+            f"its storage, one key and its error per line: {status.manifest.report or '(none yet)'}*",
+            file=sys.stderr,
+        )
+        return 0
+    keys: list[str] = (obj.get("spec") or {}).get("keys") or []
+    if status.failed_errors:
+        listed = expand(status.failed_errors, keys)
+    else:  # written by an operator that kept no failedErrors: the first 100 only
+        listed = [(item.key, item.error) for item in status.failed_keys]
+    for key, error in listed:
+        print(f"{key}\t{error}")
+    missing = status.failed - len(listed)
+    if missing > 0:
+        print(f"{missing} more failed keys are not listed in status (an older operator)", file=sys.stderr)
+    return 0
+
+
 WAIT_POLL_SECONDS = 1.0
 
 
@@ -265,6 +305,7 @@ COMMANDS: dict[str, Callable[[FileCleanupClient, argparse.Namespace], Awaitable[
     "status": status,
     "wait": wait,
     "retry": retry,
+    "failed": failed,
     "relay": cli_outbox.relay,
 }
 

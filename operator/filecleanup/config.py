@@ -77,8 +77,54 @@ class StoragePolicy(StrictModel):
         return self.key_prefix.format(namespace=namespace)
 
 
+class RateLimit(StrictModel):
+    """Token buckets in front of a storage, shared by every object on it: at most this many calls and
+    keys a second (each bucket holds one second's worth, for a burst after an idle spell)."""
+
+    calls_per_second: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+    keys_per_second: Annotated[float, Field(gt=0, le=100_000_000)] | None = None
+
+
+class AdaptiveConcurrency(StrictModel):
+    """The storage's in-flight limit moves between minRequests and maxConcurrentRequests: cut on
+    throttling (429, 503, S3 SlowDown), grown back one by one while calls succeed (storage/limits.py)."""
+
+    # A cold start begins here and ramps up; at most maxConcurrentRequests.
+    initial_requests: Annotated[int, Field(ge=1, le=1024)] = 2
+    min_requests: Annotated[int, Field(ge=1, le=1024)] = 1
+    # Still throttled at minRequests this long, with no call succeeding: the storage is unavailable
+    # (its objects wait in Backoff, without spending retries).
+    unavailable_after_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
+ErrorCode = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class StorageBase(StrictModel):
     policy: StoragePolicy
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
+    rate_limit: RateLimit | None = None
+    adaptive_concurrency: AdaptiveConcurrency = AdaptiveConcurrency()
+    # Per-key error codes to treat as permanent (not retried) or transient (retried), over the
+    # backend's defaults (storage/errors.py).
+    permanent_errors: list[ErrorCode] = []
+    transient_errors: list[ErrorCode] = []
+
+    @model_validator(mode="after")
+    def _one_class_per_code(self) -> Self:
+        both = sorted(set(self.permanent_errors) & set(self.transient_errors))
+        if both:
+            raise ValueError(f"error codes {both} are both permanentErrors and transientErrors")
+        return self
+
+    @model_validator(mode="after")
+    def _minimum_within_the_cap(self) -> Self:
+        if self.adaptive_concurrency.min_requests > self.max_concurrent_requests:
+            raise ValueError(
+                f"adaptiveConcurrency.minRequests {self.adaptive_concurrency.min_requests} is more than "
+                f"maxConcurrentRequests {self.max_concurrent_requests}"
+            )
+        return self
 
 
 def _readable(path: Path) -> Path:
@@ -96,7 +142,6 @@ class RemoteStorageBase(StorageBase):
 
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
     read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
     # Credentials (a bearer token, an S3 session token) over plain http:// travel in cleartext; only
     # for traffic that never leaves a trusted network (a pod-to-pod mesh, a test).
     allow_plain_http: bool = False
@@ -111,12 +156,21 @@ class HttpStorageConfig(RemoteStorageBase):
     # Where the storage serves and accepts whole objects (GET with Range, PUT), for manifests: the
     # key is appended to this URL. Unset: this storage holds no manifests.
     objects_url: AnyHttpUrl | None = None
+    # Where a dry run asks which keys exist: ``POST`` with ``{"keys": [...]}``, answered
+    # ``{"existing": [...], "missing": [...]}``. Never the delete URL. Unset: a dry run on this storage
+    # reports every key as unknown.
+    dry_run_url: AnyHttpUrl | None = None
 
     @model_validator(mode="after")
     def _no_credentials_in_url_or_in_cleartext(self) -> Self:
         # A URL ends up in logs and error messages; a token belongs in tokenFile.
         if self.url.username or self.url.password:
             raise ValueError("url must not carry credentials; put a bearer token in tokenFile")
+        if self.dry_run_url is not None and str(self.dry_run_url) == str(self.url):
+            # A storage that ignored the question would take it as a delete.
+            raise ValueError("dryRunUrl must not be the delete url")
+        if self.dry_run_url is not None and (self.dry_run_url.username or self.dry_run_url.password):
+            raise ValueError("dryRunUrl must not carry credentials; put a bearer token in tokenFile")
         if self.token_file is not None and self.url.scheme == "http" and not self.allow_plain_http:
             raise ValueError(
                 "a tokenFile over a plain http:// url sends the bearer token in cleartext; use https://, "

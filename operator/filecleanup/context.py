@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -13,7 +13,10 @@ from filecleanup.retention import Labels
 
 
 class StatusSink(Protocol):
-    async def write(self, status: FileCleanupStatus) -> None: ...
+    async def write(self, status: FileCleanupStatus) -> Mapping[str, Any] | None:
+        """Write the status; the object's spec as the API server returned it with the write, if the
+        sink knows it (a run notices spec.suspend there, at no extra request)."""
+        ...
 
 
 class LastWritten:
@@ -23,9 +26,10 @@ class LastWritten:
         self._sink = sink
         self.latest: FileCleanupStatus | None = None
 
-    async def write(self, status: FileCleanupStatus) -> None:
-        await self._sink.write(status)
+    async def write(self, status: FileCleanupStatus) -> Mapping[str, Any] | None:
+        stored = await self._sink.write(status)
         self.latest = status
+        return stored
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
         memo.metrics,
         shutdown_seconds=memo.shutdown_seconds,
         controller=memo.controller_name,
+        paused=lambda: memo.pause.paused,
     )
     sweeper = Sweeper(
         api,
@@ -73,7 +74,9 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
         identity=memo.identity,
     )
     sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
-    memo.opened = Clients(api, storages, reconciler, sweeping)
+    memo.pause.read()  # before the first object runs
+    pause_reader = asyncio.create_task(memo.pause.run(memo.pause_poll_seconds), name="pause-file")
+    memo.opened = Clients(api, storages, reconciler, sweeping, pause_reader)
     if not await kube.serves_filecleanups(api):
         # Fail and let the pod restart: serving nothing while looking healthy helps nobody.
         raise kopf.PermanentError(
@@ -85,9 +88,10 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
 async def stop(memo: Runtime, **_: Any) -> None:
     if memo.opened is None:
         return
-    memo.opened.sweeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await memo.opened.sweeper  # it logs its own errors and never ends otherwise
+    for task in (memo.opened.sweeper, memo.opened.pause_reader):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # each logs its own errors and never ends otherwise
     for storage in memo.opened.storages.values():
         await storage.aclose()
     await memo.opened.api.close()  # type: ignore[no-untyped-call]

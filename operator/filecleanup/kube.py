@@ -7,6 +7,7 @@ status subresource, with a merge patch, at the moments the reconciler chooses.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,10 @@ class ObjectStatusSink:
         self._namespace = namespace
         self._name = name
 
-    async def write(self, status: FileCleanupStatus) -> None:
+    async def write(self, status: FileCleanupStatus) -> Mapping[str, Any] | None:
+        """Write the status; the reply is the whole object, whose spec is returned."""
         try:
-            await self._objects.patch_namespaced_custom_object_status(
+            stored = await self._objects.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 self._namespace,
@@ -127,3 +129,5 @@ class ObjectStatusSink:
             if error.status == NOT_FOUND:
                 raise ObjectGone(f"{self._namespace}/{self._name}") from error
             raise
+        spec = stored.get("spec") if isinstance(stored, dict) else None
+        return spec if isinstance(spec, dict) else None

@@ -156,10 +156,14 @@ class ManifestRun:
                 checkpoint=checkpoint,
                 stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
                 shutdown_seconds=self._shutdown_seconds,
+                stop_when=self._too_many_failed,
             )
             if unavailable is not None:
                 await self._save(part, base_deleted, None)
                 return await self._unavailable(unavailable)
+            if self._too_many_failed():
+                await self._save(part, base_deleted, None)
+                return await self._finish(self._max_failed_keys_exceeded())
             if deadline is not None and utcnow() >= deadline:
                 await self._save(part, base_deleted, None)
                 return await self._finish(
@@ -174,6 +178,24 @@ class ManifestRun:
             progress.source, progress.offset, progress.done = progress.source + 1, 0, ""
             await self._save(part, base_deleted, deleting)
         return await self._round_over()
+
+    def _too_many_failed(self) -> bool:
+        """More keys of this round than spec.maxFailedKeys failed for good. Counted per round: a
+        report does not record the class, so a key that failed for good is sent again next round."""
+        limit = self._context.spec.max_failed_keys
+        return limit is not None and self.progress.permanent_now > limit
+
+    def _max_failed_keys_exceeded(self) -> Outcome:
+        progress = self.progress
+        progress.report = report_prefix(self._manifest, self._context.name, progress.round)
+        return Outcome(
+            Phase.FAILED,
+            Reason.MAX_FAILED_KEYS_EXCEEDED,
+            f"{progress.permanent_now} keys failed for good in round {progress.round}, more than "
+            f"maxFailedKeys ({self._context.spec.max_failed_keys}); deleted {self.counts.deleted} of "
+            f"{self.counts.total}, the rest of the round not sent; every failed key and its error: "
+            f"{progress.report}*",
+        )
 
     async def _save(self, part: SourceRound, base_deleted: int, outcome: Outcome | None) -> None:
         """A checkpoint: the failures since the last one as a report segment, then the status."""

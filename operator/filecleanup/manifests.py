@@ -202,6 +202,8 @@ class SourceRound:
                 continue
             error = readable_error(result.failed.get(line.key, NOT_CONFIRMED))
             progress.failed_now += 1
+            if line.key in result.permanent:
+                progress.permanent_now += 1
             self.failures.append((line.key, error))
             if len(self.listed) < MAX_LISTED_FAILED_KEYS:
                 self.listed.append(FailedKey(key=line.key, error=error, attempts=progress.round + 1))

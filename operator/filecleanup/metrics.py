@@ -95,7 +95,8 @@ class Metrics:
         )
         self.call_seconds = Histogram(
             "filecleanup_delete_call_duration_seconds",
-            "Duration of batch-delete calls; outcome is deleted, partial, failed or unavailable",
+            "Duration of batch-delete calls; outcome is deleted, partial, failed, throttled, unavailable "
+            "or checked (a dry run)",
             ["storage", "outcome"],
             buckets=CALL_SECONDS_BUCKETS,
             registry=self.registry,
@@ -109,6 +110,24 @@ class Metrics:
         self.storage_available = Gauge(
             "filecleanup_storage_available",
             "1 while the storage answers calls, 0 while it is unavailable",
+            ["storage"],
+            registry=self.registry,
+        )
+        self.concurrency_limit = Gauge(
+            "filecleanup_storage_concurrency_limit",
+            "Calls the storage may have in flight now: cut on throttling, grown back while calls succeed",
+            ["storage"],
+            registry=self.registry,
+        )
+        self.throttled_calls = Counter(
+            "filecleanup_throttled_calls",
+            "Calls the storage refused for overload (429, 503, SlowDown), each sent again after a wait",
+            ["storage"],
+            registry=self.registry,
+        )
+        self.paused = Gauge(
+            "filecleanup_paused",
+            "1 while the operator-wide pause (--pause-file) holds the storage, else 0",
             ["storage"],
             registry=self.registry,
         )

@@ -20,6 +20,8 @@ PLURAL = "filecleanups"
 
 MAX_KEYS = 10_000
 MAX_LISTED_FAILED_KEYS = 100
+# status.failedErrors: the failed keys grouped by error; past this many errors the rest share a group.
+MAX_FAILED_ERRORS = 20
 # Who posts the events: `kubectl describe` shows it under From.
 REPORTING_CONTROLLER = "filecleanup-operator"
 DEFAULT_CONTROLLER = f"{GROUP}/operator"  # the installation that handles objects without spec.managedBy
@@ -64,11 +66,20 @@ class FileCleanupSpec(CamelModel):
     ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31_536_000)] = None
     active_deadline_seconds: Annotated[int | None, Field(ge=1, le=31_536_000)] = None
     retry_nonce: Annotated[str | None, Field(max_length=64)] = None
+    # Like a Job's maxFailedIndexes: more keys than this failed for good, and the object is Failed at
+    # once (reason MaxFailedKeysExceeded), the rest unsent.
+    max_failed_keys: Annotated[int | None, Field(ge=0, le=MAX_KEYS)] = None
+    # Like a Job's: no new calls while true; the calls in flight finish and are checkpointed.
+    suspend: bool = False
+    # Check the policy and which keys exist, report the counts in status.dryRun, delete nothing.
+    dry_run: bool = False
 
     @model_validator(mode="after")
     def _keys_or_a_manifest(self) -> Self:
         if bool(self.keys) == (self.manifest is not None):
             raise ValueError("exactly one of keys and manifest is required")
+        if self.dry_run and self.manifest is not None:
+            raise ValueError("dryRun is not supported with a manifest")
         return self
 
 
@@ -76,6 +87,7 @@ class Phase(StrEnum):
     PENDING = "Pending"
     IN_PROGRESS = "InProgress"
     BACKOFF = "Backoff"
+    SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -94,6 +106,8 @@ class ConditionType(StrEnum):
     READY = "Ready"
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
+    # As a Job's: True while suspended (spec.suspend, or the operator-wide pause), False once resumed.
+    SUSPENDED = "Suspended"
 
 
 class Reason(StrEnum):
@@ -104,6 +118,8 @@ class Reason(StrEnum):
     STORAGE_UNAVAILABLE = "StorageUnavailable"
     SUCCEEDED = "Succeeded"
     RETRIES_EXHAUSTED = "RetriesExhausted"
+    PERMANENT_ERRORS = "PermanentErrors"
+    MAX_FAILED_KEYS_EXCEEDED = "MaxFailedKeysExceeded"
     UNKNOWN_STORAGE = "UnknownStorage"
     INVALID_CHUNK_SIZE = "InvalidChunkSize"
     FORBIDDEN = "Forbidden"
@@ -113,6 +129,10 @@ class Reason(StrEnum):
     STORAGE_CHANGED = "StorageChanged"
     INVALID_MANIFEST = "InvalidManifest"
     MANIFEST_MISSING = "ManifestMissing"
+    SUSPENDED = "Suspended"
+    OPERATOR_PAUSED = "OperatorPaused"
+    RESUMED = "Resumed"
+    DRY_RUN = "DryRun"
 
 
 class EventReason(StrEnum):
@@ -146,6 +166,7 @@ class ManifestProgress(CamelModel):
     round_total: int = 0  # keys this round reads
     sent: int = 0  # keys of this round whose outcome is recorded
     failed_now: int = 0  # keys of this round that failed
+    permanent_now: int = 0  # keys of this round that failed for good (spec.maxFailedKeys counts them)
     report: str = ""  # where the report of the last round is (its segments), for people
 
 
@@ -153,6 +174,23 @@ class FailedKey(CamelModel):
     key: str
     error: str
     attempts: int
+
+
+class FailedError(CamelModel):
+    """The failed keys that share an error, as index ranges into spec.keys: every failed key is in
+    one group, so the whole failure report fits in status whatever the number of keys."""
+
+    error: str
+    indexes: IndexRanges
+
+
+class DryRunCounts(CamelModel):
+    """What a dry run found, key by distinct key: each is counted once."""
+
+    would_delete: int = 0  # the storage has it: a real run would delete it
+    missing: int = 0  # the storage does not have it (a real run would count it deleted)
+    forbidden: int = 0  # the storage would refuse it (S3 403, a permission error, a refused path)
+    unknown: int = 0  # the storage could not tell (or cannot check: an HTTP storage without dryRunUrl)
 
 
 class FileCleanupStatus(CamelModel):
@@ -168,10 +206,13 @@ class FileCleanupStatus(CamelModel):
     chunk_size: int | None = None
     pending_indexes: IndexRanges = ""
     failed_indexes: IndexRanges = ""
+    permanent_indexes: IndexRanges = ""
+    failed_errors: Annotated[list[FailedError], Field(max_length=MAX_FAILED_ERRORS)] = []
     failed_keys: Annotated[list[FailedKey], Field(max_length=MAX_LISTED_FAILED_KEYS)] = []
     failed_keys_omitted: int = 0
     internal_errors: int = 0
     manifest: ManifestProgress | None = None
+    dry_run: DryRunCounts | None = None
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None
     next_retry_time: datetime.datetime | None = None

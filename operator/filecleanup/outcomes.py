@@ -4,11 +4,13 @@ the outcome names the phase, the reason and the delay, and the status is built f
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from filecleanup.backoff import retry_delay, unavailable_delay
-from filecleanup.models import Condition, FileCleanupSpec, Phase, Reason
+from filecleanup.models import Condition, DryRunCounts, FileCleanupSpec, Phase, Reason
 from filecleanup.progress import Progress
+from filecleanup.storage.base import ExistsResult
 
 
 @dataclass(frozen=True)
@@ -21,16 +23,24 @@ class Outcome:
 
 def after_round(spec: FileCleanupSpec, progress: Progress, jitter: float) -> Outcome:
     """Decide what follows a round in which every pending key got an answer. For a retry, the caller
-    sets the next round up (``Progress.begin_retry_round``) before the status is built."""
-    if not progress.failed:
+    sets the next round up (``Progress.begin_retry_round``) before the status is built. Keys failed
+    for good (a permanent error) are not retried: once only they are left, the object is Failed."""
+    if not progress.failed and not progress.permanent:
         return Outcome(
             Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {progress.deleted} of {progress.total} keys"
+        )
+    if not progress.failed:
+        return Outcome(
+            Phase.FAILED,
+            Reason.PERMANENT_ERRORS,
+            f"{len(progress.permanent)} of {progress.total} keys failed with an error no retry can fix; "
+            f"deleted {progress.deleted}",
         )
     if progress.retries >= spec.max_retries:
         return Outcome(
             Phase.FAILED,
             Reason.RETRIES_EXHAUSTED,
-            f"{len(progress.failed)} of {progress.total} keys not deleted after "
+            f"{len(progress.failed) + len(progress.permanent)} of {progress.total} keys not deleted after "
             f"{progress.retries} retries; deleted {progress.deleted}",
         )
     retry = progress.retries + 1
@@ -66,10 +76,87 @@ def storage_unavailable(
     return Outcome(Phase.BACKOFF, Reason.STORAGE_UNAVAILABLE, f"{error}; next try in {delay:.0f} s", delay)
 
 
+# A paused object runs again this often to see whether the pause is over (one handler run and one
+# write of Kopf's progress each): it resumes within this long of the pause file changing.
+PAUSE_RECHECK_SECONDS = 30.0
+SUSPENDED_MESSAGE = "suspended (spec.suspend); set it to false to resume"
+
+
+def paused_message(storage: str) -> str:
+    return f"the operator is paused for storage {storage!r} (its pause file)"
+
+
+def stopped_early(
+    spec: FileCleanupSpec, progress: Progress, *, suspension: Reason | None, storage: str
+) -> Outcome | None:
+    """What ended a round before every key got an answer, if something did: too many keys failed for
+    good, a suspension (spec.suspend or the operator's pause), or the deadline."""
+    if progress.too_many_failed(spec.max_failed_keys):
+        return max_failed_keys_exceeded(spec, progress)
+    if not progress.pending:
+        return None
+    if suspension == Reason.SUSPENDED:
+        return Outcome(Phase.SUSPENDED, Reason.SUSPENDED, SUSPENDED_MESSAGE)
+    if suspension == Reason.OPERATOR_PAUSED:
+        return Outcome(
+            Phase.SUSPENDED, Reason.OPERATOR_PAUSED, paused_message(storage), PAUSE_RECHECK_SECONDS
+        )
+    return deadline_exceeded(spec, progress)
+
+
+def max_failed_keys_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
+    """More keys failed for good than spec.maxFailedKeys: Failed at once, the rest left unsent."""
+    return Outcome(
+        Phase.FAILED,
+        Reason.MAX_FAILED_KEYS_EXCEEDED,
+        f"{len(progress.permanent)} keys failed for good, more than maxFailedKeys ({spec.max_failed_keys}); "
+        f"deleted {progress.deleted} of {progress.total}, {len(progress.pending)} not sent",
+    )
+
+
 def deadline_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
     return Outcome(
         Phase.FAILED,
         Reason.DEADLINE_EXCEEDED,
         f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); deleted {progress.deleted} "
-        f"of {progress.total}, {len(progress.pending) + len(progress.failed)} not deleted",
+        f"of {progress.total}, {progress.total - progress.deleted} not deleted",
+    )
+
+
+def dry_run_counts(results: Iterable[ExistsResult], total: int) -> DryRunCounts:
+    """The counts of a dry run over ``total`` distinct keys, from its checks (each key in one check):
+    a key no check placed is unknown."""
+    existing = missing = forbidden = 0
+    for result in results:
+        existing += len(result.existing)
+        missing += len(result.missing)
+        forbidden += len(result.forbidden)
+    return DryRunCounts(
+        would_delete=existing,
+        missing=missing,
+        forbidden=forbidden,
+        unknown=max(0, total - existing - missing - forbidden),
+    )
+
+
+def dry_run_checking(total: int) -> Outcome:
+    return Outcome(Phase.IN_PROGRESS, Reason.DRY_RUN, f"dry run: checking {total} keys; nothing is deleted")
+
+
+def dry_run_done(counts: DryRunCounts, total: int) -> Outcome:
+    """A dry run always ends Succeeded: what it found is in the counts, and nothing was deleted."""
+    return Outcome(
+        Phase.SUCCEEDED,
+        Reason.DRY_RUN,
+        f"dry run of {total} keys: {counts.would_delete} would be deleted, {counts.missing} missing, "
+        f"{counts.forbidden} forbidden, {counts.unknown} unknown; nothing was deleted",
+    )
+
+
+def dry_run_deadline_exceeded(spec: FileCleanupSpec) -> Outcome:
+    return Outcome(
+        Phase.FAILED,
+        Reason.DEADLINE_EXCEEDED,
+        f"dry run not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); "
+        "nothing was deleted",
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from filecleanup.config import StoragePolicy
 from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.outcomes import SUSPENDED_MESSAGE, paused_message
 from filecleanup.progress import InvalidStatus, Progress
 
 # A requeue that wakes this close to nextRetryTime runs; waiting again would cost a write for nothing.
@@ -64,7 +65,26 @@ class RunManifest:
     deadline: datetime.datetime | None = None
 
 
-Action = Finished | Wait | Reject | Run | RunManifest
+@dataclass(frozen=True)
+class Suspend:
+    """No calls while suspended: spec.suspend, or the operator-wide pause of the object's storage."""
+
+    storage: str
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """Check which keys exist and delete nothing (spec.dryRun): it starts over at every run, as a
+    check sends no delete and costs no retry budget."""
+
+    storage: str
+    redrive: bool = False
+    deadline: datetime.datetime | None = None
+
+
+Action = Finished | Wait | Reject | Suspend | Run | RunManifest | DryRun
 
 
 def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
@@ -75,6 +95,7 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
     storages: Mapping[str, StorageRules],
     default_storage: str,
     now: datetime.datetime,
+    paused: frozenset[str] = frozenset(),
 ) -> Action:
     redrive = status.phase == Phase.FAILED and spec.retry_nonce != status.retry_nonce
     if status.phase.finished and not redrive:
@@ -90,6 +111,12 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
     rejected = _check_storage(spec, namespace, storage, storages)
     if rejected is not None:
         return rejected
+    if spec.suspend:
+        return Suspend(storage, Reason.SUSPENDED, SUSPENDED_MESSAGE)
+    if storage in paused:
+        return Suspend(storage, Reason.OPERATOR_PAUSED, paused_message(storage))
+    if spec.dry_run:
+        return _dry_run(spec, status, storage, now, redrive=redrive)
     manifest = spec.manifest is not None
     if redrive:
         if manifest:
@@ -126,6 +153,28 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
         # storage confirms, so nothing is lost and nothing is counted twice.
         return Run(storage, Progress.start(spec), starting=True, deadline=deadline, invalid_status=str(error))
     return Run(storage, progress, starting=False, deadline=deadline)
+
+
+def _dry_run(
+    spec: FileCleanupSpec, status: FileCleanupStatus, storage: str, now: datetime.datetime, *, redrive: bool
+) -> DryRun | Wait | Reject:
+    """A dry run's policy is a real run's (checked above, with the same rejections); it waits out a
+    storage outage in Backoff like one, and honours activeDeadlineSeconds."""
+    if redrive or status.phase == Phase.PENDING or status.start_time is None:
+        return DryRun(storage, redrive=redrive, deadline=_deadline(spec, now))
+    deadline = _deadline(spec, status.start_time)
+    if deadline is not None and now >= deadline:
+        return Reject(
+            Reason.DEADLINE_EXCEEDED,
+            f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds})",
+        )
+    if status.phase == Phase.BACKOFF and status.next_retry_time:
+        remaining = (status.next_retry_time - now).total_seconds()
+        if deadline is not None:
+            remaining = min(remaining, (deadline - now).total_seconds())
+        if remaining > WAKE_TOLERANCE_SECONDS:
+            return Wait(remaining)
+    return DryRun(storage, deadline=deadline)
 
 
 def _deadline(spec: FileCleanupSpec, start: datetime.datetime) -> datetime.datetime | None:

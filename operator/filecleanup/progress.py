@@ -46,6 +46,8 @@ class Progress:
     chunk_size: int = 100
     pending: dict[int, None] = field(default_factory=dict)  # an ordered set
     failed: dict[int, str] = field(default_factory=dict)
+    # Failed for good in this drive (a permanent error): not retried; a redrive sends them again.
+    permanent: dict[int, tuple[str, int]] = field(default_factory=dict)  # -> (error, attempts)
     earlier_errors: dict[int, str] = field(default_factory=dict)
     whole_call_failures: int = 0
 
@@ -67,20 +69,36 @@ class Progress:
         Raises :class:`InvalidStatus` when the checkpoint does not describe this object's keys (a
         hand-edited status, or one written for other keys): nothing of it is trusted then.
         """
-        listed_errors = {item.key: item.error for item in status.failed_keys}
+        listed = {item.key: item for item in status.failed_keys}
+        listed_errors = {key: item.error for key, item in listed.items()}
+        grouped_errors = {}
         try:
             pending = parse_ranges(status.pending_indexes, len(spec.keys))
             failed = parse_ranges(status.failed_indexes, len(spec.keys))
+            permanent = parse_ranges(status.permanent_indexes, len(spec.keys))
+            for group in status.failed_errors:
+                grouped_errors.update(dict.fromkeys(parse_ranges(group.indexes, len(spec.keys)), group.error))
         except IndexRangeError as error:
             raise InvalidStatus(str(error)) from error
         distinct = unique_indexes(spec.keys)
-        if not set(pending) | set(failed) <= set(distinct) or set(pending) & set(failed):
-            raise InvalidStatus("pendingIndexes and failedIndexes must name distinct keys, each once")
-        if status.total != len(distinct) or status.deleted + len(pending) + len(failed) != status.total:
+        named = len(pending) + len(failed) + len(permanent)
+        if (
+            not set(pending) | set(failed) | set(permanent) <= set(distinct)
+            or len(set(pending) | set(failed) | set(permanent)) != named
+        ):
+            raise InvalidStatus(
+                "pendingIndexes, failedIndexes and permanentIndexes must name distinct keys, each once"
+            )
+        if status.total != len(distinct) or status.deleted + named != status.total:
             raise InvalidStatus(
                 f"total {status.total} and deleted {status.deleted} do not add up with the indexes for "
                 f"{len(distinct)} distinct keys"
             )
+
+        def error_of(index: int) -> str:
+            """The key's latest error, from failedKeys (the first 100) or failedErrors (all)."""
+            return listed_errors.get(spec.keys[index]) or grouped_errors.get(index, EARLIER_ERROR)
+
         if status.chunk_size is not None and not 1 <= status.chunk_size <= spec.chunk_size:
             raise InvalidStatus(
                 f"chunkSize {status.chunk_size} is not between 1 and the spec's {spec.chunk_size}"
@@ -94,10 +112,12 @@ class Progress:
             retry_nonce=spec.retry_nonce,
             chunk_size=status.chunk_size or spec.chunk_size,
             pending=dict.fromkeys(pending),
-            failed={i: listed_errors.get(spec.keys[i], EARLIER_ERROR) for i in failed},
-            earlier_errors={i: listed_errors.get(spec.keys[i], EARLIER_ERROR) for i in pending}
-            if status.retries or status.redrives
-            else {},
+            failed={i: error_of(i) for i in failed},
+            permanent={
+                i: (error_of(i), listed[spec.keys[i]].attempts if spec.keys[i] in listed else 1)
+                for i in permanent
+            },
+            earlier_errors={i: error_of(i) for i in pending} if status.retries or status.redrives else {},
         )
 
     @classmethod
@@ -115,8 +135,12 @@ class Progress:
             redrives=status.redrives + 1,
             retry_nonce=spec.retry_nonce,
             chunk_size=spec.chunk_size,
-            pending=dict.fromkeys(sorted([*failed.failed, *failed.pending])),
-            earlier_errors={**failed.earlier_errors, **failed.failed},
+            pending=dict.fromkeys(sorted([*failed.failed, *failed.pending, *failed.permanent])),
+            earlier_errors={
+                **failed.earlier_errors,
+                **failed.failed,
+                **{i: error for i, (error, _) in failed.permanent.items()},
+            },
         )
 
     def chunks(self) -> list[list[int]]:
@@ -136,6 +160,9 @@ class Progress:
             if key in result.deleted:
                 self.deleted += 1
                 self.earlier_errors.pop(index, None)
+            elif key in result.permanent:
+                self.permanent[index] = (readable_error(result.failed[key]), self.retries + 1)
+                self.earlier_errors.pop(index, None)
             else:
                 self.failed[index] = readable_error(result.failed.get(key, NOT_CONFIRMED))
         if result.whole_call_failed:
@@ -145,7 +172,11 @@ class Progress:
     def failed_count(self) -> int:
         """Keys whose latest attempt failed: this round's failures, plus, in a retry round, the keys
         not yet sent again (each failed in the round before)."""
-        return len(self.failed) + (len(self.pending) if self.retrying else 0)
+        return len(self.failed) + len(self.permanent) + (len(self.pending) if self.retrying else 0)
+
+    def too_many_failed(self, max_failed_keys: int | None) -> bool:
+        """Whether more keys than ``max_failed_keys`` failed for good (spec.maxFailedKeys)."""
+        return max_failed_keys is not None and len(self.permanent) > max_failed_keys
 
     @property
     def retrying(self) -> bool:
@@ -163,14 +194,20 @@ class Progress:
         self.failed = {}
         self.whole_call_failures = 0
 
-    def listed_failures(self) -> tuple[list[FailedKey], int]:
-        """The first failed keys by position in spec.keys, and how many more there are."""
+    def failures(self) -> list[tuple[int, str, int]]:
+        """Every failed key as (index, latest error, attempts), by position in spec.keys: this round's
+        failures, those failed for good, and in a retry round the keys not yet sent again."""
         entries: list[tuple[int, str, int]] = [
             (i, error, self.retries + 1) for i, error in self.failed.items()
         ]
+        entries.extend((i, error, attempts) for i, (error, attempts) in self.permanent.items())
         if self.retrying:
             entries.extend((i, self.earlier_errors.get(i, EARLIER_ERROR), self.retries) for i in self.pending)
-        entries.sort()
+        return sorted(entries)
+
+    def listed_failures(self) -> tuple[list[FailedKey], int]:
+        """The first failed keys by position in spec.keys, and how many more there are."""
+        entries = self.failures()
         listed = [
             FailedKey(key=self.keys[i], error=error, attempts=attempts)
             for i, error, attempts in entries[:MAX_LISTED_FAILED_KEYS]

@@ -7,12 +7,14 @@ worker is ever held by a back-off.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
@@ -20,20 +22,33 @@ from filecleanup.context import InvalidObject, LastWritten, Next, ObjectContext,
 from filecleanup.kube import ObjectGone
 from filecleanup.manifest_run import ManifestRun
 from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, EventReason, Phase, Reason
+from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, DryRunCounts, EventReason, Phase, Reason
 from filecleanup.outcomes import Outcome
-from filecleanup.plan import Finished, Reject, Run, RunManifest, StorageRules, Wait, plan
-from filecleanup.progress import Progress
+from filecleanup.plan import (
+    DryRun,
+    Finished,
+    Reject,
+    Run,
+    RunManifest,
+    StorageRules,
+    Suspend,
+    Wait,
+    plan,
+)
+from filecleanup.progress import Progress, unique_indexes
 from filecleanup.retention import finished_labels
 from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, checkpoint_interval, send_chunks
 from filecleanup.status import (
+    dry_run_status,
     internal_error_status,
     invalid_spec_status,
     next_status,
     rejected_status,
     restarted_for_redrive,
+    suspended_status,
 )
-from filecleanup.storage import Storage
+from filecleanup.storage import Storage, StorageUnavailable
+from filecleanup.storage.base import ChecksExistence, ExistsResult
 
 EVENT_KEYS_SHOWN = 5
 
@@ -47,7 +62,7 @@ class _StatusRecorder:
         self._progress = progress
         self._storage_name = storage_name
 
-    async def write(self, outcome: Outcome) -> None:
+    async def write(self, outcome: Outcome) -> Mapping[str, Any] | None:
         status = next_status(
             self.latest,
             progress=self._progress,
@@ -56,8 +71,9 @@ class _StatusRecorder:
             generation=self._context.generation,
             now=utcnow(),
         )
-        await self._context.sink.write(status)
+        stored = await self._context.sink.write(status)
         self.latest = status
+        return stored
 
 
 class Reconciler:
@@ -70,8 +86,10 @@ class Reconciler:
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
         controller: str = DEFAULT_CONTROLLER,
+        paused: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self._config = config
+        self._paused = paused
         self._controller = controller
         self._storages = storages
         self._metrics = metrics
@@ -142,7 +160,7 @@ class Reconciler:
             context.post_event("Warning", Reason.INVALID_SPEC, context.problem)
         context.logger.error("Invalid spec: %s", context.problem)
 
-    async def _run(self, context: ObjectContext) -> float | None:
+    async def _run(self, context: ObjectContext) -> float | None:  # noqa: PLR0911  (one case per action)
         now = utcnow()
         # Every log line of the run names the storage (the object's namespace and name come from Kopf).
         storage_name = context.spec.storage or self._config.default_storage
@@ -156,6 +174,7 @@ class Reconciler:
             storages=self._rules,
             default_storage=self._config.default_storage,
             now=now,
+            paused=self._paused(),
         )
         match action:
             case Finished():
@@ -167,6 +186,8 @@ class Reconciler:
                 return None
             case Wait(seconds):
                 return seconds
+            case Suspend(storage, reason, message):
+                return await self._suspend(context, storage, reason, message)
             case Reject(reason, message):
                 await context.sink.write(
                     rejected_status(
@@ -195,6 +216,12 @@ class Reconciler:
                     context.logger.info("Redriven: %s", message)
                     context = dataclasses.replace(context, status=restarted_for_redrive(context.status))
                 return await self._delete_keys(context, storage, progress, deadline=deadline)
+            case DryRun(storage, redrive, deadline):
+                if redrive:
+                    restarted = restarted_for_redrive(context.status)
+                    restarted = restarted.model_copy(update={"redrives": restarted.redrives + 1})
+                    context = dataclasses.replace(context, status=restarted)
+                return await self._dry_run(context, storage, deadline)
             case RunManifest(storage, starting, redrive, deadline):
                 manifest = ManifestRun(
                     context,
@@ -211,6 +238,111 @@ class Reconciler:
         object alone (the first of a burst, the last of a backlog) keeps the storage busy."""
         configured = self._config.chunks_in_flight_per_object
         return configured or self._config.storages[storage_name].max_concurrent_requests
+
+    async def _dry_run(
+        self, context: ObjectContext, storage_name: str, deadline: datetime.datetime | None
+    ) -> float | None:
+        """Ask the storage which keys exist, chunk by chunk under its limits, and delete nothing. Every
+        run checks every key again: a dry run keeps no progress, so a crash costs only checks."""
+        spec = context.spec
+        keys = [spec.keys[index] for index in unique_indexes(spec.keys)]
+        latest = context.status
+
+        async def write(outcome: Outcome, counts: DryRunCounts | None = None) -> None:
+            nonlocal latest
+            latest = dry_run_status(
+                latest,
+                spec=spec,
+                storage=storage_name,
+                total=len(keys),
+                counts=counts,
+                outcome=outcome,
+                generation=context.generation,
+                now=utcnow(),
+            )
+            await context.sink.write(latest)
+
+        progressing = latest.condition(ConditionType.PROGRESSING)
+        probing_outage = progressing is not None and progressing.reason == Reason.STORAGE_UNAVAILABLE
+        if latest.phase != Phase.IN_PROGRESS and not probing_outage:  # one write per try in an outage
+            await write(outcomes.dry_run_checking(len(keys)))
+        try:
+            results = await self._check_existence(
+                self._storages[storage_name], keys, spec.chunk_size, deadline
+            )
+        except TimeoutError:
+            outcome = outcomes.dry_run_deadline_exceeded(spec)
+            await write(outcome)
+            context.post_event("Warning", outcome.reason, outcome.message)
+            context.logger.warning("%s: %s", outcome.reason, outcome.message)
+            return None
+        except StorageUnavailable as unavailable:
+            outcome = outcomes.storage_unavailable(
+                spec,
+                since=progressing,
+                error=str(unavailable),
+                retry_after=unavailable.retry_after,
+                now=utcnow(),
+                jitter=self._jitter(),
+            )
+            await write(outcome)
+            if progressing is None or progressing.reason != Reason.STORAGE_UNAVAILABLE:
+                context.post_event("Warning", Reason.STORAGE_UNAVAILABLE, outcome.message)
+            context.logger.warning("Storage unavailable: %s", outcome.message)
+            return outcome.delay
+        counts = outcomes.dry_run_counts(results, len(keys))
+        outcome = outcomes.dry_run_done(counts, len(keys))
+        await write(outcome, counts)
+        context.post_event("Normal", Reason.DRY_RUN, outcome.message)
+        context.logger.info("Dry run: %s", outcome.message)
+        return None
+
+    async def _check_existence(
+        self, storage: Storage, keys: Sequence[str], chunk_size: int, deadline: datetime.datetime | None
+    ) -> list[ExistsResult]:
+        """Every chunk's check, up to chunksInFlightPerObject at a time. Raises
+        :class:`StorageUnavailable`, and ``TimeoutError`` past the deadline."""
+        checker = cast("ChecksExistence | None", storage if hasattr(storage, "exists") else None)
+        if checker is None:  # a storage without the method knows nothing
+            return []
+        workers = asyncio.Semaphore(self._workers(storage.name))
+
+        async def check(chunk: Sequence[str]) -> ExistsResult:
+            async with workers:
+                return await checker.exists(chunk)
+
+        remaining = None if deadline is None else max(0.0, (deadline - utcnow()).total_seconds())
+        async with asyncio.timeout(remaining):
+            return list(
+                await asyncio.gather(
+                    *(check(keys[start : start + chunk_size]) for start in range(0, len(keys), chunk_size))
+                )
+            )
+
+    async def _suspend(
+        self, context: ObjectContext, storage: str, reason: Reason, message: str
+    ) -> float | None:
+        """Suspended where it stands. A spec change resumes it (Kopf runs the handler again); a pause of
+        the operator is checked again every PAUSE_RECHECK_SECONDS, the only cost of a paused object."""
+        current = context.status.condition(ConditionType.SUSPENDED)
+        if (
+            context.status.phase != Phase.SUSPENDED
+            or current is None
+            or current.reason != reason
+            or context.status.observed_generation != context.generation
+        ):
+            await context.sink.write(
+                suspended_status(
+                    context.status,
+                    storage=storage,
+                    reason=reason,
+                    message=message,
+                    generation=context.generation,
+                    now=utcnow(),
+                )
+            )
+            context.logger.info("Suspended: %s", message)
+        return outcomes.PAUSE_RECHECK_SECONDS if reason == Reason.OPERATOR_PAUSED else None
 
     async def _delete_keys(
         self,
@@ -232,8 +364,20 @@ class Reconciler:
         if recorder.latest.start_time is None:
             recorder.latest = recorder.latest.model_copy(update={"start_time": utcnow()})
 
+        suspend_asked = False
+
         async def checkpoint() -> None:
-            await recorder.write(deleting)
+            nonlocal suspend_asked
+            stored = await recorder.write(deleting)
+            # The write's reply carries the spec: a suspension asked for during the round is seen here.
+            suspend_asked = bool(stored and stored.get("suspend"))
+
+        def stop() -> bool:
+            return (
+                suspend_asked
+                or storage_name in self._paused()
+                or progress.too_many_failed(context.spec.max_failed_keys)
+            )
 
         unavailable = await send_chunks(
             KeysRound(progress),
@@ -243,6 +387,7 @@ class Reconciler:
             checkpoint=checkpoint,
             stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
             shutdown_seconds=self._shutdown_seconds,
+            stop_when=stop,
         )
         if unavailable is not None:
             progressing = recorder.latest.condition(ConditionType.PROGRESSING)
@@ -260,27 +405,35 @@ class Reconciler:
             context.logger.warning("Storage unavailable: %s", outcome.message)
             return outcome.delay
 
-        if progress.pending:  # the deadline stopped the round
-            outcome = outcomes.deadline_exceeded(context.spec, progress)
-            await recorder.write(outcome)
-            context.post_event("Warning", outcome.reason, outcome.message)
-            context.logger.error("Deadline exceeded: %s", outcome.message)
-            return None
-        outcome = outcomes.after_round(context.spec, progress, self._jitter())
+        if suspend_asked:
+            suspension: Reason | None = Reason.SUSPENDED
+        else:
+            suspension = Reason.OPERATOR_PAUSED if storage_name in self._paused() else None
+        outcome = outcomes.stopped_early(
+            context.spec, progress, suspension=suspension, storage=storage_name
+        ) or outcomes.after_round(context.spec, progress, self._jitter())
         if outcome.phase == Phase.BACKOFF:
             progress.begin_retry_round()  # the checkpoint then holds the next round, waiting
         await recorder.write(outcome)
-        if outcome.phase == Phase.SUCCEEDED:
+        return self._announce(context, outcome, progress, storage_name)
+
+    def _announce(
+        self, context: ObjectContext, outcome: Outcome, progress: Progress, storage_name: str
+    ) -> float | None:
+        """The event and log line of a round's end; when to run again."""
+        if outcome.phase == Phase.SUSPENDED:
+            context.logger.info("Suspended: %s", outcome.message)
+        elif outcome.phase == Phase.SUCCEEDED:
             context.post_event("Normal", EventReason.COMPLETED, outcome.message)
             context.logger.info("Completed: %s", outcome.message)
-            return None
-        if outcome.phase == Phase.FAILED:
+        elif outcome.phase == Phase.FAILED:
             listed, _ = progress.listed_failures()
             sample = ", ".join(item.key for item in listed[:EVENT_KEYS_SHOWN])
-            context.post_event("Warning", Reason.RETRIES_EXHAUSTED, f"{outcome.message}; e.g. {sample}")
-            context.logger.error("Retries exhausted: %s", outcome.message)
-            return None
-        self._metrics.retry_rounds.labels(storage_name).inc()
-        context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
-        context.logger.info("Retry scheduled: %s", outcome.message)
+            example = f"; e.g. {sample}" if sample and outcome.reason != Reason.DEADLINE_EXCEEDED else ""
+            context.post_event("Warning", outcome.reason, outcome.message + example)
+            context.logger.error("%s: %s", outcome.reason, outcome.message)
+        else:
+            self._metrics.retry_rounds.labels(storage_name).inc()
+            context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
+            context.logger.info("Retry scheduled: %s", outcome.message)
         return outcome.delay

@@ -99,11 +99,13 @@ async def send_chunks(
     checkpoint: Callable[[], Awaitable[None]],
     stop_after: float | None = None,
     shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
+    stop_when: Callable[[], bool] = lambda: False,
 ) -> StorageUnavailable | None:
     """Send the round's chunks, up to ``workers`` calls in flight, checkpointing at most once per
     ``checkpoint_interval``.
 
-    No new chunk starts once the storage is unavailable or ``stop_after`` seconds have passed. When the
+    No new chunk starts once the storage is unavailable, ``stop_after`` seconds have passed or
+    ``stop_when()`` says so (too many keys failed for good, the object suspended). When the
     round is cancelled (the operator is shutting down), no new chunk starts either, the calls in flight
     get up to ``shutdown_seconds`` to finish, their outcome is recorded and checkpointed, and then the
     cancellation goes on: no confirmed deletion goes unrecorded. A call still running after that is
@@ -117,7 +119,12 @@ async def send_chunks(
     checkpoints = Checkpoints(checkpoint, checkpoint_interval)
 
     def may_start() -> bool:
-        return unavailable is None and not stopping and (stop_at is None or time.monotonic() < stop_at)
+        return (
+            unavailable is None
+            and not stopping
+            and (stop_at is None or time.monotonic() < stop_at)
+            and not stop_when()
+        )
 
     async def take() -> ChunkT | None:
         nonlocal unavailable

@@ -10,6 +10,7 @@ from kubernetes.aio import client
 
 from filecleanup.config import OperatorConfig
 from filecleanup.metrics import Metrics
+from filecleanup.pause import PauseSwitch
 from filecleanup.reconciler import Reconciler
 from filecleanup.storage import Storage
 
@@ -20,6 +21,7 @@ class Clients:
     storages: dict[str, Storage]
     reconciler: Reconciler
     sweeper: asyncio.Task[None]
+    pause_reader: asyncio.Task[None]
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Runtime:
     controller_name: str
     namespaces: list[str]  # names or globs; empty: every namespace
     identity: str  # this replica, as its Lease and its events name it
+    pause: PauseSwitch
+    pause_poll_seconds: float
     opened: Clients | None = None
 
     @property

@@ -7,11 +7,13 @@ import datetime
 import functools
 
 from filecleanup.backoff import retry_delay
+from filecleanup.failed_errors import group_by_error
 from filecleanup.indexes import format_ranges
 from filecleanup.models import (
     MAX_LISTED_FAILED_KEYS,
     Condition,
     ConditionType,
+    DryRunCounts,
     FailedKey,
     FileCleanupSpec,
     FileCleanupStatus,
@@ -52,14 +54,15 @@ def phase_conditions(
 ) -> list[Condition]:
     """Every condition that follows from the phase, stamped with the reason and message of the moment:
     a Job's (Progressing, then Complete or Failed) and kstatus's (Reconciling, then Ready or Stalled:
-    exactly one of the three is True)."""
-    conditions = set_condition(conditions, stamp(ConditionType.PROGRESSING, true=not phase.finished))
+    exactly one of the three is True, except while Suspended, when none is: docs/gitops.md)."""
+    working = not phase.finished and phase != Phase.SUSPENDED
+    conditions = set_condition(conditions, stamp(ConditionType.PROGRESSING, true=working))
     if phase == Phase.SUCCEEDED:
         conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
     if phase == Phase.FAILED:
         conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
     conditions = set_condition(conditions, stamp(ConditionType.READY, true=phase == Phase.SUCCEEDED))
-    conditions = set_condition(conditions, stamp(ConditionType.RECONCILING, true=not phase.finished))
+    conditions = set_condition(conditions, stamp(ConditionType.RECONCILING, true=working))
     return set_condition(conditions, stamp(ConditionType.STALLED, true=phase == Phase.FAILED))
 
 
@@ -82,6 +85,46 @@ def _condition(
     )
 
 
+def suspension_conditions(
+    conditions: list[Condition], phase: Phase, stamp: functools.partial[Condition]
+) -> list[Condition]:
+    """A Job's Suspended condition: True while suspended; once it runs again, False (Resumed)."""
+    if phase == Phase.SUSPENDED:
+        return set_condition(conditions, stamp(ConditionType.SUSPENDED, true=True))
+    previous = next((c for c in conditions if c.type == ConditionType.SUSPENDED), None)
+    if previous is None or previous.status != "True":
+        return conditions
+    resumed = stamp(ConditionType.SUSPENDED, true=False).model_copy(
+        update={"reason": Reason.RESUMED, "message": "resumed from the checkpoint"}
+    )
+    return set_condition(conditions, resumed)
+
+
+def suspended_status(
+    previous: FileCleanupStatus,
+    *,
+    storage: str,
+    reason: Reason,
+    message: str,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """Suspended where it stands: the progress is kept as it was checkpointed."""
+    stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
+    conditions = suspension_conditions(
+        phase_conditions(previous.conditions, Phase.SUSPENDED, stamp), Phase.SUSPENDED, stamp
+    )
+    return previous.model_copy(
+        update={
+            "phase": Phase.SUSPENDED,
+            "observed_generation": generation,
+            "storage": previous.storage or storage,
+            "next_retry_time": None,
+            "conditions": conditions,
+        }
+    )
+
+
 def next_status(
     previous: FileCleanupStatus,
     *,
@@ -95,7 +138,7 @@ def next_status(
     phase, reason, message, delay = outcome.phase, outcome.reason, outcome.message, outcome.delay
     listed, omitted = progress.listed_failures()
     stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
-    conditions = phase_conditions(previous.conditions, phase, stamp)
+    conditions = suspension_conditions(phase_conditions(previous.conditions, phase, stamp), phase, stamp)
     return FileCleanupStatus(
         phase=phase,
         observed_generation=generation,
@@ -109,6 +152,8 @@ def next_status(
         chunk_size=progress.chunk_size,
         pending_indexes=format_ranges(progress.pending),
         failed_indexes=format_ranges(progress.failed),
+        permanent_indexes=format_ranges(progress.permanent),
+        failed_errors=group_by_error((index, error) for index, error, _ in progress.failures()),
         failed_keys=listed,
         failed_keys_omitted=omitted,
         internal_errors=previous.internal_errors,
@@ -243,6 +288,44 @@ def manifest_status(
         failed_keys_omitted=max(0, counts.failed - len(listed[:MAX_LISTED_FAILED_KEYS])),
         internal_errors=previous.internal_errors,
         manifest=progress,
+        start_time=previous.start_time or now,
+        completion_time=now if outcome.phase.finished else None,
+        next_retry_time=now + datetime.timedelta(seconds=outcome.delay)
+        if outcome.delay is not None
+        else None,
+        conditions=conditions,
+    )
+
+
+def dry_run_status(
+    previous: FileCleanupStatus,
+    *,
+    spec: FileCleanupSpec,
+    storage: str,
+    total: int,
+    counts: DryRunCounts | None,
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """The status of a dry run: no progress to keep (nothing is deleted, and a dry run starts over at
+    every run), the counts once it is done."""
+    stamp = functools.partial(
+        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+    )
+    conditions = suspension_conditions(
+        phase_conditions(previous.conditions, outcome.phase, stamp), outcome.phase, stamp
+    )
+    return FileCleanupStatus(
+        phase=outcome.phase,
+        observed_generation=generation,
+        storage=storage,
+        total=total,
+        redrives=previous.redrives,
+        retry_nonce=spec.retry_nonce,
+        chunk_size=spec.chunk_size,
+        internal_errors=previous.internal_errors,
+        dry_run=counts,
         start_time=previous.start_time or now,
         completion_time=now if outcome.phase.finished else None,
         next_retry_time=now + datetime.timedelta(seconds=outcome.delay)

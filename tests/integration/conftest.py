@@ -54,6 +54,8 @@ def operator_config(storage: StorageProcess) -> dict[str, Any]:
                 "connectTimeoutSeconds": 0.5,
                 "readTimeoutSeconds": 1,
                 "maxConcurrentRequests": MAX_CONCURRENT_REQUESTS,
+                # A throttle asking for a longer wait than this is an outage (tests see both paths).
+                "adaptiveConcurrency": {"unavailableAfterSeconds": 2},
             }
         },
     }

@@ -43,11 +43,13 @@ async def test_resubmitting_the_same_album_is_idempotent(
 
 
 async def test_resubmitting_other_keys_for_an_album_is_a_conflict(
-    cleanup_client: FileCleanupClient, namespace: str
+    cleanup_client: FileCleanupClient, kube: Kube, namespace: str
 ) -> None:
     await cleanup_client.submit("18", ["albums/18/a.jpg"], namespace=namespace)
     with pytest.raises(SubmitConflict, match="exists with other keys"):
         await cleanup_client.submit("18", ["albums/18/b.jpg"], namespace=namespace)
+    # Done before the next test: the shared storage's counts, reset for it, must not see this key.
+    wait_for_phase(kube, namespace, "album-18", "Succeeded")
 
 
 async def test_a_big_album_is_split_and_its_status_aggregated(

@@ -19,6 +19,7 @@ from filecleanup.storage import StorageUnavailable, open_storage
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.http import HttpStorage
+from filecleanup.storage.limits import Limiter
 from filecleanup.storage.s3 import DELETE_MARKER_ONLY
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
@@ -55,7 +56,7 @@ async def test_a_trickled_reply_ends_at_the_overall_deadline_and_frees_its_slot(
 ) -> None:
     storage_server.seed(["a/1.jpg"])
     storage_server.fault(trickle_seconds=0.5)  # within every read timeout, never within the deadline
-    limited = ConcurrencyLimited(http, limit=1, metrics=Metrics())
+    limited = ConcurrencyLimited(http, Limiter(1), metrics=Metrics())
     started = time.monotonic()
     result = await limited.delete(["a/1.jpg"])
     elapsed = time.monotonic() - started
@@ -109,7 +110,7 @@ async def test_a_bug_in_a_backend_fails_the_chunk_and_is_counted(tmp_path: Path)
         async def aclose(self) -> None:
             pass
 
-    result = await ConcurrencyLimited(Broken(), limit=1, metrics=Metrics()).delete(["a"])
+    result = await ConcurrencyLimited(Broken(), Limiter(1), metrics=Metrics()).delete(["a"])
     assert result.whole_call_failed
     assert result.failed == {
         "a": "internal error in the operator's broken backend (RuntimeError); see its log"

@@ -194,3 +194,30 @@ def test_a_killed_operator_resumes_a_manifest_exactly(
     requested = storage.stats()["requested"]
     assert all(requested[key] == 1 for key in confirmed)  # nothing confirmed at the checkpoint was sent again
     assert not any(storage.exists(key) for key in keys[::10])
+
+
+def test_max_failed_keys_ends_a_manifest_round_early(
+    kube: Kube, manifest_operator: OperatorProcess, storage: StorageProcess
+) -> None:
+    namespace = kube.create_namespace("manifest")
+    keys = album_keys(namespace, 200)
+    denied = keys[:3]
+    storage.fault(
+        fail_keys=dict.fromkeys(denied, -1),
+        fail_codes=dict.fromkeys(denied, "AccessDenied"),
+        latency_seconds=0.2,
+    )
+    put(storage, f"{namespace}/m.txt", "".join(f"{k}\n" for k in keys).encode())
+    create_cleanup(
+        kube, namespace, "capped", [], manifest={"key": f"{namespace}/m.txt"}, chunkSize=10, maxFailedKeys=2
+    )
+    failed = wait_for_phase(kube, namespace, "capped", "Failed")
+    reason = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
+    assert reason["reason"] == "MaxFailedKeysExceeded"
+    assert f"{namespace}/m.txt.report/capped/round-0000/" in reason["message"]
+    calls = storage.stats()["calls"]
+    # The first chunk held the three keys; only the calls already in flight then were answered.
+    assert calls <= 4 < len(keys) // 10
+    status = failed["status"]
+    assert status["manifest"]["permanentNow"] == 3
+    assert status["deleted"] == calls * 10 - 3

@@ -103,7 +103,13 @@ def test_metrics_are_served_and_count_the_work(
     )
     assert after[("filecleanup_delete_calls_in_flight", photos)] == 0
     assert after[("filecleanup_storage_available", photos)] == 1
-    assert after[("filecleanup_objects", (("phase", "Succeeded"),))] >= 1
+    # A finished object is counted by the sweeper's census (every sweepIntervalSeconds, 10 s), not
+    # from the watch: it may not be counted yet, in particular when no test before made one.
+    eventually(
+        "the census to count a Succeeded object",
+        lambda: scrape(operator.metrics_url)[("filecleanup_objects", (("phase", "Succeeded"),))] >= 1,
+        timeout=30,
+    )
 
 
 def test_active_deadline_fails_the_object(kube: Kube, namespace: str, storage: StorageProcess) -> None:
@@ -181,18 +187,24 @@ def test_sigterm_with_a_call_that_outlives_the_shutdown_timeout_still_exits_in_t
     namespace = kube.create_namespace("graceful")
     config = operator_config(storage)
     config["storages"]["photos"]["readTimeoutSeconds"] = 60  # the storage may take a minute per call
+    # All four chunks at once: the adaptive limit starts at 2 and grows only as calls succeed, and no
+    # call succeeds here.
+    config["storages"]["photos"]["adaptiveConcurrency"]["initialRequests"] = 4
     operator = OperatorProcess(tmp_path, kubeconfig, config, ["graceful-*"])
     keys = album_keys(namespace, 20)
     storage.seed(keys)
     storage.fault(trickle_seconds=1.0)  # each reply takes far longer than the shutdown timeout
     operator.start("--shutdown-timeout", "2")
-    create_cleanup(kube, namespace, "slow", keys, chunkSize=5)
-    eventually("calls in flight", lambda: storage.stats()["calls"] >= 4, interval=0.05)
-    stopping = time.monotonic()
-    assert operator.process is not None
-    operator.process.send_signal(signal.SIGTERM)
-    exit_code = operator.process.wait(timeout=30)
-    stopped_in = time.monotonic() - stopping
+    try:
+        create_cleanup(kube, namespace, "slow", keys, chunkSize=5)
+        eventually("calls in flight", lambda: storage.stats()["calls"] >= 4, interval=0.05)
+        stopping = time.monotonic()
+        assert operator.process is not None
+        operator.process.send_signal(signal.SIGTERM)
+        exit_code = operator.process.wait(timeout=30)
+        stopped_in = time.monotonic() - stopping
+    finally:
+        operator.stop()  # a test that failed before its SIGTERM leaves no operator behind
     status = get_cleanup(kube, namespace, "slow")["status"]
     assert exit_code == 0
     assert 2 <= stopped_in < 2 + 5 + 2  # the shutdown timeout, then at most the last checkpoint's bound

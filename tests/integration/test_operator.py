@@ -156,7 +156,27 @@ def test_read_timeout_retries_the_chunk(kube: Kube, namespace: str, storage: Sto
     assert set(storage.stats()["requested"].values()) == {2}
 
 
-def test_retry_after_is_honoured(kube: Kube, namespace: str, storage: StorageProcess) -> None:
+def test_a_throttled_call_is_sent_again_after_retry_after_without_spending_retries(
+    kube: Kube, namespace: str, storage: StorageProcess
+) -> None:
+    keys = album_keys(namespace, 5)
+    storage.seed(keys)
+    storage.fault(statuses=[503, 429], retry_after="1")
+    create_cleanup(kube, namespace, "throttled", keys, maxRetries=0)
+
+    done = wait_for_phase(kube, namespace, "throttled", "Succeeded", timeout=30)["status"]
+    assert (done["deleted"], done["retries"]) == (5, 0)
+    took = parse_time(done["completionTime"]) - parse_time(done["startTime"])
+    assert took >= datetime.timedelta(seconds=1)  # two refusals, a second's wait each (to the second)
+    assert storage.stats()["requested"] == dict.fromkeys(keys, 3)  # the same call: refused twice, then served
+    assert not any(storage.exists(key) for key in keys)
+    reasons = [reason for _, reason, _ in kube.events(namespace, "throttled")]
+    assert "StorageUnavailable" not in reasons
+
+
+def test_retry_after_past_the_throttling_bound_is_an_outage_and_honoured(
+    kube: Kube, namespace: str, storage: StorageProcess
+) -> None:
     keys = album_keys(namespace, 5)
     storage.fault(statuses=[503], retry_after="3")
     create_cleanup(kube, namespace, "told", keys, backoff=FAST_BACKOFF)

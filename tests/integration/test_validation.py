@@ -86,4 +86,6 @@ def test_defaults_are_applied_by_the_api_server(kube: Kube, validation_namespace
         "chunkSize": 100,
         "maxRetries": 5,
         "backoff": {"initialSeconds": 5, "maxSeconds": 300},
+        "suspend": False,
+        "dryRun": False,
     }

@@ -10,6 +10,7 @@ import pytest
 
 from filecleanup.metrics import Metrics
 from filecleanup.storage.base import ConcurrencyLimited, StorageUnavailable
+from filecleanup.storage.limits import Limiter
 from tests.storage_fixtures import RunningServer, http_backend, storage_server
 
 __all__ = ["storage_server"]
@@ -111,7 +112,7 @@ async def test_bearer_token_is_read_from_its_file_and_reread_on_rotation(
 async def test_concurrency_limit_holds_across_callers(storage_server: RunningServer) -> None:
     storage_server.fault(latency_seconds=0.05)
     storage = ConcurrencyLimited(
-        http_backend(storage_server.url, maxConcurrentRequests=3), limit=3, metrics=Metrics()
+        http_backend(storage_server.url, maxConcurrentRequests=3), Limiter(3), metrics=Metrics()
     )
     await asyncio.gather(*(storage.delete([f"k/{i}"]) for i in range(12)))
     await storage.aclose()

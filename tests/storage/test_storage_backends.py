@@ -13,7 +13,7 @@ import pytest
 
 from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
 from filecleanup.storage import Storage, StorageUnavailable, open_storage
-from filecleanup.storage.base import ObjectMissing, ObjectStore
+from filecleanup.storage.base import ChecksExistence, ObjectMissing, ObjectStore
 from tests.storage_fixtures import RunningServer, storage_server
 from tests.support.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 
@@ -38,7 +38,13 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
 
 
 async def http_backend(server: RunningServer) -> AsyncIterator[Backend]:
-    config = {"type": "http", "url": server.url, "objectsUrl": server.url.removesuffix("delete") + "objects/"}
+    base = server.url.removesuffix("delete")
+    config = {
+        "type": "http",
+        "url": server.url,
+        "objectsUrl": f"{base}objects/",
+        "dryRunUrl": f"{base}exists",  # the reference server's dry-run extension
+    }
     storage = open_storage("photos", HttpStorageConfig.model_validate({**config, "policy": OPEN_POLICY}))
     yield Backend(storage, server.seed, server.exists, server.stop)
     await storage.aclose()
@@ -115,6 +121,18 @@ async def test_a_storage_that_is_gone_is_unavailable_not_a_key_failure(backend: 
         await take_down
     with pytest.raises(StorageUnavailable):
         await backend.storage.delete(KEYS)
+    with pytest.raises(StorageUnavailable):
+        await cast("ChecksExistence", backend.storage).exists(KEYS)
+
+
+async def test_a_dry_run_check_tells_what_exists_and_deletes_nothing(backend: Backend) -> None:
+    backend.seed(KEYS[:2])
+    checker = cast("ChecksExistence", backend.storage)
+    result = await checker.exists([*KEYS, "albums/9/never.jpg"])
+    assert result.existing == set(KEYS[:2])
+    assert result.missing == {*KEYS[2:], "albums/9/never.jpg"}
+    assert not result.forbidden
+    assert all(backend.exists(key) for key in KEYS[:2])
 
 
 async def test_objects_are_read_a_range_at_a_time_and_written_whole(backend: Backend) -> None:
@@ -158,6 +176,14 @@ async def test_filesystem_cannot_escape_its_root(tmp_path: Path) -> None:
             {"type": "filesystem", "root": str(root), "policy": OPEN_POLICY, "requireMountpoint": False}
         ),
     )
+
+    # A dry run's check walks as a delete does: what a delete would refuse is forbidden.
+    checked = await cast("ChecksExistence", storage).exists(
+        ["../secret.txt", "albums/link/x.jpg", "escape.jpg", "albums", "albums/none.jpg"]
+    )
+    assert checked.forbidden == {"../secret.txt", "albums/link/x.jpg", "albums"}  # "albums": a directory
+    assert checked.existing == {"escape.jpg"}
+    assert checked.missing == {"albums/none.jpg"}
 
     result = await storage.delete(
         ["../secret.txt", "albums/../../secret.txt", "albums/link/x.jpg", "escape.jpg", "/"]

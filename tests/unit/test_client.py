@@ -7,12 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.cli import read_keys
+from filecleanup.cli import read_keys, table
 from filecleanup.client import (
     ALBUM_LABEL,
+    MAX_OBJECT_KEY_BYTES,
     PARTS_LABEL,
     AlbumStatus,
     ObjectSummary,
+    _same_request,
     album_label,
     manifest_bytes,
     manifest_key,
@@ -24,6 +26,21 @@ from filecleanup.client import (
 
 def keys(count: int, prefix: str = "albums/1") -> list[str]:
     return [f"{prefix}/photo-{i:06d}.jpg" for i in range(count)]
+
+
+def test_the_status_table_says_dry_run_instead_of_a_progress() -> None:
+    real = ObjectSummary("album-1", "ns", "1", "Succeeded", 4, 4, 0, 0, 0, "photos")
+    dry = ObjectSummary("album-1-dry", "ns", "1", "Succeeded", 4, 0, 0, 0, 0, "photos", dry_run=True)
+    rows = [line.split() for line in table([real, dry], with_namespace=False).splitlines()]
+    assert [row[3] for row in rows] == ["PROGRESS", "100%", "dry-run"]
+
+
+def test_a_dry_run_of_the_same_keys_is_not_the_same_request() -> None:
+    """Else a real submit would find the album's dry run, take it for itself, and delete nothing."""
+    (wanted,) = manifests("42", ["albums/42/a.jpg"])
+    existing = {**wanted, "spec": {**wanted["spec"], "dryRun": True}}
+    assert _same_request({**wanted, "spec": {**wanted["spec"], "dryRun": False}}, wanted)
+    assert not _same_request(existing, wanted)
 
 
 class TestSplit:
@@ -39,7 +56,7 @@ class TestSplit:
         long_keys = ["k" * 1000 + str(i) for i in range(3000)]
         parts = split_keys(long_keys)
         assert len(parts) == 3
-        assert all(sum(len(key) + 4 for key in part) <= 1_400_000 for part in parts)
+        assert all(sum(len(key) + 4 for key in part) <= MAX_OBJECT_KEY_BYTES for part in parts)
 
     def test_no_keys_make_no_parts(self) -> None:
         assert split_keys([]) == []

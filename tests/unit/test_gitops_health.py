@@ -16,7 +16,7 @@ from filecleanup.models import FileCleanupStatus, Phase, Reason
 from filecleanup.outcomes import Outcome
 from filecleanup.plan import Reject
 from filecleanup.progress import Progress
-from filecleanup.status import next_status, rejected_status
+from filecleanup.status import next_status, rejected_status, suspended_status
 from tests.unit.decisions import NOW, answer_round, spec
 
 GITOPS_DOC = Path(__file__).parents[2] / "docs" / "gitops.md"
@@ -91,6 +91,31 @@ FORBIDDEN = rejected_status(
     now=NOW,
 )
 
+SUSPENDED = suspended_status(
+    DELETING,
+    storage="photos",
+    reason=Reason.SUSPENDED,
+    message="suspended (spec.suspend); set it to false to resume",
+    generation=1,
+    now=NOW,
+)
+PAUSED = suspended_status(
+    DELETING,
+    storage="photos",
+    reason=Reason.OPERATOR_PAUSED,
+    message="the operator is paused for storage 'photos' (its pause file)",
+    generation=1,
+    now=NOW,
+)
+RESUMED = next_status(
+    SUSPENDED,
+    progress=Progress.start(spec(["a", "b"])),
+    storage="photos",
+    outcome=Outcome(Phase.IN_PROGRESS, Reason.DELETING, "deleting 2 keys"),
+    generation=1,
+    now=NOW,
+)
+
 
 @pytest.mark.parametrize(
     ("obj", "kstatus_result", "argocd"),
@@ -105,6 +130,20 @@ FORBIDDEN = rejected_status(
         (as_object(SUCCEEDED), "Current", ("Healthy", "deleted 2 of 2 keys")),
         (as_object(FAILED), "Failed", ("Degraded", "1 of 2 keys not deleted")),
         (as_object(FORBIDDEN), "Failed", ("Degraded", "outside the prefix")),
+        # Not done, on purpose: kstatus has no suspended state, Argo CD has.
+        (
+            as_object(SUSPENDED),
+            "InProgress",
+            ("Suspended", "suspended (spec.suspend); set it to false to resume"),
+        ),
+        (
+            as_object(PAUSED),
+            "InProgress",
+            ("Suspended", "the operator is paused for storage 'photos' (its pause file)"),
+        ),
+        (as_object(RESUMED), "InProgress", ("Progressing", "deleting 2 keys")),
+        # spec.suspend just set, not yet seen by the operator: still what it was.
+        (as_object(DELETING, generation=2), "InProgress", ("Progressing", "Waiting for the operator")),
         # A spec change the operator has not seen yet: neither tool trusts the old verdict.
         (as_object(SUCCEEDED, generation=2), "InProgress", ("Progressing", "Waiting for the operator")),
     ],
@@ -125,3 +164,15 @@ def test_exactly_one_kstatus_condition_is_true(status: FileCleanupStatus) -> Non
     }
     assert len(true) == 1
     assert all(c.observed_generation == 1 for c in status.conditions)
+
+
+@pytest.mark.parametrize("status", [SUSPENDED, PAUSED])
+def test_a_suspended_object_is_neither_ready_nor_reconciling_nor_stalled(status: FileCleanupStatus) -> None:
+    """None of the three is True while suspended: not at work, not done, not failed."""
+    kstatus_conditions = {
+        c.type: c.status for c in status.conditions if c.type in {"Ready", "Reconciling", "Stalled"}
+    }
+    assert kstatus_conditions == {"Ready": "False", "Reconciling": "False", "Stalled": "False"}
+    suspended = status.condition("Suspended")  # type: ignore[arg-type]
+    assert suspended is not None
+    assert suspended.status == "True"

@@ -139,8 +139,11 @@ def test_check_counts_keys_and_names_the_first_bad_lines() -> None:
     ]
 
 
-def run_source_round(data: bytes, progress: ManifestProgress, fail: set[str]) -> SourceRound:
-    """Every chunk of the round sent, in a shuffled order as calls finish, with ``fail`` failing."""
+def run_source_round(
+    data: bytes, progress: ManifestProgress, fail: set[str], permanent: frozenset[str] = frozenset()
+) -> SourceRound:
+    """Every chunk of the round sent, in a shuffled order as calls finish, with ``fail`` failing (those
+    in ``permanent`` for good)."""
 
     async def go() -> SourceRound:
         part = SourceRound(MemoryStore(data, 50), "m", progress, chunk_size=3)
@@ -150,7 +153,9 @@ def run_source_round(data: bytes, progress: ManifestProgress, fail: set[str]) ->
             keys = part.keys(chunk)
             part.record(
                 chunk,
-                ChunkResult.from_reply(keys, [k for k in keys if k not in fail], dict.fromkeys(fail, "nope")),
+                ChunkResult.from_reply(
+                    keys, [k for k in keys if k not in fail], dict.fromkeys(fail, "nope"), permanent
+                ),
             )
         return part
 
@@ -164,6 +169,15 @@ def test_a_source_round_records_every_key_once_and_ends_at_the_end() -> None:
     assert (part.progress.offset, part.progress.done) == (len(data), "")
     assert (part.deleted, part.progress.sent, part.progress.failed_now) == (18, 20, 2)
     assert sorted(part.failures) == [("k/17", "nope"), ("k/4", "nope")]
+    assert part.progress.permanent_now == 0
+
+
+def test_a_source_round_counts_the_keys_failed_for_good() -> None:
+    """What spec.maxFailedKeys holds a manifest's round to."""
+    data = "".join(f"k/{i}\n" for i in range(20)).encode()
+    progress = ManifestProgress(checked=True, round_total=20)
+    part = run_source_round(data, progress, {"k/1", "k/4", "k/17"}, permanent=frozenset({"k/4", "k/17"}))
+    assert (part.progress.failed_now, part.progress.permanent_now) == (3, 2)
 
 
 def test_a_resumed_round_skips_what_was_done_past_the_offset() -> None:

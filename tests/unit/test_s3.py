@@ -175,7 +175,7 @@ def test_any_reply_gives_a_classified_result_and_confirms_only_requested_keys(
 ) -> None:
     sent = targets(*keys, prefix="p/")
     headers = {"Retry-After": retry_after.strip() or "1"}
-    if status >= 500 or status in {401, 403, 429}:  # 429: throttled, as a 503 SlowDown
+    if status >= 500 or status in {401, 403, 429}:  # 429 and 503 as StorageThrottled, a kind of it
         with pytest.raises(StorageUnavailable) as raised:
             read_delete_reply("bucket", keys, reply(status, body, headers))
         assert raised.value.retry_after is None or raised.value.retry_after >= 0
@@ -185,6 +185,7 @@ def test_any_reply_gives_a_classified_result_and_confirms_only_requested_keys(
     assert result.deleted <= set(keys)
     assert set(result.deleted) | set(result.failed) == set(keys)
     assert not set(result.deleted) & set(result.failed)
+    assert result.permanent <= set(result.failed)
 
 
 @given(keys=KEYS, deleted=st.lists(st.text(max_size=20), max_size=5))
@@ -222,3 +223,37 @@ def test_addressing_styles(settings: dict[str, object], url: str) -> None:
 def test_a_plain_http_endpoint_needs_an_explicit_yes() -> None:
     with pytest.raises(ValueError, match="cleartext"):
         storage(endpoint="http://minio.storage.svc:9000")
+
+
+async def test_a_dry_run_check_is_a_signed_head_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    statuses = {"here.jpg": 200, "gone.jpg": 404, "denied.jpg": 403, "odd.jpg": 400, "busy.jpg": 503}
+    seen: list[tuple[str, str, bool]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        key = request.url.path.rsplit("/", 1)[1]
+        seen.append(
+            (request.method, request.url.path, "AWS4-HMAC-SHA256" in request.headers["Authorization"])
+        )
+        return httpx.Response(statuses[key], stream=httpx.ByteStream(b""))
+
+    config = {
+        "type": "s3",
+        "bucket": "photos",
+        "keyPrefix": "tenants/a/",
+        "endpoint": "http://s3.test",
+        "allowPlainHttp": True,
+        "policy": OPEN_POLICY,
+    }
+    s3 = S3Storage("bucket", S3StorageConfig.model_validate(config), transport=httpx.MockTransport(answer))
+    result = await s3.exists(["here.jpg", "gone.jpg", "denied.jpg", "odd.jpg"])
+    assert result.existing == frozenset({"here.jpg"})
+    assert result.missing == frozenset({"gone.jpg"})
+    assert result.forbidden == frozenset({"denied.jpg"})  # and odd.jpg (400) is unknown
+    assert seen[0] == ("HEAD", "/photos/tenants/a/here.jpg", True)
+    with pytest.raises(StorageUnavailable):  # throttled (StorageThrottled): sent again by the limiter
+        await s3.exists(["busy.jpg"])
+    await s3.aclose()

@@ -13,6 +13,7 @@ from filecleanup.metrics import Metrics
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, Storage, StorageUnavailable
 from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.http import HttpStorage
+from filecleanup.storage.limits import Limiter
 from filecleanup.storage.s3 import S3Storage
 
 __all__ = ["ChunkResult", "Storage", "StorageUnavailable", "open_storage", "open_storages"]
@@ -30,9 +31,18 @@ def open_storage(name: str, config: StorageConfig) -> Storage:
 
 
 def open_storages(config: OperatorConfig, metrics: Metrics) -> dict[str, Storage]:
-    """One client per configured storage, each capped at its maxConcurrentRequests across all objects;
-    the caller closes them with ``aclose``."""
+    """One client per configured storage, each held to its limits across all objects (its rate limit,
+    and an adaptive in-flight limit up to maxConcurrentRequests); the caller closes them with
+    ``aclose``."""
     return {
-        name: ConcurrencyLimited(open_storage(name, storage), storage.max_concurrent_requests, metrics)
+        name: ConcurrencyLimited(
+            open_storage(name, storage),
+            Limiter(
+                storage.max_concurrent_requests,
+                rate_limit=storage.rate_limit,
+                adaptive=storage.adaptive_concurrency,
+            ),
+            metrics,
+        )
         for name, storage in config.storages.items()
     }

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from filecleanup.metrics import Metrics
+    from filecleanup.storage.limits import Limiter
 
 
+_R = TypeVar("_R")
 NOT_CONFIRMED = "not confirmed as deleted by the storage"
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,12 @@ class StorageUnavailable(Exception):  # noqa: N818  (the name is the public cont
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StorageThrottled(StorageUnavailable):
+    """The storage refused the whole call for overload (429, 503, S3 SlowDown): the keys were refused
+    whole, so the call is sent again after the limiter's wait, and the storage's in-flight limit is
+    cut. Only throttling that lasts becomes :class:`StorageUnavailable` (see storage/limits.py)."""
 
 
 class ObjectMissing(Exception):  # noqa: N818  (a plain fact: no such object)
@@ -47,26 +55,71 @@ class ObjectStore(Protocol):
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """What one call confirmed. Every requested key is either in ``deleted`` or in ``failed``."""
+    """What one call confirmed. Every requested key is either in ``deleted`` or in ``failed``; the
+    failed keys in ``permanent`` failed in a way no retry can fix (storage/errors.py)."""
 
     deleted: frozenset[str]
     failed: Mapping[str, str] = field(default_factory=dict)
     whole_call_failed: bool = False
+    permanent: frozenset[str] = frozenset()
 
     @classmethod
     def from_reply(
-        cls, requested: Sequence[str], confirmed: Iterable[str], errors: Mapping[str, str]
+        cls,
+        requested: Sequence[str],
+        confirmed: Iterable[str],
+        errors: Mapping[str, str],
+        permanent: Iterable[str] = (),
     ) -> ChunkResult:
         """Only a requested key that the storage confirmed counts as deleted; the rest failed."""
         wanted = set(requested)
         deleted = frozenset(wanted.intersection(confirmed))
         failed = {key: errors.get(key) or NOT_CONFIRMED for key in wanted if key not in deleted}
-        return cls(deleted=deleted, failed=failed)
+        return cls(deleted=deleted, failed=failed, permanent=frozenset(failed).intersection(permanent))
 
     @classmethod
     def all_failed(cls, requested: Sequence[str], reason: str) -> ChunkResult:
         """The call failed as a whole, after the request may have reached the storage."""
         return cls(deleted=frozenset(), failed=dict.fromkeys(requested, reason), whole_call_failed=True)
+
+
+@dataclass(frozen=True)
+class ExistsResult:
+    """What one existence check (a dry run's call) found: every requested key is in at most one set;
+    a key in none is unknown."""
+
+    existing: frozenset[str] = frozenset()
+    missing: frozenset[str] = frozenset()
+    forbidden: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_reply(
+        cls,
+        requested: Sequence[str],
+        existing: Iterable[str] = (),
+        missing: Iterable[str] = (),
+        forbidden: Iterable[str] = (),
+    ) -> ExistsResult:
+        """Only requested keys count, and a key the reply puts in two sets is unknown."""
+        wanted = set(requested)
+        sets = [wanted.intersection(existing), wanted.intersection(missing), wanted.intersection(forbidden)]
+        contradicted = (sets[0] & sets[1]) | (sets[0] & sets[2]) | (sets[1] & sets[2])
+        found, gone, refused = (frozenset(found - contradicted) for found in sets)
+        return cls(existing=found, missing=gone, forbidden=refused)
+
+    @classmethod
+    def unknown(cls) -> ExistsResult:
+        """Nothing known about any key."""
+        return cls()
+
+
+class ChecksExistence(Protocol):
+    """The optional method of a storage that can tell which keys exist (for dry runs)."""
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """Which of ``keys`` the storage has, without deleting anything. Raises
+        :class:`StorageUnavailable` (or :class:`StorageThrottled`) as ``delete`` does."""
+        ...
 
 
 class Storage(Protocol):
@@ -83,45 +136,102 @@ class Storage(Protocol):
 
 
 class ConcurrencyLimited:
-    """Caps the calls in flight to one storage across all objects, so that one big album can neither
-    starve the others nor flood the storage server; measures them; and turns any exception a backend
-    lets escape (a bug, ours or a library's) into the chunk's failure, so that it is counted, shown
-    and retried within the keys' budget like any other failed call, never retried for ever."""
+    """Holds one storage to its limits across all objects (storage/limits.py: token buckets and an
+    adaptive in-flight limit), so that one big album can neither starve the others nor flood the
+    storage server; sends a throttled call again after the limiter's wait, without it counting against
+    the keys; measures the calls; and turns any exception a backend lets escape (a bug, ours or a
+    library's) into the chunk's failure, so that it is counted, shown and retried within the keys'
+    budget like any other failed call, never retried for ever."""
 
-    def __init__(self, storage: Storage, limit: int, metrics: Metrics) -> None:
+    def __init__(self, storage: Storage, limiter: Limiter, metrics: Metrics) -> None:
         self.name = storage.name
         self.max_keys_per_call = storage.max_keys_per_call
         self.holds_manifests = storage.holds_manifests
         self._storage = storage
-        self._slots = asyncio.Semaphore(limit)
+        self._limiter = limiter
         self._metrics = metrics
+        metrics.concurrency_limit.labels(self.name).set(limiter.limit)
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        metrics, name = self._metrics, self.name
-        async with self._slots:
-            started = time.monotonic()
-            metrics.calls_in_flight.labels(name).inc()
-            try:
-                result = await self._storage.delete(keys)
-            except StorageUnavailable:
-                metrics.storage_available.labels(name).set(0)
-                metrics.call_seconds.labels(name, "unavailable").observe(time.monotonic() - started)
-                raise
-            except Exception as error:
-                # The traceback goes to the log (secrets redacted there); status gets the kind only.
-                logger.exception("Internal error in storage %s's backend", name)
-                result = ChunkResult.all_failed(
-                    keys,
-                    f"internal error in the operator's {name} backend ({type(error).__name__}); see its log",
-                )
-            finally:
-                metrics.calls_in_flight.labels(name).dec()
+        def failed(error: Exception) -> ChunkResult:
+            return ChunkResult.all_failed(
+                keys,
+                f"internal error in the operator's {self.name} backend ({type(error).__name__}); see its log",
+            )
+
+        result, started = await self._limited(keys, self._storage.delete, failed)
         outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"
-        metrics.call_seconds.labels(name, outcome).observe(time.monotonic() - started)
-        metrics.storage_available.labels(name).set(1)
-        metrics.keys_deleted.labels(name).inc(len(result.deleted))
-        metrics.keys_failed.labels(name).inc(len(result.failed))
+        self._metrics.call_seconds.labels(self.name, outcome).observe(time.monotonic() - started)
+        self._metrics.keys_deleted.labels(self.name).inc(len(result.deleted))
+        self._metrics.keys_failed.labels(self.name).inc(len(result.failed))
         return result
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """A dry run's check, under the same limits as a delete; every key unknown when the backend
+        cannot check (an HTTP storage without dryRunUrl)."""
+        checker = cast("ChecksExistence | None", getattr(self._storage, "exists", None) and self._storage)
+        if checker is None or not getattr(self._storage, "checks_existence", True):
+            return ExistsResult.unknown()
+        result, started = await self._limited(keys, checker.exists, lambda _: ExistsResult.unknown())
+        self._metrics.call_seconds.labels(self.name, "checked").observe(time.monotonic() - started)
+        return result
+
+    async def _limited(
+        self,
+        keys: Sequence[str],
+        call: Callable[[Sequence[str]], Awaitable[_R]],
+        internal_error: Callable[[Exception], _R],
+    ) -> tuple[_R, float]:
+        """The call's result under the storage's limits, sent again while throttled; and when the last
+        try started."""
+        metrics, name = self._metrics, self.name
+        await self._limiter.acquire(len(keys))
+        try:
+            while True:
+                started = time.monotonic()
+                metrics.calls_in_flight.labels(name).inc()
+                wait: float | None = None
+                try:
+                    result = await call(keys)
+                except StorageThrottled as throttled:
+                    wait = self._throttled(throttled, started)
+                except StorageUnavailable:
+                    metrics.storage_available.labels(name).set(0)
+                    metrics.call_seconds.labels(name, "unavailable").observe(time.monotonic() - started)
+                    raise
+                except Exception as error:
+                    # The traceback goes to the log (secrets redacted there); status gets the kind only.
+                    logger.exception("Internal error in storage %s's backend", name)
+                    result = internal_error(error)
+                finally:
+                    metrics.calls_in_flight.labels(name).dec()
+                if wait is None:
+                    break
+                # The call keeps its slot while it waits: refused calls come back no faster than the
+                # limit lets them, or their own arrivals would keep the storage refusing.
+                await asyncio.sleep(wait)
+            self._limiter.succeeded()
+        finally:
+            self._limiter.release()
+        metrics.concurrency_limit.labels(name).set(self._limiter.limit)
+        metrics.storage_available.labels(name).set(1)
+        return result, started
+
+    def _throttled(self, throttled: StorageThrottled, started: float) -> float:
+        """The wait before the refused call goes again; raises :class:`StorageUnavailable` once the
+        throttling has lasted past the limiter's bound."""
+        metrics, name = self._metrics, self.name
+        metrics.throttled_calls.labels(name).inc()
+        metrics.call_seconds.labels(name, "throttled").observe(time.monotonic() - started)
+        wait = self._limiter.throttled(throttled.retry_after)
+        metrics.concurrency_limit.labels(name).set(self._limiter.limit)
+        if wait is None:
+            metrics.storage_available.labels(name).set(0)
+            raise StorageUnavailable(
+                f"{throttled}, and throttling lasted at the lowest concurrency",
+                retry_after=throttled.retry_after,
+            ) from throttled
+        return wait
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         """A part of a manifest (outside the cap on calls: it is one read at a time per object)."""

@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from filecleanup.config import FilesystemStorageConfig
-from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.errors import FILESYSTEM_PERMANENT, ErrorClasses
 
 _T = TypeVar("_T")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -91,6 +92,26 @@ def delete_below(root: int, key: str, *, prune_empty_dirs: bool) -> None:
             raise KeyRejectedError("is a directory") from error
         if prune_empty_dirs:
             _prune(opened, directories)
+    finally:
+        _close(opened)
+
+
+def exists_below(root: int, key: str) -> bool:
+    """Whether ``key`` names something below the directory open as ``root`` that a delete would
+    remove, walked as :func:`delete_below` walks it (no symlink followed). Raises
+    :class:`KeyRejectedError` where a delete would refuse the key, and ``OSError`` as a delete would."""
+    *directories, name = path_segments(key)
+    opened = _walk(root, directories, create=False)
+    if opened is None:
+        return False
+    try:
+        try:
+            mode = os.stat(name, dir_fd=opened[-1], follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(mode):
+            raise KeyRejectedError("is a directory")
+        return True
     finally:
         _close(opened)
 
@@ -189,6 +210,9 @@ class FilesystemStorage:
     def __init__(self, name: str, config: FilesystemStorageConfig) -> None:
         self.name = name
         self._config = config
+        self._classes = ErrorClasses.configured(
+            FILESYSTEM_PERMANENT, config.permanent_errors, config.transient_errors
+        )
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         return await asyncio.to_thread(self._delete, keys)
@@ -197,19 +221,48 @@ class FilesystemStorage:
         root = open_root(self.name, self._config)
         deleted: list[str] = []
         errors: dict[str, str] = {}
+        permanent: list[str] = []
         try:
             for key in keys:
                 try:
                     delete_below(root, key, prune_empty_dirs=self._config.prune_empty_dirs)
                 except KeyRejectedError as error:
+                    code = "KeyRejected"
                     errors[key] = f"key {error}"
                 except OSError as error:
-                    errors[key] = f"{errno.errorcode.get(error.errno or 0, 'OSError')}: {error.strerror}"
+                    code = errno.errorcode.get(error.errno or 0, "OSError")
+                    errors[key] = f"{code}: {error.strerror}"
                 else:
                     deleted.append(key)
+                    continue
+                if self._classes.is_permanent(code):
+                    permanent.append(key)
         finally:
             os.close(root)
-        return ChunkResult.from_reply(keys, deleted, errors)
+        return ChunkResult.from_reply(keys, deleted, errors, permanent)
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """A dry run's check: a stat with the walk a delete uses. A key the walk refuses, or a
+        permission error, is forbidden; any other error leaves the key unknown."""
+        return await asyncio.to_thread(self._exists, keys)
+
+    def _exists(self, keys: Sequence[str]) -> ExistsResult:
+        root = open_root(self.name, self._config)
+        existing: list[str] = []
+        missing: list[str] = []
+        forbidden: list[str] = []
+        try:
+            for key in keys:
+                try:
+                    (existing if exists_below(root, key) else missing).append(key)
+                except KeyRejectedError:
+                    forbidden.append(key)
+                except OSError as error:
+                    if error.errno in {errno.EACCES, errno.EPERM}:
+                        forbidden.append(key)
+        finally:
+            os.close(root)
+        return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         return await asyncio.to_thread(self._with_root, read_below, key, offset, size)

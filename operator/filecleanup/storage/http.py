@@ -1,6 +1,7 @@
 """A storage behind our HTTP contract: ``POST <url>`` with ``{"keys": [...]}``.
 
-The reply is 200 with ``{"deleted": [...], "errors": [{"key": ..., "message": ...}]}``; a missing key
+The reply is 200 with ``{"deleted": [...], "errors": [{"key": ..., "message": ..., "code": ...}]}``
+(``code`` optional: it classifies the error as permanent or transient, storage/errors.py); a missing key
 counts as deleted (deletes are idempotent). Any reply, whatever its bytes, becomes a classified result
 (:func:`interpret`): only a requested key the reply lists under ``deleted`` counts as deleted.
 """
@@ -20,7 +21,14 @@ from pydantic import BaseModel, ValidationError
 
 from filecleanup import redaction
 from filecleanup.config import HttpStorageConfig
-from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.base import (
+    ChunkResult,
+    ExistsResult,
+    ObjectMissing,
+    StorageThrottled,
+    StorageUnavailable,
+)
+from filecleanup.storage.errors import HTTP_PERMANENT, ErrorClasses
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
@@ -29,8 +37,10 @@ from filecleanup.storage.transport import (
     StatusClass,
     classify_status,
     parse_retry_after,
+    reply_limit,
 )
 
+DEFAULT_CLASSES = ErrorClasses(HTTP_PERMANENT)
 # RFC 6750's b64token: what a bearer token may hold, so that it can never break a header.
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -38,6 +48,7 @@ BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 class _KeyError(BaseModel):
     key: str
     message: str = ""
+    code: str | None = None  # optional: classifies the error (storage/errors.py); unknown is transient
 
 
 class _Reply(BaseModel):
@@ -45,12 +56,43 @@ class _Reply(BaseModel):
     errors: list[_KeyError] = []
 
 
-def interpret(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult:
-    """What a reply means for the requested keys. Raises :class:`StorageUnavailable` for overload and
-    refused credentials, which are not the keys' fault."""
+class _ExistsReply(BaseModel):
+    existing: list[str]
+    missing: list[str]
+    forbidden: list[str] = []
+
+
+def interpret_exists(storage: str, keys: Sequence[str], reply: Reply) -> ExistsResult:
+    """What a reply of ``dryRunUrl`` says about the keys: those it lists under ``existing``,
+    ``missing`` or ``forbidden``, the rest unknown. Overload and refused credentials raise, as for a
+    delete; any other failed or malformed reply leaves every key unknown."""
     match classify_status(reply.status):
         case StatusClass.OVERLOADED:
-            raise StorageUnavailable(
+            raise StorageThrottled(
+                f"storage {storage} answered {reply.status}",
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        case StatusClass.CREDENTIALS_REFUSED:
+            raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
+        case StatusClass.SERVER_ERROR | StatusClass.REFUSED:
+            return ExistsResult.unknown()
+        case StatusClass.OK:
+            pass
+    try:
+        parsed = _ExistsReply.model_validate_json(reply.body)
+    except ValidationError:
+        return ExistsResult.unknown()
+    return ExistsResult.from_reply(keys, parsed.existing, parsed.missing, parsed.forbidden)
+
+
+def interpret(
+    storage: str, keys: Sequence[str], reply: Reply, classes: ErrorClasses = DEFAULT_CLASSES
+) -> ChunkResult:
+    """What a reply means for the requested keys. Raises :class:`StorageThrottled` for overload and
+    :class:`StorageUnavailable` for refused credentials, which are not the keys' fault."""
+    match classify_status(reply.status):
+        case StatusClass.OVERLOADED:
+            raise StorageThrottled(
                 f"storage {storage} answered {reply.status}",
                 retry_after=parse_retry_after(reply.headers.get("Retry-After")),
             )
@@ -64,8 +106,11 @@ def interpret(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult:
         parsed = _Reply.model_validate_json(reply.body)
     except ValidationError as error:
         return ChunkResult.all_failed(keys, f"the reply breaks the contract: {contract_breach(error)}")
-    errors = {item.key: item.message for item in parsed.errors}
-    return ChunkResult.from_reply(keys, parsed.deleted, errors)
+    errors = {
+        item.key: f"{item.code}: {item.message}" if item.code else item.message for item in parsed.errors
+    }
+    permanent = [item.key for item in parsed.errors if classes.is_permanent(item.code)]
+    return ChunkResult.from_reply(keys, parsed.deleted, errors, permanent)
 
 
 def contract_breach(error: ValidationError) -> str:
@@ -118,16 +163,36 @@ class HttpStorage:
         self.name = name
         self._url = str(config.url)
         self._objects_url = str(config.objects_url) if config.objects_url else None
+        self._dry_run_url = str(config.dry_run_url) if config.dry_run_url else None
+        self.checks_existence = self._dry_run_url is not None
         self.holds_manifests = self._objects_url is not None
         self._token = TokenFile(name, config.token_file) if config.token_file else None
         self._transport = BatchDeleteTransport(name, config, transport=transport)
+        self._classes = ErrorClasses.configured(
+            HTTP_PERMANENT, config.permanent_errors, config.transient_errors
+        )
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
         headers = self._token.header() if self._token else {}
         reply = await self._transport.call(
             "POST", self._url, keys, json={"keys": list(keys)}, headers=headers
         )
-        return reply if isinstance(reply, ChunkResult) else interpret(self.name, keys, reply)
+        return reply if isinstance(reply, ChunkResult) else interpret(self.name, keys, reply, self._classes)
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """``POST dryRunUrl`` with ``{"keys": [...]}``, answered ``{"existing": [...], "missing": [...],
+        "forbidden": [...]}`` (forbidden optional). A separate URL, never the delete URL: a storage that
+        ignored a dry-run flag there would delete the keys. Without dryRunUrl every key is unknown."""
+        if self._dry_run_url is None:
+            return ExistsResult.unknown()
+        headers = self._token.header() if self._token else {}
+        try:
+            reply = await self._transport.fetch(
+                "POST", self._dry_run_url, reply_limit(keys), json={"keys": list(keys)}, headers=headers
+            )
+        except CallFailed:
+            return ExistsResult.unknown()
+        return interpret_exists(self.name, keys, reply)
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         """``GET objectsUrl + key`` with a Range: a manifest is read a part at a time."""

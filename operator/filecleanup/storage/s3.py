@@ -13,9 +13,12 @@ is listed with ListObjectVersions and deleted by version ID, and the key counts 
 one of them is confirmed.
 
 Outcomes:
-- 200: per key, as above. A key's ``<Error>`` is recorded with its code (``AccessDenied``,
-  ``InternalError``, ``SlowDown``, ...) and retried within the key's budget.
-- 503 SlowDown or 429, any 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
+- 200: per key, as above. A key's ``<Error>`` is recorded with its code; a permanent code
+  (``AccessDenied``, ``InvalidObjectName``, ...; storage/errors.py) fails the key for good, any other
+  (``InternalError``, ``SlowDown``, ...) is retried within the key's budget.
+- 503 SlowDown or 429 for the whole call: throttled (sent again after the limiter's wait; see
+  storage/limits.py).
+- Any other 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
 - Another 4xx, a timeout, or a reply that is not the expected XML: the chunk's keys failed.
 """
 
@@ -38,7 +41,15 @@ from botocore.session import Session
 
 from filecleanup import redaction
 from filecleanup.config import S3StorageConfig
-from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.base import (
+    NOT_CONFIRMED,
+    ChunkResult,
+    ExistsResult,
+    ObjectMissing,
+    StorageThrottled,
+    StorageUnavailable,
+)
+from filecleanup.storage.errors import S3_PERMANENT, ErrorClasses
 from filecleanup.storage.s3_xml import (
     DeleteResult,
     S3ReplyError,
@@ -58,6 +69,7 @@ from filecleanup.storage.transport import (
 )
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
+DEFAULT_CLASSES = ErrorClasses(S3_PERMANENT)
 DELETE_MARKER_ONLY = (
     "only a delete marker was added: the bucket is versioned and the data versions remain "
     "(set deleteAllVersions on the storage to delete them)"
@@ -75,11 +87,17 @@ class Target:
 
 
 def status_failure(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult | None:
-    """None for a 200; otherwise the chunk's classified failure. Raises :class:`StorageUnavailable` for
-    overload, server errors and refused credentials, which are not the keys' fault."""
+    """None for a 200; otherwise the chunk's classified failure. Raises :class:`StorageThrottled` for
+    overload (503 SlowDown, 429) and :class:`StorageUnavailable` for server errors and refused
+    credentials, which are not the keys' fault."""
     status = reply.status
     match classify_status(status):
-        case StatusClass.OVERLOADED | StatusClass.SERVER_ERROR | StatusClass.CREDENTIALS_REFUSED:
+        case StatusClass.OVERLOADED:
+            raise StorageThrottled(
+                f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        case StatusClass.SERVER_ERROR | StatusClass.CREDENTIALS_REFUSED:
             # S3 answers SlowDown and InternalError for the whole call, and retries are S3's advice.
             raise StorageUnavailable(
                 f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
@@ -106,16 +124,21 @@ def read_delete_reply(storage: str, keys: Sequence[str], reply: Reply) -> Delete
         return ChunkResult.all_failed(keys, f"the reply breaks the contract: {error}")
 
 
-def outcome(targets: Sequence[Target], result: DeleteResult) -> ChunkResult:
+def outcome(
+    targets: Sequence[Target], result: DeleteResult, classes: ErrorClasses = DEFAULT_CLASSES
+) -> ChunkResult:
     """A key counts as deleted when every version sent for it is confirmed, and none was only hidden
-    by a delete marker; otherwise it failed, with the first reason."""
+    by a delete marker; otherwise it failed, with the first reason (permanent if its code is)."""
     confirmed: list[str] = []
     errors: dict[str, str] = {}
+    permanent: list[str] = []
     for target in targets:
         for version in target.versions:
             sent = (target.full_key, version)
             if sent in result.errors:
                 errors[target.key] = result.errors[sent]
+                if classes.is_permanent(result.codes.get(sent)):
+                    permanent.append(target.key)
             elif sent not in result.deleted:
                 errors[target.key] = NOT_CONFIRMED
             elif version is None and result.deleted[sent]:
@@ -125,7 +148,7 @@ def outcome(targets: Sequence[Target], result: DeleteResult) -> ChunkResult:
             break
         else:
             confirmed.append(target.key)
-    return ChunkResult.from_reply([target.key for target in targets], confirmed, errors)
+    return ChunkResult.from_reply([target.key for target in targets], confirmed, errors, permanent)
 
 
 class S3Storage:
@@ -142,6 +165,9 @@ class S3Storage:
         self._credentials: Credentials | None = None
         self._credentials_lock = asyncio.Lock()
         self._transport = BatchDeleteTransport(name, config, transport=transport)
+        self._classes = ErrorClasses.configured(
+            S3_PERMANENT, config.permanent_errors, config.transient_errors
+        )
 
     @staticmethod
     def _session(config: S3StorageConfig) -> Session:
@@ -216,8 +242,12 @@ class S3Storage:
             result = read_delete_reply(self.name, keys, reply)
             if isinstance(result, ChunkResult):
                 return result
-            merged = DeleteResult({**merged.deleted, **result.deleted}, {**merged.errors, **result.errors})
-        return outcome(targets, merged)
+            merged = DeleteResult(
+                {**merged.deleted, **result.deleted},
+                {**merged.errors, **result.errors},
+                {**merged.codes, **result.codes},
+            )
+        return outcome(targets, merged, self._classes)
 
     async def _with_versions(self, targets: Sequence[Target]) -> list[Target] | ChunkResult:
         """Each key with every version ID it has (ListObjectVersions); a key with none has nothing left
@@ -257,6 +287,33 @@ class S3Storage:
                     break
             listed.append(Target(target.key, target.full_key, versions))
         return listed
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """A dry run's check: HeadObject per key, one after another (the storage's limits count the
+        chunk as one call of len(keys) keys). 200: it exists; 404: missing; 403: forbidden (S3 also
+        answers 403 for a missing key to whoever may not list the bucket). Overload raises
+        :class:`StorageThrottled` and a server error :class:`StorageUnavailable`, as for a delete; a
+        failed call leaves its key unknown."""
+        existing: list[str] = []
+        missing: list[str] = []
+        forbidden: list[str] = []
+        for key in keys:
+            url = self._object_url(key)
+            headers = await self._signed("HEAD", url)
+            try:
+                reply = await self._transport.fetch("HEAD", url, OBJECT_REPLY_SLACK, headers=headers)
+            except CallFailed:
+                continue
+            match reply.status:
+                case HTTPStatus.OK:
+                    existing.append(key)
+                case HTTPStatus.NOT_FOUND:
+                    missing.append(key)
+                case HTTPStatus.FORBIDDEN:
+                    forbidden.append(key)
+                case _:
+                    status_failure(self.name, keys, reply)  # raises for overload and server errors
+        return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
     async def read(self, key: str, offset: int, size: int) -> bytes:
         """GetObject with a Range: a manifest is read a part at a time, never whole."""

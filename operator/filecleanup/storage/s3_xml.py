@@ -21,6 +21,7 @@ class DeleteResult:
 
     deleted: Mapping[tuple[str, str | None], bool] = field(default_factory=dict)  # -> only a marker added
     errors: Mapping[tuple[str, str | None], str] = field(default_factory=dict)  # -> "Code: Message"
+    codes: Mapping[tuple[str, str | None], str] = field(default_factory=dict)  # -> "Code"
 
 
 def delete_objects_body(objects: Sequence[tuple[str, str | None]]) -> bytes:
@@ -55,6 +56,7 @@ def parse_delete_result(body: bytes) -> DeleteResult:
     root = _root(body, "DeleteResult")
     deleted: dict[tuple[str, str | None], bool] = {}
     errors: dict[tuple[str, str | None], str] = {}
+    codes: dict[tuple[str, str | None], str] = {}
     for entry in root.iter(f"{_NS}Deleted"):
         key = _text(entry, "Key")
         if key is not None:
@@ -65,7 +67,8 @@ def parse_delete_result(body: bytes) -> DeleteResult:
             code = (_text(entry, "Code") or "Unknown").strip()
             message = (_text(entry, "Message") or "").strip()
             errors[key, _text(entry, "VersionId")] = f"{code}: {message}" if message else code
-    return DeleteResult(deleted, errors)
+            codes[key, _text(entry, "VersionId")] = code
+    return DeleteResult(deleted, errors, codes)
 
 
 def parse_versions(body: bytes, key: str) -> tuple[list[str], str | None, str | None]:

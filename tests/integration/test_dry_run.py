@@ -1,0 +1,125 @@
+"""Dry runs (spec.dryRun) against the real API server, the reference server (its /exists extension,
+the storage's dryRunUrl) and the filesystem backend: the counts are right and nothing is deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from filecleanup.models import API_VERSION, KIND
+from polling import eventually
+from tests.cleanups import album_keys, create_cleanup, wait_for_phase
+from tests.integration.test_operator import condition
+from tests.integration.test_validation import rejection_message
+from tests.kube import Kube
+from tests.support.processes import OperatorProcess
+from tests.support.storages import DirectoryStorage, StorageProcess
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> DirectoryStorage:
+    return DirectoryStorage(tmp_path / "volume")
+
+
+@pytest.fixture
+def dry_run_operator(
+    kube: Kube, kubeconfig: Path, crd: None, storage: StorageProcess, volume: DirectoryStorage
+) -> Iterator[str]:
+    """An operator with three storages on the reference server (with and without dryRunUrl, and one
+    whose policy allows only the namespace's prefix) and one filesystem storage; yields a namespace
+    it watches."""
+    http = storage.operator_storage()
+    config = {
+        "defaultStorage": "photos",
+        "storages": {
+            "photos": {**http, "dryRunUrl": f"{storage.base}/exists"},
+            "plain": http,
+            "strict": {**http, "policy": {"allowedNamespaces": "*", "keyPrefix": "{namespace}/"}},
+            "volume": volume.operator_storage(),
+        },
+    }
+    operator = OperatorProcess(volume.root.parent, kubeconfig, config, ["dry-*"])
+    operator.start()
+    try:
+        yield kube.create_namespace("dry")
+    finally:
+        operator.stop()
+
+
+def dry_run_of(kube: Kube, namespace: str, name: str, keys: list[str], **spec: object) -> dict[str, object]:
+    create_cleanup(kube, namespace, name, keys, dryRun=True, chunkSize=10, **spec)
+    done = wait_for_phase(kube, namespace, name, "Succeeded")
+    assert condition(done, "Complete")["reason"] == "DryRun"
+    status: dict[str, object] = done["status"]
+    assert (status["total"], status["deleted"], status["failed"]) == (len(set(keys)), 0, 0)
+    # Kopf posts events in the background: the status can be read before its event is.
+    events = eventually("the DryRun event", lambda: kube.events(namespace, name))
+    assert [(kind, reason) for kind, reason, _ in events] == [("Normal", "DryRun")]
+    assert "nothing was deleted" in events[0][2]
+    return status
+
+
+def test_a_dry_run_on_the_http_storage_counts_and_deletes_nothing(
+    kube: Kube, dry_run_operator: str, storage: StorageProcess
+) -> None:
+    namespace = dry_run_operator
+    keys = album_keys(namespace, 45)
+    storage.seed(keys[:30])
+    status = dry_run_of(kube, namespace, "http", [*keys, keys[0]])  # a duplicate counts once
+    assert status["dryRun"] == {"wouldDelete": 30, "missing": 15, "forbidden": 0, "unknown": 0}
+    stats = storage.stats()
+    assert (stats["calls"], stats["removed_files"]) == (0, 0)  # not one delete call
+    assert stats["exists_calls"] == 5  # chunks of 10
+    assert all(storage.exists(key) for key in keys[:30])
+
+
+def test_without_dry_run_url_every_key_is_unknown(
+    kube: Kube, dry_run_operator: str, storage: StorageProcess
+) -> None:
+    keys = album_keys(dry_run_operator, 12)
+    storage.seed(keys)
+    status = dry_run_of(kube, dry_run_operator, "plain", keys, storage="plain")
+    assert status["dryRun"] == {"wouldDelete": 0, "missing": 0, "forbidden": 0, "unknown": 12}
+    stats = storage.stats()
+    assert (stats["calls"], stats["exists_calls"], stats["removed_files"]) == (0, 0, 0)
+    assert all(storage.exists(key) for key in keys)
+
+
+def test_a_dry_run_on_the_filesystem_storage_counts_and_deletes_nothing(
+    kube: Kube, dry_run_operator: str, volume: DirectoryStorage
+) -> None:
+    keys = album_keys("albums/7", 25)
+    volume.seed(keys[:20])
+    (volume.root / "albums" / "7" / "linked").symlink_to(volume.root / "albums")
+    (volume.root / "albums" / "7" / "folder").mkdir()
+    refused = ["albums/7/linked/photo-00000.jpg", "albums/7/folder"]  # a delete would refuse both
+    status = dry_run_of(kube, dry_run_operator, "files", [*keys, *refused], storage="volume")
+    assert status["dryRun"] == {"wouldDelete": 20, "missing": 5, "forbidden": 2, "unknown": 0}
+    assert all(volume.exists(key) for key in keys[:20])
+    assert (volume.root / "albums" / "7" / "folder").is_dir()
+
+
+def test_a_dry_run_outside_the_policy_fails_as_the_real_run_would(
+    kube: Kube, dry_run_operator: str, storage: StorageProcess
+) -> None:
+    keys = [*album_keys(dry_run_operator, 3), "elsewhere/photo.jpg"]
+    storage.seed(keys)
+    create_cleanup(kube, dry_run_operator, "outside", keys, dryRun=True, storage="strict")
+    failed = wait_for_phase(kube, dry_run_operator, "outside", "Failed")
+    assert condition(failed, "Failed")["reason"] == "Forbidden"
+    assert "1 keys are outside" in condition(failed, "Failed")["message"]
+    assert storage.stats()["exists_calls"] == 0
+    assert all(storage.exists(key) for key in keys)
+
+
+def test_dry_run_is_immutable_and_not_for_manifests(kube: Kube, dry_run_operator: str) -> None:
+    create_cleanup(kube, dry_run_operator, "fixed", ["a/1.jpg"], dryRun=True, suspend=True)
+    with pytest.raises(ApiException) as changed:
+        kube.patch(API_VERSION, KIND, "fixed", {"spec": {"dryRun": False}}, namespace=dry_run_operator)
+    assert "dryRun is immutable" in rejection_message(changed.value)
+    with pytest.raises(ApiException) as manifest:
+        create_cleanup(kube, dry_run_operator, "listed", [], manifest={"key": "m.txt"}, dryRun=True)
+    assert "dryRun is not supported with a manifest" in rejection_message(manifest.value)

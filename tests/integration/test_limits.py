@@ -1,0 +1,113 @@
+"""Rate limits that protect the storage: the operator against the reference server throttling past N
+calls a second (503 SlowDown, as S3 protects a prefix). Nothing is lost or counted twice, no retry
+budget is spent, and the operator's call rate settles near what the storage allows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cleanups import album_keys, create_cleanup, wait_for_phase
+from tests.kube import Kube
+from tests.support.processes import OperatorProcess
+from tests.support.storages import StorageProcess
+
+ALLOWED_CALLS_PER_SECOND = 20
+MAX_CONCURRENT_REQUESTS = 16
+CALL_LATENCY_SECONDS = 0.5  # 16 calls in flight would make 32 a second: more than the storage allows
+OBJECTS, KEYS_PER_OBJECT, CHUNK = 4, 1000, 10  # 400 calls: about 20 s at the allowed rate
+WINDOW_SECONDS = 2.0  # the rate is measured over sliding windows this long
+TAIL_SECONDS = 2.0  # the last calls of the run: too few chunks left to fill the slots
+
+
+def windowed_rates(times: list[float], start: float, end: float) -> list[tuple[float, float]]:
+    """(window start, calls a second) for windows of WINDOW_SECONDS, stepping by a quarter second."""
+    rates = []
+    at = start
+    while at + WINDOW_SECONDS <= end:
+        count = sum(1 for t in times if at <= t < at + WINDOW_SECONDS)
+        rates.append((at, count / WINDOW_SECONDS))
+        at += 0.25
+    return rates
+
+
+def metric(text: str, name: str) -> float:
+    line = next(line for line in text.splitlines() if line.startswith(name))
+    return float(line.rsplit(" ", 1)[1])
+
+
+@pytest.fixture
+def throttling_storage(tmp_path: Path) -> Iterator[StorageProcess]:
+    storage = StorageProcess(tmp_path / "storage")
+    storage.start()
+    yield storage
+    storage.stop()
+
+
+def test_throttled_storage_gets_its_rate_and_every_key_is_deleted_once(
+    kube: Kube, kubeconfig: Path, crd: None, tmp_path: Path, throttling_storage: StorageProcess
+) -> None:
+    storage = throttling_storage
+    config = {
+        "defaultStorage": "photos",
+        "chunksInFlightPerObject": MAX_CONCURRENT_REQUESTS,
+        "storages": {
+            "photos": {
+                **storage.operator_storage(),
+                "readTimeoutSeconds": 5,
+                "maxConcurrentRequests": MAX_CONCURRENT_REQUESTS,
+            }
+        },
+    }
+    operator = OperatorProcess(tmp_path, kubeconfig, config, ["limits-*"])
+    operator.start()
+    try:
+        namespace = kube.create_namespace("limits")
+        storage.fault(
+            throttle_calls_per_second=ALLOWED_CALLS_PER_SECOND,
+            throttle_retry_after="1",
+            latency_seconds=CALL_LATENCY_SECONDS,
+        )
+        keys = {n: album_keys(f"{namespace}/{n}", KEYS_PER_OBJECT) for n in range(OBJECTS)}
+        storage.seed([key for album in keys.values() for key in album])
+        for n, album in keys.items():
+            create_cleanup(kube, namespace, f"album-{n}", album, chunkSize=CHUNK, maxRetries=0)
+        for n in keys:
+            status = wait_for_phase(kube, namespace, f"album-{n}", "Succeeded", timeout=120)["status"]
+            assert (status["deleted"], status["failed"], status["retries"]) == (KEYS_PER_OBJECT, 0, 0)
+        metrics = httpx.get(operator.metrics_url, timeout=5).text
+    finally:
+        operator.stop()
+
+    stats = storage.stats()
+    every_key = [key for album in keys.values() for key in album]
+    assert stats["requested"] == dict.fromkeys(every_key, 1)  # a refused call deleted nothing
+    assert not any(storage.exists(key) for key in every_key)
+    assert stats["throttled"] > 0  # the storage did push back
+    assert metric(metrics, 'filecleanup_throttled_calls_total{storage="photos"}') == stats["throttled"]
+    limit = metric(metrics, 'filecleanup_storage_concurrency_limit{storage="photos"}')
+    assert 1 <= limit <= MAX_CONCURRENT_REQUESTS
+
+    times = sorted(started for started, _, _ in stats["call_times"])  # when each served call came in
+    start, end = times[0], times[-1] - TAIL_SECONDS
+    rates = windowed_rates(times, start, end)
+    low, high = 0.7 * ALLOWED_CALLS_PER_SECOND, 1.1 * ALLOWED_CALLS_PER_SECOND
+    # Converged: the first window whose rate is within 0.7N..1.1N (the ramp-up has reached the rate).
+    settled = next(at for at, rate in rates if low <= rate <= high)
+    after = [rate for at, rate in rates if at >= settled]
+    middle = start + (end - start) / 2
+    achieved = sum(1 for t in times if middle <= t < end) / (end - middle)
+    print(  # noqa: T201  (the figures the README quotes)
+        f"\nthrottled storage: converged {settled - start + WINDOW_SECONDS:.1f} s after the first call "
+        f"(the end of the first {WINDOW_SECONDS:g} s window within 0.7N..1.1N); windows after it "
+        f"{min(after):.1f} to {max(after):.1f} calls/s; last half of the run {achieved:.1f} calls/s = "
+        f"{achieved / ALLOWED_CALLS_PER_SECOND:.2f} of the allowed {ALLOWED_CALLS_PER_SECOND}; "
+        f"{stats['throttled']} calls throttled, {stats['calls']} served in {times[-1] - times[0]:.1f} s; "
+        f"window rates {[round(rate, 1) for _, rate in rates[::4]]}"
+    )
+    assert low <= achieved <= high
+    assert max(after) <= high  # never more than the storage allows, give or take the window's edges
+    assert settled - start < (end - start) / 4
