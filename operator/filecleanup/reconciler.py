@@ -7,22 +7,22 @@ worker is ever held by a back-off.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
 from filecleanup.context import InvalidObject, LastWritten, Next, ObjectContext, utcnow
+from filecleanup.dry_run import dry_run
 from filecleanup.kube import ObjectGone
 from filecleanup.manifest_run import ManifestRun
 from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, DryRunCounts, EventReason, Phase, Reason
+from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, EventReason, Phase, Reason
 from filecleanup.outcomes import Outcome
 from filecleanup.plan import (
     DryRun,
@@ -35,11 +35,10 @@ from filecleanup.plan import (
     Wait,
     plan,
 )
-from filecleanup.progress import Progress, unique_indexes
+from filecleanup.progress import Progress
 from filecleanup.retention import finished_labels
 from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, checkpoint_interval, send_chunks
 from filecleanup.status import (
-    dry_run_status,
     internal_error_status,
     invalid_spec_status,
     next_status,
@@ -47,8 +46,7 @@ from filecleanup.status import (
     restarted_for_redrive,
     suspended_status,
 )
-from filecleanup.storage import Storage, StorageUnavailable
-from filecleanup.storage.base import ChecksExistence, ExistsResult
+from filecleanup.storage import Storage
 
 EVENT_KEYS_SHOWN = 5
 
@@ -221,7 +219,13 @@ class Reconciler:
                     restarted = restarted_for_redrive(context.status)
                     restarted = restarted.model_copy(update={"redrives": restarted.redrives + 1})
                     context = dataclasses.replace(context, status=restarted)
-                return await self._dry_run(context, storage, deadline)
+                return await dry_run(
+                    context,
+                    self._storages[storage],
+                    workers=self._workers(storage),
+                    deadline=deadline,
+                    jitter=self._jitter,
+                )
             case RunManifest(storage, starting, redrive, deadline):
                 manifest = ManifestRun(
                     context,
@@ -238,86 +242,6 @@ class Reconciler:
         object alone (the first of a burst, the last of a backlog) keeps the storage busy."""
         configured = self._config.chunks_in_flight_per_object
         return configured or self._config.storages[storage_name].max_concurrent_requests
-
-    async def _dry_run(
-        self, context: ObjectContext, storage_name: str, deadline: datetime.datetime | None
-    ) -> float | None:
-        """Ask the storage which keys exist, chunk by chunk under its limits, and delete nothing. Every
-        run checks every key again: a dry run keeps no progress, so a crash costs only checks."""
-        spec = context.spec
-        keys = [spec.keys[index] for index in unique_indexes(spec.keys)]
-        latest = context.status
-
-        async def write(outcome: Outcome, counts: DryRunCounts | None = None) -> None:
-            nonlocal latest
-            latest = dry_run_status(
-                latest,
-                spec=spec,
-                storage=storage_name,
-                total=len(keys),
-                counts=counts,
-                outcome=outcome,
-                generation=context.generation,
-                now=utcnow(),
-            )
-            await context.sink.write(latest)
-
-        progressing = latest.condition(ConditionType.PROGRESSING)
-        probing_outage = progressing is not None and progressing.reason == Reason.STORAGE_UNAVAILABLE
-        if latest.phase != Phase.IN_PROGRESS and not probing_outage:  # one write per try in an outage
-            await write(outcomes.dry_run_checking(len(keys)))
-        try:
-            results = await self._check_existence(
-                self._storages[storage_name], keys, spec.chunk_size, deadline
-            )
-        except TimeoutError:
-            outcome = outcomes.dry_run_deadline_exceeded(spec)
-            await write(outcome)
-            context.post_event("Warning", outcome.reason, outcome.message)
-            context.logger.warning("%s: %s", outcome.reason, outcome.message)
-            return None
-        except StorageUnavailable as unavailable:
-            outcome = outcomes.storage_unavailable(
-                spec,
-                since=progressing,
-                error=str(unavailable),
-                retry_after=unavailable.retry_after,
-                now=utcnow(),
-                jitter=self._jitter(),
-            )
-            await write(outcome)
-            if progressing is None or progressing.reason != Reason.STORAGE_UNAVAILABLE:
-                context.post_event("Warning", Reason.STORAGE_UNAVAILABLE, outcome.message)
-            context.logger.warning("Storage unavailable: %s", outcome.message)
-            return outcome.delay
-        counts = outcomes.dry_run_counts(results, len(keys))
-        outcome = outcomes.dry_run_done(counts, len(keys))
-        await write(outcome, counts)
-        context.post_event("Normal", Reason.DRY_RUN, outcome.message)
-        context.logger.info("Dry run: %s", outcome.message)
-        return None
-
-    async def _check_existence(
-        self, storage: Storage, keys: Sequence[str], chunk_size: int, deadline: datetime.datetime | None
-    ) -> list[ExistsResult]:
-        """Every chunk's check, up to chunksInFlightPerObject at a time. Raises
-        :class:`StorageUnavailable`, and ``TimeoutError`` past the deadline."""
-        checker = cast("ChecksExistence | None", storage if hasattr(storage, "exists") else None)
-        if checker is None:  # a storage without the method knows nothing
-            return []
-        workers = asyncio.Semaphore(self._workers(storage.name))
-
-        async def check(chunk: Sequence[str]) -> ExistsResult:
-            async with workers:
-                return await checker.exists(chunk)
-
-        remaining = None if deadline is None else max(0.0, (deadline - utcnow()).total_seconds())
-        async with asyncio.timeout(remaining):
-            return list(
-                await asyncio.gather(
-                    *(check(keys[start : start + chunk_size]) for start in range(0, len(keys), chunk_size))
-                )
-            )
 
     async def _suspend(
         self, context: ObjectContext, storage: str, reason: Reason, message: str

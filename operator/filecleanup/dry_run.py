@@ -1,0 +1,107 @@
+"""A dry run: the policy checked as in a real run (plan.py), then every distinct key asked about at the
+storage, chunk by chunk under its limits, and nothing deleted. Its counts go to ``status.dryRun``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from filecleanup import outcomes
+from filecleanup.context import ObjectContext, utcnow
+from filecleanup.models import ConditionType, DryRunCounts, Phase, Reason
+from filecleanup.outcomes import Outcome
+from filecleanup.progress import unique_indexes
+from filecleanup.status import dry_run_status
+from filecleanup.storage import Storage, StorageUnavailable
+from filecleanup.storage.base import ChecksExistence, ExistsResult
+
+
+async def dry_run(
+    context: ObjectContext,
+    storage: Storage,
+    *,
+    workers: int,
+    deadline: datetime.datetime | None,
+    jitter: Callable[[], float],
+) -> float | None:
+    """Ask the storage which keys exist, chunk by chunk under its limits, and delete nothing. Every
+    run checks every key again: a dry run keeps no progress, so a crash costs only checks."""
+    spec = context.spec
+    keys = [spec.keys[index] for index in unique_indexes(spec.keys)]
+    latest = context.status
+
+    async def write(outcome: Outcome, counts: DryRunCounts | None = None) -> None:
+        nonlocal latest
+        latest = dry_run_status(
+            latest,
+            spec=spec,
+            storage=storage.name,
+            total=len(keys),
+            counts=counts,
+            outcome=outcome,
+            generation=context.generation,
+            now=utcnow(),
+        )
+        await context.sink.write(latest)
+
+    progressing = latest.condition(ConditionType.PROGRESSING)
+    probing_outage = progressing is not None and progressing.reason == Reason.STORAGE_UNAVAILABLE
+    if latest.phase != Phase.IN_PROGRESS and not probing_outage:  # one write per try in an outage
+        await write(outcomes.dry_run_checking(len(keys)))
+    try:
+        results = await check_existence(storage, keys, spec.chunk_size, workers, deadline)
+    except TimeoutError:
+        outcome = outcomes.dry_run_deadline_exceeded(spec)
+        await write(outcome)
+        context.post_event("Warning", outcome.reason, outcome.message)
+        context.logger.warning("%s: %s", outcome.reason, outcome.message)
+        return None
+    except StorageUnavailable as unavailable:
+        outcome = outcomes.storage_unavailable(
+            spec,
+            since=progressing,
+            error=str(unavailable),
+            retry_after=unavailable.retry_after,
+            now=utcnow(),
+            jitter=jitter(),
+        )
+        await write(outcome)
+        if progressing is None or progressing.reason != Reason.STORAGE_UNAVAILABLE:
+            context.post_event("Warning", Reason.STORAGE_UNAVAILABLE, outcome.message)
+        context.logger.warning("Storage unavailable: %s", outcome.message)
+        return outcome.delay
+    counts = outcomes.dry_run_counts(results, len(keys))
+    outcome = outcomes.dry_run_done(counts, len(keys))
+    await write(outcome, counts)
+    context.post_event("Normal", Reason.DRY_RUN, outcome.message)
+    context.logger.info("Dry run: %s", outcome.message)
+    return None
+
+
+async def check_existence(
+    storage: Storage,
+    keys: Sequence[str],
+    chunk_size: int,
+    workers: int,
+    deadline: datetime.datetime | None,
+) -> list[ExistsResult]:
+    """Every chunk's check, up to chunksInFlightPerObject at a time. Raises
+    :class:`StorageUnavailable`, and ``TimeoutError`` past the deadline."""
+    checker = cast("ChecksExistence | None", storage if hasattr(storage, "exists") else None)
+    if checker is None:  # a storage without the method knows nothing
+        return []
+    slots = asyncio.Semaphore(workers)
+
+    async def check(chunk: Sequence[str]) -> ExistsResult:
+        async with slots:
+            return await checker.exists(chunk)
+
+    remaining = None if deadline is None else max(0.0, (deadline - utcnow()).total_seconds())
+    async with asyncio.timeout(remaining):
+        return list(
+            await asyncio.gather(
+                *(check(keys[start : start + chunk_size]) for start in range(0, len(keys), chunk_size))
+            )
+        )
