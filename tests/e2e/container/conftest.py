@@ -89,7 +89,6 @@ def release(  # noqa: PLR0917  (session fixtures)
     install(cli, storages, image, files)
     documents, hooks = rendered(cli, "manifest"), rendered(cli, "hooks")
     account = next(doc for doc in documents if doc["kind"] == "ServiceAccount")["metadata"]["name"]
-    config_map = next(doc for doc in documents if doc["kind"] == "ConfigMap")
     for hook in hooks:  # what `helm test` creates before its pod: the check's account and its Role
         if hook["kind"] != "Pod":
             kube.create(hook, namespace=RELEASE_NAMESPACE)
@@ -109,7 +108,7 @@ def release(  # noqa: PLR0917  (session fixtures)
                 *(doc["metadata"]["name"] for doc in hooks if doc["kind"] == "ServiceAccount"),
             )
         },
-        config_maps={config_map["metadata"]["name"]: config_map["data"]},
+        config_maps={doc["metadata"]["name"]: doc["data"] for doc in documents if doc["kind"] == "ConfigMap"},
         secrets={name: secret_data(cli, name) for name in SECRETS},
         claims={VOLUME_CLAIM: storages.volume.root},
         pod_ip=POD_IP,
