@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from typing import Any
 
 from filecleanup.backoff import retry_delay
 from filecleanup.failed_errors import group_by_error
@@ -63,7 +64,8 @@ def phase_conditions(
         conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
     conditions = set_condition(conditions, stamp(ConditionType.READY, true=phase == Phase.SUCCEEDED))
     conditions = set_condition(conditions, stamp(ConditionType.RECONCILING, true=working))
-    return set_condition(conditions, stamp(ConditionType.STALLED, true=phase == Phase.FAILED))
+    conditions = set_condition(conditions, stamp(ConditionType.STALLED, true=phase == Phase.FAILED))
+    return suspension_conditions(conditions, phase, stamp)
 
 
 def _condition(
@@ -100,6 +102,29 @@ def suspension_conditions(
     return set_condition(conditions, resumed)
 
 
+def _decided(
+    previous: FileCleanupStatus,
+    *,
+    phase: Phase,
+    reason: Reason,
+    message: str,
+    delay: float | None,
+    generation: int | None,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """What every decision sets, whatever else the status holds: the phase, its conditions stamped
+    with the reason and message, the generation seen, and the times."""
+    stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
+    return {
+        "phase": phase,
+        "observed_generation": generation,
+        "conditions": phase_conditions(previous.conditions, phase, stamp),
+        "start_time": previous.start_time or now,
+        "completion_time": now if phase.finished else None,
+        "next_retry_time": None if delay is None else now + datetime.timedelta(seconds=delay),
+    }
+
+
 def suspended_status(
     previous: FileCleanupStatus,
     *,
@@ -110,19 +135,16 @@ def suspended_status(
     now: datetime.datetime,
 ) -> FileCleanupStatus:
     """Suspended where it stands: the progress is kept as it was checkpointed."""
-    stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
-    conditions = suspension_conditions(
-        phase_conditions(previous.conditions, Phase.SUSPENDED, stamp), Phase.SUSPENDED, stamp
+    decided = _decided(
+        previous,
+        phase=Phase.SUSPENDED,
+        reason=reason,
+        message=message,
+        delay=None,
+        generation=generation,
+        now=now,
     )
-    return previous.model_copy(
-        update={
-            "phase": Phase.SUSPENDED,
-            "observed_generation": generation,
-            "storage": previous.storage or storage,
-            "next_retry_time": None,
-            "conditions": conditions,
-        }
-    )
+    return previous.model_copy(update={**decided, "storage": previous.storage or storage})
 
 
 def next_status(
@@ -135,13 +157,17 @@ def next_status(
     now: datetime.datetime,
 ) -> FileCleanupStatus:
     """The whole status for a checkpoint or a phase change, computed in one place."""
-    phase, reason, message, delay = outcome.phase, outcome.reason, outcome.message, outcome.delay
     listed, omitted = progress.listed_failures()
-    stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
-    conditions = suspension_conditions(phase_conditions(previous.conditions, phase, stamp), phase, stamp)
     return FileCleanupStatus(
-        phase=phase,
-        observed_generation=generation,
+        **_decided(
+            previous,
+            phase=outcome.phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            delay=outcome.delay,
+            generation=generation,
+            now=now,
+        ),
         storage=storage,
         total=progress.total,
         deleted=progress.deleted,
@@ -157,10 +183,6 @@ def next_status(
         failed_keys=listed,
         failed_keys_omitted=omitted,
         internal_errors=previous.internal_errors,
-        start_time=previous.start_time or now,
-        completion_time=now if phase.finished else None,
-        next_retry_time=now + datetime.timedelta(seconds=delay) if delay is not None else None,
-        conditions=conditions,
     )
 
 
@@ -173,21 +195,16 @@ def rejected_status(
     generation: int | None,
     now: datetime.datetime,
 ) -> FileCleanupStatus:
-    stamp = functools.partial(
-        _condition, reason=reject.reason, message=reject.message, generation=generation, now=now
+    decided = _decided(
+        previous,
+        phase=Phase.FAILED,
+        reason=reject.reason,
+        message=reject.message,
+        delay=None,
+        generation=generation,
+        now=now,
     )
-    conditions = phase_conditions(previous.conditions, Phase.FAILED, stamp)
-    return previous.model_copy(
-        update={
-            "phase": Phase.FAILED,
-            "observed_generation": generation,
-            "storage": storage,
-            "retry_nonce": spec.retry_nonce,
-            "start_time": previous.start_time or now,
-            "completion_time": now,
-            "conditions": conditions,
-        }
-    )
+    return previous.model_copy(update={**decided, "storage": storage, "retry_nonce": spec.retry_nonce})
 
 
 def internal_error_status(
@@ -218,23 +235,17 @@ def internal_error_status(
             f"next in {delay:.0f} s",
             delay,
         )
-    stamp = functools.partial(
-        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+    decided = _decided(
+        previous,
+        phase=outcome.phase,
+        reason=outcome.reason,
+        message=outcome.message,
+        delay=outcome.delay,
+        generation=generation,
+        now=now,
     )
-    conditions = phase_conditions(previous.conditions, outcome.phase, stamp)
     status = previous.model_copy(
-        update={
-            "phase": outcome.phase,
-            "observed_generation": generation,
-            "storage": previous.storage or storage,
-            "internal_errors": count,
-            "start_time": previous.start_time or now,
-            "completion_time": now if outcome.phase == Phase.FAILED else None,
-            "next_retry_time": None
-            if outcome.delay is None
-            else now + datetime.timedelta(seconds=outcome.delay),
-            "conditions": conditions,
-        }
+        update={**decided, "storage": previous.storage or storage, "internal_errors": count}
     )
     return status, outcome
 
@@ -242,19 +253,16 @@ def internal_error_status(
 def invalid_spec_status(
     previous: FileCleanupStatus, *, message: str, generation: int | None, now: datetime.datetime
 ) -> FileCleanupStatus:
-    stamp = functools.partial(
-        _condition, reason=Reason.INVALID_SPEC, message=message, generation=generation, now=now
+    decided = _decided(
+        previous,
+        phase=Phase.FAILED,
+        reason=Reason.INVALID_SPEC,
+        message=message,
+        delay=None,
+        generation=generation,
+        now=now,
     )
-    conditions = phase_conditions(previous.conditions, Phase.FAILED, stamp)
-    return previous.model_copy(
-        update={
-            "phase": Phase.FAILED,
-            "observed_generation": generation,
-            "start_time": previous.start_time or now,
-            "completion_time": now,
-            "conditions": conditions,
-        }
-    )
+    return previous.model_copy(update=decided)
 
 
 def manifest_status(
@@ -269,13 +277,16 @@ def manifest_status(
     now: datetime.datetime,
 ) -> FileCleanupStatus:
     """The status of a manifest's deletion, for a checkpoint or a phase change."""
-    stamp = functools.partial(
-        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
-    )
-    conditions = phase_conditions(previous.conditions, outcome.phase, stamp)
     return FileCleanupStatus(
-        phase=outcome.phase,
-        observed_generation=generation,
+        **_decided(
+            previous,
+            phase=outcome.phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            delay=outcome.delay,
+            generation=generation,
+            now=now,
+        ),
         storage=storage,
         total=counts.total,
         deleted=counts.deleted,
@@ -288,12 +299,6 @@ def manifest_status(
         failed_keys_omitted=max(0, counts.failed - len(listed[:MAX_LISTED_FAILED_KEYS])),
         internal_errors=previous.internal_errors,
         manifest=progress,
-        start_time=previous.start_time or now,
-        completion_time=now if outcome.phase.finished else None,
-        next_retry_time=now + datetime.timedelta(seconds=outcome.delay)
-        if outcome.delay is not None
-        else None,
-        conditions=conditions,
     )
 
 
@@ -310,15 +315,16 @@ def dry_run_status(
 ) -> FileCleanupStatus:
     """The status of a dry run: no progress to keep (nothing is deleted, and a dry run starts over at
     every run), the counts once it is done."""
-    stamp = functools.partial(
-        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
-    )
-    conditions = suspension_conditions(
-        phase_conditions(previous.conditions, outcome.phase, stamp), outcome.phase, stamp
-    )
     return FileCleanupStatus(
-        phase=outcome.phase,
-        observed_generation=generation,
+        **_decided(
+            previous,
+            phase=outcome.phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            delay=outcome.delay,
+            generation=generation,
+            now=now,
+        ),
         storage=storage,
         total=total,
         redrives=previous.redrives,
@@ -326,10 +332,4 @@ def dry_run_status(
         chunk_size=spec.chunk_size,
         internal_errors=previous.internal_errors,
         dry_run=counts,
-        start_time=previous.start_time or now,
-        completion_time=now if outcome.phase.finished else None,
-        next_retry_time=now + datetime.timedelta(seconds=outcome.delay)
-        if outcome.delay is not None
-        else None,
-        conditions=conditions,
     )
