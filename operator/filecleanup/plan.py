@@ -133,17 +133,9 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
             return RunManifest(storage, starting=True, deadline=_deadline(spec, now))
         return Run(storage, Progress.start(spec), starting=True, deadline=_deadline(spec, now))
     deadline = _deadline(spec, status.start_time or now)
-    if deadline is not None and now >= deadline:
-        return Reject(
-            Reason.DEADLINE_EXCEEDED,
-            f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds})",
-        )
-    if status.phase == Phase.BACKOFF and status.next_retry_time:
-        remaining = (status.next_retry_time - now).total_seconds()
-        if deadline is not None:
-            remaining = min(remaining, (deadline - now).total_seconds())
-        if remaining > WAKE_TOLERANCE_SECONDS:
-            return Wait(remaining)
+    held = _held(spec, status, deadline, now)
+    if held is not None:
+        return held
     if manifest:
         return RunManifest(storage, starting=False, deadline=deadline)
     try:
@@ -163,6 +155,20 @@ def _dry_run(
     if redrive or status.phase == Phase.PENDING or status.start_time is None:
         return DryRun(storage, redrive=redrive, deadline=_deadline(spec, now))
     deadline = _deadline(spec, status.start_time)
+    held = _held(spec, status, deadline, now)
+    if held is not None:
+        return held
+    return DryRun(storage, deadline=deadline)
+
+
+def _held(
+    spec: FileCleanupSpec,
+    status: FileCleanupStatus,
+    deadline: datetime.datetime | None,
+    now: datetime.datetime,
+) -> Reject | Wait | None:
+    """What keeps a started object from running now: its deadline passed, or its back-off (or the
+    deadline, whichever comes first) still to wait out. None: it runs."""
     if deadline is not None and now >= deadline:
         return Reject(
             Reason.DEADLINE_EXCEEDED,
@@ -174,7 +180,7 @@ def _dry_run(
             remaining = min(remaining, (deadline - now).total_seconds())
         if remaining > WAKE_TOLERANCE_SECONDS:
             return Wait(remaining)
-    return DryRun(storage, deadline=deadline)
+    return None
 
 
 def _deadline(spec: FileCleanupSpec, start: datetime.datetime) -> datetime.datetime | None:
