@@ -62,10 +62,10 @@ class _ExistsReply(BaseModel):
     forbidden: list[str] = []
 
 
-def interpret_exists(storage: str, keys: Sequence[str], reply: Reply) -> ExistsResult:
-    """What a reply of ``dryRunUrl`` says about the keys: those it lists under ``existing``,
-    ``missing`` or ``forbidden``, the rest unknown. Overload and refused credentials raise, as for a
-    delete; any other failed or malformed reply leaves every key unknown."""
+def answered(storage: str, reply: Reply) -> bool:
+    """Whether the storage answered the call (200). Raises :class:`StorageThrottled` for overload and
+    :class:`StorageUnavailable` for refused credentials, which are not the keys' fault; any other
+    status is this call's failure (False)."""
     match classify_status(reply.status):
         case StatusClass.OVERLOADED:
             raise StorageThrottled(
@@ -75,9 +75,17 @@ def interpret_exists(storage: str, keys: Sequence[str], reply: Reply) -> ExistsR
         case StatusClass.CREDENTIALS_REFUSED:
             raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
         case StatusClass.SERVER_ERROR | StatusClass.REFUSED:
-            return ExistsResult.unknown()
+            return False
         case StatusClass.OK:
-            pass
+            return True
+
+
+def interpret_exists(storage: str, keys: Sequence[str], reply: Reply) -> ExistsResult:
+    """What a reply of ``dryRunUrl`` says about the keys: those it lists under ``existing``,
+    ``missing`` or ``forbidden``, the rest unknown. Overload and refused credentials raise, as for a
+    delete; any other failed or malformed reply leaves every key unknown."""
+    if not answered(storage, reply):
+        return ExistsResult.unknown()
     try:
         parsed = _ExistsReply.model_validate_json(reply.body)
     except ValidationError:
@@ -90,18 +98,8 @@ def interpret(
 ) -> ChunkResult:
     """What a reply means for the requested keys. Raises :class:`StorageThrottled` for overload and
     :class:`StorageUnavailable` for refused credentials, which are not the keys' fault."""
-    match classify_status(reply.status):
-        case StatusClass.OVERLOADED:
-            raise StorageThrottled(
-                f"storage {storage} answered {reply.status}",
-                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-            )
-        case StatusClass.CREDENTIALS_REFUSED:
-            raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
-        case StatusClass.SERVER_ERROR | StatusClass.REFUSED:
-            return ChunkResult.all_failed(keys, f"storage answered HTTP {reply.status}")
-        case StatusClass.OK:
-            pass
+    if not answered(storage, reply):
+        return ChunkResult.all_failed(keys, f"storage answered HTTP {reply.status}")
     try:
         parsed = _Reply.model_validate_json(reply.body)
     except ValidationError as error:
