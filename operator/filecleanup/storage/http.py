@@ -24,7 +24,6 @@ from filecleanup.config import HttpStorageConfig
 from filecleanup.storage.base import (
     ChunkResult,
     ExistsResult,
-    ObjectMissing,
     StorageThrottled,
     StorageUnavailable,
 )
@@ -116,6 +115,18 @@ def contract_breach(error: ValidationError) -> str:
     first = error.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or "the body"
     return f"{first['type']} at {where}"
+
+
+# What a whole object's GET or PUT may answer: a Range past the end is an empty read, not a failure.
+OBJECT_REPLY_STATUSES = frozenset(
+    {
+        HTTPStatus.OK,
+        HTTPStatus.CREATED,
+        HTTPStatus.NO_CONTENT,
+        HTTPStatus.PARTIAL_CONTENT,
+        HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+    }
+)
 
 
 class TokenFile:
@@ -211,24 +222,9 @@ class HttpStorage:
             raise StorageUnavailable(f"storage {self.name} has no objectsUrl: it holds no manifests")
         headers = {**(self._token.header() if self._token else {}), **request.pop("headers", {})}
         url = self._objects_url + quote(key, safe="/-_.~")
-        try:
-            reply = await self._transport.fetch(method, url, limit, headers=headers, **request)
-        except CallFailed as failed:
-            raise StorageUnavailable(f"storage {self.name}: {method} {key!r}: {failed}") from failed
-        if reply.status == HTTPStatus.NOT_FOUND:
-            raise ObjectMissing(key)
-        if reply.status not in {
-            HTTPStatus.OK,
-            HTTPStatus.CREATED,
-            HTTPStatus.NO_CONTENT,
-            HTTPStatus.PARTIAL_CONTENT,
-            HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
-        }:
-            raise StorageUnavailable(
-                f"storage {self.name}: {method} {key!r} answered {reply.status}",
-                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-            )
-        return reply
+        return await self._transport.fetch_object(
+            method, url, key, limit, accepted=OBJECT_REPLY_STATUSES, headers=headers, **request
+        )
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -45,7 +45,6 @@ from filecleanup.storage.base import (
     NOT_CONFIRMED,
     ChunkResult,
     ExistsResult,
-    ObjectMissing,
     StorageThrottled,
     StorageUnavailable,
 )
@@ -149,6 +148,12 @@ def outcome(
         else:
             confirmed.append(target.key)
     return ChunkResult.from_reply([target.key for target in targets], confirmed, errors, permanent)
+
+
+# What a GetObject or PutObject may answer: a Range past the end is an empty read, not a failure.
+OBJECT_REPLY_STATUSES = frozenset(
+    {HTTPStatus.OK, HTTPStatus.PARTIAL_CONTENT, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE}
+)
 
 
 class S3Storage:
@@ -336,23 +341,9 @@ class S3Storage:
 
     async def _object_call(self, method: str, url: str, key: str, limit: int, **request: Any) -> Reply:
         """A GetObject or PutObject: its reply when it is one, else a classified failure."""
-        try:
-            reply = await self._transport.fetch(method, url, limit, **request)
-        except CallFailed as failed:
-            raise StorageUnavailable(f"storage {self.name}: {method} {key!r}: {failed}") from failed
-        if reply.status == HTTPStatus.NOT_FOUND:
-            raise ObjectMissing(key)
-        if reply.status not in {
-            HTTPStatus.OK,
-            HTTPStatus.PARTIAL_CONTENT,
-            HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
-        }:
-            code = error_code(reply.body)
-            raise StorageUnavailable(
-                f"storage {self.name}: {method} {key!r} answered {reply.status} {code}".rstrip(),
-                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-            )
-        return reply
+        return await self._transport.fetch_object(
+            method, url, key, limit, accepted=OBJECT_REPLY_STATUSES, detail=error_code, **request
+        )
 
     async def aclose(self) -> None:
         await self._transport.aclose()

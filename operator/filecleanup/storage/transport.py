@@ -19,7 +19,7 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from http import HTTPStatus
@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from filecleanup.config import RemoteStorageBase
-from filecleanup.storage.base import ChunkResult, StorageUnavailable
+from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,34 @@ class BatchDeleteTransport:
         except httpx.TransportError as error:
             # The class says what happened; the text may quote the request (its headers).
             raise CallFailed(f"the call failed ({type(error).__name__}): outcome unknown") from error
+
+    async def fetch_object(
+        self,
+        method: str,
+        url: str,
+        key: str,
+        limit: int,
+        *,
+        accepted: frozenset[int],
+        detail: Callable[[bytes], str] = lambda _: "",
+        **request: Any,
+    ) -> Reply:
+        """A whole object's read or write (a manifest, a report): its reply when the status is one of
+        ``accepted``; :class:`ObjectMissing` for a 404; any other status or failure makes the storage
+        unavailable for now (``detail`` adds what the body says, an S3 error code say)."""
+        try:
+            reply = await self.fetch(method, url, limit, **request)
+        except CallFailed as failed:
+            raise StorageUnavailable(f"storage {self._name}: {method} {key!r}: {failed}") from failed
+        if reply.status == HTTPStatus.NOT_FOUND:
+            raise ObjectMissing(key)
+        if reply.status not in accepted:
+            answer = f"{reply.status} {detail(reply.body)}".rstrip()
+            raise StorageUnavailable(
+                f"storage {self._name}: {method} {key!r} answered {answer}",
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            )
+        return reply
 
     async def _exchange(self, method: str, url: str, limit: int, request: dict[str, Any]) -> Reply:
         async with self._client.stream(method, url, **request) as response:
