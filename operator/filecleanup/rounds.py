@@ -12,6 +12,7 @@ from typing import Protocol, TypeVar
 
 from filecleanup.progress import Progress
 from filecleanup.storage import ChunkResult, Storage, StorageUnavailable
+from filecleanup.storage.base import NotSent
 
 ChunkT = TypeVar("ChunkT")
 # On SIGTERM: how long the calls in flight may take to finish, and the last checkpoint to be written.
@@ -142,9 +143,11 @@ async def send_chunks(
         while (chunk := await take()) is not None:
             # A task of its own, shielded: cancelling the round must not abort a call the storage may
             # already have acted on.
-            call = asyncio.ensure_future(storage.delete(work.keys(chunk)))
+            call = asyncio.ensure_future(storage.delete(work.keys(chunk), may_start=may_start))
             try:
                 result = await asyncio.shield(call)
+            except NotSent:
+                return  # told to stop while it waited for its turn: its keys stay pending
             except asyncio.CancelledError:
                 stopping = True
                 # Kopf cancels again after a while: the wait goes on, within its own bound.

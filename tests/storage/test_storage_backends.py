@@ -12,7 +12,7 @@ from typing import cast
 import pytest
 
 from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
-from filecleanup.storage import Storage, StorageUnavailable, open_storage
+from filecleanup.storage import Backend, StorageUnavailable, open_storage
 from filecleanup.storage.base import ChecksExistence, ObjectMissing, ObjectStore
 from tests.storage_fixtures import RunningServer, storage_server
 from tests.support.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
@@ -22,8 +22,8 @@ __all__ = ["storage_server"]  # a fixture
 
 
 @dataclass
-class Backend:
-    storage: Storage
+class BackendUnderTest:
+    storage: Backend
     seed: Callable[[list[str]], None]
     exists: Callable[[str], bool]
     take_down: Callable[[], object]
@@ -37,7 +37,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
     server.stop()
 
 
-async def http_backend(server: RunningServer) -> AsyncIterator[Backend]:
+async def http_backend(server: RunningServer) -> AsyncIterator[BackendUnderTest]:
     base = server.url.removesuffix("delete")
     config = {
         "type": "http",
@@ -46,30 +46,30 @@ async def http_backend(server: RunningServer) -> AsyncIterator[Backend]:
         "dryRunUrl": f"{base}exists",  # the reference server's dry-run extension
     }
     storage = open_storage("photos", HttpStorageConfig.model_validate({**config, "policy": OPEN_POLICY}))
-    yield Backend(storage, server.seed, server.exists, server.stop)
+    yield BackendUnderTest(storage, server.seed, server.exists, server.stop)
     await storage.aclose()
 
 
-async def s3_backend(moto: MotoProcess) -> AsyncIterator[Backend]:
+async def s3_backend(moto: MotoProcess) -> AsyncIterator[BackendUnderTest]:
     config = S3StorageConfig.model_validate({**moto.operator_storage(), "connectTimeoutSeconds": 0.5})
     storage = open_storage("bucket", config)
-    yield Backend(storage, moto.seed, moto.exists, moto.stop)
+    yield BackendUnderTest(storage, moto.seed, moto.exists, moto.stop)
     await storage.aclose()
     if moto.process is not None and moto.process.poll() is not None:
         moto.start()  # taken down by the test: bring it back for the next one
 
 
-async def filesystem_backend(tmp_path: Path) -> AsyncIterator[Backend]:
+async def filesystem_backend(tmp_path: Path) -> AsyncIterator[BackendUnderTest]:
     volume = DirectoryStorage(tmp_path / "volume")
     storage = open_storage("volume", FilesystemStorageConfig.model_validate(volume.operator_storage()))
-    yield Backend(storage, volume.seed, volume.exists, lambda: shutil.rmtree(volume.root))
+    yield BackendUnderTest(storage, volume.seed, volume.exists, lambda: shutil.rmtree(volume.root))
     await storage.aclose()
 
 
 @pytest.fixture(params=["http", "s3", "filesystem"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, storage_server: RunningServer
-) -> AsyncIterator[Backend]:
+) -> AsyncIterator[BackendUnderTest]:
     match request.param:
         case "http":
             made = http_backend(storage_server)
@@ -84,7 +84,7 @@ async def backend(
 KEYS = ["albums/1/a.jpg", "albums/1/b c.jpg", "albums/1/ünïcode.jpg", "albums/2/deep/er/d.jpg"]
 
 
-async def test_deletes_what_exists_and_confirms_every_key(backend: Backend) -> None:
+async def test_deletes_what_exists_and_confirms_every_key(backend: BackendUnderTest) -> None:
     backend.seed(KEYS)
     result = await backend.storage.delete(KEYS)
     assert result.deleted == set(KEYS)
@@ -92,14 +92,14 @@ async def test_deletes_what_exists_and_confirms_every_key(backend: Backend) -> N
     assert not any(backend.exists(key) for key in KEYS)
 
 
-async def test_missing_keys_count_as_deleted_and_repeats_are_idempotent(backend: Backend) -> None:
+async def test_missing_keys_count_as_deleted_and_repeats_are_idempotent(backend: BackendUnderTest) -> None:
     backend.seed(KEYS[:1])
     first = await backend.storage.delete([KEYS[0], "albums/9/never.jpg"])
     again = await backend.storage.delete([KEYS[0], "albums/9/never.jpg"])
     assert first.deleted == again.deleted == {KEYS[0], "albums/9/never.jpg"}
 
 
-async def test_a_full_chunk_of_a_thousand_keys(backend: Backend) -> None:
+async def test_a_full_chunk_of_a_thousand_keys(backend: BackendUnderTest) -> None:
     keys = [f"albums/3/{i:04d}.jpg" for i in range(1000)]
     backend.seed(keys[::10])
     result = await backend.storage.delete(keys)
@@ -107,7 +107,7 @@ async def test_a_full_chunk_of_a_thousand_keys(backend: Backend) -> None:
     assert not any(backend.exists(key) for key in keys[::10])
 
 
-async def test_only_the_listed_keys_are_deleted(backend: Backend) -> None:
+async def test_only_the_listed_keys_are_deleted(backend: BackendUnderTest) -> None:
     backend.seed(["albums/4/keep.jpg", "albums/4/drop.jpg", "albums/4/drop.jpg.bak"])
     await backend.storage.delete(["albums/4/drop.jpg"])
     assert backend.exists("albums/4/keep.jpg")
@@ -115,7 +115,7 @@ async def test_only_the_listed_keys_are_deleted(backend: Backend) -> None:
     assert not backend.exists("albums/4/drop.jpg")
 
 
-async def test_a_storage_that_is_gone_is_unavailable_not_a_key_failure(backend: Backend) -> None:
+async def test_a_storage_that_is_gone_is_unavailable_not_a_key_failure(backend: BackendUnderTest) -> None:
     take_down = backend.take_down()
     if take_down is not None and hasattr(take_down, "__await__"):
         await take_down
@@ -125,7 +125,7 @@ async def test_a_storage_that_is_gone_is_unavailable_not_a_key_failure(backend: 
         await cast("ChecksExistence", backend.storage).exists(KEYS)
 
 
-async def test_a_dry_run_check_tells_what_exists_and_deletes_nothing(backend: Backend) -> None:
+async def test_a_dry_run_check_tells_what_exists_and_deletes_nothing(backend: BackendUnderTest) -> None:
     backend.seed(KEYS[:2])
     checker = cast("ChecksExistence", backend.storage)
     result = await checker.exists([*KEYS, "albums/9/never.jpg"])
@@ -135,7 +135,7 @@ async def test_a_dry_run_check_tells_what_exists_and_deletes_nothing(backend: Ba
     assert all(backend.exists(key) for key in KEYS[:2])
 
 
-async def test_objects_are_read_a_range_at_a_time_and_written_whole(backend: Backend) -> None:
+async def test_objects_are_read_a_range_at_a_time_and_written_whole(backend: BackendUnderTest) -> None:
     """What manifests and failure reports need of a storage."""
     store = cast("ObjectStore", backend.storage)
     data = "".join(f"albums/7/{i:05d}.jpg\n" for i in range(2000)).encode()

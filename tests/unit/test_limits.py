@@ -1,15 +1,18 @@
-"""The limiter's pure logic with a fake clock: token buckets, AIMD steps, the give-up bound; and the
-asyncio slots under a moving limit."""
+"""The limiter's pure logic with a fake clock: token buckets, AIMD steps, the give-up bound; the
+asyncio slots under a moving limit; and a throttled call that is no longer wanted."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from filecleanup.config import AdaptiveConcurrency, RateLimit
+from filecleanup.metrics import Metrics
+from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, NotSent, StorageThrottled
 from filecleanup.storage.limits import AdaptiveSlots, AimdLimit, Limiter, TokenBucket
 
 
@@ -193,3 +196,29 @@ async def test_slots_hold_calls_to_a_moving_limit() -> None:
     slots.release()
     assert slots.in_flight == 2
     await asyncio.wait_for(slots.acquire(), 1)  # the cancelled waiter left no trace
+
+
+async def test_a_throttled_call_is_not_sent_again_once_it_is_no_longer_wanted() -> None:
+    calls: list[list[str]] = []
+    wanted = True
+
+    class Refusing:
+        name = "photos"
+        max_keys_per_call: int | None = None
+        holds_manifests = False
+
+        async def delete(self, keys: Sequence[str]) -> ChunkResult:
+            nonlocal wanted
+            calls.append(list(keys))
+            wanted = False  # say, the object is suspended while its refused call waits
+            raise StorageThrottled("503 Slow Down", retry_after=0.01)
+
+        async def aclose(self) -> None:
+            """Nothing to release."""
+
+    storage = ConcurrencyLimited(Refusing(), Limiter(1), Metrics())
+    with pytest.raises(NotSent):
+        await asyncio.wait_for(storage.delete(["a", "b"], may_start=lambda: wanted), 5)
+    assert calls == [["a", "b"]]  # refused once, never sent again
+    with pytest.raises(NotSent):  # and its one slot was given back
+        await asyncio.wait_for(storage.delete(["c"], may_start=lambda: False), 1)

@@ -20,7 +20,8 @@ from filecleanup.progress import Progress
 from filecleanup.reconciler import Reconciler
 from filecleanup.retention import controller_label
 from filecleanup.rounds import KeysRound, send_chunks
-from filecleanup.storage.base import ChunkResult
+from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
+from filecleanup.storage.limits import Limiter
 
 
 @dataclass
@@ -97,8 +98,15 @@ def context(
     )
 
 
+def limited(backend: FakeStorage, requests: int = 8) -> ConcurrencyLimited:
+    """The backend held to its limits, as the operator holds every storage."""
+    return ConcurrencyLimited(backend, Limiter(requests), Metrics())
+
+
 def reconciler(storage: FakeStorage) -> Reconciler:
-    return Reconciler(CONFIG, {"photos": storage}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5)
+    return Reconciler(
+        CONFIG, {"photos": limited(storage)}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5
+    )
 
 
 async def test_a_short_run_writes_its_status_once_and_posts_completed() -> None:
@@ -126,7 +134,9 @@ async def test_a_long_run_checkpoints_in_progress_without_holding_up_its_calls()
     sink, events = FakeSink(write_seconds=0.2, storage=storage), Events()
     # One call at a time, a checkpoint due after 50 ms that takes 200 ms to write.
     config = CONFIG.model_copy(update={"status_interval_seconds": 0.05, "chunks_in_flight_per_object": 1})
-    run = Reconciler(config, {"photos": storage}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5)
+    run = Reconciler(
+        config, {"photos": limited(storage)}, Metrics(), jitter=lambda: 0.0, shutdown_seconds=0.5
+    )
     await run.run(context(sink, events, chunkSize=1))
     phases = [status.phase for status in sink.written]
     assert phases[0] == Phase.IN_PROGRESS and phases[-1] == Phase.SUCCEEDED
@@ -173,7 +183,7 @@ async def test_on_cancel_calls_in_flight_finish_and_are_recorded() -> None:
     task = asyncio.create_task(
         send_chunks(
             KeysRound(progress),
-            FakeStorage(0.2),
+            limited(FakeStorage(0.2)),
             workers=2,
             checkpoint_interval=60,
             checkpoint=checkpoint,
@@ -197,7 +207,7 @@ async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and
     task = asyncio.create_task(
         send_chunks(
             KeysRound(progress),
-            FakeStorage(30),
+            limited(FakeStorage(30)),
             workers=2,
             checkpoint_interval=60,
             checkpoint=checkpoint,
@@ -212,3 +222,33 @@ async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and
     assert time.monotonic() - started < 1.0
     assert (progress.deleted, len(progress.pending)) == (0, 4)  # unknown outcomes: sent again later
     assert checkpoints == [0]
+
+
+@pytest.mark.parametrize("storage_slots", [4, 2])
+async def test_once_told_to_stop_no_new_call_goes_out_and_the_calls_in_flight_are_recorded(
+    storage_slots: int,
+) -> None:
+    progress, backend, stop = progress_of(20), FakeStorage(0.1), asyncio.Event()
+
+    async def checkpoint() -> None:
+        """Nothing to write."""
+
+    async def pause_soon() -> None:
+        await asyncio.sleep(0.05)
+        stop.set()  # as an operator-wide pause or a suspension would
+
+    pausing = asyncio.create_task(pause_soon())
+    unavailable = await send_chunks(
+        KeysRound(progress),
+        limited(backend, storage_slots),
+        workers=4,
+        checkpoint_interval=60,
+        checkpoint=checkpoint,
+        stop_when=stop.is_set,
+    )
+    await pausing
+    assert unavailable is None
+    # Only the calls already at the storage: with 2 slots, the chunks the other two workers had taken
+    # were still waiting for their turn, and are not sent.
+    assert backend.sent == [f"k/{i}" for i in range(storage_slots)]
+    assert (progress.deleted, len(progress.pending)) == (storage_slots, 20 - storage_slots)

@@ -10,16 +10,16 @@ from filecleanup.config import (
     StorageConfig,
 )
 from filecleanup.metrics import Metrics
-from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, Storage, StorageUnavailable
+from filecleanup.storage.base import Backend, ChunkResult, ConcurrencyLimited, Storage, StorageUnavailable
 from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.limits import Limiter
 from filecleanup.storage.s3 import S3Storage
 
-__all__ = ["ChunkResult", "Storage", "StorageUnavailable", "open_storage", "open_storages"]
+__all__ = ["Backend", "ChunkResult", "Storage", "StorageUnavailable", "open_storage", "open_storages"]
 
 
-def open_storage(name: str, config: StorageConfig) -> Storage:
+def open_storage(name: str, config: StorageConfig) -> Backend:
     """The backend for one configured storage, without the concurrency limit."""
     match config:
         case HttpStorageConfig():

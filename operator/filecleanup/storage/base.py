@@ -122,7 +122,9 @@ class ChecksExistence(Protocol):
         ...
 
 
-class Storage(Protocol):
+class Backend(Protocol):
+    """One storage's client, as configured: each call goes out as soon as it is made."""
+
     name: str
     max_keys_per_call: int | None  # the most keys one call may carry, if the storage has a limit
     holds_manifests: bool  # it is an ObjectStore too: it can hold manifests and their reports
@@ -135,6 +137,24 @@ class Storage(Protocol):
     async def aclose(self) -> None: ...
 
 
+class NotSent(Exception):  # noqa: N818  (a plain fact: the call never went out)
+    """The call waited for its turn under the storage's limits, and by then it was no longer wanted."""
+
+
+def always() -> bool:
+    return True
+
+
+class Storage(Backend, Protocol):
+    """A backend held to its limits (:class:`ConcurrencyLimited`): a call may wait for its turn."""
+
+    async def delete(self, keys: Sequence[str], *, may_start: Callable[[], bool] = always) -> ChunkResult:
+        """Delete ``keys`` in one call once it is this call's turn; if ``may_start()`` is false by then,
+        raise :class:`NotSent` instead, with nothing sent (the object was suspended or paused, or too
+        many of its keys failed, while the call waited)."""
+        ...
+
+
 class ConcurrencyLimited:
     """Holds one storage to its limits across all objects (storage/limits.py: token buckets and an
     adaptive in-flight limit), so that one big album can neither starve the others nor flood the
@@ -143,7 +163,7 @@ class ConcurrencyLimited:
     library's) into the chunk's failure, so that it is counted, shown and retried within the keys'
     budget like any other failed call, never retried for ever."""
 
-    def __init__(self, storage: Storage, limiter: Limiter, metrics: Metrics) -> None:
+    def __init__(self, storage: Backend, limiter: Limiter, metrics: Metrics) -> None:
         self.name = storage.name
         self.max_keys_per_call = storage.max_keys_per_call
         self.holds_manifests = storage.holds_manifests
@@ -152,14 +172,14 @@ class ConcurrencyLimited:
         self._metrics = metrics
         metrics.concurrency_limit.labels(self.name).set(limiter.limit)
 
-    async def delete(self, keys: Sequence[str]) -> ChunkResult:
+    async def delete(self, keys: Sequence[str], *, may_start: Callable[[], bool] = always) -> ChunkResult:
         def failed(error: Exception) -> ChunkResult:
             return ChunkResult.all_failed(
                 keys,
                 f"internal error in the operator's {self.name} backend ({type(error).__name__}); see its log",
             )
 
-        result, started = await self._limited(keys, self._storage.delete, failed)
+        result, started = await self._limited(keys, self._storage.delete, failed, may_start)
         outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"
         self._metrics.call_seconds.labels(self.name, outcome).observe(time.monotonic() - started)
         self._metrics.keys_deleted.labels(self.name).inc(len(result.deleted))
@@ -172,7 +192,7 @@ class ConcurrencyLimited:
         checker = cast("ChecksExistence | None", getattr(self._storage, "exists", None) and self._storage)
         if checker is None or not getattr(self._storage, "checks_existence", True):
             return ExistsResult.unknown()
-        result, started = await self._limited(keys, checker.exists, lambda _: ExistsResult.unknown())
+        result, started = await self._limited(keys, checker.exists, lambda _: ExistsResult.unknown(), always)
         self._metrics.call_seconds.labels(self.name, "checked").observe(time.monotonic() - started)
         return result
 
@@ -181,12 +201,17 @@ class ConcurrencyLimited:
         keys: Sequence[str],
         call: Callable[[Sequence[str]], Awaitable[_R]],
         internal_error: Callable[[Exception], _R],
+        may_start: Callable[[], bool],
     ) -> tuple[_R, float]:
         """The call's result under the storage's limits, sent again while throttled; and when the last
         try started."""
         metrics, name = self._metrics, self.name
         await self._limiter.acquire(len(keys))
         try:
+            # The wait for a turn can be long (other objects, throttling): whoever asked may have
+            # changed its mind, and a suspended or paused object must not send what it queued.
+            if not may_start():
+                raise NotSent
             while True:
                 started = time.monotonic()
                 metrics.calls_in_flight.labels(name).inc()
@@ -210,6 +235,8 @@ class ConcurrencyLimited:
                 # The call keeps its slot while it waits: refused calls come back no faster than the
                 # limit lets them, or their own arrivals would keep the storage refusing.
                 await asyncio.sleep(wait)
+                if not may_start():
+                    raise NotSent  # the storage refused it: nothing was done
             self._limiter.succeeded()
         finally:
             self._limiter.release()
