@@ -17,8 +17,9 @@ What this node needs that a production node does not, each for its reason:
 - The node's address and the ``kubernetes`` Service's ClusterIP are addresses on the namespace's
   loopback, and kube-apiserver listens on 443 on every address there: pods reach the API server at its
   ClusterIP with no kube-proxy.
-- A CNI configuration that only names the loopback network: the node reports Ready (the runtime's
-  network is configured) and only hostNetwork pods run; there is no pod network.
+- The pod network is a CNI bridge inside the namespace, with the node as every pod's gateway: pods get
+  their own network namespace and address as in production, so the chart needs no hostNetwork; but
+  there is no kube-proxy and no DNS (the addresses above stand in for both).
 - runc is wrapped to raise a negative ``oomScoreAdj`` to 0: these machines lack CAP_SYS_RESOURCE, and
   the kubelet asks -998 for every pod sandbox.
 - The node runs in a mount namespace of its own, where the three kernel settings the kubelet would
@@ -67,10 +68,12 @@ KERNEL_SETTINGS = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/pa
 
 @dataclass
 class NodeState:
-    controller_manager_pid: int
-    scheduler_pid: int
-    containerd_pid: int
-    kubelet_pid: int
+    """The node's processes, recorded as each starts: a start that fails half-way is still undone."""
+
+    controller_manager_pid: int | None = None
+    scheduler_pid: int | None = None
+    containerd_pid: int | None = None
+    kubelet_pid: int | None = None
 
 
 class Node:
@@ -110,7 +113,9 @@ class Node:
         self.plane.start(obtain_binaries())
         pki = self.plane.pki
         kubeconfig = str(self.kubeconfig)
-        controller_manager = self._spawn(
+        state = NodeState()
+        self._save(state)
+        state.controller_manager_pid = self._spawn(
             "kube-controller-manager",
             [
                 str(node_binaries / "kube-controller-manager"),
@@ -124,8 +129,9 @@ class Node:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
             ],
-        )
-        scheduler = self._spawn(
+        ).pid
+        self._save(state)
+        state.scheduler_pid = self._spawn(
             "kube-scheduler",
             [
                 str(node_binaries / "kube-scheduler"),
@@ -136,12 +142,19 @@ class Node:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
             ],
-        )
+        ).pid
+        self._save(state)
         containerd = self._start_containerd(images)
+        state.containerd_pid = containerd.pid
+        self._save(state)
+        self._load_images(containerd, images)
         kubelet = self._start_kubelet(node_binaries)
-        state = NodeState(controller_manager.pid, scheduler.pid, containerd.pid, kubelet.pid)
+        state.kubelet_pid = kubelet.pid
+        self._save(state)
+        self._wait_until_ready(kubelet.pid, containerd.pid)
+
+    def _save(self, state: NodeState) -> None:
         self.state_file.write_text(json.dumps(asdict(state)) + "\n")
-        self._wait_until_ready(state)
 
     def _pin_kernel_settings(self) -> None:
         pinned = self.workdir / "kernel"
@@ -206,8 +219,10 @@ state = "{root / "state"}"
   SystemdCgroup = false
 """
         )
-        process = self._spawn("containerd", ["containerd", "--config", str(root / "config.toml")])
-        wait_for(lambda: self._ctr("version").returncode == 0, "containerd", process)
+        return self._spawn("containerd", ["containerd", "--config", str(root / "config.toml")])
+
+    def _load_images(self, containerd: subprocess.Popen[bytes], images: list[str]) -> None:
+        wait_for(lambda: self._ctr("version").returncode == 0, "containerd", containerd)
         for image in images:
             save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
             imported = subprocess.run(
@@ -218,7 +233,6 @@ state = "{root / "state"}"
             )
             if save.wait() != 0 or imported.returncode != 0:
                 raise RuntimeError(f"cannot load {image} into containerd: {imported.stderr.decode()}")
-        return process
 
     def _ctr(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
@@ -271,7 +285,7 @@ state = "{root / "state"}"
             ],
         )
 
-    def _wait_until_ready(self, state: NodeState) -> None:
+    def _wait_until_ready(self, kubelet: int, containerd: int) -> None:
         def ready() -> bool:
             result = subprocess.run(
                 ["kubectl", "--kubeconfig", str(self.kubeconfig), "get", "node", NODE_NAME, "-o", "json"],
@@ -286,25 +300,28 @@ state = "{root / "state"}"
             taints = node["spec"].get("taints") or []
             return conditions.get("Ready") == "True" and not taints
 
-        for pid, name in ((state.kubelet_pid, "kubelet"), (state.containerd_pid, "containerd")):
+        for pid, name in ((kubelet, "kubelet"), (containerd, "containerd")):
             if not alive(pid):
                 raise RuntimeError(f"{name} exited; see {self.workdir / (name + '.log')}")
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while not ready():
-            if time.monotonic() > deadline or not alive(state.kubelet_pid):
+            if time.monotonic() > deadline or not alive(kubelet):
                 raise RuntimeError(f"node not Ready within {READY_TIMEOUT_SECONDS:.0f} s; see {self.workdir}")
             time.sleep(1)
 
     def down(self) -> None:
         state = self.load_state()
         if state is not None:
-            stop_pid(state.kubelet_pid)
-            containers = self._remove_containers()
-            stop_pid(state.containerd_pid)
-            self._kill_shims()
-            remove_cgroups(containers)
-            stop_pid(state.scheduler_pid)
-            stop_pid(state.controller_manager_pid)
+            if state.kubelet_pid is not None:
+                stop_pid(state.kubelet_pid)
+            if state.containerd_pid is not None:
+                containers = self._remove_containers()
+                stop_pid(state.containerd_pid)
+                self._kill_shims()
+                remove_cgroups(containers)
+            for pid in (state.scheduler_pid, state.controller_manager_pid):
+                if pid is not None:
+                    stop_pid(pid)
             self.state_file.unlink(missing_ok=True)
         self.plane.stop()
 
