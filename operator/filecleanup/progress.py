@@ -174,6 +174,18 @@ class Progress:
         not yet sent again (each failed in the round before)."""
         return len(self.failed) + len(self.permanent) + (len(self.pending) if self.retrying else 0)
 
+    @property
+    def counts(self) -> Counts:
+        return Counts(
+            total=self.total,
+            deleted=self.deleted,
+            failed=self.failed_count,
+            retries=self.retries,
+            redrives=self.redrives,
+            retry_nonce=self.retry_nonce,
+            chunk_size=self.chunk_size,
+        )
+
     def too_many_failed(self, max_failed_keys: int | None) -> bool:
         """Whether more keys than ``max_failed_keys`` failed for good (spec.maxFailedKeys)."""
         return max_failed_keys is not None and len(self.permanent) > max_failed_keys
@@ -217,7 +229,7 @@ class Progress:
 
 @dataclass
 class Counts:
-    """A manifest deletion's counts, as status shows them."""
+    """A deletion's counts, as status shows them (the fields of the same names)."""
 
     total: int
     deleted: int

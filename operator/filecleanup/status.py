@@ -3,6 +3,7 @@ per the API conventions, counts and checkpoints from the round's progress."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 from typing import Any
@@ -103,18 +104,14 @@ def suspension_conditions(
 
 
 def _decided(
-    previous: FileCleanupStatus,
-    *,
-    phase: Phase,
-    reason: Reason,
-    message: str,
-    delay: float | None,
-    generation: int | None,
-    now: datetime.datetime,
+    previous: FileCleanupStatus, outcome: Outcome, *, generation: int | None, now: datetime.datetime
 ) -> dict[str, Any]:
     """What every decision sets, whatever else the status holds: the phase, its conditions stamped
     with the reason and message, the generation seen, and the times."""
-    stamp = functools.partial(_condition, reason=reason, message=message, generation=generation, now=now)
+    phase, delay = outcome.phase, outcome.delay
+    stamp = functools.partial(
+        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+    )
     return {
         "phase": phase,
         "observed_generation": generation,
@@ -135,15 +132,7 @@ def suspended_status(
     now: datetime.datetime,
 ) -> FileCleanupStatus:
     """Suspended where it stands: the progress is kept as it was checkpointed."""
-    decided = _decided(
-        previous,
-        phase=Phase.SUSPENDED,
-        reason=reason,
-        message=message,
-        delay=None,
-        generation=generation,
-        now=now,
-    )
+    decided = _decided(previous, Outcome(Phase.SUSPENDED, reason, message), generation=generation, now=now)
     return previous.model_copy(update={**decided, "storage": previous.storage or storage})
 
 
@@ -159,23 +148,9 @@ def next_status(
     """The whole status for a checkpoint or a phase change, computed in one place."""
     listed, omitted = progress.listed_failures()
     return FileCleanupStatus(
-        **_decided(
-            previous,
-            phase=outcome.phase,
-            reason=outcome.reason,
-            message=outcome.message,
-            delay=outcome.delay,
-            generation=generation,
-            now=now,
-        ),
+        **_decided(previous, outcome, generation=generation, now=now),
+        **dataclasses.asdict(progress.counts),
         storage=storage,
-        total=progress.total,
-        deleted=progress.deleted,
-        failed=progress.failed_count,
-        retries=progress.retries,
-        redrives=progress.redrives,
-        retry_nonce=progress.retry_nonce,
-        chunk_size=progress.chunk_size,
         pending_indexes=format_ranges(progress.pending),
         failed_indexes=format_ranges(progress.failed),
         permanent_indexes=format_ranges(progress.permanent),
@@ -196,13 +171,7 @@ def rejected_status(
     now: datetime.datetime,
 ) -> FileCleanupStatus:
     decided = _decided(
-        previous,
-        phase=Phase.FAILED,
-        reason=reject.reason,
-        message=reject.message,
-        delay=None,
-        generation=generation,
-        now=now,
+        previous, Outcome(Phase.FAILED, reject.reason, reject.message), generation=generation, now=now
     )
     return previous.model_copy(update={**decided, "storage": storage, "retry_nonce": spec.retry_nonce})
 
@@ -235,15 +204,7 @@ def internal_error_status(
             f"next in {delay:.0f} s",
             delay,
         )
-    decided = _decided(
-        previous,
-        phase=outcome.phase,
-        reason=outcome.reason,
-        message=outcome.message,
-        delay=outcome.delay,
-        generation=generation,
-        now=now,
-    )
+    decided = _decided(previous, outcome, generation=generation, now=now)
     status = previous.model_copy(
         update={**decided, "storage": previous.storage or storage, "internal_errors": count}
     )
@@ -254,13 +215,7 @@ def invalid_spec_status(
     previous: FileCleanupStatus, *, message: str, generation: int | None, now: datetime.datetime
 ) -> FileCleanupStatus:
     decided = _decided(
-        previous,
-        phase=Phase.FAILED,
-        reason=Reason.INVALID_SPEC,
-        message=message,
-        delay=None,
-        generation=generation,
-        now=now,
+        previous, Outcome(Phase.FAILED, Reason.INVALID_SPEC, message), generation=generation, now=now
     )
     return previous.model_copy(update=decided)
 
@@ -278,23 +233,9 @@ def manifest_status(
 ) -> FileCleanupStatus:
     """The status of a manifest's deletion, for a checkpoint or a phase change."""
     return FileCleanupStatus(
-        **_decided(
-            previous,
-            phase=outcome.phase,
-            reason=outcome.reason,
-            message=outcome.message,
-            delay=outcome.delay,
-            generation=generation,
-            now=now,
-        ),
+        **_decided(previous, outcome, generation=generation, now=now),
+        **dataclasses.asdict(counts),
         storage=storage,
-        total=counts.total,
-        deleted=counts.deleted,
-        failed=counts.failed,
-        retries=counts.retries,
-        redrives=counts.redrives,
-        retry_nonce=counts.retry_nonce,
-        chunk_size=counts.chunk_size,
         failed_keys=listed[:MAX_LISTED_FAILED_KEYS],
         failed_keys_omitted=max(0, counts.failed - len(listed[:MAX_LISTED_FAILED_KEYS])),
         internal_errors=previous.internal_errors,
@@ -316,15 +257,7 @@ def dry_run_status(
     """The status of a dry run: no progress to keep (nothing is deleted, and a dry run starts over at
     every run), the counts once it is done."""
     return FileCleanupStatus(
-        **_decided(
-            previous,
-            phase=outcome.phase,
-            reason=outcome.reason,
-            message=outcome.message,
-            delay=outcome.delay,
-            generation=generation,
-            now=now,
-        ),
+        **_decided(previous, outcome, generation=generation, now=now),
         storage=storage,
         total=total,
         redrives=previous.redrives,

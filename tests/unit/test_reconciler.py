@@ -174,7 +174,9 @@ def progress_of(count: int) -> Progress:
     )
 
 
-async def test_on_cancel_calls_in_flight_finish_and_are_recorded() -> None:
+async def cancel_a_round(call_seconds: float, shutdown_seconds: float) -> tuple[Progress, list[int], float]:
+    """Four one-key chunks, two calls in flight, the round cancelled (a SIGTERM) 50 ms in: the progress,
+    the deleted count at each checkpoint, and how long the cancellation took."""
     progress, checkpoints = progress_of(4), []
 
     async def checkpoint() -> None:
@@ -183,35 +185,11 @@ async def test_on_cancel_calls_in_flight_finish_and_are_recorded() -> None:
     task = asyncio.create_task(
         send_chunks(
             KeysRound(progress),
-            limited(FakeStorage(0.2)),
+            limited(FakeStorage(call_seconds)),
             workers=2,
             checkpoint_interval=60,
             checkpoint=checkpoint,
-            shutdown_seconds=5,
-        )
-    )
-    await asyncio.sleep(0.05)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert progress.deleted == 2  # the two calls in flight, recorded; no new one started
-    assert checkpoints == [2]
-
-
-async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and_stay_pending() -> None:
-    progress, checkpoints = progress_of(4), []
-
-    async def checkpoint() -> None:
-        checkpoints.append(progress.deleted)
-
-    task = asyncio.create_task(
-        send_chunks(
-            KeysRound(progress),
-            limited(FakeStorage(30)),
-            workers=2,
-            checkpoint_interval=60,
-            checkpoint=checkpoint,
-            shutdown_seconds=0.3,
+            shutdown_seconds=shutdown_seconds,
         )
     )
     await asyncio.sleep(0.05)
@@ -219,7 +197,18 @@ async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started < 1.0
+    return progress, checkpoints, time.monotonic() - started
+
+
+async def test_on_cancel_calls_in_flight_finish_and_are_recorded() -> None:
+    progress, checkpoints, _ = await cancel_a_round(call_seconds=0.2, shutdown_seconds=5)
+    assert progress.deleted == 2  # the two calls in flight, recorded; no new one started
+    assert checkpoints == [2]
+
+
+async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and_stay_pending() -> None:
+    progress, checkpoints, took = await cancel_a_round(call_seconds=30, shutdown_seconds=0.3)
+    assert took < 1.0
     assert (progress.deleted, len(progress.pending)) == (0, 4)  # unknown outcomes: sent again later
     assert checkpoints == [0]
 
