@@ -21,6 +21,7 @@ from filecleanup.models import (
     FileCleanupStatus,
 )
 from filecleanup.reconciler import Reconciler
+from filecleanup.redaction import redact
 from filecleanup.runtime import Clients, Runtime
 from filecleanup.storage import open_storages
 from filecleanup.sweeper import Sweeper
@@ -144,7 +145,7 @@ async def delete_keys(
     **_: Any,
 ) -> None:
     def post_event(event_type: str, reason: str, message: str) -> None:
-        kopf.event(body, type=event_type, reason=reason, message=message)
+        kopf.event(body, type=event_type, reason=reason, message=redact(message))
 
     reconciler = memo.clients.reconciler
     sink = kube.ObjectStatusSink(memo.clients.api, namespace or "", name)

@@ -26,6 +26,7 @@ from filecleanup.models import (
 from filecleanup.outcomes import Outcome
 from filecleanup.plan import Reject
 from filecleanup.progress import Counts, Progress
+from filecleanup.redaction import redact
 
 
 def restarted_for_redrive(status: FileCleanupStatus) -> FileCleanupStatus:
@@ -109,8 +110,10 @@ def _decided(
     """What every decision sets, whatever else the status holds: the phase, its conditions stamped
     with the reason and message, the generation seen, and the times."""
     phase, delay = outcome.phase, outcome.delay
+    # A message may quote a storage's reply, and a storage may echo what it was sent.
+    message = redact(outcome.message)
     stamp = functools.partial(
-        _condition, reason=outcome.reason, message=outcome.message, generation=generation, now=now
+        _condition, reason=outcome.reason, message=message, generation=generation, now=now
     )
     return {
         "phase": phase,

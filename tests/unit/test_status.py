@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from filecleanup import outcomes
+from filecleanup import outcomes, redaction
 from filecleanup import status as statuses
 from filecleanup.models import (
     ConditionType,
@@ -102,6 +102,14 @@ class TestStatus:
         assert failed is not None and (failed.status, failed.reason) == ("True", Reason.UNKNOWN_STORAGE)
         assert status.deleted == 0
         assert status.retry_nonce == "n1"  # acted on: the same nonce does not redrive it again
+
+    def test_a_registered_secret_never_reaches_a_condition(self) -> None:
+        secret = "echoed-S3cr3t-token-5f1e"  # as a storage could echo what it was sent
+        redaction.register(secret)
+        outcome = Outcome(Phase.BACKOFF, Reason.STORAGE_UNAVAILABLE, f"storage said: {secret}", 5.0)
+        status = status_after(Progress.start(spec(["a"])), outcome)
+        messages = [condition.message for condition in status.conditions]
+        assert messages and all(secret not in m and redaction.REDACTED in m for m in messages)
 
 
 class TestRedrive:
