@@ -133,6 +133,8 @@ class Reason(StrEnum):
     OPERATOR_PAUSED = "OperatorPaused"
     RESUMED = "Resumed"
     DRY_RUN = "DryRun"
+    # Progressing, while a run whose status was not trusted starts over from the keys.
+    INVALID_STATUS = "InvalidStatus"
 
 
 class EventReason(StrEnum):
@@ -140,7 +142,6 @@ class EventReason(StrEnum):
 
     COMPLETED = "Completed"
     REDRIVEN = "Redriven"
-    INVALID_STATUS = "InvalidStatus"
     EXPIRED = "Expired"
 
 

@@ -22,7 +22,14 @@ from filecleanup.dry_run import dry_run
 from filecleanup.kube import ObjectGone
 from filecleanup.manifest_run import ManifestRun
 from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, EventReason, Phase, Reason
+from filecleanup.models import (
+    DEFAULT_CONTROLLER,
+    ConditionType,
+    EventReason,
+    FileCleanupStatus,
+    Phase,
+    Reason,
+)
 from filecleanup.outcomes import Outcome
 from filecleanup.plan import (
     DryRun,
@@ -204,7 +211,18 @@ class Reconciler:
                 invalid_status = invalid_status or context.status_problem
                 if invalid_status is not None:
                     message = f"status not trusted ({invalid_status}); starting over from the keys"
-                    context.post_event("Warning", EventReason.INVALID_STATUS, message)
+                    # Said before any call: what was there is replaced, the condition says why.
+                    restart = next_status(
+                        FileCleanupStatus(),
+                        progress=progress,
+                        storage=storage,
+                        outcome=Outcome(Phase.IN_PROGRESS, Reason.INVALID_STATUS, message),
+                        generation=context.generation,
+                        now=now,
+                    )
+                    await context.sink.write(restart)
+                    context = dataclasses.replace(context, status=restart)
+                    context.post_event("Warning", Reason.INVALID_STATUS, message)
                     context.logger.warning("Invalid status: %s", message)
                 if starting and not redrive:
                     context.logger.info("Started: deleting %d keys on %s", len(progress.pending), storage)

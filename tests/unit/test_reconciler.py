@@ -15,7 +15,7 @@ from filecleanup.config import OperatorConfig
 from filecleanup.context import Next, ObjectContext
 from filecleanup.kube import ObjectGone
 from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER, FileCleanupSpec, FileCleanupStatus, Phase
+from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.progress import Progress
 from filecleanup.reconciler import Reconciler
 from filecleanup.retention import controller_label
@@ -166,6 +166,20 @@ async def test_an_internal_error_is_shown_retried_within_the_budget_then_failed(
     last = sink.written[-1]
     assert (last.phase, last.internal_errors) == (Phase.FAILED, 2)
     assert last.condition("Failed").reason == "InternalError"  # type: ignore[arg-type,union-attr]
+
+
+async def test_a_status_that_is_not_trusted_is_replaced_with_a_condition_that_says_so() -> None:
+    sink, events, storage = FakeSink(), Events(), FakeStorage()
+    edited = FileCleanupStatus(phase=Phase.BACKOFF, total=10, pending_indexes="0-5000000", chunk_size=2)
+    await reconciler(storage).run(context(sink, events, edited))
+    restart, *_, last = sink.written
+    progressing = restart.condition(ConditionType.PROGRESSING)
+    assert (restart.phase, restart.deleted, restart.pending_indexes) == (Phase.IN_PROGRESS, 0, "0-9")
+    assert progressing is not None and progressing.reason == "InvalidStatus"
+    assert "starting over from the keys" in progressing.message
+    assert [reason for kind, reason, _ in events if kind == "Warning"] == ["InvalidStatus"]
+    assert (last.phase, last.deleted) == (Phase.SUCCEEDED, 10)
+    assert sorted(storage.sent) == sorted(f"k/{i}" for i in range(10))  # each key once
 
 
 def progress_of(count: int) -> Progress:
