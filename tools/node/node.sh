@@ -6,7 +6,8 @@
 #   tools/node/node.sh down DIR                   stop every process by PID, remove the namespace
 #   tools/node/node.sh run DIR IMAGE... -- CMD...  up, CMD (with FILECLEANUP_TEST_KUBECONFIG,
 #                                                 FILECLEANUP_NODE_IP and FILECLEANUP_NODE_DIR set),
-#                                                 then down, whatever CMD did
+#                                                 then down, whatever CMD did; DIR is removed if
+#                                                 CMD succeeded, kept (its logs) if not
 #
 # The pod sandbox (pause) image is made and loaded too. `exec` runs with KUBECONFIG set to the node's.
 #
@@ -68,7 +69,15 @@ case "$command" in
         shift
         up "${images[@]}"
         trap down EXIT
-        in_node "$@"
+        if in_node "$@"; then
+            trap - EXIT
+            down
+            rm -rf "$dir"  # its etcd and images: hundreds of MB each run
+        else
+            status=$?
+            echo "node.sh: the node's logs are kept in $dir" >&2
+            exit "$status"
+        fi
         ;;
     *)
         echo "usage: $0 up|exec|down|run DIR ..." >&2
