@@ -478,3 +478,38 @@ def test_helm_test_check_runs_as_its_account_and_names_what_does_not_answer(
     assert problems[0].startswith(f"FAIL: the operator did not answer through Service {namespace}/")
     assert problems[1].startswith(f"FAIL: the operator's metrics did not answer through Service {namespace}/")
     assert "403" not in result.stderr  # its Role allows both ports
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ((), "filecleanup/filecleanup-operator:{app_version}"),
+        (("--set", "image.tag=dev"), "filecleanup/filecleanup-operator:dev"),
+        (("--set", f"image.digest=sha256:{'a' * 64}"), f"filecleanup/filecleanup-operator@sha256:{'a' * 64}"),
+    ],
+    ids=["app-version", "tag", "digest-pins-it"],
+)
+def test_the_operator_and_its_check_run_the_image_the_values_name(
+    cli: Cli, flags: tuple[str, ...], expected: str
+) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    rendered = cli.helm(
+        "template",
+        "fc",
+        str(CHART),
+        "--show-only",
+        "templates/deployment.yaml",
+        "--show-only",
+        "templates/tests/selfcheck.yaml",
+        *flags,
+    ).stdout
+    documents = {doc["kind"]: doc for doc in yaml.safe_load_all(rendered) if doc}
+    operator = documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    check = documents["Pod"]["spec"]["containers"][0]["image"]
+    assert operator == check == expected.format(app_version=app_version)
+
+
+def test_a_digest_that_is_not_one_is_refused(cli: Cli) -> None:
+    refused = cli.helm("template", "fc", str(CHART), "--set", "image.digest=latest", check=False)
+    assert refused.returncode != 0
+    assert "digest" in refused.stderr

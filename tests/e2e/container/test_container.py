@@ -52,6 +52,28 @@ def test_image_is_non_root_and_has_no_build_tools(image: str) -> None:
     print(f"\nimage {image}: {size / 1e6:.0f} MB")  # noqa: T201
 
 
+def test_the_user_has_no_passwd_entry_and_the_operator_never_asks_for_one(image: str) -> None:
+    """The crash of issue 11: Kopf's fallback identity, getpass.getuser(), fails for UID 65532 here."""
+    script = (
+        "import getpass\n"
+        "try:\n    getpass.getuser()\nexcept (KeyError, OSError) as error:\n    print('no user:', error)\n"
+        "from filecleanup.__main__ import replica_identity\nprint(replica_identity())\n"
+    )
+    probe = subprocess.run(
+        [
+            *("docker", "run", "--rm", "--network", "none", "--read-only"),
+            *("-e", "POD_NAME=operator-0", "--entrypoint", "python", image, "-c", script),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    no_user, identity = probe.stdout.splitlines()
+    assert no_user.startswith("no user:") and "65532" in no_user
+    assert identity.startswith("operator-0_")
+
+
 def test_the_image_holds_the_operator_and_no_test_or_demo_code(image: str) -> None:
     listing = subprocess.run(
         [

@@ -181,6 +181,27 @@ def lease_holder(release: Release) -> str:
     return lease.strip()
 
 
+def test_a_killed_container_is_restarted_by_the_kubelet_and_finishes_the_work(
+    release: Release, storages: Storages, kube: Kube
+) -> None:
+    namespace, keys = start_big_cleanup(storages, kube, 600, latency=0.2)
+    (pod,) = release.pods()
+    name = pod["metadata"]["name"]
+    kill(name, release)
+
+    def restarted() -> bool:
+        (now,) = release.pods()
+        statuses = now["status"].get("containerStatuses") or [{}]
+        return bool(now["metadata"]["name"] == name and statuses[0].get("restartCount", 0) >= 1)
+
+    wait_for("the kubelet to restart the container", restarted, 60)
+    # The new process waits out the dead one's Lease, then resumes from the last checkpoint.
+    done = wait_for_phase(kube, namespace, "album-big", "Succeeded", timeout=180)["status"]
+    assert (done["total"], done["deleted"], done["failed"]) == (600, 600, 0)
+    assert not any(storages.http.exists(key) for key in keys)
+    release.wait_available()  # ready again, in the same pod
+
+
 def test_with_two_replicas_the_standby_finishes_when_the_working_pod_is_killed(
     release: Release, storages: Storages, kube: Kube
 ) -> None:
