@@ -123,3 +123,20 @@ def test_dry_run_is_immutable_and_not_for_manifests(kube: Kube, dry_run_operator
     with pytest.raises(ApiException) as manifest:
         create_cleanup(kube, dry_run_operator, "listed", [], manifest={"key": "m.txt"}, dryRun=True)
     assert "dryRun is not supported with a manifest" in rejection_message(manifest.value)
+
+
+def test_a_storage_that_lies_about_deleting_is_caught_by_a_dry_run_afterwards(
+    kube: Kube, dry_run_operator: str, storage: StorageProcess
+) -> None:
+    """A storage that confirms deletions it did not do cannot be told from an honest one by its reply;
+    a dry run of the same keys afterwards asks it again, key by key, and shows what is still there."""
+    namespace = dry_run_operator
+    keys = album_keys(namespace, 12)
+    storage.seed(keys)
+    storage.fault(lie=True)
+    create_cleanup(kube, namespace, "believed", keys, chunkSize=5)
+    believed = wait_for_phase(kube, namespace, "believed", "Succeeded")["status"]
+    assert (believed["deleted"], believed["failed"]) == (12, 0)  # as the storage said
+    storage.fault()
+    status = dry_run_of(kube, namespace, "verified", keys)
+    assert status["dryRun"] == {"wouldDelete": 12, "missing": 0, "forbidden": 0, "unknown": 0}

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from filecleanup import redaction
 from filecleanup.storage import StorageUnavailable
 from filecleanup.storage.base import NOT_CONFIRMED
-from filecleanup.storage.http import TokenFile, interpret
+from filecleanup.storage.http import TokenFile, interpret, interpret_exists
 from filecleanup.storage.transport import Reply, parse_retry_after, reply_limit
 
 
@@ -95,6 +95,32 @@ def test_any_reply_gives_a_classified_result(keys: list[str], status: int, body:
         return
     assert result.deleted <= set(keys)
     assert set(result.deleted) | set(result.failed) == set(keys)
+
+
+EXISTS_LIKE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["existing", "missing", "forbidden", "key"]), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    keys=st.lists(st.text(min_size=1, max_size=10), min_size=1, max_size=5, unique=True),
+    status=st.integers(100, 599),
+    body=st.one_of(st.binary(max_size=200), EXISTS_LIKE.map(lambda value: json.dumps(value).encode())),
+)
+def test_any_dry_run_reply_gives_a_classified_result(keys: list[str], status: int, body: bytes) -> None:
+    try:
+        result = interpret_exists("photos", keys, reply(status, body))
+    except StorageUnavailable:
+        assert status in {401, 403, 429, 503}
+        return
+    told = result.existing | result.missing | result.forbidden
+    assert told <= set(keys)  # nothing about a key that was not asked
+    assert not (result.existing & result.missing)
 
 
 def test_the_reply_limit_grows_with_the_chunk() -> None:

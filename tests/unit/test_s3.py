@@ -257,3 +257,71 @@ async def test_a_dry_run_check_is_a_signed_head_per_key(monkeypatch: pytest.Monk
     with pytest.raises(StorageUnavailable):  # throttled (StorageThrottled): sent again by the limiter
         await s3.exists(["busy.jpg"])
     await s3.aclose()
+
+
+class FailingRefresh:
+    """Credentials whose refresh fails, as an expired STS session or an unreachable IMDS would."""
+
+    def get_frozen_credentials(self) -> None:
+        raise RuntimeError("refresh failed for key AKIASECRETVALUE")  # botocore raises many kinds
+
+
+@pytest.mark.parametrize(("source", "reason"), [(FailingRefresh, "RuntimeError"), (lambda: None, "no AWS")])
+async def test_credentials_that_cannot_be_had_mean_unavailable_and_nothing_is_sent(
+    source: object, reason: str
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    config = {"type": "s3", "bucket": "photos", "endpoint": "https://s3.test", "policy": OPEN_POLICY}
+    s3 = S3Storage("bucket", S3StorageConfig.model_validate(config), transport=httpx.MockTransport(answer))
+    s3._credentials_source = source  # type: ignore[assignment]  # the credential chain's seam
+    with pytest.raises(StorageUnavailable, match=reason) as raised:
+        await s3.delete(["a.jpg"])
+    assert "AKIASECRETVALUE" not in str(raised.value)  # the kind only, never the text
+    assert sent == []
+    await s3.aclose()
+
+
+VERSION_KEYS = st.sampled_from(["a.jpg", "a.jpg ", "A.jpg", "a.jpg/x", ""])
+ENTRY = st.tuples(
+    st.sampled_from(["Version", "DeleteMarker", "Other"]), VERSION_KEYS, st.text("v0123", max_size=3)
+)
+
+
+@given(
+    entries=st.lists(ENTRY, max_size=6),
+    truncated=st.sampled_from(["true", "false", " true ", ""]),
+    next_key=st.none() | VERSION_KEYS,
+)
+def test_a_listing_yields_only_the_versions_of_exactly_the_key(
+    entries: list[tuple[str, str, str]], truncated: str, next_key: str | None
+) -> None:
+    body = "".join(
+        f"<{tag}><Key>{key}</Key><VersionId>{version}</VersionId></{tag}>" for tag, key, version in entries
+    )
+    marker = "" if next_key is None else f"<NextKeyMarker>{next_key}</NextKeyMarker>"
+    page = (
+        f"<ListVersionsResult {NS}><IsTruncated>{truncated}</IsTruncated>{marker}{body}</ListVersionsResult>"
+    )
+    try:
+        versions, following, _ = parse_versions(page.encode(), "a.jpg")
+    except S3ReplyError:
+        assert truncated.strip() == "true" and next_key is None
+        return
+    expected = [v for tag in ("Version", "DeleteMarker") for t, k, v in entries if t == tag and k == "a.jpg"]
+    assert versions == expected
+    assert (following is None) == (truncated.strip() != "true")
+
+
+@given(st.binary(max_size=300))
+def test_any_listing_bytes_give_versions_or_a_classified_error(body: bytes) -> None:
+    try:
+        versions, following, _ = parse_versions(body, "a.jpg")
+    except S3ReplyError:
+        return
+    assert all(isinstance(version, str) for version in versions)
+    assert following is None or isinstance(following, str)
