@@ -111,27 +111,31 @@ def outbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_outbox_metrics(rows: Outbox, address: str) -> None:
+class OutboxCollector(Collector):
     """Rows by state and the oldest pending row's age, read from the database at each scrape."""
 
-    class OutboxCollector(Collector):
-        def collect(self) -> Iterator[GaugeMetricFamily]:
-            counts = rows.counts()
-            by_state = GaugeMetricFamily("filecleanup_outbox_rows", "Outbox rows by state", labels=["state"])
-            for state, count in (
-                ("pending", counts.pending),
-                ("dead", counts.dead),
-                ("delivered", counts.delivered),
-            ):
-                by_state.add_metric([state], count)
-            yield by_state
-            yield GaugeMetricFamily(
-                "filecleanup_outbox_oldest_pending_seconds",
-                "Age of the oldest pending outbox row (0 when none is pending)",
-                value=counts.oldest_pending_seconds,
-            )
+    def __init__(self, rows: Outbox) -> None:
+        self._rows = rows
 
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self._rows.counts()
+        by_state = GaugeMetricFamily("filecleanup_outbox_rows", "Outbox rows by state", labels=["state"])
+        for state, count in (
+            ("pending", counts.pending),
+            ("dead", counts.dead),
+            ("delivered", counts.delivered),
+        ):
+            by_state.add_metric([state], count)
+        yield by_state
+        yield GaugeMetricFamily(
+            "filecleanup_outbox_oldest_pending_seconds",
+            "Age of the oldest pending outbox row (0 when none is pending)",
+            value=counts.oldest_pending_seconds,
+        )
+
+
+def serve_outbox_metrics(rows: Outbox, address: str) -> None:
     registry = CollectorRegistry()
-    registry.register(OutboxCollector())
+    registry.register(OutboxCollector(rows))
     host, _, port = address.rpartition(":")
     start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)  # noqa: S104

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -16,8 +18,11 @@ import pytest
 import yaml
 from kubernetes import config as sync_config
 from kubernetes.aio import config as aio_config
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane import ControlPlane, obtain_binaries
+from filecleanup.cli_outbox import OutboxCollector
 from filecleanup.client import ALBUM_LABEL, FileCleanupClient
 from filecleanup.outbox import TABLE, Connection, Dialect, Outbox, Relay, State, create_table, enqueue
 from tests.conftest import CRD_FILE
@@ -233,6 +238,68 @@ def test_relays_claim_disjoint_rows_and_delivered_rows_are_pruned(database: Data
     assert outbox.prune(retention_seconds=3600) == 0  # delivered just now: kept
     assert outbox.prune(retention_seconds=0) == 6
     assert outbox.counts().delivered == 0
+
+
+def test_relays_claiming_at_the_same_moment_get_disjoint_rows(database: Database) -> None:
+    """Eight relays claim at once (threads released together): each row goes to exactly one of them,
+    by row locks skipped on PostgreSQL and the write lock taken up front on SQLite."""
+    connect, dialect = database
+    with contextlib.closing(connect()) as connection:
+        for album in range(24):
+            enqueue(connection, dialect, str(album), [f"albums/{album}/a.jpg"])
+        connection.commit()
+    outbox, start = Outbox(connect, dialect), threading.Barrier(8)
+
+    def relay() -> list[int]:
+        start.wait()
+        return [row.id for row in outbox.claim(batch=3, claim_seconds=60)]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda _: relay(), range(8)))
+    claimed = [row for rows in claims for row in rows]
+    assert len(claimed) == len(set(claimed)) == 24
+
+
+def test_the_relay_metrics_count_rows_by_state_and_age_the_oldest_pending(database: Database) -> None:
+    connect, dialect = database
+    with contextlib.closing(connect()) as connection:
+        for album in range(5):
+            enqueue(connection, dialect, str(album), [f"albums/{album}/a.jpg"])
+        connection.commit()
+    outbox = Outbox(connect, dialect)
+    delivered, dead, *_ = outbox.claim(batch=5, claim_seconds=0)
+    outbox.finish(delivered, State.DELIVERED, None)
+    outbox.finish(dead, State.DEAD, "conflict: stale")
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector(outbox))
+    scraped = {
+        (sample.name, sample.labels.get("state", "")): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+    }
+    rows = {state: scraped[("filecleanup_outbox_rows", state)] for state in ("pending", "dead", "delivered")}
+    assert rows == {"pending": 3, "dead": 1, "delivered": 1}
+    assert scraped[("filecleanup_outbox_oldest_pending_seconds", "")] >= 0
+
+
+TRICKY_KEYS = [
+    "albums/1/trailing space ",
+    "albums/1/line\u2028separator",
+    "albums/1/next\u0085line",
+    "albums/1/carriage\rreturn",
+    'albums/1/quote"and\\backslash',
+    "albums/1/사진.jpg",
+    "albums/1/\U0001f4f7.jpg",
+]
+
+
+def test_keys_come_out_of_the_outbox_exactly_as_they_went_in(database: Database) -> None:
+    connect, dialect = database
+    with contextlib.closing(connect()) as connection:
+        enqueue(connection, dialect, "1", TRICKY_KEYS)
+        connection.commit()
+    (row,) = Outbox(connect, dialect).claim(batch=1, claim_seconds=60)
+    assert row.keys == TRICKY_KEYS
 
 
 def test_the_cli_lists_and_redrives_dead_rows(tmp_path: Path) -> None:
