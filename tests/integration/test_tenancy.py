@@ -68,6 +68,8 @@ def test_two_installations_each_handle_only_their_own_objects(
     [
         ({"storage": "videos"}, "storage is immutable"),
         ({"managedBy": OTHER}, "managedBy is immutable"),
+        ({"maxFailedKeys": 3}, "maxFailedKeys is immutable"),
+        ({"manifest": {"key": "albums/1.keys"}}, "manifest is immutable"),
         ({"chunkSize": 7}, "chunkSize, maxRetries and backoff are immutable"),
         ({"maxRetries": 9}, "chunkSize, maxRetries and backoff are immutable"),
         (
