@@ -150,8 +150,9 @@ async def send_chunks(
                 return  # told to stop while it waited for its turn: its keys stay pending
             except asyncio.CancelledError:
                 stopping = True
-                # Kopf cancels again after a while: the wait goes on, within its own bound.
-                with contextlib.suppress(StorageUnavailable, TimeoutError, asyncio.CancelledError):
+                # Kopf cancels again after a while: the wait goes on, within its own bound. A call still
+                # waiting for its turn is not sent at all (NotSent): its keys stay pending.
+                with contextlib.suppress(StorageUnavailable, NotSent, TimeoutError, asyncio.CancelledError):
                     work.record(chunk, await asyncio.wait_for(asyncio.shield(call), shutdown_seconds))
                 raise
             except StorageUnavailable as error:

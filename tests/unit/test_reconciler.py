@@ -188,9 +188,11 @@ def progress_of(count: int) -> Progress:
     )
 
 
-async def cancel_a_round(call_seconds: float, shutdown_seconds: float) -> tuple[Progress, list[int], float]:
-    """Four one-key chunks, two calls in flight, the round cancelled (a SIGTERM) 50 ms in: the progress,
-    the deleted count at each checkpoint, and how long the cancellation took."""
+async def cancel_a_round(
+    call_seconds: float, shutdown_seconds: float, storage_slots: int = 8
+) -> tuple[Progress, list[int], float]:
+    """Four one-key chunks, two workers, the round cancelled (a SIGTERM) 50 ms in: the progress, the
+    deleted count at each checkpoint, and how long the cancellation took."""
     progress, checkpoints = progress_of(4), []
 
     async def checkpoint() -> None:
@@ -199,7 +201,7 @@ async def cancel_a_round(call_seconds: float, shutdown_seconds: float) -> tuple[
     task = asyncio.create_task(
         send_chunks(
             KeysRound(progress),
-            limited(FakeStorage(call_seconds)),
+            limited(FakeStorage(call_seconds), storage_slots),
             workers=2,
             checkpoint_interval=60,
             checkpoint=checkpoint,
@@ -218,6 +220,12 @@ async def test_on_cancel_calls_in_flight_finish_and_are_recorded() -> None:
     progress, checkpoints, _ = await cancel_a_round(call_seconds=0.2, shutdown_seconds=5)
     assert progress.deleted == 2  # the two calls in flight, recorded; no new one started
     assert checkpoints == [2]
+
+
+async def test_on_cancel_a_chunk_still_waiting_for_its_turn_is_not_sent_and_the_rest_is_recorded() -> None:
+    progress, checkpoints, _ = await cancel_a_round(call_seconds=0.2, shutdown_seconds=5, storage_slots=1)
+    assert (progress.deleted, len(progress.pending)) == (1, 3)  # the one call in flight, recorded
+    assert checkpoints == [1]
 
 
 async def test_on_cancel_calls_that_outlive_the_shutdown_bound_are_abandoned_and_stay_pending() -> None:
