@@ -314,12 +314,12 @@ class Reconciler:
             # The write's reply carries the spec: a suspension asked for during the round is seen here.
             suspend_asked = bool(stored and stored.get("suspend"))
 
+        paused = False  # as seen when the round stopped: the pause file may change again meanwhile
+
         def stop() -> bool:
-            return (
-                suspend_asked
-                or storage_name in self._paused()
-                or progress.too_many_failed(context.spec.max_failed_keys)
-            )
+            nonlocal paused
+            paused = paused or storage_name in self._paused()
+            return suspend_asked or paused or progress.too_many_failed(context.spec.max_failed_keys)
 
         unavailable = await send_chunks(
             KeysRound(progress),
@@ -350,7 +350,7 @@ class Reconciler:
         if suspend_asked:
             suspension: Reason | None = Reason.SUSPENDED
         else:
-            suspension = Reason.OPERATOR_PAUSED if storage_name in self._paused() else None
+            suspension = Reason.OPERATOR_PAUSED if paused else None
         outcome = outcomes.stopped_early(
             context.spec, progress, suspension=suspension, storage=storage_name
         ) or outcomes.after_round(context.spec, progress, self._jitter())

@@ -182,6 +182,41 @@ async def test_a_status_that_is_not_trusted_is_replaced_with_a_condition_that_sa
     assert sorted(storage.sent) == sorted(f"k/{i}" for i in range(10))  # each key once
 
 
+@dataclass
+class PauseOnce:
+    """The pause file as the operator reads it: armed by the first call, read as paused only once,
+    then lifted (its next reading, 5 s later, said otherwise)."""
+
+    armed: bool = False
+
+    def __call__(self) -> frozenset[str]:
+        paused, self.armed = self.armed, False
+        return frozenset({"photos"}) if paused else frozenset()
+
+
+@dataclass
+class ArmingStorage(FakeStorage):
+    pause: PauseOnce = field(default_factory=PauseOnce)
+
+    async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        self.pause.armed = not self.sent
+        return await super().delete(keys)
+
+
+async def test_a_round_stopped_by_the_pause_is_suspended_even_if_the_pause_is_lifted_before_it_ends() -> None:
+    sink, events, storage = FakeSink(), Events(), ArmingStorage()
+    config = CONFIG.model_copy(update={"chunks_in_flight_per_object": 1})
+    run = Reconciler(
+        config, {"photos": limited(storage)}, Metrics(), jitter=lambda: 0.0, paused=storage.pause
+    )
+    after = await run.run(context(sink, events))
+    last = sink.written[-1]
+    assert (last.phase, last.deleted) == (Phase.SUSPENDED, 2)  # never Failed: there is no deadline
+    assert last.condition(ConditionType.SUSPENDED).reason == "OperatorPaused"  # type: ignore[union-attr]
+    assert after.requeue_after == 30.0  # it looks again for the end of the pause
+    assert [reason for kind, reason, _ in events if kind == "Warning"] == []
+
+
 def progress_of(count: int) -> Progress:
     return Progress.start(
         FileCleanupSpec.model_validate({"keys": [f"k/{i}" for i in range(count)], "chunkSize": 1})
