@@ -39,10 +39,10 @@ class ManifestRun:
         storage_name: str,
         storage: Storage,
         *,
+        workers: int,
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
     ) -> None:
-        self._storage_limit = config.storages[storage_name].max_concurrent_requests
         manifest = context.spec.manifest
         if manifest is None:
             raise ValueError("not a manifest object")
@@ -50,6 +50,7 @@ class ManifestRun:
         self._config = config
         self._storage_name = storage_name
         self._storage = storage
+        self._workers = workers
         self._store: ObjectStore = storage  # type: ignore[assignment]  # the plan checked it holds manifests
         self._manifest = manifest.key
         self._jitter = jitter
@@ -151,7 +152,7 @@ class ManifestRun:
             unavailable = await send_chunks(
                 part,
                 self._storage,
-                workers=self._config.chunks_in_flight_per_object or self._storage_limit,
+                workers=self._workers,
                 checkpoint_interval=self._config.status_interval_seconds,
                 checkpoint=checkpoint,
                 stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),

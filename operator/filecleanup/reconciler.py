@@ -250,6 +250,7 @@ class Reconciler:
                     self._config,
                     storage,
                     self._storages[storage],
+                    workers=self._workers(storage),
                     jitter=self._jitter,
                     shutdown_seconds=self._shutdown_seconds,
                 )
