@@ -217,9 +217,12 @@ class Progress:
             entries.extend((i, self.earlier_errors.get(i, EARLIER_ERROR), self.retries) for i in self.pending)
         return sorted(entries)
 
-    def listed_failures(self) -> tuple[list[FailedKey], int]:
-        """The first failed keys by position in spec.keys, and how many more there are."""
-        entries = self.failures()
+    def listed_failures(
+        self, entries: list[tuple[int, str, int]] | None = None
+    ) -> tuple[list[FailedKey], int]:
+        """The first failed keys by position in spec.keys, and how many more there are (of ``entries``,
+        when the caller already has :meth:`failures`)."""
+        entries = self.failures() if entries is None else entries
         listed = [
             FailedKey(key=self.keys[i], error=error, attempts=attempts)
             for i, error, attempts in entries[:MAX_LISTED_FAILED_KEYS]

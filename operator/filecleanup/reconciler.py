@@ -26,6 +26,7 @@ from filecleanup.models import (
     DEFAULT_CONTROLLER,
     ConditionType,
     EventReason,
+    FailedKey,
     FileCleanupStatus,
     Phase,
     Reason,
@@ -358,10 +359,10 @@ class Reconciler:
         if outcome.phase == Phase.BACKOFF:
             progress.begin_retry_round()  # the checkpoint then holds the next round, waiting
         await recorder.write(outcome)
-        return self._announce(context, outcome, progress, storage_name)
+        return self._announce(context, outcome, recorder.latest.failed_keys, storage_name)
 
     def _announce(
-        self, context: ObjectContext, outcome: Outcome, progress: Progress, storage_name: str
+        self, context: ObjectContext, outcome: Outcome, listed: list[FailedKey], storage_name: str
     ) -> float | None:
         """The event and log line of a round's end; when to run again."""
         if outcome.phase == Phase.SUSPENDED:
@@ -370,7 +371,6 @@ class Reconciler:
             context.post_event("Normal", EventReason.COMPLETED, outcome.message)
             context.logger.info("Completed: %s", outcome.message)
         elif outcome.phase == Phase.FAILED:
-            listed, _ = progress.listed_failures()
             sample = ", ".join(item.key for item in listed[:EVENT_KEYS_SHOWN])
             example = f"; e.g. {sample}" if sample and outcome.reason != Reason.DEADLINE_EXCEEDED else ""
             context.post_event("Warning", outcome.reason, outcome.message + example)

@@ -149,7 +149,8 @@ def next_status(
     now: datetime.datetime,
 ) -> FileCleanupStatus:
     """The whole status for a checkpoint or a phase change, computed in one place."""
-    listed, omitted = progress.listed_failures()
+    failures = progress.failures()
+    listed, omitted = progress.listed_failures(failures)
     return FileCleanupStatus(
         **_decided(previous, outcome, generation=generation, now=now),
         **dataclasses.asdict(progress.counts),
@@ -157,7 +158,7 @@ def next_status(
         pending_indexes=format_ranges(progress.pending),
         failed_indexes=format_ranges(progress.failed),
         permanent_indexes=format_ranges(progress.permanent),
-        failed_errors=group_by_error((index, error) for index, error, _ in progress.failures()),
+        failed_errors=group_by_error((index, error) for index, error, _ in failures),
         failed_keys=listed,
         failed_keys_omitted=omitted,
         internal_errors=previous.internal_errors,
