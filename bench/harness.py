@@ -131,17 +131,6 @@ class Bench:
         with concurrent.futures.ThreadPoolExecutor(CREATE_THREADS) as pool:
             return dict(pool.map(lambda item: (item[0], self.create(namespace, item[0], item[1])), bodies))
 
-    def completion_times(self, namespace: str) -> dict[str, float]:
-        listed = cast(
-            "dict[str, Any]", self.objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-        )
-        return {
-            item["metadata"]["name"]: datetime.datetime.fromisoformat(
-                item["status"]["completionTime"]
-            ).timestamp()
-            for item in listed["items"]
-        }
-
     def phases(self, namespace: str) -> list[str]:
         listed = cast(
             "dict[str, Any]", self.objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
@@ -166,20 +155,15 @@ class Bench:
 
         eventually(f"{count} objects to succeed", done, timeout=timeout, interval=0.1)
 
-    def window(self, namespace: str) -> tuple[float, float]:
-        """The earliest startTime and the latest completionTime in ``namespace``, as Unix times."""
+    def last_completion(self, namespace: str) -> float:
+        """The latest completionTime in ``namespace``, as a Unix time."""
         listed = cast(
             "dict[str, Any]", self.objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
         )
-        statuses = [item["status"] for item in listed["items"]]
-
-        def unix(value: str) -> float:
-            return datetime.datetime.fromisoformat(value).timestamp()
-
-        return min(unix(s["startTime"]) for s in statuses), max(unix(s["completionTime"]) for s in statuses)
-
-    def last_completion(self, namespace: str) -> float:
-        return self.window(namespace)[1]
+        return max(
+            datetime.datetime.fromisoformat(item["status"]["completionTime"]).timestamp()
+            for item in listed["items"]
+        )
 
     def audit_lines(self) -> int:
         return len(self.audit_log.read_text().splitlines())

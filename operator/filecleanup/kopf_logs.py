@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 
-SUCCEEDED = re.compile(r"^Handler '[^']+' succeeded\.$")
 # The reconciler's requeue, as handlers.py raises it: kopf.TemporaryError("next run in 12.5 s").
 REQUEUE = re.compile(r"^Handler '[^']+' failed temporarily: (next run in [0-9.]+ s)$")
 

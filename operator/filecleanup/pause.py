@@ -34,9 +34,6 @@ class PauseSwitch:
         for storage in self._storages:
             metrics.paused.labels(storage).set(0)
 
-    def is_paused(self, storage: str) -> bool:
-        return storage in self.paused
-
     def read(self) -> None:
         """Read the file again; a missing or unreadable one pauses nothing (and says so once)."""
         if self._path is None:
