@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from filecleanup.models import EventReason, FileCleanupSpec, FileCleanupStatus, Reason
+from filecleanup import outcomes
+from filecleanup.models import Condition, EventReason, FileCleanupSpec, FileCleanupStatus, Reason
+from filecleanup.outcomes import Outcome
 from filecleanup.retention import Labels
+from filecleanup.storage import StorageUnavailable
 
 
 class StatusSink(Protocol):
@@ -58,6 +61,31 @@ class ObjectContext:
     logger: logging.Logger | logging.LoggerAdapter[Any]
     status_problem: str | None = None  # why the status read could not be used (it was replaced)
     stored_bytes: int = 0  # an estimate of what the object stores in etcd
+
+    async def storage_unavailable(
+        self,
+        error: StorageUnavailable,
+        *,
+        since: Condition | None,
+        write: Callable[[Outcome], Awaitable[object]],
+        jitter: float,
+    ) -> float | None:
+        """The run waits out the outage without spending retries: its status says so (``since`` is
+        the Progressing condition before), the first try of an outage posts a Warning, every try is
+        logged. When to try again."""
+        outcome = outcomes.storage_unavailable(
+            self.spec,
+            since=since,
+            error=str(error),
+            retry_after=error.retry_after,
+            now=utcnow(),
+            jitter=jitter,
+        )
+        await write(outcome)
+        if not outcomes.in_outage(since):
+            self.post_event("Warning", Reason.STORAGE_UNAVAILABLE, outcome.message)
+        self.logger.warning("Storage unavailable: %s", outcome.message)
+        return outcome.delay
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ async def dry_run(
         await context.sink.write(latest)
 
     progressing = latest.condition(ConditionType.PROGRESSING)
-    probing_outage = progressing is not None and progressing.reason == Reason.STORAGE_UNAVAILABLE
-    if latest.phase != Phase.IN_PROGRESS and not probing_outage:  # one write per try in an outage
+    if latest.phase != Phase.IN_PROGRESS and not outcomes.in_outage(
+        progressing
+    ):  # one write per try in an outage
         await write(outcomes.dry_run_checking(len(keys)))
     try:
         results = await check_existence(storage, keys, spec.chunk_size, workers, deadline)
@@ -59,19 +60,7 @@ async def dry_run(
         context.logger.warning("%s: %s", outcome.reason, outcome.message)
         return None
     except StorageUnavailable as unavailable:
-        outcome = outcomes.storage_unavailable(
-            spec,
-            since=progressing,
-            error=str(unavailable),
-            retry_after=unavailable.retry_after,
-            now=utcnow(),
-            jitter=jitter(),
-        )
-        await write(outcome)
-        if progressing is None or progressing.reason != Reason.STORAGE_UNAVAILABLE:
-            context.post_event("Warning", Reason.STORAGE_UNAVAILABLE, outcome.message)
-        context.logger.warning("Storage unavailable: %s", outcome.message)
-        return outcome.delay
+        return await context.storage_unavailable(unavailable, since=progressing, write=write, jitter=jitter())
     counts = outcomes.dry_run_counts(results, len(keys))
     outcome = outcomes.dry_run_done(counts, len(keys))
     await write(outcome, counts)

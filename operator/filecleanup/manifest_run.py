@@ -21,7 +21,7 @@ from filecleanup.models import (
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome, storage_unavailable
+from filecleanup.outcomes import Outcome
 from filecleanup.progress import Counts
 from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, send_chunks
 from filecleanup.status import manifest_status, restarted_for_redrive
@@ -269,21 +269,13 @@ class ManifestRun:
             self.counts.retries += 1
         self._update_failed()
 
-    async def _unavailable(self, error: StorageUnavailable) -> float:
-        since = self.latest.condition(ConditionType.PROGRESSING)
-        outcome = storage_unavailable(
-            self._context.spec,
-            since=since,
-            error=str(error),
-            retry_after=error.retry_after,
-            now=utcnow(),
+    async def _unavailable(self, error: StorageUnavailable) -> float | None:
+        return await self._context.storage_unavailable(
+            error,
+            since=self.latest.condition(ConditionType.PROGRESSING),
+            write=self._write,
             jitter=self._jitter(),
         )
-        await self._write(outcome)
-        if since is None or since.reason != Reason.STORAGE_UNAVAILABLE:
-            self._context.post_event("Warning", Reason.STORAGE_UNAVAILABLE, outcome.message)
-        self._context.logger.warning("Storage unavailable: %s", outcome.message)
-        return outcome.delay or 0.0
 
     async def _finish(self, outcome: Outcome) -> float | None:
         await self._write(outcome)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from filecleanup.backoff import retry_delay, unavailable_delay
 from filecleanup.models import Condition, DryRunCounts, FileCleanupSpec, Phase, Reason
@@ -53,6 +54,11 @@ def after_round(spec: FileCleanupSpec, progress: Progress, jitter: float) -> Out
     )
 
 
+def in_outage(progressing: Condition | None) -> TypeGuard[Condition]:
+    """Whether the Progressing condition says the storage was already unavailable at the last try."""
+    return progressing is not None and progressing.reason == Reason.STORAGE_UNAVAILABLE
+
+
 def storage_unavailable(
     spec: FileCleanupSpec,
     *,
@@ -67,11 +73,7 @@ def storage_unavailable(
     ``since`` is the Progressing condition: if it already says StorageUnavailable, its transition
     time tells how long the storage has been gone.
     """
-    unavailable_since = (
-        since.last_transition_time
-        if since is not None and since.reason == Reason.STORAGE_UNAVAILABLE
-        else now
-    )
+    unavailable_since = since.last_transition_time if in_outage(since) else now
     delay = unavailable_delay(spec.backoff, (now - unavailable_since).total_seconds(), retry_after, jitter)
     return Outcome(Phase.BACKOFF, Reason.STORAGE_UNAVAILABLE, f"{error}; next try in {delay:.0f} s", delay)
 

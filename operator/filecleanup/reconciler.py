@@ -334,20 +334,12 @@ class Reconciler:
             stop_when=stop,
         )
         if unavailable is not None:
-            progressing = recorder.latest.condition(ConditionType.PROGRESSING)
-            outcome = outcomes.storage_unavailable(
-                context.spec,
-                since=progressing,
-                error=str(unavailable),
-                retry_after=unavailable.retry_after,
-                now=utcnow(),
+            return await context.storage_unavailable(
+                unavailable,
+                since=recorder.latest.condition(ConditionType.PROGRESSING),
+                write=recorder.write,
                 jitter=self._jitter(),
             )
-            await recorder.write(outcome)
-            if progressing is None or progressing.reason != Reason.STORAGE_UNAVAILABLE:
-                context.post_event("Warning", Reason.STORAGE_UNAVAILABLE, outcome.message)
-            context.logger.warning("Storage unavailable: %s", outcome.message)
-            return outcome.delay
 
         if suspend_asked:
             suspension: Reason | None = Reason.SUSPENDED
