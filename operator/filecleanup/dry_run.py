@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Callable, Sequence
-from typing import cast
 
 from filecleanup import outcomes
 from filecleanup.context import ObjectContext, utcnow
@@ -15,7 +14,7 @@ from filecleanup.outcomes import Outcome
 from filecleanup.progress import unique_indexes
 from filecleanup.status import dry_run_status
 from filecleanup.storage import Storage, StorageUnavailable
-from filecleanup.storage.base import ChecksExistence, ExistsResult
+from filecleanup.storage.base import ExistsResult
 
 
 async def dry_run(
@@ -78,14 +77,11 @@ async def check_existence(
 ) -> list[ExistsResult]:
     """Every chunk's check, up to chunksInFlightPerObject at a time. Raises
     :class:`StorageUnavailable`, and ``TimeoutError`` past the deadline."""
-    checker = cast("ChecksExistence | None", storage if hasattr(storage, "exists") else None)
-    if checker is None:  # a storage without the method knows nothing
-        return []
     slots = asyncio.Semaphore(workers)
 
     async def check(chunk: Sequence[str]) -> ExistsResult:
         async with slots:
-            return await checker.exists(chunk)
+            return await storage.exists(chunk)
 
     remaining = None if deadline is None else max(0.0, (deadline - utcnow()).total_seconds())
     async with asyncio.timeout(remaining):

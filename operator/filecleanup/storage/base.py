@@ -154,6 +154,10 @@ class Storage(Backend, Protocol):
         many of its keys failed, while the call waited)."""
         ...
 
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        """A dry run's check, under the same limits: every key unknown where the backend cannot tell."""
+        ...
+
 
 class ConcurrencyLimited:
     """Holds one storage to its limits across all objects (storage/limits.py: token buckets and an
