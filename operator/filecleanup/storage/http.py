@@ -35,7 +35,7 @@ from filecleanup.storage.transport import (
     Reply,
     StatusClass,
     classify_status,
-    parse_retry_after,
+    refused_call,
     reply_limit,
 )
 
@@ -67,10 +67,7 @@ def answered(storage: str, reply: Reply) -> bool:
     status is this call's failure (False)."""
     match classify_status(reply.status):
         case StatusClass.OVERLOADED:
-            raise StorageThrottled(
-                f"storage {storage} answered {reply.status}",
-                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-            )
+            raise refused_call(StorageThrottled, storage, reply)
         case StatusClass.CREDENTIALS_REFUSED:
             raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
         case StatusClass.SERVER_ERROR | StatusClass.REFUSED:

@@ -64,7 +64,7 @@ from filecleanup.storage.transport import (
     Reply,
     StatusClass,
     classify_status,
-    parse_retry_after,
+    refused_call,
 )
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
@@ -92,16 +92,11 @@ def status_failure(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResu
     status = reply.status
     match classify_status(status):
         case StatusClass.OVERLOADED:
-            raise StorageThrottled(
-                f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
-                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-            )
+            raise refused_call(StorageThrottled, storage, reply, error_code(reply.body))
         case StatusClass.SERVER_ERROR | StatusClass.CREDENTIALS_REFUSED:
-            # S3 answers SlowDown and InternalError for the whole call, and retries are S3's advice.
-            raise StorageUnavailable(
-                f"storage {storage} answered {status} {error_code(reply.body)}".rstrip(),
-                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-            )
+            # InternalError and refused credentials are the whole call's, not the keys', and waiting
+            # is S3's advice.
+            raise refused_call(StorageUnavailable, storage, reply, error_code(reply.body))
         case StatusClass.REFUSED:
             return ChunkResult.all_failed(
                 keys, f"storage answered HTTP {status} {error_code(reply.body)}".rstrip()

@@ -98,6 +98,17 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
 
 
+def refused_call(
+    kind: type[StorageUnavailable], storage: str, reply: Reply, detail: str = ""
+) -> StorageUnavailable:
+    """A whole call the storage would not take (``kind``: throttled, or unavailable), with the wait it
+    asked for."""
+    return kind(
+        f"storage {storage} answered {reply.status} {detail}".rstrip(),
+        retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+    )
+
+
 class CallFailed(Exception):  # noqa: N818  (a classified outcome, not a bug)
     """A call that failed after the request may have reached the storage; the message is fixed."""
 
