@@ -163,19 +163,22 @@ class HttpStorageConfig(RemoteStorageBase):
 
     @model_validator(mode="after")
     def _no_credentials_in_url_or_in_cleartext(self) -> Self:
-        # A URL ends up in logs and error messages; a token belongs in tokenFile.
-        if self.url.username or self.url.password:
-            raise ValueError("url must not carry credentials; put a bearer token in tokenFile")
         if self.dry_run_url is not None and str(self.dry_run_url) == str(self.url):
             # A storage that ignored the question would take it as a delete.
             raise ValueError("dryRunUrl must not be the delete url")
-        if self.dry_run_url is not None and (self.dry_run_url.username or self.dry_run_url.password):
-            raise ValueError("dryRunUrl must not carry credentials; put a bearer token in tokenFile")
-        if self.token_file is not None and self.url.scheme == "http" and not self.allow_plain_http:
-            raise ValueError(
-                "a tokenFile over a plain http:// url sends the bearer token in cleartext; use https://, "
-                "or set allowPlainHttp: true for traffic that never leaves a trusted network"
-            )
+        # The token goes with every call, to each of these URLs.
+        urls = {"url": self.url, "objectsUrl": self.objects_url, "dryRunUrl": self.dry_run_url}
+        for field, url in urls.items():
+            if url is None:
+                continue
+            # A URL ends up in logs and error messages; a token belongs in tokenFile.
+            if url.username or url.password:
+                raise ValueError(f"{field} must not carry credentials; put a bearer token in tokenFile")
+            if self.token_file is not None and url.scheme == "http" and not self.allow_plain_http:
+                raise ValueError(
+                    f"a tokenFile over a plain http:// {field} sends the bearer token in cleartext; use "
+                    "https://, or set allowPlainHttp: true for traffic that never leaves a trusted network"
+                )
         return self
 
 

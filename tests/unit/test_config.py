@@ -159,6 +159,25 @@ storages:
             "{type: http, url: 'http://storage.svc/delete', tokenFile: /etc/hostname}",
             "sends the bearer token in cleartext; use https://, or set allowPlainHttp",
         ),
+        (
+            (
+                "{type: http, url: 'https://storage.svc/delete', objectsUrl: 'http://storage.svc/o/', "
+                "tokenFile: /etc/hostname}"
+            ),
+            "plain http:// objectsUrl sends the bearer token in cleartext",
+        ),
+        (
+            (
+                "{type: http, url: 'https://storage.svc/delete', dryRunUrl: 'http://storage.svc/exists', "
+                "tokenFile: /etc/hostname}"
+            ),
+            "plain http:// dryRunUrl sends the bearer token in cleartext",
+        ),
+        ("{type: http, url: 'https://u:p@storage.svc/delete'}", "url must not carry credentials"),
+        (
+            "{type: http, url: 'https://storage.svc/delete', objectsUrl: 'https://u:p@storage.svc/o/'}",
+            "objectsUrl must not carry credentials",
+        ),
         ("{type: s3, bucket: bkt, endpoint: 'http://minio.svc:9000'}", "session token among them"),
         ("{type: filesystem, root: /data, markerFile: ../escape}", "markerFile"),
     ],
