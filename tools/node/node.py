@@ -287,6 +287,8 @@ state = "{root / "state"}"
 
     def _wait_until_ready(self, kubelet: int, containerd: int) -> None:
         def ready() -> bool:
+            if not alive(kubelet):
+                raise RuntimeError(f"kubelet exited; see {self.workdir / 'kubelet.log'}")
             result = subprocess.run(
                 ["kubectl", "--kubeconfig", str(self.kubeconfig), "get", "node", NODE_NAME, "-o", "json"],
                 capture_output=True,
@@ -303,11 +305,12 @@ state = "{root / "state"}"
         for pid, name in ((kubelet, "kubelet"), (containerd, "containerd")):
             if not alive(pid):
                 raise RuntimeError(f"{name} exited; see {self.workdir / (name + '.log')}")
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not ready():
-            if time.monotonic() > deadline or not alive(kubelet):
-                raise RuntimeError(f"node not Ready within {READY_TIMEOUT_SECONDS:.0f} s; see {self.workdir}")
-            time.sleep(1)
+        try:
+            eventually("the node to be Ready", ready, timeout=READY_TIMEOUT_SECONDS, interval=1)
+        except TimeoutError as error:
+            raise RuntimeError(
+                f"node not Ready within {READY_TIMEOUT_SECONDS:.0f} s; see {self.workdir}"
+            ) from error
 
     def down(self) -> None:
         state = self.load_state()
