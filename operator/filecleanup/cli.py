@@ -30,6 +30,7 @@ from filecleanup.failed_errors import expand
 from filecleanup.models import GROUP, PLURAL, FileCleanupStatus, Phase
 from filecleanup.storage import open_storage
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
+from filecleanup.tables import columns
 
 EXAMPLES = """\
 examples:
@@ -187,11 +188,7 @@ def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
         row = [item.name, item.album or "-", item.phase, percent, str(item.total), str(item.deleted)]
         row += [str(item.failed), str(item.retries), str(item.redrives)]
         rows.append([item.namespace, *row] if with_namespace else row)
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    return "\n".join(
-        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return columns(rows)
 
 
 async def submit(client: FileCleanupClient, args: argparse.Namespace) -> int:

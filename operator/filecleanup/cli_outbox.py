@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from filecleanup.client import FileCleanupClient
 from filecleanup.outbox import DAY, Outbox, Relay, State, connect_url
+from filecleanup.tables import columns
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,9 +106,7 @@ def outbox(args: argparse.Namespace) -> int:
                 row.last_error or "",
             ]
         )
-    widths = [max(len(r[column]) for r in table_rows) for column in range(len(table_rows[0]))]
-    for row_cells in table_rows:
-        print("   ".join(cell.ljust(width) for cell, width in zip(row_cells, widths, strict=True)).rstrip())
+    print(columns(table_rows))
     return 0
 
 
