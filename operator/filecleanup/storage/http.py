@@ -179,7 +179,7 @@ class HttpStorage:
         )
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        headers = self._token.header() if self._token else {}
+        headers = self._authorization()
         reply = await self._transport.call(
             "POST", self._url, keys, json={"keys": list(keys)}, headers=headers
         )
@@ -191,7 +191,7 @@ class HttpStorage:
         ignored a dry-run flag there would delete the keys. Without dryRunUrl every key is unknown."""
         if self._dry_run_url is None:
             return ExistsResult.unknown()
-        headers = self._token.header() if self._token else {}
+        headers = self._authorization()
         try:
             reply = await self._transport.fetch(
                 "POST", self._dry_run_url, reply_limit(keys), json={"keys": list(keys)}, headers=headers
@@ -217,11 +217,15 @@ class HttpStorage:
     async def _object_call(self, method: str, key: str, limit: int, **request: Any) -> Reply:
         if self._objects_url is None:
             raise StorageUnavailable(f"storage {self.name} has no objectsUrl: it holds no manifests")
-        headers = {**(self._token.header() if self._token else {}), **request.pop("headers", {})}
+        headers = {**self._authorization(), **request.pop("headers", {})}
         url = self._objects_url + quote(key, safe="/-_.~")
         return await self._transport.fetch_object(
             method, url, key, limit, accepted=OBJECT_REPLY_STATUSES, headers=headers, **request
         )
+
+    def _authorization(self) -> dict[str, str]:
+        """The bearer token's header, read from tokenFile as it is now; none without a token."""
+        return self._token.header() if self._token else {}
 
     async def aclose(self) -> None:
         await self._transport.aclose()
