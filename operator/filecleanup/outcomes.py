@@ -97,13 +97,17 @@ def stopped_early(
         return max_failed_keys_exceeded(spec, progress)
     if not progress.pending:
         return None
-    if suspension == Reason.SUSPENDED:
-        return Outcome(Phase.SUSPENDED, Reason.SUSPENDED, SUSPENDED_MESSAGE)
-    if suspension == Reason.OPERATOR_PAUSED:
-        return Outcome(
-            Phase.SUSPENDED, Reason.OPERATOR_PAUSED, paused_message(storage), PAUSE_RECHECK_SECONDS
-        )
+    if suspension is not None:
+        return suspended(suspension, storage)
     return deadline_exceeded(spec, progress)
+
+
+def suspended(reason: Reason, storage: str) -> Outcome:
+    """Suspended by spec.suspend (until the spec changes), or by the operator's pause of the storage
+    (looked at again every PAUSE_RECHECK_SECONDS)."""
+    if reason == Reason.OPERATOR_PAUSED:
+        return Outcome(Phase.SUSPENDED, reason, paused_message(storage), PAUSE_RECHECK_SECONDS)
+    return Outcome(Phase.SUSPENDED, Reason.SUSPENDED, SUSPENDED_MESSAGE)
 
 
 def max_failed_keys_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:

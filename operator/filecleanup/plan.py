@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from filecleanup.config import StoragePolicy
 from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
-from filecleanup.outcomes import SUSPENDED_MESSAGE, paused_message
+from filecleanup.outcomes import suspended
 from filecleanup.progress import InvalidStatus, Progress
 
 # A requeue that wakes this close to nextRetryTime runs; waiting again would cost a write for nothing.
@@ -87,7 +87,7 @@ class DryRun:
 Action = Finished | Wait | Reject | Suspend | Run | RunManifest | DryRun
 
 
-def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
+def plan(  # noqa: PLR0911  (a decision table reads best as one)
     spec: FileCleanupSpec,
     status: FileCleanupStatus,
     *,
@@ -111,10 +111,9 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
     rejected = _check_storage(spec, namespace, storage, storages)
     if rejected is not None:
         return rejected
-    if spec.suspend:
-        return Suspend(storage, Reason.SUSPENDED, SUSPENDED_MESSAGE)
-    if storage in paused:
-        return Suspend(storage, Reason.OPERATOR_PAUSED, paused_message(storage))
+    if spec.suspend or storage in paused:
+        suspension = suspended(Reason.SUSPENDED if spec.suspend else Reason.OPERATOR_PAUSED, storage)
+        return Suspend(storage, suspension.reason, suspension.message)
     if spec.dry_run:
         return _dry_run(spec, status, storage, now, redrive=redrive)
     manifest = spec.manifest is not None

@@ -286,7 +286,7 @@ class Reconciler:
                 )
             )
             context.logger.info("Suspended: %s", message)
-        return outcomes.PAUSE_RECHECK_SECONDS if reason == Reason.OPERATOR_PAUSED else None
+        return outcomes.suspended(reason, storage).delay
 
     async def _delete_keys(
         self,
