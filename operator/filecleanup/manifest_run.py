@@ -21,7 +21,7 @@ from filecleanup.models import (
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome
+from filecleanup.outcomes import Outcome, suspended
 from filecleanup.progress import Counts
 from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, send_chunks
 from filecleanup.status import manifest_status, restarted_for_redrive
@@ -42,6 +42,7 @@ class ManifestRun:
         workers: int,
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
+        paused: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         manifest = context.spec.manifest
         if manifest is None:
@@ -55,6 +56,11 @@ class ManifestRun:
         self._manifest = manifest.key
         self._jitter = jitter
         self._shutdown_seconds = shutdown_seconds
+        self._paused = paused
+        # What stopped a round, as seen when it stopped: spec.suspend (in a checkpoint's reply) and the
+        # operator's pause of this storage.
+        self._suspend_asked = False
+        self._pause_seen = False
         status = context.status
         self.latest = status
         self.progress = (status.manifest or ManifestProgress()).model_copy()
@@ -157,7 +163,7 @@ class ManifestRun:
                 checkpoint=checkpoint,
                 stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
                 shutdown_seconds=self._shutdown_seconds,
-                stop_when=self._too_many_failed,
+                stop_when=self._stop,
             )
             if unavailable is not None:
                 await self._save(part, base_deleted, None)
@@ -165,6 +171,12 @@ class ManifestRun:
             if self._too_many_failed():
                 await self._save(part, base_deleted, None)
                 return await self._finish(self._max_failed_keys_exceeded())
+            if self._suspend_asked or self._pause_seen:
+                reason = Reason.SUSPENDED if self._suspend_asked else Reason.OPERATOR_PAUSED
+                suspension = suspended(reason, self._storage_name)
+                await self._save(part, base_deleted, suspension)  # where it stands: resumed from here
+                context.logger.info("Suspended: %s", suspension.message)
+                return suspension.delay
             if deadline is not None and utcnow() >= deadline:
                 await self._save(part, base_deleted, None)
                 return await self._finish(
@@ -179,6 +191,10 @@ class ManifestRun:
             progress.source, progress.offset, progress.done = progress.source + 1, 0, ""
             await self._save(part, base_deleted, deleting)
         return await self._round_over()
+
+    def _stop(self) -> bool:
+        self._pause_seen = self._pause_seen or self._storage_name in self._paused()
+        return self._suspend_asked or self._pause_seen or self._too_many_failed()
 
     def _too_many_failed(self) -> bool:
         """More keys of this round than spec.maxFailedKeys failed for good. Counted per round: a
@@ -298,5 +314,7 @@ class ManifestRun:
             generation=self._context.generation,
             now=utcnow(),
         )
-        await self._context.sink.write(status)
+        stored = await self._context.sink.write(status)
         self.latest = status
+        # The write's reply carries the spec: a suspension asked for during a round is seen here.
+        self._suspend_asked = self._suspend_asked or bool(stored and stored.get("suspend"))

@@ -254,6 +254,7 @@ class Reconciler:
                     workers=self._workers(storage),
                     jitter=self._jitter,
                     shutdown_seconds=self._shutdown_seconds,
+                    paused=self._paused,
                 )
                 return await manifest.run(starting=starting, redrive=redrive, deadline=deadline)
 

@@ -13,8 +13,11 @@ import httpx
 import pytest
 
 from filecleanup.manifests import parse_intervals
+from filecleanup.models import API_VERSION, KIND
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
+from tests.integration.test_operator import condition
+from tests.integration.test_suspend import SLOW_CALL_SECONDS, calls_settle
 from tests.kube import Kube, Manifest
 from tests.support.processes import OperatorProcess
 from tests.support.storages import DirectoryStorage, MotoProcess, StorageProcess
@@ -222,3 +225,28 @@ def test_max_failed_keys_ends_a_manifest_round_early(
     status = failed["status"]
     assert status["manifest"]["permanentNow"] == 3
     assert status["deleted"] == calls * 10 - 3
+
+
+def test_a_suspended_manifest_round_stops_and_resumes_where_it_stood(
+    kube: Kube, manifest_operator: OperatorProcess, storage: StorageProcess
+) -> None:
+    namespace = kube.create_namespace("manifest")
+    keys = album_keys(namespace, 1000)
+    storage.seed(keys)
+    storage.fault(latency_seconds=SLOW_CALL_SECONDS)
+    put(storage, f"{namespace}/m.txt", "".join(f"{k}\n" for k in keys).encode())
+    create_cleanup(kube, namespace, "held", [], manifest={"key": f"{namespace}/m.txt"}, chunkSize=10)
+    eventually("the first calls", lambda: storage.stats()["calls"] >= 4, timeout=30)
+    kube.patch(API_VERSION, KIND, "held", {"spec": {"suspend": True}}, namespace=namespace)
+
+    held = wait_for_phase(kube, namespace, "held", "Suspended")
+    assert condition(held, "Suspended")["reason"] == "Suspended"
+    calls = calls_settle(storage)
+    assert calls < len(keys) // 10  # it stopped before the end
+    status = get_cleanup(kube, namespace, "held")["status"]
+    assert status["deleted"] == storage.stats()["removed_files"]  # every call in flight recorded
+
+    kube.patch(API_VERSION, KIND, "held", {"spec": {"suspend": False}}, namespace=namespace)
+    done = wait_for_phase(kube, namespace, "held", "Succeeded", timeout=120)["status"]
+    assert (done["total"], done["deleted"], done["failed"], done["retries"]) == (1000, 1000, 0, 0)
+    assert storage.stats()["requested"] == dict.fromkeys(keys, 1)  # resumed where it stood
