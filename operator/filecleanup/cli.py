@@ -1,7 +1,8 @@
 """``filecleanup``: submit, follow and redrive album cleanups, and relay an album service's outbox.
 
 It finds the cluster as kubectl does: ``--kubeconfig``, else KUBECONFIG, else ~/.kube/config, with
-``--context`` or the current context, whose namespace is the default; in a pod, its service account.
+``--context`` or the current context, whose namespace is the default; only without any of them, in a
+pod, its service account.
 Installed as ``kubectl-filecleanup`` too, it is the kubectl plugin ``kubectl filecleanup``.
 """
 
@@ -27,10 +28,11 @@ from filecleanup import __version__, cli_outbox, kube
 from filecleanup.client import FileCleanupClient, ObjectSummary, SubmitConflict
 from filecleanup.config import ConfigError, load_config
 from filecleanup.failed_errors import expand
+from filecleanup.keys import strip_bom
 from filecleanup.models import GROUP, PLURAL, FileCleanupStatus, Phase
 from filecleanup.storage import open_storage
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
-from filecleanup.tables import columns
+from filecleanup.tables import columns, printable
 
 EXAMPLES = """\
 examples:
@@ -53,7 +55,8 @@ def parser() -> argparse.ArgumentParser:
         prog=program_name(),
         description=(
             "Delete an album's storage keys through FileCleanup objects, follow their progress, and redrive "
-            "the ones that failed. Uses the current kubeconfig (KUBECONFIG) or the in-cluster account."
+            "the ones that failed. Finds the cluster as kubectl does: --kubeconfig, else KUBECONFIG, else "
+            "~/.kube/config; without any, in a pod, its service account."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -167,14 +170,15 @@ def program_name() -> str:
 def read_keys(path: Path) -> list[str]:
     """One key per line, exactly as written. Lines end at a line feed only: a key may hold any other
     character the API accepts (a trailing space, U+2028, U+0085, ...), and changing a key would delete
-    the wrong file. A carriage return before the line feed (Windows line ends) and empty lines are
-    dropped, nothing else."""
+    the wrong file. A byte order mark at the start of the file, a carriage return before the line feed
+    (Windows line ends) and empty lines are dropped, nothing else."""
     raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 at byte {error.start}") from error
-    return [line.removesuffix("\r") for line in text.split("\n") if line.removesuffix("\r")]
+    lines = strip_bom(text).split("\n")
+    return [line.removesuffix("\r") for line in lines if line.removesuffix("\r")]
 
 
 def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
@@ -241,10 +245,11 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
         return 0
     album = await client.status(args.album, namespace=args.namespace)
     print(table(album.objects, with_namespace=False))
-    print(
-        f"\nalbum {album.album}: {album.phase}, {album.deleted} of {album.total} keys deleted, "
+    summary = (
+        f"album {album.album}: {album.phase}, {album.deleted} of {album.total} keys deleted, "
         f"{album.failed} failed, {len(album.objects)} of {album.parts} part(s) found"
     )
+    print(f"\n{printable(summary)}")
     return 0 if album.objects else 1
 
 
@@ -261,9 +266,10 @@ async def failed(client: FileCleanupClient, args: argparse.Namespace) -> int:
     obj = await client.get(args.name, namespace=args.namespace)
     status = FileCleanupStatus.model_validate(obj.get("status") or {})
     if status.manifest is not None:
+        report = printable(status.manifest.report) or "(none yet)"
         print(
             f"{PLURAL}.{GROUP}/{args.name}: {status.failed} failed keys; a manifest's failure report is in "
-            f"its storage, one key and its error per line: {status.manifest.report or '(none yet)'}*",
+            f"its storage, one key and its error per line: {report}*",
             file=sys.stderr,
         )
         return 0
@@ -272,8 +278,8 @@ async def failed(client: FileCleanupClient, args: argparse.Namespace) -> int:
         listed = expand(status.failed_errors, keys)
     else:  # written by an operator that kept no failedErrors: the first 100 only
         listed = [(item.key, item.error) for item in status.failed_keys]
-    for key, error in listed:
-        print(f"{key}\t{error}")
+    for key, error in listed:  # escaped apart: a tab or a line feed in either cannot forge a field
+        print(f"{printable(key)}\t{printable(error)}")
     missing = status.failed - len(listed)
     if missing > 0:
         print(f"{missing} more failed keys are not listed in status (an older operator)", file=sys.stderr)
@@ -292,7 +298,11 @@ async def wait(client: FileCleanupClient, args: argparse.Namespace) -> int:
             print(f"{PLURAL}.{GROUP}/{args.name} {phase}")
             return 0 if phase == Phase.SUCCEEDED else 1
         if time.monotonic() >= deadline:
-            print(f"{PLURAL}.{GROUP}/{args.name}: still {phase or 'Pending'} after {args.timeout:g} s")
+            print(
+                printable(
+                    f"{PLURAL}.{GROUP}/{args.name}: still {phase or 'Pending'} after {args.timeout:g} s"
+                )
+            )
             return 2
         await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
@@ -327,15 +337,28 @@ def api_error(error: ApiException, args: argparse.Namespace) -> str:
     return f"{subject}{kube.describe_api_error(error)}"
 
 
+class TerminalFormatter(logging.Formatter):
+    """Log lines made :func:`printable`: they carry the API server's and the storages' messages. A
+    traceback keeps its lines, each escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: logging._SysExcInfoType) -> str:  # noqa: N802  (logging's name)
+        return "\n".join(printable(line) for line in super().formatException(ei).split("\n"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(TerminalFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         return asyncio.run(run(args))
     except (ValueError, SubmitConflict, OSError, StorageUnavailable, ConfigException) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)
     except ApiException as error:
-        print(f"error: {api_error(error, args)}", file=sys.stderr)
+        print(f"error: {printable(api_error(error, args))}", file=sys.stderr)
     return 2
 
 

@@ -29,3 +29,11 @@ def key_problem(key: str) -> str | None:  # noqa: PLR0911  (one rule, one messag
     if ".." in segments:
         return "a key must not contain a '..' path segment"
     return None
+
+
+def strip_bom(text: str) -> str:
+    """``text`` without the UTF-8 byte order mark some editors (Notepad, Excel's "CSV UTF-8") put at the
+    start of a file. Left there, it would be the first character of the first key: a key that names no
+    file, which a storage reports as deleted while the real file stays. Only a mark at the very start is
+    removed; one anywhere else is part of a key."""
+    return text.removeprefix("\ufeff")

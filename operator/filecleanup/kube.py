@@ -7,12 +7,14 @@ status subresource, with a merge patch, at the moments the reconciler chooses.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from kubernetes.aio import client, config
 
 from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupStatus
@@ -53,12 +55,17 @@ def is_api_outage(error: BaseException) -> bool:
 
 
 async def connect() -> client.ApiClient:
-    """In a pod, the service account; elsewhere, the current kubeconfig (KUBECONFIG)."""
+    """The operator's client, found as Kopf finds its own (their watches and our writes must reach the
+    same cluster): in a pod, the service account; elsewhere, the kubeconfig as kubectl finds it."""
+    in_cluster = _in_cluster()
+    if in_cluster is not None:
+        return in_cluster
     api, _ = await connect_as_kubectl()
     return api
 
 
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+DEFAULT_KUBECONFIG = "~/.kube/config"
 
 
 def _pod_namespace() -> str:
@@ -66,26 +73,75 @@ def _pod_namespace() -> str:
     return namespace or "default"
 
 
+def _in_cluster() -> client.ApiClient | None:
+    """The pod's service account, or None outside a pod."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        return None
+    return client.ApiClient(configuration)
+
+
+def kubeconfig_files(kubeconfig: str | None) -> list[str]:
+    """The kubeconfig files kubectl would read: ``kubeconfig`` (the --kubeconfig flag), which must
+    exist; else those of KUBECONFIG (a list, as PATH is) that exist; else ~/.kube/config if it exists."""
+    if kubeconfig:
+        if not Path(kubeconfig).expanduser().is_file():
+            raise config.ConfigException(f"kubeconfig {kubeconfig}: no such file")
+        return [str(Path(kubeconfig).expanduser())]
+    listed = [path for path in os.environ.get("KUBECONFIG", "").split(os.pathsep) if path]
+    found = (Path(path).expanduser() for path in listed or [DEFAULT_KUBECONFIG])
+    return list(dict.fromkeys(str(path) for path in found if path.is_file()))
+
+
 async def connect_as_kubectl(
     kubeconfig: str | None = None, context: str | None = None
 ) -> tuple[client.ApiClient, str]:
-    """A client as kubectl would make it, and its default namespace: the kubeconfig's (``kubeconfig``,
-    else KUBECONFIG, else ~/.kube/config) ``context`` or current context, and that context's namespace;
-    in a pod without a kubeconfig given, the service account and the pod's namespace."""
-    if kubeconfig is None and context is None:
+    """A client as kubectl would make it, and its default namespace. In kubectl's order: the kubeconfig
+    ``kubeconfig`` (the --kubeconfig flag), else the files KUBECONFIG lists, else ~/.kube/config, with
+    ``context`` or the current context, and that context's namespace; only where these hold no
+    configuration at all (and no context is asked for), in a pod, the service account and the pod's
+    namespace."""
+    files, contexts, current = _read_kubeconfigs(kubeconfig_files(kubeconfig))
+    if not files and context is None and (in_cluster := _in_cluster()) is not None:
+        return in_cluster, _pod_namespace()
+    if not files:
+        listed = os.environ.get("KUBECONFIG")
+        where = kubeconfig or (f"KUBECONFIG={listed}" if listed else DEFAULT_KUBECONFIG)
+        pod = "" if context else ", and not in a pod"
+        raise config.ConfigException(f"no kubeconfig found ({where}){pod}: give --kubeconfig")
+    name = context or current
+    if name is None:
+        where = ", ".join(files)
+        raise config.ConfigException(f"no current context in the kubeconfig ({where}): give --context")
+    if name not in contexts:
+        raise config.ConfigException(f"context {name!r} not found in the kubeconfig")
+    # The client merges the files as kubectl does for clusters and users: the first file to name one wins.
+    merged = os.pathsep.join(files)
+    api = await config.new_client_from_config(config_file=merged, context=name)  # type: ignore[no-untyped-call]
+    return api, contexts[name].get("namespace") or "default"
+
+
+def _read_kubeconfigs(files: list[str]) -> tuple[list[str], dict[str, dict[str, Any]], str | None]:
+    """Of the kubeconfig files, those that hold a configuration (kubectl reads an empty one as none),
+    their contexts by name, and the current one, merged as kubectl merges them: the first file to name
+    a context, or to set the current one, wins."""
+    holding: list[str] = []
+    contexts: dict[str, dict[str, Any]] = {}
+    current: str | None = None
+    for path in files:
         try:
-            configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            pass
-        else:
-            return client.ApiClient(configuration), _pod_namespace()
-    contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    chosen = next((item for item in contexts if item["name"] == context), None) if context else current
-    if chosen is None:
-        raise config.ConfigException(f"context {context!r} not found in the kubeconfig")
-    api = await config.new_client_from_config(config_file=kubeconfig, context=chosen["name"])  # type: ignore[no-untyped-call]
-    return api, chosen["context"].get("namespace") or "default"
+            document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            if not document:
+                continue
+            for item in document.get("contexts") or []:
+                contexts.setdefault(str(item["name"]), dict(item.get("context") or {}))
+            current = current or document.get("current-context") or None
+        except (yaml.YAMLError, UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as error:
+            raise config.ConfigException(f"kubeconfig {path}: not a kubeconfig ({error})") from error
+        holding.append(path)
+    return holding, contexts, current
 
 
 async def serves_filecleanups(api: client.ApiClient) -> bool:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.cleanups import album_keys, create_cleanup, wait_for_phase
+from filecleanup.models import API_VERSION, KIND
+from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.kube import Kube
 from tests.support.storages import StorageProcess
 
@@ -113,3 +114,42 @@ def test_kubectl_runs_it_as_a_plugin(
         ["kubectl", "filecleanup", "--help"], capture_output=True, text=True, env=env, check=False
     )
     assert usage.stdout.startswith("usage: kubectl filecleanup")
+
+
+def test_a_keys_file_that_starts_with_a_byte_order_mark_deletes_its_first_key(  # noqa: PLR0917  (fixtures)
+    crd: None, kube: Kube, kubeconfig: Path, namespace: str, storage: StorageProcess, tmp_path: Path
+) -> None:
+    keys = album_keys(namespace, 2)
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(keys).encode() + b"\r\n")  # as Notepad saves it
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    submitted = filecleanup(
+        "submit", "--album", "bom", "--keys-file", str(keys_file), "-n", namespace, env=env
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert get_cleanup(kube, namespace, "album-bom")["spec"]["keys"] == keys
+    wait_for_phase(kube, namespace, "album-bom", "Succeeded")
+    assert set(keys) <= set(storage.stats()["requested"])
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b31mred\rforged\nline\tcell"
+
+
+def test_failed_prints_what_a_tenant_wrote_with_its_control_characters_escaped(
+    crd: None, kube: Kube, kubeconfig: Path, namespace: str
+) -> None:
+    # Another installation's object: this operator leaves its status as written.
+    create_cleanup(kube, namespace, "tenant", ["albums/1/\x9b2J.jpg"], managedBy="example.com/other")
+    kube.patch_status(
+        API_VERSION,
+        KIND,
+        "tenant",
+        {"status": {"phase": "Failed", "failed": 1, "failedErrors": [{"error": HOSTILE, "indexes": "0"}]}},
+        namespace=namespace,
+    )
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    listed = filecleanup("failed", "tenant", "-n", namespace, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == (
+        "albums/1/\\x9b2J.jpg\t\\x1b]0;owned\\x07\\x1b[2J\\x9b31mred\\x0dforged\\x0aline\\x09cell\n"
+    )

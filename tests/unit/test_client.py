@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 
@@ -172,6 +173,19 @@ class TestKeysFile:
         keys_file.write_bytes(b"a/1.jpg\r\n\r\n\na/2.jpg \r\nb/3.jpg")
         assert read_keys(keys_file) == ["a/1.jpg", "a/2.jpg ", "b/3.jpg"]
 
+    def test_a_byte_order_mark_at_the_start_is_not_part_of_the_first_key(self, tmp_path: Path) -> None:
+        """Notepad and Excel's "CSV UTF-8" start a file with one. Kept, the first key would name no file:
+        the storage would answer that it is gone, and the real file would stay."""
+        keys_file = tmp_path / "keys.txt"
+        keys_file.write_bytes(b"\xef\xbb\xbfa/1.jpg\r\na/2.jpg\r\n")
+        assert read_keys(keys_file) == ["a/1.jpg", "a/2.jpg"]
+        keys_file.write_bytes("\ufeff\ufeffa/1.jpg\na/\ufeff2.jpg\n".encode())
+        assert read_keys(keys_file) == ["\ufeffa/1.jpg", "a/\ufeff2.jpg"]  # only the file's first mark
+
+    def test_a_byte_order_mark_on_standard_input_too(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbfa/1.jpg\n")))
+        assert read_keys(Path("-")) == ["a/1.jpg"]
+
     def test_a_file_that_is_not_utf8_is_refused(self, tmp_path: Path) -> None:
         keys_file = tmp_path / "keys.txt"
         keys_file.write_bytes(b"a/\xff.jpg\n")
@@ -181,7 +195,7 @@ class TestKeysFile:
     @given(
         st.lists(
             st.text(min_size=1).filter(lambda key: "\n" not in key and not key.endswith("\r")), max_size=8
-        )
+        ).filter(lambda keys: not keys or not keys[0].startswith("\ufeff"))  # a byte order mark, dropped
     )
     def test_any_keys_round_trip_through_a_file_and_the_manifests(self, keys: list[str]) -> None:
         with tempfile.TemporaryDirectory() as directory:
