@@ -16,7 +16,13 @@ How the limit moves, after Netflix's concurrency-limits AIMDLimit and TCP's cong
 - **Multiplicative decrease**: a throttled call (429, 503, S3 SlowDown) cuts the limit to
   ``backoff_ratio`` of itself, at most once per ``cooldown``: the calls already in flight when the
   storage started refusing report the same congestion, and cutting for each would collapse the limit.
+  The cooldown is the refused call's wait capped at the storage's ``unavailableAfterSeconds``, and at
+  least a second: no ``Retry-After`` can switch the cuts off.
 - Never above ``maximum`` (maxConcurrentRequests) nor below ``minimum``.
+
+A ``Retry-After`` is a hint from a peer: one of no wait (0, or a date in the past) or shorter than the
+default wait counts for the default wait (about a second, jittered), so that refused calls never come
+back as fast as the storage can refuse them.
 """
 
 from __future__ import annotations
@@ -107,8 +113,10 @@ class AimdLimit:
 
 @dataclass
 class AdaptiveSlots:
-    """Slots for calls in flight under a limit that moves: a call waits (first come, first served)
-    until fewer than ``limit.limit`` calls are in flight. A lowered limit takes effect as calls finish;
+    """Slots for calls in flight under a limit that moves: a call waits, first come, first served,
+    until fewer than ``limit.limit`` calls are in flight. A freed slot is handed to the longest waiter
+    (counted as in flight from then on), so a caller that arrives between the handover and the
+    waiter's wake-up finds it taken and queues behind. A lowered limit takes effect as calls finish;
     calls already in flight are never interrupted."""
 
     limit: AimdLimit
@@ -116,34 +124,36 @@ class AdaptiveSlots:
     _waiters: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
 
     async def acquire(self) -> None:
-        while self.in_flight >= self.limit.limit:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self.wake()  # woken and cancelled at once: pass the free slot on
-                else:
-                    self._waiters.remove(waiter)
-                raise
-        self.in_flight += 1
+        if not self._waiters and self.in_flight < self.limit.limit:
+            self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.wake()  # the limit may have grown since the last wake
+        try:
+            await waiter  # resolved with the slot already counted for this call
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot and cancelled at once: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
 
     def release(self) -> None:
         self.in_flight -= 1
         self.wake()
 
     def wake(self) -> None:
-        """Wake as many waiters as there are free slots (also after the limit grew)."""
-        free = self.limit.limit - self.in_flight
-        while free > 0 and self._waiters:
+        """Hand the free slots (also after the limit grew) to the longest waiters."""
+        while self._waiters and self.in_flight < self.limit.limit:
             waiter = self._waiters.popleft()
-            if not waiter.done():
+            if not waiter.done():  # a cancelled waiter is passed over
                 waiter.set_result(None)
-                free -= 1
+                self.in_flight += 1
 
 
-# Without a Retry-After, a throttled call waits about this long before it is sent again.
+# Without a Retry-After, or with one that asks for less, a throttled call waits about this long
+# (jittered between half of it and all of it) before it is sent again.
 THROTTLED_WAIT_SECONDS = 1.0
 # A cut covers the throttles of at least this long after it (the calls in flight when it was made).
 MIN_COOLDOWN_SECONDS = 1.0
@@ -188,14 +198,22 @@ class Limiter:
     def limit(self) -> int:
         return self.aimd.limit
 
-    async def acquire(self, keys: int) -> None:
-        """Wait for the buckets' tokens (one call, ``keys`` keys), then for a slot."""
+    def reserve(self, keys: int, calls: int = 1) -> float:
+        """Take the buckets' tokens for ``calls`` calls of ``keys`` keys in all; the seconds to wait
+        before sending them (0 when the tokens were there)."""
         now = self._clock()
         waits = [
-            bucket.reserve(amount, now) for bucket, amount in ((self._calls, 1), (self._keys, keys)) if bucket
+            bucket.reserve(amount, now)
+            for bucket, amount in ((self._calls, calls), (self._keys, keys))
+            if bucket
         ]
-        if waits and max(waits) > 0:
-            await asyncio.sleep(max(waits))
+        return max(waits, default=0.0)
+
+    async def acquire(self, keys: int, calls: int = 1) -> None:
+        """Wait for the buckets' tokens (``calls`` calls, ``keys`` keys), then for a slot."""
+        wait = self.reserve(keys, calls)
+        if wait > 0:
+            await asyncio.sleep(wait)
         await self._slots.acquire()
 
     def release(self) -> None:
@@ -207,17 +225,17 @@ class Limiter:
         self._slots.wake()
 
     def throttled(self, retry_after: float | None) -> float | None:
-        """Seconds before the refused call is sent again (its ``Retry-After`` if it had one); None once
-        the storage has refused calls at the minimum limit for longer than the bound (or asks for a
-        longer wait than that): then it is unavailable."""
+        """Seconds before the refused call is sent again: its ``Retry-After``, but never less than the
+        default jittered wait (a hint of 0, or of a date in the past, would have it sent again at once);
+        None once the storage has refused calls at the minimum limit for longer than the bound (or
+        asks for a longer wait than that): then it is unavailable. The cut's cooldown is the wait,
+        capped at the bound, so that no hint stops the limit's cuts."""
         now = self._clock()
-        wait = (
-            retry_after if retry_after is not None else THROTTLED_WAIT_SECONDS * (0.5 + 0.5 * self._jitter())
-        )
-        self.aimd.throttled(now, cooldown=max(wait, MIN_COOLDOWN_SECONDS))
-        if (
-            wait > self._unavailable_after
-            or self.aimd.throttled_at_minimum_for(now) > self._unavailable_after
-        ):
+        default = THROTTLED_WAIT_SECONDS * (0.5 + 0.5 * self._jitter())
+        # "not > 0" is also true for NaN: no usable hint.
+        wait = default if retry_after is None or not retry_after > 0 else max(retry_after, default)
+        bound = self._unavailable_after
+        self.aimd.throttled(now, cooldown=max(min(wait, bound), MIN_COOLDOWN_SECONDS))
+        if wait > bound or self.aimd.throttled_at_minimum_for(now) > bound:
             return None
         return wait
