@@ -26,6 +26,7 @@ from filecleanup.storage.base import ConcurrencyLimited
 from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.limits import Limiter
 from polling import eventually
+from tests.support.gates import OPEN_GATE
 from tests.support.processes import OperatorProcess
 from tests.support.storages import OPEN_POLICY, StorageProcess
 
@@ -221,10 +222,10 @@ async def direct_seconds(url: str, keys: list[str], *, concurrent: bool) -> floa
     chunks = [keys[at : at + CHUNK] for at in range(0, len(keys), CHUNK)]
     started = time.perf_counter()
     if concurrent:
-        await asyncio.gather(*(storage.delete(chunk) for chunk in chunks))
+        await asyncio.gather(*(storage.delete(chunk, gate=OPEN_GATE) for chunk in chunks))
     else:
         for chunk in chunks:
-            await storage.delete(chunk)
+            await storage.delete(chunk, gate=OPEN_GATE)
     elapsed = time.perf_counter() - started
     await storage.aclose()
     return elapsed

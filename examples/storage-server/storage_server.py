@@ -6,7 +6,8 @@ in a directory:
     POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message", "code"?}]}
     POST /exists  {"keys": [...]}  ->  200 {"existing": [...], "missing": [...], "forbidden": [...]}
                                        (a dry run's question, the storage's dryRunUrl; deletes nothing)
-    GET /objects/KEY (Range honoured), PUT /objects/KEY: whole objects, for manifests
+    GET /objects/KEY (Range and If-Match honoured, an ETag given), PUT /objects/KEY: whole objects,
+    for manifests
 
 A key is a path relative to ``--root``; a missing file counts as deleted. Faults are switched on
 through ``POST /_admin/faults`` (see :class:`Faults`), and ``GET /_admin/stats`` tells what happened.
@@ -58,6 +59,9 @@ class Faults:
     # (refused ones included), answer 503 SlowDown, deleting nothing. 0: no limit.
     throttle_calls_per_second: int = 0
     throttle_retry_after: str | None = None  # Retry-After header sent with a SlowDown
+    # A gate for tests: the delete call numbered this (counting from 1 since the last reset) and every
+    # later one wait before they do anything, until the faults are set again without it. 0: none.
+    hold_from_call: int = 0
 
 
 @dataclass
@@ -95,6 +99,7 @@ class ServerState:
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
     arrivals: collections.deque[float] = field(default_factory=collections.deque)  # the last second's
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # set once a hold is lifted
 
     def overloaded(self, now: float) -> bool:
         """Whether a delete call arriving now is one too many for the last second (sliding window)."""
@@ -202,6 +207,9 @@ async def delete(request: web.Request) -> web.StreamResponse:
     stats.in_flight += 1
     stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
     try:
+        if faults.hold_from_call and stats.calls >= faults.hold_from_call:
+            await state.released.wait()
+        faults = state.faults  # as set when the call was let through
         if faults.statuses:
             headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
             return web.json_response({"error": "injected"}, status=faults.statuses.pop(0), headers=headers)
@@ -285,7 +293,11 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     path = _object_path(state, request.match_info["key"])
     if path is None or not path.is_file():
         return web.json_response({"error": "no such object"}, status=HTTPStatus.NOT_FOUND)
-    size = path.stat().st_size
+    info = path.stat()
+    size = info.st_size
+    etag = f'"{info.st_ino:x}-{size:x}-{info.st_mtime_ns:x}"'  # a new version, a new ETag
+    if request.headers.get("If-Match", etag) != etag:
+        return web.Response(status=HTTPStatus.PRECONDITION_FAILED)
     ranges = request.http_range
     start = ranges.start or 0
     stop = size if ranges.stop is None else min(ranges.stop, size)
@@ -295,7 +307,7 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         file.seek(start)
         data = file.read(max(0, stop - start))
     status = HTTPStatus.PARTIAL_CONTENT if "Range" in request.headers else HTTPStatus.OK
-    return web.Response(body=data, status=status)
+    return web.Response(body=data, status=status, headers={"ETag": etag})
 
 
 async def put_object(request: web.Request) -> web.Response:
@@ -313,6 +325,10 @@ async def put_object(request: web.Request) -> web.Response:
 async def set_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.faults = Faults(**await request.json())
+    if not state.faults.hold_from_call:
+        state.released.set()  # the calls held go on
+    elif state.released.is_set():
+        state.released = asyncio.Event()  # a new hold
     return web.json_response(asdict(state.faults))
 
 
@@ -325,6 +341,7 @@ async def get_stats(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.faults, state.stats = Faults(), Stats()
+    state.released.set()
     state.arrivals.clear()
     return web.json_response({})
 

@@ -252,6 +252,9 @@ class RetentionConfig(StrictModel):
     sweep_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 10.0
 
 
+MIN_REPORT_KEY_BYTES = 32
+
+
 class OperatorConfig(StrictModel):
     default_storage: str
     storages: Annotated[dict[str, StorageConfig], Field(min_length=1)]
@@ -259,6 +262,19 @@ class OperatorConfig(StrictModel):
     chunks_in_flight_per_object: Annotated[int | None, Field(ge=1, le=64)] = None
     status_interval_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
     retention: RetentionConfig = RetentionConfig()
+    # A secret of at least 32 bytes (a mounted Secret) that signs the failure reports of manifests,
+    # which lie where tenants can write. Unset: the operator runs no manifests.
+    report_key_file: ReadableFile | None = None
+
+    @model_validator(mode="after")
+    def _report_key_is_a_secret(self) -> Self:
+        if self.report_key_file is not None:
+            length = len(self.report_key_file.read_bytes().strip())
+            if length < MIN_REPORT_KEY_BYTES:
+                raise ValueError(
+                    f"reportKeyFile holds {length} bytes; a report key needs at least {MIN_REPORT_KEY_BYTES}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _default_storage_exists(self) -> Self:

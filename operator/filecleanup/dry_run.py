@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from filecleanup import outcomes
 from filecleanup.context import ObjectContext, utcnow
+from filecleanup.gate import KeyGate
 from filecleanup.models import ConditionType, DryRunCounts, Phase, Reason
 from filecleanup.outcomes import Outcome
 from filecleanup.progress import unique_indexes
@@ -21,6 +22,7 @@ async def dry_run(
     context: ObjectContext,
     storage: Storage,
     *,
+    gate: KeyGate,
     workers: int,
     deadline: datetime.datetime | None,
     jitter: Callable[[], float],
@@ -51,7 +53,7 @@ async def dry_run(
     ):  # one write per try in an outage
         await write(outcomes.dry_run_checking(len(keys)))
     try:
-        results = await check_existence(storage, keys, spec.chunk_size, workers, deadline)
+        results = await check_existence(storage, gate, keys, spec.chunk_size, workers, deadline)
     except TimeoutError:
         outcome = outcomes.dry_run_deadline_exceeded(spec)
         await write(outcome)
@@ -68,8 +70,9 @@ async def dry_run(
     return None
 
 
-async def check_existence(
+async def check_existence(  # noqa: PLR0917  (the chunks' one path to the storage)
     storage: Storage,
+    gate: KeyGate,
     keys: Sequence[str],
     chunk_size: int,
     workers: int,
@@ -81,7 +84,7 @@ async def check_existence(
 
     async def check(chunk: Sequence[str]) -> ExistsResult:
         async with slots:
-            return await storage.exists(chunk)
+            return await storage.exists(chunk, gate=gate)
 
     remaining = None if deadline is None else max(0.0, (deadline - utcnow()).total_seconds())
     async with asyncio.timeout(remaining):

@@ -1,9 +1,14 @@
 """The run of a manifest's deletion (manifests.py has the reading and the progress): read the manifest
 through once to check it, then rounds over it and over the failure reports, with the same calls in
-flight, checkpoints, back-off, outage handling and deadline as an object's own keys."""
+flight, checkpoints, back-off, outage handling and deadline as an object's own keys.
+
+Status only ever holds what is saved: a checkpoint writes the failures since the last one as a report
+segment first, and the status written is the one as of that segment (``_durable``). A segment that
+cannot be written leaves its keys pending, as a storage outage would, and the counts exact."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import random
 from collections.abc import Callable
@@ -11,22 +16,41 @@ from collections.abc import Callable
 from filecleanup.backoff import retry_delay
 from filecleanup.config import OperatorConfig
 from filecleanup.context import ObjectContext, utcnow
-from filecleanup.manifests import ManifestError, SourceRound, check, report_key, report_prefix, segment
+from filecleanup.gate import KeyGate
+from filecleanup.manifests import (
+    ManifestError,
+    ReportPlace,
+    ReportSigner,
+    Source,
+    SourceProblem,
+    SourceRound,
+    check,
+    progress_problem,
+)
 from filecleanup.models import (
     MAX_LISTED_FAILED_KEYS,
     ConditionType,
     EventReason,
     FailedKey,
+    FileCleanupStatus,
     ManifestProgress,
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome, suspended
+from filecleanup.outcomes import Outcome, in_outage, suspended
 from filecleanup.progress import Counts
 from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, send_chunks
 from filecleanup.status import manifest_status, restarted_for_redrive
 from filecleanup.storage import Storage, StorageUnavailable
-from filecleanup.storage.base import ObjectMissing, ObjectStore
+from filecleanup.storage.base import ObjectChanged, ObjectMissing, ObjectRefused, ObjectStore
+
+
+class ReportNotSavedError(Exception):
+    """A report segment the storage did not take."""
+
+    def __init__(self, cause: StorageUnavailable | ObjectRefused | ObjectMissing) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class ManifestRun:
@@ -39,6 +63,8 @@ class ManifestRun:
         storage_name: str,
         storage: Storage,
         *,
+        gate: KeyGate,
+        signer: ReportSigner,
         workers: int,
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
@@ -51,6 +77,9 @@ class ManifestRun:
         self._config = config
         self._storage_name = storage_name
         self._storage = storage
+        self._gate = gate
+        self._signer = signer
+        self._place = ReportPlace(manifest.key, context.namespace, context.name)
         self._workers = workers
         self._store: ObjectStore = storage  # type: ignore[assignment]  # the plan checked it holds manifests
         self._manifest = manifest.key
@@ -61,6 +90,8 @@ class ManifestRun:
         # operator's pause of this storage.
         self._suspend_asked = False
         self._pause_seen = False
+        # A report segment that could not be written, in a checkpoint during the round: it stops.
+        self._report_error: StorageUnavailable | ObjectRefused | ObjectMissing | None = None
         status = context.status
         self.latest = status
         self.progress = (status.manifest or ManifestProgress()).model_copy()
@@ -74,10 +105,14 @@ class ManifestRun:
             chunk_size=status.chunk_size or context.spec.chunk_size,
         )
         self.listed: list[FailedKey] = list(status.failed_keys)
+        self._durable = self._snapshot()
 
     async def run(self, *, starting: bool, redrive: bool, deadline: datetime.datetime | None) -> float | None:
         context = self._context
-        if redrive:
+        problem = progress_problem(self.latest, self._place)
+        if problem is not None:
+            await self._start_over(problem)
+        if redrive and self.progress.checked:
             self._next_round(fresh_budget=True)
             message = (
                 f"redriving {self.progress.round_total} failed keys of the manifest with a fresh retry budget"
@@ -92,26 +127,53 @@ class ManifestRun:
             elif starting or redrive:
                 await self._write(self._deleting())
             return await self._rounds(deadline)
-        except ObjectMissing as missing:
-            return await self._finish(
-                Outcome(
-                    Phase.FAILED,
-                    Reason.MANIFEST_MISSING,
-                    f"the storage has no {missing}; nothing was deleted",
-                )
-            )
-        except ManifestError as error:
-            return await self._finish(
-                Outcome(Phase.FAILED, Reason.INVALID_MANIFEST, f"{error}; nothing more was deleted")
-            )
+        except ReportNotSavedError as error:
+            return await self._report_not_saved(error.cause)
+        except (ObjectMissing, ObjectChanged, ObjectRefused, ManifestError) as error:
+            return await self._finish(self._source_failed(error, f"the manifest {self._manifest}"))
         except StorageUnavailable as error:
             return await self._unavailable(error)
 
+    async def _report_not_saved(
+        self, error: StorageUnavailable | ObjectRefused | ObjectMissing
+    ) -> float | None:
+        """A report segment could not be written: its keys stay pending (status is as of the last
+        segment saved). An outage is waited out; a place no report can ever be written ends the run."""
+        if isinstance(error, StorageUnavailable):
+            return await self._unavailable(error)
+        return await self._finish(
+            Outcome(
+                Phase.FAILED,
+                Reason.INVALID_MANIFEST,
+                f"a failure report cannot be written ({error}); deleted {self.counts.deleted} of "
+                f"{self.counts.total} as of the last report saved, the rest not confirmed",
+            )
+        )
+
+    async def _start_over(self, problem: str) -> None:
+        """Status that cannot be true is not followed: the run starts over from the manifest, which
+        is checked again (deletes are idempotent, and the counts are rebuilt)."""
+        message = f"status not trusted ({problem}); starting over from the manifest"
+        self.latest = FileCleanupStatus()
+        self.progress = ManifestProgress()
+        self.counts = dataclasses.replace(
+            self.counts, total=0, deleted=0, failed=0, retries=0, chunk_size=self._context.spec.chunk_size
+        )
+        self.listed = []
+        self._commit()
+        await self._write(Outcome(Phase.IN_PROGRESS, Reason.INVALID_STATUS, message))
+        self._context.post_event("Warning", Reason.INVALID_STATUS, message)
+        self._context.logger.warning("Invalid status: %s", message)
+
     async def _check(self) -> Outcome | None:
         """Read the manifest through once: count its keys, and find any that may not be deleted."""
-        await self._write(
-            Outcome(Phase.IN_PROGRESS, Reason.DELETING, f"checking the manifest {self._manifest}")
-        )
+        if not in_outage(self.latest.condition(ConditionType.PROGRESSING)):  # one write per outage
+            await self._write(
+                Outcome(Phase.IN_PROGRESS, Reason.DELETING, f"checking the manifest {self._manifest}")
+            )
+        unstorable = self._place.problem()
+        if unstorable is not None:
+            return Outcome(Phase.FAILED, Reason.INVALID_MANIFEST, f"{unstorable}; nothing was deleted")
         rules = self._config.storages[self._storage_name].policy
         prefix = rules.prefix_for(self._context.namespace)
         checked = await check(self._store, self._manifest, prefix)
@@ -126,7 +188,10 @@ class ManifestRun:
         if not checked.total:
             return Outcome(Phase.FAILED, Reason.INVALID_MANIFEST, "the manifest lists no keys")
         self.counts.total = checked.total
-        self.progress = ManifestProgress(checked=True, round_total=checked.total)
+        self.progress = ManifestProgress(
+            checked=True, round_total=checked.total, version=checked.version, size=checked.size
+        )
+        self._commit()
         await self._write(self._deleting())
         return None
 
@@ -140,34 +205,53 @@ class ManifestRun:
             f"deleting {self.progress.round_total} keys from {source} in chunks of {self.counts.chunk_size}",
         )
 
-    async def _rounds(self, deadline: datetime.datetime | None) -> float | None:
-        progress, context = self.progress, self._context
+    def _source(self) -> SourceRound:
+        """The part of the round that reads the source the progress is at: the manifest, pinned to the
+        version checked; or a segment of the last round's report, whose lines must be signed."""
+        progress = self.progress
+        if progress.round == 0:
+            source = Source(self._store, self._manifest, progress.version)
+            return SourceRound(source, progress, self.counts.chunk_size)
+        segment = Source(self._store, self._place.key(progress.round - 1, progress.source))
+        return SourceRound(segment, progress, self.counts.chunk_size, signed_by=(self._signer, self._place))
+
+    async def _rounds(self, deadline: datetime.datetime | None) -> float | None:  # noqa: PLR0911  (each way a round ends)
+        context = self._context
         deleting = self._deleting()
-        while progress.source < progress.sources:
-            source = (
-                self._manifest
-                if progress.round == 0
-                else report_key(self._manifest, context.name, progress.round - 1, progress.source)
-            )
-            part = SourceRound(self._store, source, progress, self.counts.chunk_size)
+        while self.progress.source < self.progress.sources:
+            part = self._source()
             base_deleted = self.counts.deleted
 
             async def checkpoint(part: SourceRound = part, base_deleted: int = base_deleted) -> None:
-                await self._save(part, base_deleted, deleting)
+                if self._report_error is not None:
+                    return
+                try:
+                    await self._save(part, base_deleted, deleting)
+                except ReportNotSavedError as error:
+                    self._report_error = error.cause  # the round stops: see _stop
 
             unavailable = await send_chunks(
                 part,
                 self._storage,
+                gate=self._gate,
                 workers=self._workers,
                 checkpoint_interval=self._config.status_interval_seconds,
                 checkpoint=checkpoint,
                 stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
                 shutdown_seconds=self._shutdown_seconds,
-                stop_when=self._stop,
+                stop_when=lambda part=part: self._stop(part),  # type: ignore[misc]
             )
+            if self._report_error is not None:
+                return await self._report_not_saved(self._report_error)
             if unavailable is not None:
                 await self._save(part, base_deleted, None)
                 return await self._unavailable(unavailable)
+            if part.refused:
+                await self._save(part, base_deleted, None)
+                return await self._finish(self._refused(part))
+            if part.problem is not None:
+                await self._save(part, base_deleted, None)
+                return await self._finish(self._source_failed(part.problem, self._source_name()))
             if self._too_many_failed():
                 await self._save(part, base_deleted, None)
                 return await self._finish(self._max_failed_keys_exceeded())
@@ -188,13 +272,22 @@ class ManifestRun:
                 )
             if part.whole_call_failures:
                 self.counts.chunk_size = max(1, self.counts.chunk_size // 2)
+            await self._save(part, base_deleted, None)
+            progress = self.progress
             progress.source, progress.offset, progress.done = progress.source + 1, 0, ""
-            await self._save(part, base_deleted, deleting)
+            self._commit()
+            await self._write(deleting)
         return await self._round_over()
 
-    def _stop(self) -> bool:
+    def _stop(self, part: SourceRound) -> bool:
         self._pause_seen = self._pause_seen or self._storage_name in self._paused()
-        return self._suspend_asked or self._pause_seen or self._too_many_failed()
+        return (
+            self._suspend_asked
+            or self._pause_seen
+            or self._too_many_failed()
+            or bool(part.refused)
+            or self._report_error is not None
+        )
 
     def _too_many_failed(self) -> bool:
         """More keys of this round than spec.maxFailedKeys failed for good. Counted per round: a
@@ -204,7 +297,8 @@ class ManifestRun:
 
     def _max_failed_keys_exceeded(self) -> Outcome:
         progress = self.progress
-        progress.report = report_prefix(self._manifest, self._context.name, progress.round)
+        progress.report = self._place.prefix(progress.round)
+        self._commit()
         return Outcome(
             Phase.FAILED,
             Reason.MAX_FAILED_KEYS_EXCEEDED,
@@ -214,18 +308,59 @@ class ManifestRun:
             f"{progress.report}*",
         )
 
+    def _refused(self, part: SourceRound) -> Outcome:
+        progress = self.progress
+        progress.report = self._place.prefix(progress.round)
+        self._commit()
+        return Outcome(
+            Phase.FAILED,
+            Reason.FORBIDDEN,
+            f"{len(part.refused)} keys read from {self._source_name()} were refused before sending and "
+            f"never sent (e.g. {part.refused[0]}); deleted {self.counts.deleted} of {self.counts.total}, "
+            "the rest of the round not sent",
+        )
+
+    def _source_failed(self, error: SourceProblem, source: str) -> Outcome:
+        """A manifest or report that cannot be read on: the run ends, with nothing unchecked sent."""
+        done = f"deleted {self.counts.deleted} of {self.counts.total}" if self.progress.checked else ""
+        tail = f"; {done}, the rest not sent" if done else "; nothing was deleted"
+        match error:
+            case ObjectChanged():
+                return Outcome(
+                    Phase.FAILED,
+                    Reason.MANIFEST_CHANGED,
+                    f"{source} changed after it was first read; nothing from the new version was sent{tail}",
+                )
+            case ObjectMissing():
+                return Outcome(Phase.FAILED, Reason.MANIFEST_MISSING, f"the storage has no {error}{tail}")
+            case _:
+                return Outcome(Phase.FAILED, Reason.INVALID_MANIFEST, f"{source}: {error}{tail}")
+
     async def _save(self, part: SourceRound, base_deleted: int, outcome: Outcome | None) -> None:
-        """A checkpoint: the failures since the last one as a report segment, then the status."""
-        if part.failures:
-            key = report_key(self._manifest, self._context.name, self.progress.round, self.progress.segments)
-            await self._store.write(key, segment(part.failures))
-            self.progress.segments += 1
-            part.failures = []
+        """A checkpoint: the failures since the last one as a report segment, then the status as of
+        that segment. Raises what the storage raised if the segment could not be written; the status
+        then stays as it was, and the run goes back to it."""
+        progress = self.progress
+        failures, part.failures = part.failures, []
+        segment = progress.segments
+        if failures:
+            progress.segments += 1
         self.counts.deleted = base_deleted + part.deleted
         room = MAX_LISTED_FAILED_KEYS - len(self.listed)
         self.listed += part.listed[:room]
         part.listed = []
         self._update_failed()
+        snapshot = self._snapshot()  # as of this instant: the calls go on while the segment is written
+        if failures:
+            try:
+                await self._store.write(
+                    self._place.key(progress.round, segment),
+                    self._signer.segment(self._place, progress.round, failures),
+                )
+            except (StorageUnavailable, ObjectRefused, ObjectMissing) as error:
+                self.progress, self.counts, self.listed = self._copy(self._durable)
+                raise ReportNotSavedError(error) from error
+        self._durable = snapshot
         if outcome is not None:
             await self._write(outcome)
 
@@ -236,6 +371,16 @@ class ManifestRun:
 
     async def _round_over(self) -> float | None:
         progress, spec = self.progress, self._context.spec
+        if progress.sent != progress.round_total:
+            source = "the manifest" if progress.round == 0 else f"the report of round {progress.round - 1}"
+            return await self._finish(
+                Outcome(
+                    Phase.FAILED,
+                    Reason.INVALID_MANIFEST,
+                    f"{source} held {progress.sent} keys where {progress.round_total} were expected: it was "
+                    f"changed outside the operator; deleted {self.counts.deleted} of {self.counts.total}",
+                )
+            )
         if not progress.failed_now:
             outcome = Outcome(
                 Phase.SUCCEEDED,
@@ -243,7 +388,8 @@ class ManifestRun:
                 f"deleted {self.counts.deleted} of {self.counts.total} keys",
             )
             return await self._finish(outcome)
-        progress.report = report_prefix(self._manifest, self._context.name, progress.round)
+        progress.report = self._place.prefix(progress.round)
+        self._commit()
         if self.counts.retries >= spec.max_retries:
             outcome = Outcome(
                 Phase.FAILED,
@@ -275,6 +421,8 @@ class ManifestRun:
             sources=progress.segments,
             round_total=progress.failed_now,
             report=progress.report,
+            version=progress.version,
+            size=progress.size,
         )
         self.listed = []
         if fresh_budget:
@@ -284,6 +432,7 @@ class ManifestRun:
         else:
             self.counts.retries += 1
         self._update_failed()
+        self._commit()
 
     async def _unavailable(self, error: StorageUnavailable) -> float | None:
         return await self._context.storage_unavailable(
@@ -292,6 +441,12 @@ class ManifestRun:
             write=self._write,
             jitter=self._jitter(),
         )
+
+    def _source_name(self) -> str:
+        progress = self.progress
+        if progress.round == 0:
+            return f"the manifest {self._manifest}"
+        return f"the report segment {self._place.key(progress.round - 1, progress.source)}"
 
     async def _finish(self, outcome: Outcome) -> float | None:
         await self._write(outcome)
@@ -303,13 +458,28 @@ class ManifestRun:
             self._context.logger.error("%s: %s", outcome.reason, outcome.message)
         return None
 
+    Snapshot = tuple[ManifestProgress, Counts, list[FailedKey]]
+
+    def _snapshot(self) -> Snapshot:
+        return self._copy((self.progress, self.counts, self.listed))
+
+    @staticmethod
+    def _copy(state: Snapshot) -> Snapshot:
+        progress, counts, listed = state
+        return progress.model_copy(), dataclasses.replace(counts), list(listed)
+
+    def _commit(self) -> None:
+        """What is in memory is all saved (no failure waits for its segment): status may show it."""
+        self._durable = self._snapshot()
+
     async def _write(self, outcome: Outcome) -> None:
+        progress, counts, listed = self._durable
         status = manifest_status(
             self.latest,
             storage=self._storage_name,
-            progress=self.progress,
-            counts=self.counts,
-            listed=self.listed,
+            progress=progress,
+            counts=counts,
+            listed=listed,
             outcome=outcome,
             generation=self._context.generation,
             now=utcnow(),

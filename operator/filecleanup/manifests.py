@@ -4,40 +4,65 @@ few KB, whatever the number of keys.
 
 A manifest is read as a stream, a part at a time, never held whole. A run first reads it through once
 to check every key (its rules, and the storage's policy for the object's namespace) and to count
-them: one bad key, and nothing is deleted. Then rounds of deletion: round 0 reads the manifest; a
-retry round reads the failure report of the round before it. Progress is a byte offset in the source
-being read, with the byte ranges past it already done (calls finish out of order); a checkpoint first
-writes the failures recorded since the last one as a report segment, then the status, so a killed
-operator resumes exactly: nothing confirmed at the checkpoint is sent again, and the counts hold.
+them: one bad key, and nothing is deleted. That read pins the manifest's version (its ETag, or a
+file's identity), and every later read must find the same version. Then rounds of deletion: round 0
+reads the manifest; a retry round reads the failure report of the round before it. Progress is a byte
+offset in the source being read, with the byte ranges past it already done (calls finish out of
+order); a checkpoint first writes the failures recorded since the last one as a report segment, then
+the status, so a killed operator resumes exactly: nothing confirmed at the checkpoint is sent again,
+and the counts hold.
 
-A report segment holds one failed key per line, with its error after a tab (a key has no control
-characters): ``{manifest}.report/{object}/round-{n}/{segment}``.
+Nothing read back is trusted: every key is checked again as it is sent (gate.py), and each line of a
+report segment carries a signature (HMAC-SHA256) with a key only the operator holds, over the object,
+the round and the key, so a line anybody else wrote or copied from another object is found out.
+A segment's line: the key, a tab, the signature, a tab, the key's error (a key has no control
+characters): ``{manifest}.report/{namespace}/{object}/round-{n}/{segment}``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from filecleanup import redaction
+from filecleanup.config import MIN_REPORT_KEY_BYTES, OperatorConfig
 from filecleanup.keys import key_problem
-from filecleanup.models import MAX_LISTED_FAILED_KEYS, FailedKey, ManifestProgress
+from filecleanup.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupStatus, ManifestProgress
 from filecleanup.progress import readable_error
-from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ObjectStore
+from filecleanup.storage.base import (
+    NOT_CONFIRMED,
+    ChunkResult,
+    ObjectChanged,
+    ObjectMissing,
+    ObjectRefused,
+    ObjectStore,
+)
 
 READ_BLOCK_BYTES = 256 * 1024
 MAX_LINE_BYTES = 4 * 1024 + 512  # a key of 1,024 characters, escaped at worst, with its error
+UTF8_BOM = b"\xef\xbb\xbf"  # some editors start a text file with it; it is no part of the first key
+MAX_ROUNDS = 9999  # round-NNNN
+MAX_SEGMENTS = 99999  # NNNNN
+SIGNATURE_CHARACTERS = 32  # 128 bits of HMAC-SHA256, in hex
 
 
 class ManifestError(ValueError):
-    """A manifest that cannot be read as one: a line too long, or not UTF-8."""
+    """A manifest or report that cannot be used as one: a line too long, not UTF-8, a report line
+    without the operator's signature."""
+
+
+# What ends the reading of a source for good (no retry helps): the run says so and stops.
+SourceProblem = ManifestError | ObjectMissing | ObjectChanged | ObjectRefused
 
 
 class Line(NamedTuple):  # a million of them per manifest: a tuple is the cheapest to make
     start: int  # byte offset of the line in its source
     end: int  # byte offset just past its line feed
     key: str
-    error: str  # in a report segment: the key's error in the round before
+    rest: str  # after the key's tab, in a report segment: the signature, a tab, the key's error
 
 
 # Byte ranges ("100-200,300-400": start inclusive, end exclusive) already done past the offset.
@@ -72,23 +97,40 @@ def advance(offset: int, done: Sequence[tuple[int, int]]) -> tuple[int, list[tup
     return offset, merged
 
 
-async def lines(store: ObjectStore, key: str, offset: int) -> AsyncIterator[Line]:
-    """The lines of ``key`` from ``offset``, read a block at a time; a line is a key, or in a report
-    segment a key, a tab and its error. A carriage return before the line feed is dropped; an empty
-    line has an empty key."""
-    buffer = b""
-    position = offset  # where ``buffer`` starts in the source
-    while True:
-        block = await store.read(key, position + len(buffer), READ_BLOCK_BYTES)
-        buffer += block
-        cut = buffer.rfind(b"\n") + 1 if block else len(buffer)  # the last line may lack its line feed
-        for line in _split(buffer[:cut], position):
-            yield line
-        buffer, position = buffer[cut:], position + cut
-        if len(buffer) > MAX_LINE_BYTES:
-            raise ManifestError(f"a line at byte {position} is longer than a key can be")
-        if not block:
-            return
+class Source:
+    """One object read as lines, pinned to one version: the one given, else the one first read. Any
+    read that finds another raises :class:`ObjectChanged`."""
+
+    def __init__(self, store: ObjectStore, key: str, version: str = "") -> None:
+        self._store = store
+        self.key = key
+        self.version = version
+        self.size = 0  # bytes read up to the end, once read through
+
+    async def lines(self, offset: int) -> AsyncIterator[Line]:
+        """The lines from ``offset``, read a block at a time; a line is a key, or in a report segment
+        a key, a tab and the rest. A UTF-8 byte order mark at the start is skipped; a carriage return
+        before the line feed is dropped; an empty line has an empty key."""
+        buffer = b""
+        position = offset  # where ``buffer`` starts in the source
+        while True:
+            part = await self._store.read(
+                self.key, position + len(buffer), READ_BLOCK_BYTES, version=self.version
+            )
+            self.version = self.version or part.version
+            block = part.data
+            buffer += block
+            if position == 0 and buffer.startswith(UTF8_BOM):
+                buffer, position = buffer[len(UTF8_BOM) :], len(UTF8_BOM)
+            cut = buffer.rfind(b"\n") + 1 if block else len(buffer)  # the last line may lack its line feed
+            for line in _split(buffer[:cut], position):
+                yield line
+            buffer, position = buffer[cut:], position + cut
+            if len(buffer) > MAX_LINE_BYTES:
+                raise ManifestError(f"a line at byte {position} is longer than a key can be")
+            if not block:
+                self.size = position
+                return
 
 
 def _split(raw: bytes, start: int) -> list[Line]:
@@ -113,8 +155,8 @@ def _split(raw: bytes, start: int) -> list[Line]:
         if size > MAX_LINE_BYTES:
             raise ManifestError(f"a line at byte {at} is longer than a key can be")
         end = at + size + feed
-        key, _, reason = piece.removesuffix("\r").partition("\t")
-        result.append(Line(at, end, key, reason))
+        key, _, rest = piece.removesuffix("\r").partition("\t")
+        result.append(Line(at, end, key, rest))
         at = end
     return result
 
@@ -135,13 +177,16 @@ class Checked:
     total: int = 0
     problems: list[str] = field(default_factory=list)  # the first few, each naming its line
     problem_count: int = 0
+    version: str = ""  # the version read: every later read must find it
+    size: int = 0
 
 
 async def check(store: ObjectStore, key: str, prefix: str, shown: int = 3) -> Checked:
     """Read the manifest through: count its keys, and find those that break the key rules or fall
     outside the policy's ``prefix``."""
     checked = Checked()
-    async for line in lines(store, key, 0):
+    source = Source(store, key)
+    async for line in source.lines(0):
         if not line.key:
             continue
         checked.total += 1
@@ -150,26 +195,88 @@ async def check(store: ObjectStore, key: str, prefix: str, shown: int = 3) -> Ch
             checked.problem_count += 1
             if len(checked.problems) < shown:
                 checked.problems.append(f"line {checked.total}: {problem}")
+    checked.version, checked.size = source.version, source.size
     return checked
 
 
-def report_prefix(manifest: str, name: str, round_number: int) -> str:
-    """Where the failure report of a round goes: next to the manifest, so under the same policy."""
-    return f"{manifest}.report/{name}/round-{round_number:04d}/"
+@dataclass(frozen=True)
+class ReportPlace:
+    """Where the failure reports of one object's manifest go: next to the manifest, so under the same
+    policy, and apart for each object (by namespace and name)."""
+
+    manifest: str
+    namespace: str
+    name: str
+
+    def prefix(self, round_number: int) -> str:
+        return f"{self.manifest}.report/{self.namespace}/{self.name}/round-{round_number:04d}/"
+
+    def key(self, round_number: int, segment: int) -> str:
+        return f"{self.prefix(round_number)}{segment:05d}"
+
+    def problem(self) -> str | None:
+        """Why no report of this object can ever be stored, or None (checked before anything is sent:
+        a failure must always have a place to go)."""
+        longest = self.key(MAX_ROUNDS, MAX_SEGMENTS)
+        problem = key_problem(longest)
+        if problem is None and any(len(part.encode()) > 255 for part in longest.split("/")):  # noqa: PLR2004
+            problem = "a path segment is longer than 255 bytes"  # NAME_MAX on every common filesystem
+        return None if problem is None else f"its failure reports cannot be stored at {longest!r}: {problem}"
 
 
-def report_key(manifest: str, name: str, round_number: int, segment: int) -> str:
-    return f"{report_prefix(manifest, name, round_number)}{segment:05d}"
+class ReportSigner:
+    """Signs and checks the lines of failure reports with a key only the operator holds: a report lies
+    next to the manifest, where the tenant that wrote the manifest can write too."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < MIN_REPORT_KEY_BYTES:
+            raise ValueError(f"a report key must have at least {MIN_REPORT_KEY_BYTES} bytes")
+        self._secret = secret
+
+    def _signature(self, place: ReportPlace, round_number: int, key: str) -> str:
+        message = f"{place.namespace}\n{place.name}\n{place.manifest}\n{round_number}\n{key}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:SIGNATURE_CHARACTERS]
+
+    def segment(self, place: ReportPlace, round_number: int, failures: Sequence[tuple[str, str]]) -> bytes:
+        """A report segment: a failed key per line, a tab, its signature, a tab, its error (one line)."""
+        return "".join(
+            f"{key}\t{self._signature(place, round_number, key)}\t{' '.join(error.splitlines())}\n"
+            for key, error in failures
+        ).encode()
+
+    def verified(self, place: ReportPlace, round_number: int, line: Line) -> bool:
+        """Whether the line is one this operator wrote for this object and round."""
+        signature, _, _ = line.rest.partition("\t")
+        expected = self._signature(place, round_number, line.key)
+        return hmac.compare_digest(signature.encode(), expected.encode())  # any text a tenant wrote
+
+
+def report_signer(config: OperatorConfig) -> ReportSigner | None:
+    """The signer of the configuration's reportKeyFile (surrounding whitespace is no part of the
+    key), or None without one. Raises ``ValueError`` for a key too short to be secret."""
+    if config.report_key_file is None:
+        return None
+    secret = config.report_key_file.read_bytes().strip()
+    redaction.register(secret.decode(errors="replace"))
+    return ReportSigner(secret)
 
 
 class SourceRound:
     """The part of a round that reads one source (the manifest, or one segment of the report of the
     round before), as ``rounds.send_chunks`` sends it: it records the outcomes into ``progress``
-    and keeps the failures until the next checkpoint writes them as a report segment."""
+    and keeps the failures until the next checkpoint writes them as a report segment. A source that
+    cannot be read on (changed, gone, not a file, a line not signed) stops the reading: ``problem``."""
 
-    def __init__(self, store: ObjectStore, source: str, progress: ManifestProgress, chunk_size: int) -> None:
-        self._store = store
+    def __init__(
+        self,
+        source: Source,
+        progress: ManifestProgress,
+        chunk_size: int,
+        *,
+        signed_by: tuple[ReportSigner, ReportPlace] | None = None,
+    ) -> None:
         self._source = source
+        self._signed_by = signed_by
         self.progress = progress
         self._chunk_size = chunk_size
         self._done = parse_intervals(progress.done)
@@ -177,18 +284,34 @@ class SourceRound:
         self.deleted = 0  # confirmed in this run
         self.listed: list[FailedKey] = []  # the first failures, for status
         self.whole_call_failures = 0
+        self.refused: list[str] = []  # keys the gate refused, each with why
+        self.problem: SourceProblem | None = None
 
     async def chunks(self) -> AsyncIterator[Chunk]:
         pending: list[Line] = []
-        async for line in lines(self._store, self._source, self.progress.offset):
-            if not line.key or any(start <= line.start < end for start, end in self._done):
-                continue
-            pending.append(line)
-            if len(pending) == self._chunk_size:
-                yield Chunk(pending)
-                pending = []
+        try:
+            async for line in self._source.lines(self.progress.offset):
+                if not line.key or any(start <= line.start < end for start, end in self._done):
+                    continue
+                self._verify(line)
+                pending.append(line)
+                if len(pending) == self._chunk_size:
+                    yield Chunk(pending)
+                    pending = []
+        except (ManifestError, ObjectMissing, ObjectChanged, ObjectRefused) as problem:
+            self.problem = problem
+            return
         if pending:
             yield Chunk(pending)
+
+    def _verify(self, line: Line) -> None:
+        if self._signed_by is None:
+            return
+        signer, place = self._signed_by
+        if not signer.verified(place, self.progress.round - 1, line):
+            raise ManifestError(
+                f"the line at byte {line.start} of {self._source.key} is not one this operator wrote"
+            )
 
     def keys(self, chunk: Chunk) -> list[str]:
         return [line.key for line in chunk.lines]
@@ -204,6 +327,8 @@ class SourceRound:
             progress.failed_now += 1
             if line.key in result.permanent:
                 progress.permanent_now += 1
+            if line.key in result.refused:
+                self.refused.append(f"{line.key!r}: {error}")
             self.failures.append((line.key, error))
             if len(self.listed) < MAX_LISTED_FAILED_KEYS:
                 self.listed.append(FailedKey(key=line.key, error=error, attempts=progress.round + 1))
@@ -213,6 +338,50 @@ class SourceRound:
         progress.done = format_intervals(self._done)
 
 
-def segment(failures: Sequence[tuple[str, str]]) -> bytes:
-    """A report segment: a failed key per line, a tab, its error (on one line)."""
-    return "".join(f"{key}\t{' '.join(error.splitlines())}\n" for key, error in failures).encode()
+def progress_problem(status: FileCleanupStatus, place: ReportPlace) -> str | None:
+    """Why a manifest's progress in status cannot be true, or None: status is written back by the
+    API server, and whoever may patch it could point a run anywhere."""
+    progress = status.manifest
+    if progress is None:
+        return None
+    if not progress.checked:
+        return None if progress == ManifestProgress() else "progress of a manifest not yet checked"
+    return _count_problem(status, progress) or _place_problem(progress, place)
+
+
+def _count_problem(  # noqa: PLR0911  (one rule, one message)
+    status: FileCleanupStatus, progress: ManifestProgress
+) -> str | None:
+    if not 0 <= progress.round <= MAX_ROUNDS or not 0 <= progress.segments <= MAX_SEGMENTS:
+        return "a round or segment number out of range"
+    if status.total < 1 or progress.size < 1 or status.deleted > status.total:
+        return f"counts that no checked manifest gives (total {status.total}, deleted {status.deleted})"
+    if not 0 <= progress.permanent_now <= progress.failed_now <= progress.sent <= progress.round_total:
+        return "the round's counts do not add up"
+    if progress.round_total > status.total or (progress.round == 0 and progress.round_total != status.total):
+        return f"a round of {progress.round_total} keys in a manifest of {status.total}"
+    if progress.round == 0 and progress.sources != 1:
+        return "round 0 reads the manifest alone"
+    # Every round after the first is a retry or a redrive (which starts the retries again at 0).
+    if progress.round < status.retries or (progress.round > 0 and not status.retries + status.redrives):
+        return f"round {progress.round} after {status.retries} retries and {status.redrives} redrives"
+    if not 0 <= progress.source <= progress.sources or progress.sources < 1:
+        return "a source out of range"
+    if progress.failed_now and not progress.segments:
+        return "failed keys without a report"
+    return None
+
+
+def _place_problem(progress: ManifestProgress, place: ReportPlace) -> str | None:
+    try:
+        done = parse_intervals(progress.done)
+    except ManifestError as error:
+        return str(error)
+    end = progress.size if progress.round == 0 else None
+    if progress.offset < 0 or (end is not None and progress.offset > end):
+        return "an offset outside the manifest"
+    if any(start <= progress.offset or (end is not None and stop > end) for start, stop in done):
+        return "done byte ranges outside the source"
+    if progress.report not in {"", place.prefix(max(0, progress.round - 1)), place.prefix(progress.round)}:
+        return "a report that is not this object's"
+    return None

@@ -129,6 +129,7 @@ class Reason(StrEnum):
     STORAGE_CHANGED = "StorageChanged"
     INVALID_MANIFEST = "InvalidManifest"
     MANIFEST_MISSING = "ManifestMissing"
+    MANIFEST_CHANGED = "ManifestChanged"
     SUSPENDED = "Suspended"
     OPERATOR_PAUSED = "OperatorPaused"
     RESUMED = "Resumed"
@@ -169,6 +170,10 @@ class ManifestProgress(CamelModel):
     failed_now: int = 0  # keys of this round that failed
     permanent_now: int = 0  # keys of this round that failed for good (spec.maxFailedKeys counts them)
     report: str = ""  # where the report of the last round is (its segments), for people
+    version: Annotated[str, Field(max_length=1024)] = (
+        ""  # the manifest's version as checked (its ETag, or a file's identity)
+    )
+    size: int = 0  # the manifest's bytes as checked
 
 
 class FailedKey(CamelModel):

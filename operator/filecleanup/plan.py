@@ -53,6 +53,7 @@ class StorageRules:
     policy: StoragePolicy
     max_keys_per_call: int | None = None
     holds_manifests: bool = False  # it serves whole objects: manifests and their reports
+    signs_reports: bool = True  # the operator has a report key (reportKeyFile): it runs manifests
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,12 @@ def _check_storage(  # noqa: PLR0911  (a decision table)
             return Reject(
                 Reason.INVALID_MANIFEST,
                 f"storage {storage!r} holds no manifests (an http storage needs objectsUrl)",
+            )
+        if not rules.signs_reports:
+            return Reject(
+                Reason.INVALID_MANIFEST,
+                "the operator has no reportKeyFile to sign the failure reports of manifests with, so it "
+                "runs no manifests; nothing was deleted",
             )
         if not spec.manifest.key.startswith(prefix):
             return Reject(

@@ -19,8 +19,10 @@ from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
 from filecleanup.context import InvalidObject, LastWritten, Next, ObjectContext, utcnow
 from filecleanup.dry_run import dry_run
+from filecleanup.gate import KeyGate
 from filecleanup.kube import ObjectGone
 from filecleanup.manifest_run import ManifestRun
+from filecleanup.manifests import report_signer
 from filecleanup.metrics import Metrics
 from filecleanup.models import (
     DEFAULT_CONTROLLER,
@@ -101,11 +103,13 @@ class Reconciler:
         self._metrics = metrics
         self._jitter = jitter
         self._shutdown_seconds = shutdown_seconds
+        self._signer = report_signer(config)
         self._rules = {
             name: StorageRules(
                 policy=config.storages[name].policy,
                 max_keys_per_call=storage.max_keys_per_call,
                 holds_manifests=storage.holds_manifests,
+                signs_reports=self._signer is not None,
             )
             for name, storage in storages.items()
         }
@@ -241,22 +245,29 @@ class Reconciler:
                 return await dry_run(
                     context,
                     self._storages[storage],
+                    gate=self._gate(context, storage),
                     workers=self._workers(storage),
                     deadline=deadline,
                     jitter=self._jitter,
                 )
             case RunManifest(storage, starting, redrive, deadline):
+                assert self._signer is not None  # noqa: S101  (plan runs no manifest without one)
                 manifest = ManifestRun(
                     context,
                     self._config,
                     storage,
                     self._storages[storage],
+                    gate=self._gate(context, storage),
+                    signer=self._signer,
                     workers=self._workers(storage),
                     jitter=self._jitter,
                     shutdown_seconds=self._shutdown_seconds,
                     paused=self._paused,
                 )
                 return await manifest.run(starting=starting, redrive=redrive, deadline=deadline)
+
+    def _gate(self, context: ObjectContext, storage_name: str) -> KeyGate:
+        return KeyGate(self._config.storages[storage_name].policy, context.namespace)
 
     def _workers(self, storage_name: str) -> int:
         """Calls in flight per object: as configured, else as many as the storage takes, so that one
@@ -327,6 +338,7 @@ class Reconciler:
         unavailable = await send_chunks(
             KeysRound(progress),
             self._storages[storage_name],
+            gate=self._gate(context, storage_name),
             workers=self._workers(storage_name),
             checkpoint_interval=checkpoint_interval(self._config.status_interval_seconds, progress.total),
             checkpoint=checkpoint,

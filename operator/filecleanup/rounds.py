@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
+from filecleanup.gate import KeyGate
 from filecleanup.progress import Progress
 from filecleanup.storage import ChunkResult, Storage, StorageUnavailable
 from filecleanup.storage.base import NotSent
@@ -95,6 +96,7 @@ async def send_chunks(
     work: RoundWork[ChunkT],
     storage: Storage,
     *,
+    gate: KeyGate,
     workers: int,
     checkpoint_interval: float,
     checkpoint: Callable[[], Awaitable[None]],
@@ -103,7 +105,7 @@ async def send_chunks(
     stop_when: Callable[[], bool] = lambda: False,
 ) -> StorageUnavailable | None:
     """Send the round's chunks, up to ``workers`` calls in flight, checkpointing at most once per
-    ``checkpoint_interval``.
+    ``checkpoint_interval``. Every key passes ``gate`` as it is sent (``Storage.delete``).
 
     No new chunk starts once the storage is unavailable, ``stop_after`` seconds have passed or
     ``stop_when()`` says so (too many keys failed for good, the object suspended). When the
@@ -143,7 +145,7 @@ async def send_chunks(
         while (chunk := await take()) is not None:
             # A task of its own, shielded: cancelling the round must not abort a call the storage may
             # already have acted on.
-            call = asyncio.ensure_future(storage.delete(work.keys(chunk), may_start=may_start))
+            call = asyncio.ensure_future(storage.delete(work.keys(chunk), gate=gate, may_start=may_start))
             try:
                 result = await asyncio.shield(call)
             except NotSent:

@@ -25,6 +25,7 @@ from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.kube import Kube, Manifest
 from tests.storage_fixtures import RunningServer, http_backend, storage_server
+from tests.support.gates import OPEN_GATE
 from tests.support.processes import OperatorProcess
 from tests.support.storages import OPEN_POLICY, S3_BUCKET, MotoProcess, StorageProcess
 
@@ -58,12 +59,14 @@ async def test_a_trickled_reply_ends_at_the_overall_deadline_and_frees_its_slot(
     storage_server.fault(trickle_seconds=0.5)  # within every read timeout, never within the deadline
     limited = ConcurrencyLimited(http, Limiter(1), metrics=Metrics())
     started = time.monotonic()
-    result = await limited.delete(["a/1.jpg"])
+    result = await limited.delete(["a/1.jpg"], gate=OPEN_GATE)
     elapsed = time.monotonic() - started
     assert result.failed == {"a/1.jpg": "no complete reply within 1.5 s: outcome unknown"}
     assert elapsed < 2.5
     storage_server.fault()
-    second = await asyncio.wait_for(limited.delete(["a/1.jpg"]), timeout=5)  # the slot was freed
+    second = await asyncio.wait_for(
+        limited.delete(["a/1.jpg"], gate=OPEN_GATE), timeout=5
+    )  # the slot was freed
     assert second.deleted == {"a/1.jpg"}
 
 
@@ -110,7 +113,7 @@ async def test_a_bug_in_a_backend_fails_the_chunk_and_is_counted(tmp_path: Path)
         async def aclose(self) -> None:
             pass
 
-    result = await ConcurrencyLimited(Broken(), Limiter(1), metrics=Metrics()).delete(["a"])
+    result = await ConcurrencyLimited(Broken(), Limiter(1), metrics=Metrics()).delete(["a"], gate=OPEN_GATE)
     assert result.whole_call_failed
     assert result.failed == {
         "a": "internal error in the operator's broken backend (RuntimeError); see its log"

@@ -12,6 +12,7 @@ from filecleanup.metrics import Metrics
 from filecleanup.storage.base import ConcurrencyLimited, StorageUnavailable
 from filecleanup.storage.limits import Limiter
 from tests.storage_fixtures import RunningServer, http_backend, storage_server
+from tests.support.gates import OPEN_GATE
 
 __all__ = ["storage_server"]
 
@@ -114,7 +115,7 @@ async def test_concurrency_limit_holds_across_callers(storage_server: RunningSer
     storage = ConcurrencyLimited(
         http_backend(storage_server.url, maxConcurrentRequests=3), Limiter(3), metrics=Metrics()
     )
-    await asyncio.gather(*(storage.delete([f"k/{i}"]) for i in range(12)))
+    await asyncio.gather(*(storage.delete([f"k/{i}"], gate=OPEN_GATE) for i in range(12)))
     await storage.aclose()
     assert storage_server.state.stats.peak_in_flight == 3
     assert storage_server.state.stats.calls == 12

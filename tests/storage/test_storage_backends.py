@@ -13,7 +13,7 @@ import pytest
 
 from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
 from filecleanup.storage import Backend, StorageUnavailable, open_storage
-from filecleanup.storage.base import ChecksExistence, ObjectMissing, ObjectStore
+from filecleanup.storage.base import ChecksExistence, ObjectChanged, ObjectMissing, ObjectStore
 from tests.storage_fixtures import RunningServer, storage_server
 from tests.support.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 
@@ -140,14 +140,21 @@ async def test_objects_are_read_a_range_at_a_time_and_written_whole(backend: Bac
     store = cast("ObjectStore", backend.storage)
     data = "".join(f"albums/7/{i:05d}.jpg\n" for i in range(2000)).encode()
     await store.write("albums/7/.manifest", data)
-    assert await store.read("albums/7/.manifest", 0, 100) == data[:100]
-    assert await store.read("albums/7/.manifest", 30_000, 10_000) == data[30_000:40_000]
-    assert await store.read("albums/7/.manifest", len(data) - 5, 100) == data[-5:]
-    assert await store.read("albums/7/.manifest", len(data), 100) == b""
+    first = await store.read("albums/7/.manifest", 0, 100)
+    assert first.data == data[:100]
+    assert first.version  # every backend here names the version it read
+    pinned = first.version
+    assert (await store.read("albums/7/.manifest", 30_000, 10_000, version=pinned)).data == data[
+        30_000:40_000
+    ]
+    assert (await store.read("albums/7/.manifest", len(data) - 5, 100, version=pinned)).data == data[-5:]
+    assert (await store.read("albums/7/.manifest", len(data), 100, version=pinned)).data == b""
     with pytest.raises(ObjectMissing):
         await store.read("albums/7/.no-such-manifest", 0, 100)
     await store.write("albums/7/.manifest", b"replaced\n")
-    assert await store.read("albums/7/.manifest", 0, 100) == b"replaced\n"
+    assert (await store.read("albums/7/.manifest", 0, 100)).data == b"replaced\n"
+    with pytest.raises(ObjectChanged):  # pinned reads see the replacement, and refuse it
+        await store.read("albums/7/.manifest", 0, 100, version=pinned)
 
 
 async def test_s3_key_prefix_confines_deletes(moto: MotoProcess) -> None:

@@ -4,6 +4,7 @@ helpers that start and stop local servers."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -63,6 +64,10 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.config_path = workdir / "operator-config.yaml"
+        if "reportKeyFile" not in config:  # as the chart does: a key of its own, in a file
+            key_file = workdir / "report-key"
+            key_file.write_text(secrets.token_hex(32))
+            config = {**config, "reportKeyFile": str(key_file)}
         self.config_path.write_text(yaml.safe_dump(config))
         self.log = workdir / "operator.log"
         self.process: subprocess.Popen[bytes] | None = None

@@ -27,6 +27,7 @@ from filecleanup.storage.base import (
 )
 from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.limits import Limiter
+from tests.support.gates import OPEN_GATE
 from tests.unit.decisions import NOW, plan, spec
 from tests.unit.test_reconciler import Events, FakeSink, context
 from tests.unit.test_reconciler import reconciler as make_reconciler
@@ -169,7 +170,7 @@ async def test_a_dry_run_waits_for_an_unavailable_storage_without_a_verdict() ->
 async def test_the_concurrency_limit_passes_the_check_through_and_knows_a_storage_without_it() -> None:
     metrics = Metrics()
     limited = ConcurrencyLimited(CheckingStorage(present={"a"}), Limiter(2), metrics)
-    assert await limited.exists(["a", "b"]) == ExistsResult(
+    assert await limited.exists(["a", "b"], gate=OPEN_GATE) == ExistsResult(
         existing=frozenset({"a"}), missing=frozenset({"b"})
     )
 
@@ -186,7 +187,7 @@ async def test_the_concurrency_limit_passes_the_check_through_and_knows_a_storag
             """Nothing to release."""
 
     blind = ConcurrencyLimited(DeleteOnly(), Limiter(2), metrics)
-    assert await blind.exists(["a"]) == ExistsResult.unknown()
+    assert await blind.exists(["a"], gate=OPEN_GATE) == ExistsResult.unknown()
 
 
 # The HTTP backend: an opt-in extension of the contract
@@ -225,7 +226,7 @@ async def test_http_without_a_dry_run_url_knows_nothing_and_sends_nothing() -> N
 
     storage = http_storage(httpx.MockTransport(refuse))
     limited = ConcurrencyLimited(storage, Limiter(2), Metrics())
-    assert await limited.exists(["a", "b"]) == ExistsResult.unknown()
+    assert await limited.exists(["a", "b"], gate=OPEN_GATE) == ExistsResult.unknown()
     await storage.aclose()
 
 

@@ -4,6 +4,7 @@ over an in-memory object store that may return short reads."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import random
 
@@ -15,17 +16,18 @@ from filecleanup.manifests import (
     MAX_LINE_BYTES,
     Line,
     ManifestError,
+    ReportPlace,
+    ReportSigner,
+    Source,
     SourceRound,
     advance,
     check,
     format_intervals,
-    lines,
     parse_intervals,
-    report_key,
-    segment,
+    progress_problem,
 )
-from filecleanup.models import ManifestProgress
-from filecleanup.storage.base import ChunkResult
+from filecleanup.models import FileCleanupStatus, ManifestProgress
+from filecleanup.storage.base import ChunkResult, ObjectChanged, ObjectPart
 
 # Any text a key may hold, and what a line may hold around it.
 KEY_TEXT = st.text(st.characters(exclude_characters="\n\r\t", exclude_categories=["Cs"]), max_size=30)
@@ -39,9 +41,12 @@ class MemoryStore:
         self.most = most
         self.reads = 0
 
-    async def read(self, key: str, offset: int, size: int) -> bytes:  # noqa: ARG002  (one object)
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
         self.reads += 1
-        return self.data[offset : offset + min(size, self.most or size)]
+        current = hashlib.sha256(self.data).hexdigest()
+        if version and version != current:
+            raise ObjectChanged(key)
+        return ObjectPart(self.data[offset : offset + min(size, self.most or size)], current)
 
     async def write(self, key: str, data: bytes) -> None:  # noqa: ARG002  (one object)
         self.data = data
@@ -49,7 +54,7 @@ class MemoryStore:
 
 def read_all(store: MemoryStore, offset: int = 0) -> list[Line]:
     async def collect() -> list[Line]:
-        return [line async for line in lines(store, "m", offset)]
+        return [line async for line in Source(store, "m").lines(offset)]
 
     return asyncio.run(collect())
 
@@ -83,13 +88,58 @@ def test_reading_from_a_line_start_gives_the_rest(keys: list[str], data: st.Data
     assert read_all(MemoryStore(raw, 5), every[at].start) == every[at:]
 
 
-def test_a_report_line_is_a_key_and_its_error() -> None:
-    data = segment([("a/b.jpg", "503 from\nthe storage"), ("c d.jpg", "")])
-    assert data == b"a/b.jpg\t503 from the storage\nc d.jpg\t\n"
-    assert [(line.key, line.error) for line in read_all(MemoryStore(data))] == [
-        ("a/b.jpg", "503 from the storage"),
-        ("c d.jpg", ""),
-    ]
+SIGNER = ReportSigner(b"k" * 32)
+PLACE = ReportPlace("t/a/m.txt", "team-a", "album-1")
+
+
+def test_a_report_line_is_a_key_its_signature_and_its_error() -> None:
+    data = SIGNER.segment(PLACE, 0, [("a/b.jpg", "503 from\nthe storage"), ("c d.jpg", "")])
+    found = read_all(MemoryStore(data))
+    assert [line.key for line in found] == ["a/b.jpg", "c d.jpg"]
+    assert [line.rest.split("\t")[1] for line in found] == ["503 from the storage", ""]
+    assert all(SIGNER.verified(PLACE, 0, line) for line in found)
+
+
+@pytest.mark.parametrize(
+    ("signer", "place", "round_number"),
+    [
+        (ReportSigner(b"x" * 32), PLACE, 0),  # another installation's key
+        (SIGNER, ReportPlace("t/a/m.txt", "team-b", "album-1"), 0),  # another namespace's object
+        (SIGNER, ReportPlace("t/a/m.txt", "team-a", "album-2"), 0),  # another object
+        (SIGNER, PLACE, 1),  # another round
+    ],
+)
+def test_a_report_line_signed_for_anything_else_is_not_verified(
+    signer: ReportSigner, place: ReportPlace, round_number: int
+) -> None:
+    (line,) = read_all(MemoryStore(signer.segment(place, round_number, [("t/a/1.jpg", "x")])))
+    assert not SIGNER.verified(PLACE, 0, line)
+
+
+@given(KEY_TEXT, KEY_TEXT)
+def test_no_line_written_without_the_key_is_verified(key: str, rest: str) -> None:
+    """Whatever a tenant writes into a report, without the operator's key it is not a report line."""
+    assert not SIGNER.verified(PLACE, 0, Line(0, 1, key, rest))
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_key() -> None:
+    data = b"\xef\xbb\xbft/a/1.jpg\nt/a/2.jpg\n"
+    found = read_all(MemoryStore(data, 2))
+    assert [line.key for line in found] == ["t/a/1.jpg", "t/a/2.jpg"]
+    assert found[0].start == 3
+
+
+def test_a_source_is_pinned_to_the_version_first_read() -> None:
+    store = MemoryStore(b"t/a/1.jpg\n" * 100, 50)
+
+    async def replace_midway() -> None:
+        source = Source(store, "m")
+        async for line in source.lines(0):
+            if line.start == 500:
+                store.data = b"t/b/victim.jpg\n" * 100
+
+    with pytest.raises(ObjectChanged):
+        asyncio.run(replace_midway())
 
 
 def test_a_line_that_is_not_utf8_is_named_by_its_offset() -> None:
@@ -146,7 +196,7 @@ def run_source_round(
     in ``permanent`` for good)."""
 
     async def go() -> SourceRound:
-        part = SourceRound(MemoryStore(data, 50), "m", progress, chunk_size=3)
+        part = SourceRound(Source(MemoryStore(data, 50), "m"), progress, chunk_size=3)
         chunks = [chunk async for chunk in part.chunks()]
         random.Random(7).shuffle(chunks)
         for chunk in chunks:
@@ -191,8 +241,63 @@ def test_a_resumed_round_skips_what_was_done_past_the_offset() -> None:
     assert part.progress.offset == len(data)
 
 
-def test_report_keys_stay_next_to_the_manifest() -> None:
-    assert (
-        report_key("tenants/a/albums/1/m.txt", "album-1", 3, 12)
-        == "tenants/a/albums/1/m.txt.report/album-1/round-0003/00012"
-    )
+def test_report_keys_stay_next_to_the_manifest_apart_for_each_object() -> None:
+    place = ReportPlace("tenants/a/albums/1/m.txt", "team-a", "album-1")
+    assert place.key(3, 12) == "tenants/a/albums/1/m.txt.report/team-a/album-1/round-0003/00012"
+    assert place.problem() is None
+
+
+def test_a_manifest_whose_reports_could_never_be_stored_is_named() -> None:
+    problem = ReportPlace("t/a/" + "m" * 250, "team-a", "album-1").problem()
+    assert problem is not None
+    assert "longer than 255 bytes" in problem
+
+
+def test_a_report_segment_whose_lines_are_not_the_operators_stops_the_round() -> None:
+    forged = b"t/b/victim.jpg\tx\n"
+    progress = ManifestProgress(checked=True, round=1, round_total=1, size=10)
+    part = SourceRound(Source(MemoryStore(forged), "s"), progress, 10, signed_by=(SIGNER, PLACE))
+
+    async def take_all() -> list[object]:
+        return [chunk async for chunk in part.chunks()]
+
+    assert asyncio.run(take_all()) == []
+    assert isinstance(part.problem, ManifestError)
+    assert "not one this operator wrote" in str(part.problem)
+
+
+def checked_status(**progress: object) -> FileCleanupStatus:
+    fields: dict[str, object] = {"checked": True, "round_total": 10, "size": 100, "version": "v", **progress}
+    return FileCleanupStatus(total=10, manifest=ManifestProgress.model_validate(fields))
+
+
+def test_progress_that_a_run_could_have_written_is_trusted() -> None:
+    assert progress_problem(FileCleanupStatus(), PLACE) is None
+    assert progress_problem(checked_status(), PLACE) is None
+    assert progress_problem(checked_status(offset=40, done="60-80", sent=5), PLACE) is None
+    retry = checked_status(round=1, round_total=2, sources=1, segments=0, report=PLACE.prefix(0))
+    assert progress_problem(retry.model_copy(update={"retries": 1}), PLACE) is None
+    assert progress_problem(retry.model_copy(update={"redrives": 1}), PLACE) is None
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"checked": False, "round_total": 1},  # a status patch of a manifest never checked
+        {"round_total": 1},  # "checked: true, roundTotal: 1": deleted 1 of 0
+        {"sent": 11},
+        {"failed_now": 2, "sent": 1},
+        {"failed_now": 1, "sent": 1, "segments": 0},
+        {"offset": 101},
+        {"done": "90-120"},
+        {"done": "5-9", "offset": 10},
+        {"sources": 3},
+        {"round": 1, "sources": 1, "source": 2},
+        {"round": 10_000},
+        {"report": "t/b/elsewhere.report/"},
+        {"round": 1, "sources": 1, "round_total": 1},  # a retry round that no retry began
+        {"size": 0},
+    ],
+)
+def test_progress_no_run_could_have_written_is_not_trusted(forged: dict[str, object]) -> None:
+    assert progress_problem(checked_status(**forged), PLACE) is not None

@@ -22,6 +22,7 @@ from filecleanup.retention import controller_label
 from filecleanup.rounds import KeysRound, send_chunks
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.limits import Limiter
+from tests.support.gates import OPEN_GATE
 
 
 @dataclass
@@ -237,6 +238,7 @@ async def cancel_a_round(
         send_chunks(
             KeysRound(progress),
             limited(FakeStorage(call_seconds), storage_slots),
+            gate=OPEN_GATE,
             workers=2,
             checkpoint_interval=60,
             checkpoint=checkpoint,
@@ -287,6 +289,7 @@ async def test_once_told_to_stop_no_new_call_goes_out_and_the_calls_in_flight_ar
     unavailable = await send_chunks(
         KeysRound(progress),
         limited(backend, storage_slots),
+        gate=OPEN_GATE,
         workers=4,
         checkpoint_interval=60,
         checkpoint=checkpoint,

@@ -123,3 +123,8 @@ the owner's upgrades keep it current. Empty where there is no cluster to look at
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret that holds the report key: the user's, or the one the chart makes. */}}
+{{- define "filecleanup.reportKeySecret" -}}
+{{- .Values.reportKey.existingSecret | default (printf "%s-report-key" (include "filecleanup.fullname" .)) }}
+{{- end }}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
+    from filecleanup.gate import KeyGate
     from filecleanup.metrics import Metrics
     from filecleanup.storage.limits import Limiter
 
@@ -41,13 +42,34 @@ class ObjectMissing(Exception):  # noqa: N818  (a plain fact: no such object)
     """A manifest or report object that the storage does not have."""
 
 
+class ObjectRefused(Exception):  # noqa: N818  (a plain fact: the object cannot be used as asked)
+    """A manifest or report object that the storage will never serve or take as asked, through the
+    fault of whoever named or placed it (not a regular file, a name too long, no permission): waiting
+    will not help, so it is never a storage outage."""
+
+
+class ObjectChanged(Exception):  # noqa: N818  (a plain fact: not the object that was checked)
+    """A manifest or report object is no longer the version that was read first."""
+
+
+@dataclass(frozen=True)
+class ObjectPart:
+    """Bytes of a whole object, and the version they are from: an ETag, or a file's identity (device,
+    inode, size, modification time); empty where the storage names none."""
+
+    data: bytes
+    version: str = ""
+
+
 class ObjectStore(Protocol):
     """Whole storage objects, for manifests (the keys of a large deletion, kept in the storage itself)
     and their failure reports. Failures raise :class:`StorageUnavailable` with a classified message,
-    and a missing object :class:`ObjectMissing`."""
+    a missing object :class:`ObjectMissing`, one that can never be used as asked
+    :class:`ObjectRefused`, and one that is not the ``version`` asked for :class:`ObjectChanged`."""
 
-    async def read(self, key: str, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes from ``offset``; empty past the end."""
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
+        """Up to ``size`` bytes from ``offset`` (empty past the end), of the object as it is now; with
+        ``version``, only of that version (else :class:`ObjectChanged`)."""
         ...
 
     async def write(self, key: str, data: bytes) -> None: ...
@@ -62,6 +84,7 @@ class ChunkResult:
     failed: Mapping[str, str] = field(default_factory=dict)
     whole_call_failed: bool = False
     permanent: frozenset[str] = frozenset()
+    refused: frozenset[str] = frozenset()  # never sent: the gate refused them (in failed and permanent)
 
     @classmethod
     def from_reply(
@@ -81,6 +104,23 @@ class ChunkResult:
     def all_failed(cls, requested: Sequence[str], reason: str) -> ChunkResult:
         """The call failed as a whole, after the request may have reached the storage."""
         return cls(deleted=frozenset(), failed=dict.fromkeys(requested, reason), whole_call_failed=True)
+
+    @classmethod
+    def all_refused(cls, refused: Mapping[str, str]) -> ChunkResult:
+        """No call: every key was refused before sending (gate.py), and failed for good."""
+        return cls(deleted=frozenset()).with_refused(refused)
+
+    def with_refused(self, refused: Mapping[str, str]) -> ChunkResult:
+        """This call's result, with the keys refused before it was sent added as failed for good."""
+        if not refused:
+            return self
+        return ChunkResult(
+            deleted=self.deleted,
+            failed={**self.failed, **refused},
+            whole_call_failed=self.whole_call_failed,
+            permanent=self.permanent | frozenset(refused),
+            refused=self.refused | frozenset(refused),
+        )
 
 
 @dataclass(frozen=True)
@@ -145,18 +185,29 @@ def always() -> bool:
     return True
 
 
-class Storage(Backend, Protocol):
-    """A backend held to its limits (:class:`ConcurrencyLimited`): a call may wait for its turn."""
+class Storage(Protocol):
+    """A backend held to its limits (:class:`ConcurrencyLimited`): a call may wait for its turn, and
+    every key passes the object's gate before it is sent."""
 
-    async def delete(self, keys: Sequence[str], *, may_start: Callable[[], bool] = always) -> ChunkResult:
-        """Delete ``keys`` in one call once it is this call's turn; if ``may_start()`` is false by then,
-        raise :class:`NotSent` instead, with nothing sent (the object was suspended or paused, or too
-        many of its keys failed, while the call waited)."""
+    name: str
+    max_keys_per_call: int | None
+    holds_manifests: bool
+
+    async def delete(
+        self, keys: Sequence[str], *, gate: KeyGate, may_start: Callable[[], bool] = always
+    ) -> ChunkResult:
+        """Delete the keys ``gate`` admits in one call once it is this call's turn (the others fail for
+        good, unsent); if ``may_start()`` is false by then, raise :class:`NotSent` instead, with
+        nothing sent (the object was suspended or paused, or too many of its keys failed, while the
+        call waited)."""
         ...
 
-    async def exists(self, keys: Sequence[str]) -> ExistsResult:
-        """A dry run's check, under the same limits: every key unknown where the backend cannot tell."""
+    async def exists(self, keys: Sequence[str], *, gate: KeyGate) -> ExistsResult:
+        """A dry run's check of the keys ``gate`` admits, under the same limits (the others are
+        forbidden, unsent): every key unknown where the backend cannot tell."""
         ...
+
+    async def aclose(self) -> None: ...
 
 
 class ConcurrencyLimited:
@@ -176,27 +227,47 @@ class ConcurrencyLimited:
         self._metrics = metrics
         metrics.concurrency_limit.labels(self.name).set(limiter.limit)
 
-    async def delete(self, keys: Sequence[str], *, may_start: Callable[[], bool] = always) -> ChunkResult:
+    async def delete(
+        self, keys: Sequence[str], *, gate: KeyGate, may_start: Callable[[], bool] = always
+    ) -> ChunkResult:
+        """Every chunk of every run reaches the storage through here, and each of its keys passes
+        ``gate`` first: a refused key is never sent, and fails for good."""
+        admitted, refused = gate.admit(keys)
+        if not admitted:
+            return ChunkResult.all_refused(refused)
+
         def failed(error: Exception) -> ChunkResult:
             return ChunkResult.all_failed(
-                keys,
+                admitted,
                 f"internal error in the operator's {self.name} backend ({type(error).__name__}); see its log",
             )
 
-        result, started = await self._limited(keys, self._storage.delete, failed, may_start)
+        sent, started = await self._limited(admitted, self._storage.delete, failed, may_start)
+        result = sent.with_refused(refused)
         outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"
         self._metrics.call_seconds.labels(self.name, outcome).observe(time.monotonic() - started)
         self._metrics.keys_deleted.labels(self.name).inc(len(result.deleted))
         self._metrics.keys_failed.labels(self.name).inc(len(result.failed))
         return result
 
-    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+    async def exists(self, keys: Sequence[str], *, gate: KeyGate) -> ExistsResult:
         """A dry run's check, under the same limits as a delete; every key unknown when the backend
-        cannot check (an HTTP storage without dryRunUrl)."""
+        cannot check (an HTTP storage without dryRunUrl). A key ``gate`` refuses is forbidden, and
+        never sent."""
+        admitted, refused = gate.admit(keys)
+        checked = await self._exists(admitted) if admitted else ExistsResult.unknown()
+        return ExistsResult.from_reply(
+            keys, checked.existing, checked.missing, [*checked.forbidden, *refused]
+        )
+
+    async def _exists(self, keys: Sequence[str]) -> ExistsResult:
         checker = cast("ChecksExistence | None", getattr(self._storage, "exists", None) and self._storage)
         if checker is None or not getattr(self._storage, "checks_existence", True):
             return ExistsResult.unknown()
-        result, started = await self._limited(keys, checker.exists, lambda _: ExistsResult.unknown(), always)
+        # A check may be a request per key (S3's HeadObject): it takes a call token per key.
+        result, started = await self._limited(
+            keys, checker.exists, lambda _: ExistsResult.unknown(), always, calls=len(keys)
+        )
         self._metrics.call_seconds.labels(self.name, "checked").observe(time.monotonic() - started)
         return result
 
@@ -206,11 +277,13 @@ class ConcurrencyLimited:
         call: Callable[[Sequence[str]], Awaitable[_R]],
         internal_error: Callable[[Exception], _R],
         may_start: Callable[[], bool],
+        *,
+        calls: int = 1,
     ) -> tuple[_R, float]:
         """The call's result under the storage's limits, sent again while throttled; and when the last
-        try started."""
+        try started. Each try takes the rate limits' tokens: ``calls`` calls and a key per key."""
         metrics, name = self._metrics, self.name
-        await self._limiter.acquire(len(keys))
+        await self._limiter.acquire(len(keys), calls)
         try:
             # The wait for a turn can be long (other objects, throttling): whoever asked may have
             # changed its mind, and a suspended or paused object must not send what it queued.
@@ -237,8 +310,9 @@ class ConcurrencyLimited:
                 if wait is None:
                     break
                 # The call keeps its slot while it waits: refused calls come back no faster than the
-                # limit lets them, or their own arrivals would keep the storage refusing.
-                await asyncio.sleep(wait)
+                # limit lets them, or their own arrivals would keep the storage refusing. Sent again,
+                # it is as many requests again: it waits for their tokens too.
+                await asyncio.sleep(max(wait, self._limiter.reserve(len(keys), calls)))
                 if not may_start():
                     raise NotSent  # the storage refused it: nothing was done
             self._limiter.succeeded()
@@ -264,9 +338,9 @@ class ConcurrencyLimited:
             ) from throttled
         return wait
 
-    async def read(self, key: str, offset: int, size: int) -> bytes:
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
         """A part of a manifest (outside the cap on calls: it is one read at a time per object)."""
-        return await cast("ObjectStore", self._storage).read(key, offset, size)
+        return await cast("ObjectStore", self._storage).read(key, offset, size, version=version)
 
     async def write(self, key: str, data: bytes) -> None:
         await cast("ObjectStore", self._storage).write(key, data)

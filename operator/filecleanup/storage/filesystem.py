@@ -9,25 +9,40 @@ A missing file counts as deleted, so the root must really be the volume: an empt
 where the volume should be mounted would make every key "deleted" while the files stay on the
 volume. Before each call the root is checked: it must be a mount point (``requireMountpoint``, the
 default) and hold ``markerFile`` if one is configured; otherwise the storage is unavailable. The calls
-run in a thread, never on the event loop.
+run in the storage's own bounded pool of threads, never on the event loop nor in its default pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import os
+import secrets
 import stat
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from filecleanup.config import FilesystemStorageConfig
-from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.base import (
+    ChunkResult,
+    ExistsResult,
+    ObjectChanged,
+    ObjectMissing,
+    ObjectPart,
+    ObjectRefused,
+    StorageUnavailable,
+)
 from filecleanup.storage.errors import FILESYSTEM_PERMANENT, ErrorClasses
 
 _T = TypeVar("_T")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MANIFEST_THREADS = 2
+# A manifest or report path that can never be read or written as it is: the fault of whoever named it.
+OBJECT_REFUSED_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.EACCES, errno.EPERM}
+)
 
 
 class KeyRejectedError(ValueError):
@@ -116,20 +131,33 @@ def exists_below(root: int, key: str) -> bool:
         _close(opened)
 
 
-def read_below(root: int, key: str, offset: int, size: int) -> bytes:
+def file_version(info: os.stat_result) -> str:
+    """A file's identity as it was read: replaced, rewritten or grown, it is another version."""
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def read_below(root: int, key: str, offset: int, size: int, version: str = "") -> ObjectPart:
     """Up to ``size`` bytes of the file ``key`` from ``offset`` (nothing past its end), without
-    following any symlink. Raises :class:`ObjectMissing` when there is no such file."""
+    following any symlink, and never blocking on something that is not a regular file (a FIFO, a
+    device). Raises :class:`ObjectMissing` when there is no such file, :class:`ObjectRefused` when it is
+    not a regular file, and :class:`ObjectChanged` when it is not ``version``."""
     *directories, name = path_segments(key)
     opened = _walk(root, directories, create=False)
     if opened is None:
         raise ObjectMissing(key)
     try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
         try:
-            descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=opened[-1])
+            descriptor = os.open(name, flags, dir_fd=opened[-1])
         except FileNotFoundError as error:
             raise ObjectMissing(key) from error
         try:
-            return os.pread(descriptor, size, offset)
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):
+                raise ObjectRefused(f"{key!r} is not a regular file")
+            if version and file_version(info) != version:
+                raise ObjectChanged(key)
+            return ObjectPart(os.pread(descriptor, size, offset), file_version(info))
         finally:
             os.close(descriptor)
     finally:
@@ -143,16 +171,25 @@ def write_below(root: int, key: str, data: bytes) -> None:
     opened = _walk(root, directories, create=True)
     if opened is None:  # made a moment ago, and gone: someone else is at work in there
         raise ObjectMissing(key)
-    temporary = f".{name}.{os.getpid()}.partial"
+    # A name nobody can guess, made anew (O_EXCL): nothing placed there beforehand (a FIFO, a
+    # symlink) is ever opened.
+    temporary = f".{name}.{secrets.token_hex(8)}.partial"
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         descriptor = os.open(temporary, flags, 0o660, dir_fd=opened[-1])
         try:
-            os.write(descriptor, data)
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.rename(temporary, name, src_dir_fd=opened[-1], dst_dir_fd=opened[-1])
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.rename(temporary, name, src_dir_fd=opened[-1], dst_dir_fd=opened[-1])
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=opened[-1])
+            raise
     finally:
         _close(opened)
 
@@ -213,9 +250,13 @@ class FilesystemStorage:
         self._classes = ErrorClasses.configured(
             FILESYSTEM_PERMANENT, config.permanent_errors, config.transient_errors
         )
+        # Every call in flight under maxConcurrentRequests, and one manifest read or report write.
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            config.max_concurrent_requests + MANIFEST_THREADS, thread_name_prefix=f"storage-{name}"
+        )
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        return await asyncio.to_thread(self._delete, keys)
+        return await self._in_pool(self._delete, keys)
 
     def _delete(self, keys: Sequence[str]) -> ChunkResult:
         root = open_root(self.name, self._config)
@@ -244,7 +285,7 @@ class FilesystemStorage:
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
         """A dry run's check: a stat with the walk a delete uses. A key the walk refuses, or a
         permission error, is forbidden; any other error leaves the key unknown."""
-        return await asyncio.to_thread(self._exists, keys)
+        return await self._in_pool(self._exists, keys)
 
     def _exists(self, keys: Sequence[str]) -> ExistsResult:
         root = open_root(self.name, self._config)
@@ -264,23 +305,31 @@ class FilesystemStorage:
             os.close(root)
         return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
-    async def read(self, key: str, offset: int, size: int) -> bytes:
-        return await asyncio.to_thread(self._with_root, read_below, key, offset, size)
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
+        return await self._in_pool(self._with_root, read_below, key, offset, size, version)
 
     async def write(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._with_root, write_below, key, data)
+        await self._in_pool(self._with_root, write_below, key, data)
 
     def _with_root(self, operation: Callable[..., _T], key: str, *arguments: Any) -> _T:
         root = open_root(self.name, self._config)
         try:
             return operation(root, key, *arguments)
         except KeyRejectedError as error:
-            raise StorageUnavailable(f"storage {self.name}: {key!r}: key {error}") from error
+            raise ObjectRefused(f"storage {self.name}: {key!r}: key {error}") from error
         except OSError as error:
             reason = errno.errorcode.get(error.errno or 0, "OSError")
+            if error.errno in OBJECT_REFUSED_ERRNOS:
+                raise ObjectRefused(f"storage {self.name}: {key!r}: {reason}") from error
             raise StorageUnavailable(f"storage {self.name}: {key!r}: {reason}") from error
         finally:
             os.close(root)
 
+    async def _in_pool(self, function: Callable[..., _T], *arguments: Any) -> _T:
+        """Blocking file calls run in this storage's own threads, never in the event loop's default
+        pool: a slow or stuck volume holds up this storage alone."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *arguments)
+
     async def aclose(self) -> None:
-        """Nothing to release: each call opens and closes its own descriptors."""
+        """Each call opens and closes its own descriptors; the threads go."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

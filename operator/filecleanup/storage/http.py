@@ -24,6 +24,7 @@ from filecleanup.config import HttpStorageConfig
 from filecleanup.storage.base import (
     ChunkResult,
     ExistsResult,
+    ObjectPart,
     StorageThrottled,
     StorageUnavailable,
 )
@@ -35,8 +36,10 @@ from filecleanup.storage.transport import (
     Reply,
     StatusClass,
     classify_status,
+    object_part,
     refused_call,
     reply_limit,
+    version_condition,
 )
 
 DEFAULT_CLASSES = ErrorClasses(HTTP_PERMANENT)
@@ -200,15 +203,12 @@ class HttpStorage:
             return ExistsResult.unknown()
         return interpret_exists(self.name, keys, reply)
 
-    async def read(self, key: str, offset: int, size: int) -> bytes:
-        """``GET objectsUrl + key`` with a Range: a manifest is read a part at a time."""
-        headers = {"Range": f"bytes={offset}-{offset + size - 1}"}
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
+        """``GET objectsUrl + key`` with a Range (a manifest is read a part at a time), and with
+        If-Match on the ETag first read where the server gives one."""
+        headers = {"Range": f"bytes={offset}-{offset + size - 1}", **version_condition(version)}
         reply = await self._object_call("GET", key, size + OBJECT_REPLY_SLACK, headers=headers)
-        if reply.status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
-            return b""
-        if reply.status == HTTPStatus.PARTIAL_CONTENT:
-            return reply.body
-        return reply.body[offset : offset + size]  # a server that ignores Range and sends it whole
+        return object_part(key, reply, offset, size, version)
 
     async def write(self, key: str, data: bytes) -> None:
         """``PUT objectsUrl + key``: a failure report, written whole."""

@@ -45,6 +45,7 @@ from filecleanup.storage.base import (
     NOT_CONFIRMED,
     ChunkResult,
     ExistsResult,
+    ObjectPart,
     StorageThrottled,
     StorageUnavailable,
 )
@@ -64,7 +65,9 @@ from filecleanup.storage.transport import (
     Reply,
     StatusClass,
     classify_status,
+    object_part,
     refused_call,
+    version_condition,
 )
 
 MAX_KEYS_PER_CALL = 1000  # DeleteObjects' own limit
@@ -315,16 +318,14 @@ class S3Storage:
                     status_failure(self.name, keys, reply)  # raises for overload and server errors
         return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
-    async def read(self, key: str, offset: int, size: int) -> bytes:
-        """GetObject with a Range: a manifest is read a part at a time, never whole."""
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
+        """GetObject with a Range (a manifest is read a part at a time, never whole), and with
+        If-Match on the ETag first read: the object must not change between reads."""
         url = self._object_url(key)
-        headers = await self._signed("GET", url, headers={"Range": f"bytes={offset}-{offset + size - 1}"})
+        wanted = {"Range": f"bytes={offset}-{offset + size - 1}", **version_condition(version)}
+        headers = await self._signed("GET", url, headers=wanted)
         reply = await self._object_call("GET", url, key, size + OBJECT_REPLY_SLACK, headers=headers)
-        if reply.status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
-            return b""  # past the end
-        if reply.status == HTTPStatus.PARTIAL_CONTENT:
-            return reply.body
-        return reply.body[offset : offset + size]  # a store that ignores Range and sends it whole
+        return object_part(key, reply, offset, size, version)
 
     async def write(self, key: str, data: bytes) -> None:
         url = self._object_url(key)

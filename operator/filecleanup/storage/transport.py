@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from filecleanup.config import RemoteStorageBase
-from filecleanup.storage.base import ChunkResult, ObjectMissing, StorageUnavailable
+from filecleanup.storage.base import ChunkResult, ObjectChanged, ObjectMissing, ObjectPart, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -83,19 +83,22 @@ def classify_status(status: int) -> StatusClass:
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None for anything
-    else (the caller then waits by its own rule)."""
+    else, and for a header that asks for no wait (0, or a date that is not in the future), which
+    taken at its word would have the call sent again at once: the caller then waits by its own rule."""
     if not value:
         return None
     value = value.strip()
     if DELTA_SECONDS.fullmatch(value):
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:  # "-0000": a time in UTC whose source zone is unknown
-            when = when.replace(tzinfo=datetime.UTC)
-        return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    except (TypeError, ValueError, IndexError, OverflowError, OSError):
-        return None
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            if when.tzinfo is None:  # "-0000": a time in UTC whose source zone is unknown
+                when = when.replace(tzinfo=datetime.UTC)
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
+            return None
+    return seconds if seconds > 0 else None
 
 
 def refused_call(
@@ -107,6 +110,26 @@ def refused_call(
         f"storage {storage} answered {reply.status} {detail}".rstrip(),
         retry_after=parse_retry_after(reply.headers.get("Retry-After")),
     )
+
+
+def version_condition(version: str) -> dict[str, str]:
+    """The header that makes a read of an object fail (412) unless it is still ``version``."""
+    return {"If-Match": version} if version else {}
+
+
+def object_part(key: str, reply: Reply, offset: int, size: int, version: str) -> ObjectPart:
+    """The bytes of a ranged read's reply (a store that ignores Range sends the object whole) and the
+    version they are from: a strong ETag, or nothing. Raises :class:`ObjectChanged` when the reply is
+    not of ``version``, even from a store that ignored If-Match."""
+    if reply.status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
+        return ObjectPart(b"", version)  # past the end
+    etag = reply.headers.get("ETag", "")
+    etag = "" if etag.startswith("W/") else etag  # a weak ETag names no exact bytes
+    if version and etag != version:
+        raise ObjectChanged(key)
+    if reply.status == HTTPStatus.PARTIAL_CONTENT:
+        return ObjectPart(reply.body, etag)
+    return ObjectPart(reply.body[offset : offset + size], etag)
 
 
 class CallFailed(Exception):  # noqa: N818  (a classified outcome, not a bug)
@@ -182,14 +205,17 @@ class BatchDeleteTransport:
         **request: Any,
     ) -> Reply:
         """A whole object's read or write (a manifest, a report): its reply when the status is one of
-        ``accepted``; :class:`ObjectMissing` for a 404; any other status or failure makes the storage
-        unavailable for now (``detail`` adds what the body says, an S3 error code say)."""
+        ``accepted``; :class:`ObjectMissing` for a 404, :class:`ObjectChanged` for a 412; any other
+        status or failure makes the storage unavailable for now (``detail`` adds what the body says,
+        an S3 error code say)."""
         try:
             reply = await self.fetch(method, url, limit, **request)
         except CallFailed as failed:
             raise StorageUnavailable(f"storage {self._name}: {method} {key!r}: {failed}") from failed
         if reply.status == HTTPStatus.NOT_FOUND:
             raise ObjectMissing(key)
+        if reply.status == HTTPStatus.PRECONDITION_FAILED:
+            raise ObjectChanged(key)
         if reply.status not in accepted:
             answer = f"{reply.status} {detail(reply.body)}".rstrip()
             raise StorageUnavailable(
