@@ -147,9 +147,10 @@ def test_failed_keys_go_to_a_report_that_the_next_round_reads(
     assert (failed["total"], failed["deleted"], failed["failed"], failed["retries"]) == (1000, 999, 1, 2)
     assert failed["failedKeys"] == [{"key": stuck, "error": "injected failure", "attempts": 3}]
     report = failed["manifest"]["report"]
-    assert report == f"{namespace}/m.txt.report/retried/round-0002/"
+    assert report == f"{namespace}/m.txt.report/{namespace}/retried/round-0002/"
     segment = httpx.get(f"{storage.base}/objects/{report}00000", timeout=10).text
-    assert segment == f"{stuck}\tinjected failure\n"  # every failed key, with its error
+    key, signature, error = segment.removesuffix("\n").split("\t")  # every failed key, signed, with its error
+    assert (key, len(signature), error) == (stuck, 32, "injected failure")
     requested = storage.stats()["requested"]
     assert requested[flaky] == 2 and requested[stuck] == 3
     assert sum(requested.values()) == 1000 + 1 + 2  # the retry rounds sent only the failed keys
@@ -217,7 +218,7 @@ def test_max_failed_keys_ends_a_manifest_round_early(
     failed = wait_for_phase(kube, namespace, "capped", "Failed")
     reason = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
     assert reason["reason"] == "MaxFailedKeysExceeded"
-    assert f"{namespace}/m.txt.report/capped/round-0000/" in reason["message"]
+    assert f"{namespace}/m.txt.report/{namespace}/capped/round-0000/" in reason["message"]
     calls = storage.stats()["calls"]
     # The first chunk held the three keys; the round stopped when it was answered: the calls sent by
     # then (at most 4 in flight, and the ramp-up's next ones racing the first reply) and no more.

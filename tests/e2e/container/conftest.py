@@ -109,7 +109,10 @@ def release(  # noqa: PLR0917  (session fixtures)
             )
         },
         config_maps={doc["metadata"]["name"]: doc["data"] for doc in documents if doc["kind"] == "ConfigMap"},
-        secrets={name: secret_data(cli, name) for name in SECRETS},
+        secrets={
+            name: secret_data(cli, name)
+            for name in (*SECRETS, *(doc["metadata"]["name"] for doc in documents if doc["kind"] == "Secret"))
+        },
         claims={VOLUME_CLAIM: storages.volume.root},
         pod_ip=POD_IP,
     )

@@ -1,0 +1,115 @@
+"""A manifest's run against an in-memory storage that holds manifests: what status says when a failure
+report cannot be written, and what the gate does with a key that a manifest's reader lets through."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filecleanup.context import ObjectContext
+from filecleanup.metrics import Metrics
+from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.reconciler import Reconciler
+from filecleanup.storage.base import (
+    ChunkResult,
+    ConcurrencyLimited,
+    ObjectChanged,
+    ObjectMissing,
+    ObjectPart,
+    StorageUnavailable,
+)
+from filecleanup.storage.limits import Limiter
+from tests.unit.test_reconciler import CONFIG, Events, FakeSink
+
+MANIFEST = "t/albums/m.keys"
+
+
+@dataclass
+class ManifestStorage:
+    """Objects in memory; ``failing`` keys fail every delete; the first ``refused_writes`` writes of a
+    report are refused as by a storage that is down."""
+
+    objects: dict[str, bytes]
+    failing: frozenset[str] = frozenset()
+    refused_writes: int = 0
+    name: str = "photos"
+    max_keys_per_call: int | None = None
+    holds_manifests: bool = True
+    sent: list[str] = field(default_factory=list)
+
+    async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        self.sent += keys
+        return ChunkResult.from_reply(
+            keys, [k for k in keys if k not in self.failing], dict.fromkeys(self.failing, "stuck")
+        )
+
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
+        if key not in self.objects:
+            raise ObjectMissing(key)
+        data = self.objects[key]
+        current = hashlib.sha256(data).hexdigest()
+        if version and version != current:
+            raise ObjectChanged(key)
+        return ObjectPart(data[offset : offset + size], current)
+
+    async def write(self, key: str, data: bytes) -> None:
+        if self.refused_writes:
+            self.refused_writes -= 1
+            raise StorageUnavailable("storage photos: PUT answered 503")
+        self.objects[key] = data
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+async def run_once(storage: ManifestStorage, status: FileCleanupStatus, key_file: Path) -> FakeSink:
+    """One run of the manifest object, as the handler makes it; what it wrote."""
+    sink, events = FakeSink(), Events()
+    context = ObjectContext(
+        spec=FileCleanupSpec.model_validate(
+            {"manifest": {"key": MANIFEST}, "chunkSize": 1, "backoff": {"initialSeconds": 1}}
+        ),
+        status=status,
+        namespace="albums",
+        name="album-1",
+        generation=1,
+        sink=sink,
+        post_event=lambda kind, reason, message: events.append((kind, reason, message)),
+        logger=logging.getLogger("test"),
+    )
+    config = CONFIG.model_copy(update={"report_key_file": key_file})
+    limited = ConcurrencyLimited(storage, Limiter(4), Metrics())
+    await Reconciler(config, {"photos": limited}, Metrics(), jitter=lambda: 0.0).run(context)
+    return sink
+
+
+async def test_a_report_the_storage_refuses_keeps_its_keys_pending_and_the_counts_exact(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "report-key"
+    key_file.write_text("k" * 32)
+    keys = [f"t/albums/{i}.jpg" for i in range(4)]
+    storage = ManifestStorage(
+        {MANIFEST: "".join(f"{key}\n" for key in keys).encode()},
+        failing=frozenset({keys[2]}),
+        refused_writes=1,
+    )
+    first = await run_once(storage, FileCleanupStatus(), key_file)
+    waiting = first.written[-1]
+    assert (waiting.phase, waiting.conditions[-1].reason) == (Phase.BACKOFF, Reason.STORAGE_UNAVAILABLE)
+    # Nothing recorded past what a saved report backs: no deletion counted, no failure lost.
+    assert waiting.manifest is not None
+    assert (waiting.deleted, waiting.manifest.sent, waiting.manifest.failed_now) == (0, 0, 0)
+    assert not any(".report/" in key for key in storage.objects)
+
+    second = await run_once(storage, waiting, key_file)
+    retrying = second.written[-1]
+    assert retrying.phase == Phase.BACKOFF
+    assert retrying.conditions[-1].reason == Reason.RETRY_SCHEDULED
+    assert (retrying.total, retrying.deleted, retrying.failed) == (4, 3, 1)
+    report = [key for key in storage.objects if ".report/albums/album-1/round-0000/" in key]
+    assert len(report) == 1
+    assert storage.objects[report[0]].decode().startswith(f"{keys[2]}\t")
