@@ -1,8 +1,10 @@
 """Dry runs (spec.dryRun) against the real API server, the reference server (its /exists extension,
-the storage's dryRunUrl) and the filesystem backend: the counts are right and nothing is deleted."""
+the storage's dryRunUrl) and the filesystem backend: the counts are right, nothing is deleted, and the
+checks keep to the storage's rate limit key by key."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +14,13 @@ from kubernetes.client.exceptions import ApiException
 from filecleanup.models import API_VERSION, KIND
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
-from tests.integration.test_operator import condition
+from tests.integration.test_operator import condition, parse_time
 from tests.integration.test_validation import rejection_message
 from tests.kube import Kube
 from tests.support.processes import OperatorProcess
 from tests.support.storages import DirectoryStorage, StorageProcess
+
+PACED_CALLS_PER_SECOND = 10
 
 
 @pytest.fixture
@@ -28,9 +32,9 @@ def volume(tmp_path: Path) -> DirectoryStorage:
 def dry_run_operator(
     kube: Kube, kubeconfig: Path, crd: None, storage: StorageProcess, volume: DirectoryStorage
 ) -> Iterator[str]:
-    """An operator with three storages on the reference server (with and without dryRunUrl, and one
-    whose policy allows only the namespace's prefix) and one filesystem storage; yields a namespace
-    it watches."""
+    """An operator with four storages on the reference server (with and without dryRunUrl, one whose
+    policy allows only the namespace's prefix, and one with a rate limit of calls) and one filesystem
+    storage; yields a namespace it watches."""
     http = storage.operator_storage()
     config = {
         "defaultStorage": "photos",
@@ -38,6 +42,11 @@ def dry_run_operator(
             "photos": {**http, "dryRunUrl": f"{storage.base}/exists"},
             "plain": http,
             "strict": {**http, "policy": {"allowedNamespaces": "*", "keyPrefix": "{namespace}/"}},
+            "paced": {
+                **http,
+                "dryRunUrl": f"{storage.base}/exists",
+                "rateLimit": {"callsPerSecond": PACED_CALLS_PER_SECOND},
+            },
             "volume": volume.operator_storage(),
         },
     }
@@ -86,6 +95,24 @@ def test_without_dry_run_url_every_key_is_unknown(
     stats = storage.stats()
     assert (stats["calls"], stats["exists_calls"], stats["removed_files"]) == (0, 0, 0)
     assert all(storage.exists(key) for key in keys)
+
+
+def test_a_dry_runs_checks_count_against_calls_per_second_key_by_key(
+    kube: Kube, dry_run_operator: str, storage: StorageProcess
+) -> None:
+    """A check of 10 keys takes 10 call tokens (on S3 it is a HeadObject per key): 60 keys at 10 a
+    second, the bucket's first second's worth at once, take at least 5 s, however they are sent."""
+    keys = album_keys(dry_run_operator, 60)
+    storage.seed(keys)
+    status = dry_run_of(kube, dry_run_operator, "paced", keys, storage="paced")
+    assert status["dryRun"] == {"wouldDelete": 60, "missing": 0, "forbidden": 0, "unknown": 0}
+    stats = storage.stats()
+    assert (stats["exists_calls"], stats["exists_keys"]) == (6, 60)  # chunks of 10
+    took = parse_time(str(status["completionTime"])) - parse_time(str(status["startTime"]))
+    # A lower bound, the operator's own waits (a slow machine can only lengthen them): the tokens past
+    # the bucket's second's worth, less a second of slack.
+    beyond_the_burst = (len(keys) - PACED_CALLS_PER_SECOND) / PACED_CALLS_PER_SECOND
+    assert took >= datetime.timedelta(seconds=beyond_the_burst - 1)
 
 
 def test_a_dry_run_on_the_filesystem_storage_counts_and_deletes_nothing(

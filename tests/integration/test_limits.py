@@ -1,15 +1,18 @@
 """Rate limits that protect the storage: the operator against the reference server throttling past N
 calls a second (503 SlowDown, as S3 protects a prefix). Nothing is lost or counted twice, no retry
-budget is spent, and the operator's call rate settles near what the storage allows."""
+budget is spent, and the operator's call rate settles near what the storage allows. A refusal that
+asks for no wait at all is not taken at its word."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from filecleanup.storage.limits import THROTTLED_WAIT_SECONDS
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.kube import Kube
 from tests.support.processes import OperatorProcess
@@ -111,3 +114,29 @@ def test_throttled_storage_gets_its_rate_and_every_key_is_deleted_once(
     assert low <= achieved <= high
     assert max(after) <= high  # never more than the storage allows, give or take the window's edges
     assert settled - start < (end - start) / 4
+
+
+# The least a throttled call waits without a usable Retry-After: the default wait, jittered down by half.
+LEAST_THROTTLED_WAIT_SECONDS = THROTTLED_WAIT_SECONDS / 2
+
+
+@pytest.mark.parametrize("retry_after", ["0", "Thu, 01 Jan 1970 00:00:00 GMT"])
+def test_a_retry_after_of_no_wait_is_not_taken_at_its_word(
+    kube: Kube, namespace: str, storage: StorageProcess, retry_after: str
+) -> None:
+    """A storage that answers 503 with ``Retry-After: 0`` or a date in the past gets the refused call
+    back after the wait without a hint (about a second), not at once."""
+    keys = album_keys(namespace, 5)
+    storage.seed(keys)
+    storage.fault(statuses=[503, 503], retry_after=retry_after)
+    create_cleanup(kube, namespace, "no-wait", keys, maxRetries=0)
+
+    done = wait_for_phase(kube, namespace, "no-wait", "Succeeded", timeout=60)["status"]
+    assert (done["deleted"], done["retries"]) == (5, 0)
+    stats = storage.stats()
+    assert stats["requested"] == dict.fromkeys(keys, 3)  # the same call: refused twice, then served
+    arrivals = sorted(started for started, _, _ in stats["call_times"])
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    # Lower bounds only: the operator's own waits, which a slow machine can only lengthen.
+    assert len(gaps) == 2
+    assert min(gaps) >= LEAST_THROTTLED_WAIT_SECONDS * 0.99, gaps

@@ -1,19 +1,40 @@
-"""The limiter's pure logic with a fake clock: token buckets, AIMD steps, the give-up bound; the
-asyncio slots under a moving limit; and a throttled call that is no longer wanted."""
+"""The limiter's pure logic with a fake clock: token buckets, AIMD steps, the give-up bound, the waits a
+``Retry-After`` asks for; the asyncio slots under a moving limit, handed over first come, first served;
+the tokens a dry run's check takes; and a throttled call that is no longer wanted."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import datetime
+import email.utils
+import math
+from collections.abc import Iterator, Sequence
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from filecleanup.config import AdaptiveConcurrency, RateLimit
 from filecleanup.metrics import Metrics
-from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, NotSent, StorageThrottled
-from filecleanup.storage.limits import AdaptiveSlots, AimdLimit, Limiter, TokenBucket
+from filecleanup.storage.base import (
+    ChunkResult,
+    ConcurrencyLimited,
+    ExistsResult,
+    NotSent,
+    StorageThrottled,
+)
+from filecleanup.storage.limits import (
+    MIN_COOLDOWN_SECONDS,
+    THROTTLED_WAIT_SECONDS,
+    AdaptiveSlots,
+    AimdLimit,
+    Limiter,
+    TokenBucket,
+)
+from filecleanup.storage.transport import parse_retry_after
+from tests.support.gates import OPEN_GATE
+
+NOW = 1795694400.0  # 2026-11-26 12:00:00 UTC
 
 
 class FakeClock:
@@ -22,6 +43,21 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+def slept() -> Iterator[list[float]]:
+    """``asyncio.sleep`` recorded instead of slept: the waits the limiter asks for, with no time passing."""
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await real_sleep(0)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(asyncio, "sleep", sleep)
+        yield waits
 
 
 class TestTokenBucket:
@@ -153,6 +189,56 @@ class TestLimiter:
         clock.now += 2
         assert limiter.throttled(retry_after=1.0) is None
 
+    @pytest.mark.parametrize("retry_after", [0.0, -30.0, math.nan])
+    def test_a_retry_after_that_asks_for_no_wait_waits_as_if_there_were_none(
+        self, retry_after: float
+    ) -> None:
+        """``Retry-After: 0`` or a date in the past: sent again at once, a refused call would come back
+        as fast as the storage can refuse it."""
+        limiter = Limiter(8, adaptive=AdaptiveConcurrency(), clock=FakeClock(), jitter=lambda: 0.5)
+        assert limiter.throttled(retry_after=retry_after) == pytest.approx(0.75)
+
+    def test_a_retry_after_shorter_than_the_default_wait_waits_the_default(self) -> None:
+        limiter = Limiter(8, adaptive=AdaptiveConcurrency(), clock=FakeClock(), jitter=lambda: 0.5)
+        assert limiter.throttled(retry_after=0.2) == pytest.approx(0.75)
+        assert limiter.throttled(retry_after=0.9) == pytest.approx(0.9)
+
+    def test_a_huge_retry_after_does_not_stop_later_cuts(self) -> None:
+        clock = FakeClock()
+        limiter = Limiter(
+            16,
+            adaptive=AdaptiveConcurrency(initial_requests=16, unavailable_after_seconds=30),
+            clock=clock,
+        )
+        assert limiter.throttled(retry_after=9_999_999_999.0) is None  # longer than the bound: an outage
+        assert limiter.limit == 11
+        clock.now += 30  # the hint counts for no more than the bound
+        assert limiter.throttled(retry_after=1.0) == 1.0
+        assert limiter.limit == 7
+
+    @given(
+        retry_after=st.none() | st.floats(),
+        jitter=st.floats(0, 1, exclude_max=True),
+        bound=st.floats(0.01, 3600),
+    )
+    def test_any_retry_after_waits_at_least_the_default_and_never_stops_the_cuts(
+        self, retry_after: float | None, jitter: float, bound: float
+    ) -> None:
+        clock = FakeClock()
+        limiter = Limiter(
+            64,
+            adaptive=AdaptiveConcurrency(initial_requests=64, unavailable_after_seconds=bound),
+            clock=clock,
+            jitter=lambda: jitter,
+        )
+        wait = limiter.throttled(retry_after)
+        default = THROTTLED_WAIT_SECONDS * (0.5 + 0.5 * jitter)
+        assert wait is None or default <= wait <= bound
+        cut = limiter.limit
+        clock.now += max(bound, MIN_COOLDOWN_SECONDS)
+        limiter.throttled(retry_after=None)
+        assert limiter.limit < cut
+
     def test_without_adaptive_concurrency_the_limit_stays_at_the_maximum(self) -> None:
         limiter = Limiter(8, clock=FakeClock())
         limiter.throttled(retry_after=1.0)
@@ -174,6 +260,30 @@ class TestLimiter:
             await limiter.acquire(500)
         assert slept == [pytest.approx(0.5)]
         assert limiter.aimd.limit == 8
+
+
+class TestParseRetryAfter:
+    """A ``Retry-After`` comes from a peer we do not control: it may ask for no wait at all, or for
+    centuries. No wait asked is no hint (the caller waits by its own rule)."""
+
+    @given(st.text(max_size=60))
+    def test_a_header_asks_for_a_positive_wait_or_for_nothing(self, value: str) -> None:
+        seconds = parse_retry_after(value, now=NOW)
+        assert seconds is None or (seconds > 0 and math.isfinite(seconds))
+
+    @given(st.integers(0, 10**10 - 1), st.integers(0, 9), st.sampled_from(["", " ", "\t"]))
+    def test_delta_seconds_and_zero_asks_for_nothing(self, seconds: int, zeros: int, space: str) -> None:
+        digits = str(seconds).rjust(min(10, len(str(seconds)) + zeros), "0")  # at most 10 digits
+        expected = float(seconds) if seconds else None
+        assert parse_retry_after(f"{space}{digits}{space}", now=NOW) == expected
+
+    @given(st.integers(-1_700_000_000, 10**10), st.sampled_from(["GMT", "-0000", "+0000"]))
+    def test_an_http_date_is_the_seconds_until_it_and_nothing_once_it_is_past(
+        self, offset: int, zone: str
+    ) -> None:
+        when = datetime.datetime.fromtimestamp(NOW + offset, datetime.UTC)
+        header = email.utils.format_datetime(when, usegmt=True).replace("GMT", zone)
+        assert parse_retry_after(header, now=NOW) == (float(offset) if offset > 0 else None)
 
 
 async def test_slots_hold_calls_to_a_moving_limit() -> None:
@@ -198,7 +308,102 @@ async def test_slots_hold_calls_to_a_moving_limit() -> None:
     await asyncio.wait_for(slots.acquire(), 1)  # the cancelled waiter left no trace
 
 
-async def test_a_throttled_call_is_not_sent_again_once_it_is_no_longer_wanted() -> None:
+async def test_a_freed_slot_goes_to_the_longest_waiter_never_to_a_newcomer() -> None:
+    slots = AdaptiveSlots(AimdLimit(maximum=1, limit=1, ramping_up=False))
+    order: list[str] = []
+
+    async def call(name: str) -> None:
+        await slots.acquire()
+        order.append(name)
+        slots.release()
+
+    await slots.acquire()
+    waiters = [asyncio.create_task(call(name)) for name in ("first", "second")]
+    await asyncio.sleep(0)  # both wait in line
+    slots.release()
+    await call("newcomer")  # asks before the woken waiter has run: the slot is already the first's
+    await asyncio.gather(*waiters)
+    assert order == ["first", "second", "newcomer"]
+
+
+async def test_a_cancelled_waiter_gives_up_its_place_and_a_woken_one_its_slot() -> None:
+    slots = AdaptiveSlots(AimdLimit(maximum=1, limit=1, ramping_up=False))
+    await slots.acquire()
+    first, second, third = (asyncio.create_task(slots.acquire()) for _ in range(3))
+    await asyncio.sleep(0)
+    first.cancel()  # cancelled while it waits...
+    slots.release()  # ...and the slot freed before it has run: the next in line gets it
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await second
+    slots.release()  # handed to the third...
+    third.cancel()  # ...which is cancelled before it has run: it gives the slot back
+    with pytest.raises(asyncio.CancelledError):
+        await third
+    assert slots.in_flight == 0
+    await slots.acquire()
+
+
+@example(["arrive", "arrive", "arrive", "cancel then release"])  # cancelled, then passed over
+@example(["arrive", "arrive", "arrive", "release then cancel"])  # woken, then cancelled
+@given(
+    st.lists(
+        st.sampled_from(
+            ["arrive", "release", "cancel", "cancel then release", "release then cancel", "grow", "shrink"]
+        ),
+        max_size=40,
+    )
+)
+def test_slots_go_in_arrival_order_and_none_is_lost_or_left_idle(steps: list[str]) -> None:
+    asyncio.run(_slot_schedule(steps))
+
+
+async def _slot_schedule(steps: list[str]) -> None:
+    aimd = AimdLimit(maximum=4, minimum=1, limit=2, ramping_up=False)
+    slots = AdaptiveSlots(aimd)
+    callers: list[asyncio.Task[None]] = []
+    granted: list[int] = []
+    holding: list[int] = []
+
+    async def caller(number: int) -> None:
+        await slots.acquire()
+        granted.append(number)
+        holding.append(number)
+
+    def cancel_the_first_waiting() -> None:
+        waiting = [task for task in callers if not task.done() and not task.cancelling()]
+        if waiting:
+            waiting[0].cancel()
+
+    def release() -> None:
+        if holding:
+            holding.pop(0)
+            slots.release()
+
+    for step in steps:
+        if step == "arrive":
+            callers.append(asyncio.create_task(caller(len(callers))))
+        elif step == "grow":
+            aimd.limit = min(aimd.maximum, aimd.limit + 1)
+            slots.wake()
+        elif step == "shrink":
+            aimd.limit = max(aimd.minimum, aimd.limit - 1)
+        else:
+            for part in step.split(" then "):
+                cancel_the_first_waiting() if part == "cancel" else release()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert granted == sorted(granted)  # first come, first served
+        assert slots.in_flight == len(holding)  # a cancelled caller holds nothing
+        if any(not task.done() for task in callers):
+            assert slots.in_flight >= aimd.limit  # no slot idle while a caller waits
+    for task in callers:
+        task.cancel()
+    outcomes = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(outcome is None or isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
+
+
+async def test_a_throttled_call_is_not_sent_again_once_it_is_no_longer_wanted(slept: list[float]) -> None:
     calls: list[list[str]] = []
     wanted = True
 
@@ -218,7 +423,68 @@ async def test_a_throttled_call_is_not_sent_again_once_it_is_no_longer_wanted() 
 
     storage = ConcurrencyLimited(Refusing(), Limiter(1), Metrics())
     with pytest.raises(NotSent):
-        await asyncio.wait_for(storage.delete(["a", "b"], may_start=lambda: wanted), 5)
+        await asyncio.wait_for(storage.delete(["a", "b"], gate=OPEN_GATE, may_start=lambda: wanted), 5)
     assert calls == [["a", "b"]]  # refused once, never sent again
     with pytest.raises(NotSent):  # and its one slot was given back
-        await asyncio.wait_for(storage.delete(["c"], may_start=lambda: False), 1)
+        await asyncio.wait_for(storage.delete(["c"], gate=OPEN_GATE, may_start=lambda: False), 1)
+    assert len(slept) == 1  # the throttle's one wait
+
+
+KEYS = [f"albums/7/photo-{number}.jpg" for number in range(10)]
+
+
+class Checking:
+    """A storage that can tell which keys exist, as S3 does with a request per key; it refuses its
+    first ``refusals`` checks."""
+
+    name = "photos"
+    max_keys_per_call: int | None = None
+    holds_manifests = False
+
+    def __init__(self, refusals: int = 0) -> None:
+        self.checked: list[list[str]] = []
+        self.deleted: list[list[str]] = []
+        self.refusals = refusals
+
+    async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        self.deleted.append(list(keys))
+        if len(self.deleted) <= self.refusals:
+            raise StorageThrottled("503 Slow Down")
+        return ChunkResult.from_reply(keys, keys, {})
+
+    async def exists(self, keys: Sequence[str]) -> ExistsResult:
+        self.checked.append(list(keys))
+        if len(self.checked) <= self.refusals:
+            raise StorageThrottled("503 Slow Down")
+        return ExistsResult.from_reply(keys, existing=keys)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+async def test_a_dry_runs_check_takes_a_call_token_per_key(slept: list[float]) -> None:
+    """A chunk of N keys checked may be N requests (a HeadObject each): callsPerSecond counts them."""
+    limiter = Limiter(8, rate_limit=RateLimit(calls_per_second=10), clock=FakeClock())
+    storage = ConcurrencyLimited(Checking(), limiter, Metrics())
+    assert (await storage.exists(KEYS, gate=OPEN_GATE)).existing == set(KEYS)
+    assert slept == []  # the bucket's second's worth
+    await storage.exists(KEYS, gate=OPEN_GATE)
+    assert slept == [pytest.approx(1.0)]  # ten more, at ten a second
+
+
+async def test_a_check_sent_again_after_a_throttle_takes_its_tokens_again(slept: list[float]) -> None:
+    limiter = Limiter(8, rate_limit=RateLimit(calls_per_second=10), clock=FakeClock(), jitter=lambda: 0.5)
+    backend = Checking(refusals=1)
+    storage = ConcurrencyLimited(backend, limiter, Metrics())
+    await storage.exists(KEYS, gate=OPEN_GATE)
+    assert backend.checked == [KEYS, KEYS]
+    assert slept == [pytest.approx(1.0)]  # the tokens of its ten requests, not only the throttle's 0.75 s
+
+
+async def test_a_delete_sent_again_after_a_throttle_takes_its_tokens_again(slept: list[float]) -> None:
+    limiter = Limiter(8, rate_limit=RateLimit(keys_per_second=10), clock=FakeClock(), jitter=lambda: 0.5)
+    backend = Checking(refusals=1)
+    storage = ConcurrencyLimited(backend, limiter, Metrics())
+    assert (await storage.delete(KEYS, gate=OPEN_GATE)).deleted == set(KEYS)
+    assert backend.deleted == [KEYS, KEYS]
+    assert slept == [pytest.approx(1.0)]
