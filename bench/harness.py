@@ -107,7 +107,14 @@ class Bench:
         workdir = self.workdir / name
         workdir.mkdir()
         operator_config = {"defaultStorage": "photos", "storages": {"photos": self.storage_config}}
-        return OperatorProcess(workdir, self.plane.kubeconfig, operator_config, namespaces, self.operator_env)
+        return OperatorProcess(
+            workdir,
+            self.plane.kubeconfig,
+            operator_config,
+            namespaces,
+            self.operator_env,
+            report_key=self.operator_env is None,
+        )
 
     @property
     def apiserver_pid(self) -> int:

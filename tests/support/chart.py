@@ -3,6 +3,7 @@ the Deployment's container command runs here, authenticated as the chart's Servi
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -54,13 +55,24 @@ def service_account_kubeconfig(admin_kubeconfig: Path, namespace: str, account: 
     return path
 
 
-def installed_operator(kubeconfig: Path, namespace: str, name: str) -> tuple[dict[str, Any], list[str]]:
+def installed_operator(
+    kubeconfig: Path, namespace: str, name: str, workdir: Path
+) -> tuple[dict[str, Any], list[str]]:
     """The installed configuration file's content, and the Deployment's arguments other than the
-    configuration path and the liveness and metrics addresses (which are the pod's)."""
+    configuration path and the liveness and metrics addresses (which are the pod's). The report key
+    the pod mounts from its Secret is copied into ``workdir``, and the configuration names the copy."""
     config_map = kubectl_json(kubeconfig, "get", "configmap", name, "-n", namespace)
     deployment = kubectl_json(kubeconfig, "get", "deployment", name, "-n", namespace)
-    args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    pod = deployment["spec"]["template"]["spec"]
+    args: list[str] = pod["containers"][0]["args"]
     local_args = [arg for arg in args if not arg.startswith(("--config", "--liveness", "--metrics"))]
     # What the downward API gives the pod (POD_NAMESPACE): the Lease lives in the release's namespace.
     local_args.append(f"--leader-election-namespace={namespace}")
-    return yaml.safe_load(config_map["data"]["config.yaml"]), local_args
+    config: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
+    report_key = next(volume["secret"] for volume in pod["volumes"] if volume["name"] == "report-key")
+    secret = kubectl_json(kubeconfig, "get", "secret", report_key["secretName"], "-n", namespace)
+    key_file = workdir / "report-key"
+    key_file.write_bytes(base64.b64decode(secret["data"][report_key["items"][0]["key"]]))
+    key_file.chmod(0o400)
+    config["reportKeyFile"] = str(key_file)
+    return config, local_args

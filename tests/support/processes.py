@@ -57,14 +57,18 @@ class OperatorProcess:
         config: dict[str, Any],
         namespaces: list[str],
         env: dict[str, str] | None = None,
+        *,
+        report_key: bool = True,
     ) -> None:
-        """``env`` adds to the environment (the benchmarks' baseline runs another version's code)."""
+        """``env`` adds to the environment (the benchmarks' baseline runs another version's code);
+        ``report_key`` gives the operator a report key of its own unless the configuration names one
+        (an older version, which knows no reportKeyFile, runs without)."""
         self.workdir = workdir
         self.extra_env = env or {}
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.config_path = workdir / "operator-config.yaml"
-        if "reportKeyFile" not in config:  # as the chart does: a key of its own, in a file
+        if report_key and "reportKeyFile" not in config:  # as the chart does: a key of its own, in a file
             key_file = workdir / "report-key"
             key_file.write_text(secrets.token_hex(32))
             config = {**config, "reportKeyFile": str(key_file)}

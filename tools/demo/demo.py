@@ -176,7 +176,7 @@ def install_chart(
     command += ["--set", "config.storages.photos.policy.keyPrefix=albums/"]
     print(f"$ helm upgrade --install {RELEASE} charts/filecleanup-operator -n {RELEASE_NAMESPACE} --set ...")
     subprocess.run(command, check=True, env={**os.environ, "KUBECONFIG": str(kubeconfig)})
-    config, operator_args = installed_operator(kubeconfig, RELEASE_NAMESPACE, RELEASE)
+    config, operator_args = installed_operator(kubeconfig, RELEASE_NAMESPACE, RELEASE, workdir)
     account = service_account_kubeconfig(kubeconfig, RELEASE_NAMESPACE, RELEASE, workdir / "sa-kubeconfig")
     print(f"running the operator as ServiceAccount {RELEASE_NAMESPACE}/{RELEASE}: {' '.join(operator_args)}")
     return OperatorProcess(workdir, account, config, []), operator_args
