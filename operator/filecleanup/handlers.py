@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from filecleanup import kube, retention
 from filecleanup.context import InvalidObject, ObjectContext
 from filecleanup.models import (
-    DEFAULT_CONTROLLER,
     GROUP,
     PLURAL,
     REPORTING_CONTROLLER,
@@ -47,14 +46,16 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
     # default (0.1 s) every new object's first call waited for it. Our own status writes come in
     # bursts of one, so a short window merges as much.
     settings.queueing.batch_window = BATCH_WINDOW_SECONDS
-    # Succeeded objects stay out of the watch: they cost no memory and no startup work (retention.py).
+    # Succeeded objects stay out of the watch: they cost no memory and no startup work. A label can lie
+    # (a copied YAML): the sweeper reads an object so hidden whose labels were not written for it, and
+    # brings it back if its status is not Succeeded (retention.py).
     settings.watching.label_selectors[GROUP, PLURAL] = retention.WATCHED_SELECTOR
     # The diff-base must not copy spec.keys: a 10,000-key list would not fit in the 256 KiB that all
     # annotations of an object share. Keys are immutable (a CEL rule), so nothing is lost. Nor the
     # metadata: the handler reacts to spec changes only, and the retention labels it sets in Kopf's
     # closing patch would otherwise make Kopf write the diff-base a second time, a whole-object write.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration", ignored_fields=["spec.keys", "metadata"]
+        prefix=GROUP, key=retention.HANDLED_KEY, ignored_fields=["spec.keys", "metadata"]
     )
     storages = open_storages(memo.config, memo.metrics)
     api = await kube.connect()
@@ -71,7 +72,7 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
         memo.controller_name,
         memo.namespaces,
         memo.metrics,
-        memo.config.retention.sweep_interval_seconds,
+        memo.config.retention,
         identity=memo.identity,
     )
     sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
@@ -101,7 +102,7 @@ async def stop(memo: Runtime, **_: Any) -> None:
 def manages(spec: kopf.Spec, memo: Runtime, **_: Any) -> bool:
     """Whether this installation handles the object: its spec.managedBy names this controller (unset:
     the default one), as a Job's spec.managedBy does. Other installations' objects are left alone."""
-    return (spec.get("managedBy") or DEFAULT_CONTROLLER) == memo.controller_name
+    return retention.owner(spec) == memo.controller_name
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, when=manages)
@@ -140,6 +141,7 @@ async def delete_keys(
     patch: kopf.Patch,
     namespace: str | None,
     name: str,
+    uid: str | None,
     memo: Runtime,
     logger: kopf.Logger,
     **_: Any,
@@ -180,8 +182,9 @@ async def delete_keys(
         if kube.is_api_outage(error):
             raise  # the API server's trouble, not the object's: Kopf retries after its back-off
         after = await reconciler.internal_error(context, error)
-    # Kopf sends these with its own metadata patch at the end of the handling: no extra write.
-    for key, value in retention.changed(labels, after.labels).items():
+    # Kopf sends these with its own metadata patch at the end of the handling: no extra write. They name
+    # the object's uid: labels copied onto another object are known as such.
+    for key, value in retention.changed(labels, retention.sealed(after.labels, uid or "")).items():
         patch.metadata.labels[key] = value
     if after.requeue_after is not None:
         raise kopf.TemporaryError(f"next run in {after.requeue_after:.1f} s", delay=after.requeue_after)

@@ -2,6 +2,16 @@
 (retention.py): their count and size by phase for the metrics, and the deletion of those whose time has
 come. Finished objects so cost the operator no memory and no requeue while they wait.
 
+Labels only point the sweeper at objects; what it does follows their status and owner. It reads an
+object whole before it deletes it, and deletes it only if its status is final (Succeeded or Failed),
+its spec.managedBy names this installation and its retention, computed from its status, has passed;
+the delete is conditional on the version it read. It also reads an object labelled finished whose
+labels were not written for it (a YAML copied from a finished object), among them those labelled
+Succeeded and so hidden from Kopf's watch. Labels of this installation's objects that claim what their
+status does not say are set to the truth (a claimed phase removed: the object is watched and handled
+again); another installation's object is left exactly as it is, and remembered at its version so that
+it is not read again at every sweep.
+
 A Failed object about to be deleted first gets a Warning event, and its failed keys go to the log, a
 line per thousand keys, so that a log pipeline keeps the record that the object was.
 """
@@ -21,6 +31,7 @@ from typing import Any, cast
 from kubernetes.aio import client
 
 from filecleanup import kube
+from filecleanup.config import RetentionConfig
 from filecleanup.indexes import IndexRangeError, parse_ranges
 from filecleanup.metrics import Metrics
 from filecleanup.models import (
@@ -36,11 +47,16 @@ from filecleanup.models import (
 from filecleanup.retention import (
     BYTES_LABEL,
     CONTROLLER_LABEL,
+    HANDLED_ANNOTATION,
+    HIDDEN_SELECTOR,
     PHASE_LABEL,
-    changed_since_finished,
+    Verdict,
     controller_label,
     due,
     number,
+    stored_bytes,
+    suspect,
+    verdict,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,6 +65,7 @@ PAGE = 500
 KEYS_PER_LOG_LINE = 1000
 NOT_FOUND, CONFLICT = 404, 409
 MAX_REPORTING_INSTANCE = 128
+FINISHED = frozenset(phase.value for phase in Phase if phase.finished)
 
 
 @dataclass
@@ -59,6 +76,9 @@ class Census:
     stored_bytes: dict[str, int] = field(default_factory=dict)
 
     def add(self, phase: str, stored: int) -> None:
+        """One object; only the finished phases are counted (a label holds any value anyone sets)."""
+        if phase not in FINISHED:
+            return
         self.objects[phase] = self.objects.get(phase, 0) + 1
         self.stored_bytes[phase] = self.stored_bytes.get(phase, 0) + stored
 
@@ -72,7 +92,7 @@ class Sweeper:
         controller: str,
         namespaces: Sequence[str],
         metrics: Metrics,
-        interval: float,
+        retention: RetentionConfig,
         *,
         identity: str,
     ) -> None:
@@ -81,9 +101,17 @@ class Sweeper:
         # events.k8s.io: the small client (CoreV1Api's module alone adds 25 MB to the operator).
         self._events = client.EventsV1Api(api)
         self._identity = identity
-        self._selector = f"{CONTROLLER_LABEL}={controller_label(controller)}"
+        self._controller = controller
+        self._retention = retention
+        label = controller_label(controller)
+        self._selector = f"{CONTROLLER_LABEL}={label}"  # labelled as this installation's
+        # Hidden from the watch and not labelled as this installation's: usually none of its own.
+        self._hidden_selector = f"{HIDDEN_SELECTOR},{CONTROLLER_LABEL}!={label}"
         self._namespaces = list(namespaces)  # names or globs; empty: every namespace
-        self._interval = interval
+        self._interval = retention.sweep_interval_seconds
+        # uid -> (resourceVersion, whether it is this installation's) of objects read whose labels
+        # needed nothing done: not read again until they change.
+        self._checked: dict[str, tuple[str, bool]] = {}
 
     async def run(self) -> None:
         """Sweep every interval until cancelled; a failed sweep is tried again, never ends the loop."""
@@ -102,65 +130,138 @@ class Sweeper:
             await asyncio.sleep(self._interval)
 
     async def sweep(self, now: datetime.datetime) -> int:
-        """Count the finished objects and delete the expired ones; how many went."""
-        census, deleted = Census(), 0
-        async for item in self._finished():
-            metadata = item["metadata"]
-            labels = metadata.get("labels") or {}
-            phase = labels.get(PHASE_LABEL, "")
-            if phase == Phase.SUCCEEDED.value and changed_since_finished(metadata):
-                await self._hand_back(metadata)
-            if not due(labels, now):
-                census.add(phase, number(labels, BYTES_LABEL) or 0)
-                continue
-            try:
-                deleted += await self._expire(metadata, phase)
-            except client.ApiException as error:
-                if kube.is_api_outage(error):
-                    raise
-                # Refused for this object only (RBAC, a webhook, ...): the others still go.
-                census.add(phase, number(labels, BYTES_LABEL) or 0)
-                logger.warning(
-                    "Cannot delete expired %s/%s: %s",
-                    metadata["namespace"], metadata["name"], kube.describe_api_error(error),
-                )  # fmt: skip
+        """Count the finished objects, delete the expired ones and correct labels that lie; how many
+        went."""
+        census, deleted, seen = Census(), 0, set[str]()
+        async for item in self._finished(self._selector):
+            deleted += await self._examine(item["metadata"], now, census, seen)
+        async for item in self._finished(self._hidden_selector):
+            deleted += await self._examine(item["metadata"], now, None, seen)
+        self._checked = {uid: known for uid, known in self._checked.items() if uid in seen}
         self._metrics.objects.finished = {
             phase: (count, census.stored_bytes[phase]) for phase, count in census.objects.items()
         }
         return deleted
 
-    async def _hand_back(self, metadata: dict[str, Any]) -> None:
-        """A Succeeded object whose spec changed: without its phase label it is watched again, and the
-        reconciler records the change (a new TTL, say) and labels it anew."""
-        await self._objects.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            metadata["namespace"],
-            PLURAL,
-            metadata["name"],
-            {"metadata": {"labels": {PHASE_LABEL: None}}},
-            _content_type=kube.MERGE_PATCH,
-        )
-        logger.info(
-            "Changed after it finished: %s/%s is handled again", metadata["namespace"], metadata["name"]
-        )
+    async def _examine(
+        self, metadata: dict[str, Any], now: datetime.datetime, census: Census | None, seen: set[str]
+    ) -> int:
+        """One listed object: counted on its labels if they can be believed, else read and settled on
+        its status and owner. Whether it was deleted."""
+        uid, labels = metadata["uid"], metadata.get("labels") or {}
+        seen.add(uid)
+        known = self._checked.get(uid)
+        unchanged = known is not None and known[0] == metadata.get("resourceVersion")
+        if unchanged and known is not None and not known[1]:
+            return 0  # another installation's, read before: left alone
+        if not suspect(metadata, now) or (unchanged and not due(labels, now)):
+            if census is not None:
+                census.add(labels.get(PHASE_LABEL, ""), number(labels, BYTES_LABEL) or 0)
+            return 0
+        obj = await self._read(metadata)
+        if obj is None:
+            return 0
+        found = verdict(obj, controller=self._controller, retention=self._retention, now=now)
+        return await self._settle(obj, found, census)
 
-    async def _expire(self, metadata: dict[str, Any], phase: str) -> bool:
+    async def _settle(self, obj: dict[str, Any], found: Verdict, census: Census | None) -> int:
+        metadata = obj["metadata"]
+        namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+        if not found.ours:
+            self._checked[uid] = (metadata["resourceVersion"], False)
+            logger.info(
+                "%s/%s: its labels cannot be believed, but its spec.managedBy names another "
+                "installation: left as it is", namespace, name,
+            )  # fmt: skip
+            return 0
+        phase = found.phase.value if found.phase is not None else ""
+        if found.expired:
+            try:
+                if await self._expire(obj, phase):
+                    return 1
+            except client.ApiException as error:
+                if kube.is_api_outage(error):
+                    raise
+                # Refused for this object only (RBAC, a webhook, ...): the others still go.
+                if census is not None:
+                    census.add(phase, stored_bytes(obj.get("spec") or {}))
+                logger.warning(
+                    "Cannot delete expired %s/%s: %s", namespace, name, kube.describe_api_error(error)
+                )
+            return 0
+        if found.relabel or found.forget_handled:
+            await self._correct(obj, found)
+        else:
+            self._checked[uid] = (metadata["resourceVersion"], True)
+        if census is not None:
+            census.add(phase, stored_bytes(obj.get("spec") or {}))
+        return 0
+
+    async def _read(self, metadata: dict[str, Any]) -> dict[str, Any] | None:
+        """The listed object whole, or None if it is gone (a new object of its name is listed itself)."""
+        try:
+            found = await self._objects.get_namespaced_custom_object(
+                GROUP, VERSION, metadata["namespace"], PLURAL, metadata["name"]
+            )
+        except client.ApiException as error:
+            if error.status == NOT_FOUND:
+                return None
+            raise
+        obj = cast("dict[str, Any]", found)
+        return obj if obj["metadata"].get("uid") == metadata["uid"] else None
+
+    async def _correct(self, obj: dict[str, Any], found: Verdict) -> None:
+        """Labels set to what the object's status says, on the version read (a change since, by the
+        reconciler say, wins: the object is looked at again at the next sweep)."""
+        metadata = obj["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        patch: dict[str, Any] = {"resourceVersion": metadata["resourceVersion"], "labels": found.relabel}
+        if found.forget_handled:
+            # A copy's record of what Kopf handled for another object: without it, Kopf handles this
+            # one as the new object it is.
+            patch["annotations"] = {HANDLED_ANNOTATION: None}
+        try:
+            await self._objects.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, {"metadata": patch}, _content_type=kube.MERGE_PATCH
+            )
+        except client.ApiException as error:
+            if error.status in {NOT_FOUND, CONFLICT}:
+                return
+            if kube.is_api_outage(error):
+                raise
+            logger.warning(
+                "Cannot correct the labels of %s/%s: %s", namespace, name, kube.describe_api_error(error)
+            )
+            return
+        if found.handed_back:
+            logger.info("Changed after it finished: %s/%s is handled again", namespace, name)
+        else:
+            corrected = ", ".join(
+                f"{key}={value or '(removed)'}" for key, value in sorted(found.relabel.items())
+            )
+            logger.warning(
+                "Labels of %s/%s did not say what its status does; corrected: %s%s",
+                namespace, name, corrected or "none",
+                f", and {HANDLED_ANNOTATION} removed" if found.forget_handled else "",
+            )  # fmt: skip
+
+    async def _expire(self, obj: dict[str, Any], phase: str) -> bool:
         if phase == Phase.FAILED.value:
-            await self._record(metadata)
-        if not await self._delete(metadata):
+            await self._record(obj)
+        if not await self._delete(obj["metadata"]):
             return False
+        metadata = obj["metadata"]
         logger.info("Deleted %s/%s: its retention has passed", metadata["namespace"], metadata["name"])
         return True
 
-    async def _finished(self) -> Any:
-        """The labelled objects, a page at a time (an installation may have tens of thousands)."""
+    async def _finished(self, selector: str) -> Any:
+        """The objects labelled so, a page at a time (an installation may have tens of thousands)."""
         exact = [name for name in self._namespaces if not set("*?[") & set(name)]
         listings = exact if self._namespaces and len(exact) == len(self._namespaces) else [None]
         for namespace in listings:
             token = None
             while True:
-                page = await self._page(namespace, token)
+                page = await self._page(selector, namespace, token)
                 for item in page.get("items") or []:  # an empty list may come as null
                     if namespace is not None or self._watched(item["metadata"]["namespace"]):
                         yield item
@@ -168,8 +269,8 @@ class Sweeper:
                 if not token:
                     break
 
-    async def _page(self, namespace: str | None, token: str | None) -> dict[str, Any]:
-        options: dict[str, Any] = {"label_selector": self._selector, "limit": PAGE, "_headers": METADATA_ONLY}
+    async def _page(self, selector: str, namespace: str | None, token: str | None) -> dict[str, Any]:
+        options: dict[str, Any] = {"label_selector": selector, "limit": PAGE, "_headers": METADATA_ONLY}
         if token:
             options["_continue"] = token
         if namespace is None:
@@ -185,16 +286,9 @@ class Sweeper:
             fnmatch.fnmatchcase(namespace, pattern) for pattern in self._namespaces
         )
 
-    async def _record(self, metadata: dict[str, Any]) -> None:
+    async def _record(self, obj: dict[str, Any]) -> None:
         """Before a Failed object goes: a Warning event, and its failed keys in the log."""
-        namespace, name = metadata["namespace"], metadata["name"]
-        try:
-            found = await self._objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except client.ApiException as error:
-            if error.status == NOT_FOUND:
-                return
-            raise
-        obj = cast("dict[str, Any]", found)
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         failed = failed_keys(obj)
         report = ((obj.get("status") or {}).get("manifest") or {}).get("report")
         if report:  # a manifest's failed keys stay in its report, in the storage: the log gets a sample
@@ -251,11 +345,16 @@ class Sweeper:
                 metadata["namespace"],
                 PLURAL,
                 metadata["name"],
-                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=metadata["uid"])),
+                # On the version read: an object changed since (resumed, redriven) is not deleted.
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(
+                        uid=metadata["uid"], resource_version=metadata["resourceVersion"]
+                    )
+                ),
                 _request_timeout=kube.WRITE_TIMEOUT_SECONDS,
             )
         except client.ApiException as error:
-            if error.status in {NOT_FOUND, CONFLICT}:  # gone already, or replaced by a new object
+            if error.status in {NOT_FOUND, CONFLICT}:  # gone already, replaced, or changed since read
                 return False
             raise
         return True
