@@ -1,4 +1,4 @@
-# The one front door. `make help` lists the targets.
+# The one front door. `make help` lists the targets, section by section.
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -15,9 +15,18 @@ NODE_DIR ?= .node
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
+##@ General
+
+# Each line `target: ## text` is listed under the `##@ Section` above it (kubebuilder's recipe).
 .PHONY: help
-help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+help: ## list the targets, section by section
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+.PHONY: clean
+clean: cluster-down ## remove the venv, tools and cluster state (not the binary cache)
+	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR) $(NODE_DIR) .build .mypy_cache .ruff_cache .pytest_cache
+
+##@ Development
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)/uv
@@ -39,12 +48,19 @@ lock: $(UV) ## re-resolve requirements*.lock from pyproject.toml
 	$(UV) pip compile --quiet --upgrade pyproject.toml --generate-hashes --python-version 3.11 -o requirements.lock
 	$(UV) pip compile --quiet --upgrade pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements-dev.lock
 
+.PHONY: fmt
+fmt: venv ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# The import contracts are [tool.importlinter] in pyproject.toml. No cache: the graph takes milliseconds.
 .PHONY: lint
-lint: venv chart-lint ## ruff, ruff format --check, mypy --strict, hadolint, the chart
+lint: venv ## ruff, ruff format --check, mypy --strict, hadolint, the import contracts (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 CHART := charts/filecleanup-operator
 NAMESPACED_NEEDS_NAMESPACES := scope: namespaced needs watchNamespaces to list at least one namespace
@@ -75,10 +91,7 @@ CHART_CRD := charts/filecleanup-operator/files/crds/filecleanup.dev_filecleanups
 crds: ## copy the CRD from crds/ (the one source) into the chart
 	cp $(CRD_SOURCE) $(CHART_CRD)
 
-.PHONY: fmt
-fmt: venv ## apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format .
+##@ Build
 
 .PHONY: control-plane
 control-plane: ## build (once) and cache kube-apiserver and etcd
@@ -88,6 +101,20 @@ control-plane: ## build (once) and cache kube-apiserver and etcd
 helm: ## build (once) and cache helm
 	tools/envtest/obtain.sh helm
 
+.PHONY: node-binaries
+node-binaries: ## build (once) and cache kubelet, kube-controller-manager and kube-scheduler
+	tools/envtest/obtain.sh node
+
+.PHONY: image
+image: ## build the operator image (IMAGE=...); starts Debian's dockerd if no engine answers
+	tools/image/image.sh build $(IMAGE)
+
+.PHONY: engine-down
+engine-down: ## stop the Docker engine that `make image` started, if it did
+	tools/image/image.sh engine-down
+
+##@ Test
+
 .PHONY: test
 test: venv control-plane helm ## every test but end-to-end: unit, storage backends, integration (own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -96,27 +123,18 @@ test: venv control-plane helm ## every test but end-to-end: unit, storage backen
 test-unit: venv ## the unit tests alone: pure logic and in-process fakes, no servers, nothing built (seconds)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-.PHONY: image
-image: ## build the operator image (IMAGE=...); starts Debian's dockerd if no engine answers
-	tools/image/image.sh build $(IMAGE)
+.PHONY: test-storage
+test-storage: venv ## each storage backend against a real server (reference HTTP server, moto, a directory)
+	$(PY) -m pytest tests/storage $(PYTEST_ARGS)
 
-.PHONY: node-binaries
-node-binaries: ## build (once) and cache kubelet, kube-controller-manager and kube-scheduler
-	tools/envtest/obtain.sh node
-
-.PHONY: node
-node: venv control-plane node-binaries image ## a one-node cluster with a kubelet in its own network namespace ($(NODE_DIR))
-	tools/node/node.sh up $(NODE_DIR) $(IMAGE)
-	@echo "use it: tools/node/node.sh exec $(NODE_DIR) kubectl get pods -A"
+.PHONY: test-integration
+test-integration: venv control-plane helm ## the operator, CLI, client and chart against a real kube-apiserver and etcd
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: e2e
 e2e: venv control-plane node-binaries helm image ## end-to-end: the image as the chart's pod, in docker and under a kubelet
 	FILECLEANUP_IMAGE=$(IMAGE) tools/e2e/sandbox.sh $(PY) -m pytest tests/e2e/container $(PYTEST_ARGS)
 	FILECLEANUP_IMAGE=$(IMAGE) tools/node/node.sh run $$(mktemp -d) $(IMAGE) -- $(PY) -m pytest tests/e2e/node $(PYTEST_ARGS)
-
-.PHONY: engine-down
-engine-down: ## stop the Docker engine that `make image` started, if it did
-	tools/image/image.sh engine-down
 
 .PHONY: bench
 bench: venv control-plane ## benchmarks: a table of ratios, JSON in bench/results/ (BENCH_ARGS=--quick)
@@ -126,14 +144,23 @@ bench: venv control-plane ## benchmarks: a table of ratios, JSON in bench/result
 bench-footprint: venv control-plane ## etcd under a steady flow (30 min), a 1,000,000-key manifest (FOOTPRINT_ARGS=...)
 	PYTHONPATH=.:tools/envtest $(PY) bench/footprint.py $(FOOTPRINT_ARGS)
 
+##@ Cluster
+
 .PHONY: cluster
 cluster: venv control-plane ## start the local control plane; writes $(CLUSTER_DIR)/kubeconfig
 	$(PY) tools/envtest/controlplane.py up --dir $(CLUSTER_DIR)
+
+.PHONY: node
+node: venv control-plane node-binaries image ## a one-node cluster with a kubelet in its own network namespace ($(NODE_DIR))
+	tools/node/node.sh up $(NODE_DIR) $(IMAGE)
+	@echo "use it: tools/node/node.sh exec $(NODE_DIR) kubectl get pods -A"
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane, and the node if `make node` started one
 	@if [ -x $(PY) ]; then $(PY) tools/envtest/controlplane.py down --dir $(CLUSTER_DIR); fi
 	@if [ -f $(NODE_DIR)/netns ]; then tools/node/node.sh down $(NODE_DIR); fi
+
+##@ Demo
 
 .PHONY: demo
 STORAGE ?= http
@@ -145,7 +172,3 @@ demo: cluster ## the main job on the local cluster: storage, operator, a FileCle
 demo-helm: cluster helm ## the demo, with the operator installed by the Helm chart and run as its ServiceAccount
 	PYTHONPATH=.:tools/envtest $(PY) tools/demo/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
 		--helm $$(tools/envtest/obtain.sh helm)
-
-.PHONY: clean
-clean: cluster-down ## remove the venv, tools and cluster state (not the binary cache)
-	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR) $(NODE_DIR) .build .mypy_cache .ruff_cache .pytest_cache
