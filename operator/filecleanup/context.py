@@ -6,13 +6,26 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from filecleanup import outcomes
-from filecleanup.models import Condition, EventReason, FileCleanupSpec, FileCleanupStatus, Reason
+from filecleanup.models import (
+    Condition,
+    EventReason,
+    FailedKey,
+    FileCleanupSpec,
+    FileCleanupStatus,
+    Phase,
+    Reason,
+)
 from filecleanup.outcomes import Outcome
 from filecleanup.retention import Labels
 from filecleanup.storage import StorageUnavailable
+
+if TYPE_CHECKING:
+    from filecleanup.metrics import Metrics
+
+EVENT_KEYS_SHOWN = 5
 
 
 class StatusSink(Protocol):
@@ -86,6 +99,28 @@ class ObjectContext:
             self.post_event("Warning", Reason.STORAGE_UNAVAILABLE, outcome.message)
         self.logger.warning("Storage unavailable: %s", outcome.message)
         return outcome.delay
+
+
+def announce(
+    context: ObjectContext, outcome: Outcome, listed: list[FailedKey], metrics: Metrics, storage: str
+) -> float | None:
+    """The event, log line and metric of a round's end, whatever the keys' source; when to run
+    again."""
+    if outcome.phase == Phase.SUSPENDED:
+        context.logger.info("Suspended: %s", outcome.message)
+    elif outcome.phase == Phase.SUCCEEDED:
+        context.post_event("Normal", EventReason.COMPLETED, outcome.message)
+        context.logger.info("Completed: %s", outcome.message)
+    elif outcome.phase == Phase.FAILED:
+        sample = ", ".join(item.key for item in listed[:EVENT_KEYS_SHOWN])
+        example = f"; e.g. {sample}" if sample and outcome.reason != Reason.DEADLINE_EXCEEDED else ""
+        context.post_event("Warning", outcome.reason, outcome.message + example)
+        context.logger.error("%s: %s", outcome.reason, outcome.message)
+    else:
+        metrics.retry_rounds.labels(storage).inc()
+        context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
+        context.logger.info("Retry scheduled: %s", outcome.message)
+    return outcome.delay
 
 
 @dataclass(frozen=True)

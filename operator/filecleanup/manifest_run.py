@@ -13,9 +13,9 @@ import datetime
 import random
 from collections.abc import Callable
 
-from filecleanup.backoff import retry_delay
+from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
-from filecleanup.context import ObjectContext, utcnow
+from filecleanup.context import ObjectContext, announce, utcnow
 from filecleanup.gate import KeyGate
 from filecleanup.manifests import (
     ManifestError,
@@ -27,6 +27,7 @@ from filecleanup.manifests import (
     check,
     progress_problem,
 )
+from filecleanup.metrics import Metrics
 from filecleanup.models import (
     MAX_LISTED_FAILED_KEYS,
     ConditionType,
@@ -37,7 +38,7 @@ from filecleanup.models import (
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome, in_outage, suspended
+from filecleanup.outcomes import Outcome, in_outage
 from filecleanup.progress import Counts
 from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, send_chunks
 from filecleanup.status import manifest_status, restarted_for_redrive
@@ -65,6 +66,7 @@ class ManifestRun:
         *,
         gate: KeyGate,
         signer: ReportSigner,
+        metrics: Metrics,
         workers: int,
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
@@ -79,6 +81,7 @@ class ManifestRun:
         self._storage = storage
         self._gate = gate
         self._signer = signer
+        self._metrics = metrics
         self._place = ReportPlace(manifest.key, context.namespace, context.name)
         self._workers = workers
         self._store: ObjectStore = storage  # type: ignore[assignment]  # the plan checked it holds manifests
@@ -215,7 +218,7 @@ class ManifestRun:
         segment = Source(self._store, self._place.key(progress.round - 1, progress.source))
         return SourceRound(segment, progress, self.counts.chunk_size, signed_by=(self._signer, self._place))
 
-    async def _rounds(self, deadline: datetime.datetime | None) -> float | None:  # noqa: PLR0911  (each way a round ends)
+    async def _rounds(self, deadline: datetime.datetime | None) -> float | None:
         context = self._context
         deleting = self._deleting()
         while self.progress.source < self.progress.sources:
@@ -252,24 +255,14 @@ class ManifestRun:
             if part.problem is not None:
                 await self._save(part, base_deleted, None)
                 return await self._finish(self._source_failed(part.problem, self._source_name()))
-            if self._too_many_failed():
+            deadline_passed = deadline is not None and utcnow() >= deadline
+            if self._too_many_failed() or self._suspend_asked or self._pause_seen or deadline_passed:
                 await self._save(part, base_deleted, None)
-                return await self._finish(self._max_failed_keys_exceeded())
-            if self._suspend_asked or self._pause_seen:
-                reason = Reason.SUSPENDED if self._suspend_asked else Reason.OPERATOR_PAUSED
-                suspension = suspended(reason, self._storage_name)
-                await self._save(part, base_deleted, suspension)  # where it stands: resumed from here
-                context.logger.info("Suspended: %s", suspension.message)
-                return suspension.delay
-            if deadline is not None and utcnow() >= deadline:
-                await self._save(part, base_deleted, None)
-                return await self._finish(
-                    Outcome(
-                        Phase.FAILED,
-                        Reason.DEADLINE_EXCEEDED,
-                        f"not done within activeDeadlineSeconds ({context.spec.active_deadline_seconds})",
-                    )
+                stopped = outcomes.stopped_early(
+                    context.spec, self._tally(), suspension=self._suspension(), storage=self._storage_name
                 )
+                if stopped is not None:  # where it stands: a suspended one is resumed from here
+                    return await self._finish(stopped)
             if part.whole_call_failures:
                 self.counts.chunk_size = max(1, self.counts.chunk_size // 2)
             await self._save(part, base_deleted, None)
@@ -292,20 +285,26 @@ class ManifestRun:
     def _too_many_failed(self) -> bool:
         """More keys of this round than spec.maxFailedKeys failed for good. Counted per round: a
         report does not record the class, so a key that failed for good is sent again next round."""
-        limit = self._context.spec.max_failed_keys
-        return limit is not None and self.progress.permanent_now > limit
+        return self._tally().too_many_failed(self._context.spec.max_failed_keys)
 
-    def _max_failed_keys_exceeded(self) -> Outcome:
+    def _suspension(self) -> Reason | None:
+        """What suspended the round, as seen when it stopped: spec.suspend first, then the pause."""
+        if self._suspend_asked:
+            return Reason.SUSPENDED
+        return Reason.OPERATOR_PAUSED if self._pause_seen else None
+
+    def _tally(self) -> outcomes.Tally:
+        """The round as the shared decisions read it (outcomes.py)."""
         progress = self.progress
-        progress.report = self._place.prefix(progress.round)
-        self._commit()
-        return Outcome(
-            Phase.FAILED,
-            Reason.MAX_FAILED_KEYS_EXCEEDED,
-            f"{progress.permanent_now} keys failed for good in round {progress.round}, more than "
-            f"maxFailedKeys ({self._context.spec.max_failed_keys}); deleted {self.counts.deleted} of "
-            f"{self.counts.total}, the rest of the round not sent; every failed key and its error: "
-            f"{progress.report}*",
+        return outcomes.Tally(
+            total=self.counts.total,
+            deleted=self.counts.deleted,
+            failed=progress.failed_now,
+            permanent=progress.permanent_now,
+            pending=progress.round_total - progress.sent,
+            retries=self.counts.retries,
+            retries_permanent=True,
+            report=progress.report if progress.failed_now else "",
         )
 
     def _refused(self, part: SourceRound) -> Outcome:
@@ -345,6 +344,7 @@ class ManifestRun:
         segment = progress.segments
         if failures:
             progress.segments += 1
+            progress.report = self._place.prefix(progress.round)
         self.counts.deleted = base_deleted + part.deleted
         room = MAX_LISTED_FAILED_KEYS - len(self.listed)
         self.listed += part.listed[:room]
@@ -370,7 +370,7 @@ class ManifestRun:
         self.counts.failed = progress.failed_now + unsent
 
     async def _round_over(self) -> float | None:
-        progress, spec = self.progress, self._context.spec
+        progress = self.progress
         if progress.sent != progress.round_total:
             source = "the manifest" if progress.round == 0 else f"the report of round {progress.round - 1}"
             return await self._finish(
@@ -381,36 +381,10 @@ class ManifestRun:
                     f"changed outside the operator; deleted {self.counts.deleted} of {self.counts.total}",
                 )
             )
-        if not progress.failed_now:
-            outcome = Outcome(
-                Phase.SUCCEEDED,
-                Reason.SUCCEEDED,
-                f"deleted {self.counts.deleted} of {self.counts.total} keys",
-            )
-            return await self._finish(outcome)
-        progress.report = self._place.prefix(progress.round)
-        self._commit()
-        if self.counts.retries >= spec.max_retries:
-            outcome = Outcome(
-                Phase.FAILED,
-                Reason.RETRIES_EXHAUSTED,
-                f"{progress.failed_now} of {self.counts.total} keys not deleted after "
-                f"{self.counts.retries} retries; deleted {self.counts.deleted}; every failed key and its "
-                f"error: {progress.report}*",
-            )
-            return await self._finish(outcome)
-        failed = progress.failed_now
-        self._next_round(fresh_budget=False)
-        delay = retry_delay(spec.backoff, self.counts.retries, self._jitter())
-        outcome = Outcome(
-            Phase.BACKOFF,
-            Reason.RETRY_SCHEDULED,
-            f"retry {self.counts.retries} of {spec.max_retries} for {failed} failed keys in {delay:.0f} s",
-            delay,
-        )
-        await self._write(outcome)
-        self._context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
-        return delay
+        outcome = outcomes.after_round(self._context.spec, self._tally(), self._jitter())
+        if outcome.phase == Phase.BACKOFF:
+            self._next_round(fresh_budget=False)  # the status then holds the next round, waiting
+        return await self._finish(outcome)
 
     def _next_round(self, *, fresh_budget: bool) -> None:
         """The next round reads the report of this one: only its failed keys."""
@@ -449,14 +423,10 @@ class ManifestRun:
         return f"the report segment {self._place.key(progress.round - 1, progress.source)}"
 
     async def _finish(self, outcome: Outcome) -> float | None:
+        """The round's end written, announced as every run announces it; when to run again."""
         await self._write(outcome)
-        if outcome.phase == Phase.SUCCEEDED:
-            self._context.post_event("Normal", EventReason.COMPLETED, outcome.message)
-            self._context.logger.info("Completed: %s", outcome.message)
-        else:
-            self._context.post_event("Warning", outcome.reason, outcome.message)
-            self._context.logger.error("%s: %s", outcome.reason, outcome.message)
-        return None
+        _, _, listed = self._durable
+        return announce(self._context, outcome, listed, self._metrics, self._storage_name)
 
     Snapshot = tuple[ManifestProgress, Counts, list[FailedKey]]
 

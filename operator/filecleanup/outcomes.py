@@ -22,34 +22,67 @@ class Outcome:
     delay: float | None = None
 
 
-def after_round(spec: FileCleanupSpec, progress: Progress, jitter: float) -> Outcome:
-    """Decide what follows a round in which every pending key got an answer. For a retry, the caller
-    sets the next round up (``Progress.begin_retry_round``) before the status is built. Keys failed
-    for good (a permanent error) are not retried: once only they are left, the object is Failed."""
-    if not progress.failed and not progress.permanent:
-        return Outcome(
-            Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {progress.deleted} of {progress.total} keys"
+@dataclass(frozen=True)
+class Tally:
+    """Where a round stands, whatever the keys' source (an object's own keys, or a manifest): what
+    every decision about a round reads, so that the decisions are written once for every source."""
+
+    total: int
+    deleted: int
+    failed: int  # keys of this round that failed, for good or not
+    permanent: int  # of those, the keys that failed for good (spec.maxFailedKeys counts them)
+    pending: int  # keys of this round not sent yet
+    retries: int
+    # A manifest's report keeps no error class: a retry round sends its keys failed for good again.
+    retries_permanent: bool = False
+    report: str = ""  # where every failed key and its error are listed, when not in status
+
+    @classmethod
+    def of(cls, progress: Progress) -> Tally:
+        return cls(
+            total=progress.total,
+            deleted=progress.deleted,
+            failed=len(progress.failed) + len(progress.permanent),
+            permanent=len(progress.permanent),
+            pending=len(progress.pending),
+            retries=progress.retries,
         )
-    if not progress.failed:
+
+    def too_many_failed(self, max_failed_keys: int | None) -> bool:
+        return max_failed_keys is not None and self.permanent > max_failed_keys
+
+    @property
+    def listed_at(self) -> str:
+        return f"; every failed key and its error: {self.report}*" if self.report else ""
+
+
+def after_round(spec: FileCleanupSpec, tally: Tally, jitter: float) -> Outcome:
+    """Decide what follows a round in which every pending key got an answer. For a retry, the caller
+    sets the next round up before the status is built. Keys failed for good (a permanent error) are
+    not retried: once only they are left, the object is Failed."""
+    retryable = tally.failed if tally.retries_permanent else tally.failed - tally.permanent
+    if not tally.failed:
+        return Outcome(Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {tally.deleted} of {tally.total} keys")
+    if not retryable:
         return Outcome(
             Phase.FAILED,
             Reason.PERMANENT_ERRORS,
-            f"{len(progress.permanent)} of {progress.total} keys failed with an error no retry can fix; "
-            f"deleted {progress.deleted}",
+            f"{tally.permanent} of {tally.total} keys failed with an error no retry can fix; "
+            f"deleted {tally.deleted}{tally.listed_at}",
         )
-    if progress.retries >= spec.max_retries:
+    if tally.retries >= spec.max_retries:
         return Outcome(
             Phase.FAILED,
             Reason.RETRIES_EXHAUSTED,
-            f"{len(progress.failed) + len(progress.permanent)} of {progress.total} keys not deleted after "
-            f"{progress.retries} retries; deleted {progress.deleted}",
+            f"{tally.failed} of {tally.total} keys not deleted after {tally.retries} retries; deleted "
+            f"{tally.deleted}{tally.listed_at}",
         )
-    retry = progress.retries + 1
+    retry = tally.retries + 1
     delay = retry_delay(spec.backoff, retry, jitter)
     return Outcome(
         Phase.BACKOFF,
         Reason.RETRY_SCHEDULED,
-        f"retry {retry} of {spec.max_retries} for {len(progress.failed)} failed keys in {delay:.0f} s",
+        f"retry {retry} of {spec.max_retries} for {retryable} failed keys in {delay:.0f} s",
         delay=delay,
     )
 
@@ -89,17 +122,17 @@ def paused_message(storage: str) -> str:
 
 
 def stopped_early(
-    spec: FileCleanupSpec, progress: Progress, *, suspension: Reason | None, storage: str
+    spec: FileCleanupSpec, tally: Tally, *, suspension: Reason | None, storage: str
 ) -> Outcome | None:
     """What ended a round before every key got an answer, if something did: too many keys failed for
     good, a suspension (spec.suspend or the operator's pause), or the deadline."""
-    if progress.too_many_failed(spec.max_failed_keys):
-        return max_failed_keys_exceeded(spec, progress)
-    if not progress.pending:
+    if tally.too_many_failed(spec.max_failed_keys):
+        return max_failed_keys_exceeded(spec, tally)
+    if not tally.pending:
         return None
     if suspension is not None:
         return suspended(suspension, storage)
-    return deadline_exceeded(spec, progress)
+    return deadline_exceeded(spec, tally)
 
 
 def suspended(reason: Reason, storage: str) -> Outcome:
@@ -110,22 +143,22 @@ def suspended(reason: Reason, storage: str) -> Outcome:
     return Outcome(Phase.SUSPENDED, Reason.SUSPENDED, SUSPENDED_MESSAGE)
 
 
-def max_failed_keys_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
+def max_failed_keys_exceeded(spec: FileCleanupSpec, tally: Tally) -> Outcome:
     """More keys failed for good than spec.maxFailedKeys: Failed at once, the rest left unsent."""
     return Outcome(
         Phase.FAILED,
         Reason.MAX_FAILED_KEYS_EXCEEDED,
-        f"{len(progress.permanent)} keys failed for good, more than maxFailedKeys ({spec.max_failed_keys}); "
-        f"deleted {progress.deleted} of {progress.total}, {len(progress.pending)} not sent",
+        f"{tally.permanent} keys failed for good, more than maxFailedKeys ({spec.max_failed_keys}); "
+        f"deleted {tally.deleted} of {tally.total}, {tally.pending} not sent{tally.listed_at}",
     )
 
 
-def deadline_exceeded(spec: FileCleanupSpec, progress: Progress) -> Outcome:
+def deadline_exceeded(spec: FileCleanupSpec, tally: Tally) -> Outcome:
     return Outcome(
         Phase.FAILED,
         Reason.DEADLINE_EXCEEDED,
-        f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); deleted {progress.deleted} "
-        f"of {progress.total}, {progress.total - progress.deleted} not deleted",
+        f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); deleted {tally.deleted} "
+        f"of {tally.total}, {tally.total - tally.deleted} not deleted",
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
-from filecleanup.context import InvalidObject, LastWritten, Next, ObjectContext, utcnow
+from filecleanup.context import InvalidObject, LastWritten, Next, ObjectContext, announce, utcnow
 from filecleanup.dry_run import dry_run
 from filecleanup.gate import KeyGate
 from filecleanup.kube import ObjectGone
@@ -28,7 +28,6 @@ from filecleanup.models import (
     DEFAULT_CONTROLLER,
     ConditionType,
     EventReason,
-    FailedKey,
     FileCleanupStatus,
     Phase,
     Reason,
@@ -57,8 +56,6 @@ from filecleanup.status import (
     suspended_status,
 )
 from filecleanup.storage import Storage
-
-EVENT_KEYS_SHOWN = 5
 
 
 class _StatusRecorder:
@@ -259,6 +256,7 @@ class Reconciler:
                     self._storages[storage],
                     gate=self._gate(context, storage),
                     signer=self._signer,
+                    metrics=self._metrics,
                     workers=self._workers(storage),
                     jitter=self._jitter,
                     shutdown_seconds=self._shutdown_seconds,
@@ -358,30 +356,11 @@ class Reconciler:
             suspension: Reason | None = Reason.SUSPENDED
         else:
             suspension = Reason.OPERATOR_PAUSED if paused else None
+        tally = outcomes.Tally.of(progress)
         outcome = outcomes.stopped_early(
-            context.spec, progress, suspension=suspension, storage=storage_name
-        ) or outcomes.after_round(context.spec, progress, self._jitter())
+            context.spec, tally, suspension=suspension, storage=storage_name
+        ) or outcomes.after_round(context.spec, tally, self._jitter())
         if outcome.phase == Phase.BACKOFF:
             progress.begin_retry_round()  # the checkpoint then holds the next round, waiting
         await recorder.write(outcome)
-        return self._announce(context, outcome, recorder.latest.failed_keys, storage_name)
-
-    def _announce(
-        self, context: ObjectContext, outcome: Outcome, listed: list[FailedKey], storage_name: str
-    ) -> float | None:
-        """The event and log line of a round's end; when to run again."""
-        if outcome.phase == Phase.SUSPENDED:
-            context.logger.info("Suspended: %s", outcome.message)
-        elif outcome.phase == Phase.SUCCEEDED:
-            context.post_event("Normal", EventReason.COMPLETED, outcome.message)
-            context.logger.info("Completed: %s", outcome.message)
-        elif outcome.phase == Phase.FAILED:
-            sample = ", ".join(item.key for item in listed[:EVENT_KEYS_SHOWN])
-            example = f"; e.g. {sample}" if sample and outcome.reason != Reason.DEADLINE_EXCEEDED else ""
-            context.post_event("Warning", outcome.reason, outcome.message + example)
-            context.logger.error("%s: %s", outcome.reason, outcome.message)
-        else:
-            self._metrics.retry_rounds.labels(storage_name).inc()
-            context.post_event("Normal", Reason.RETRY_SCHEDULED, outcome.message)
-            context.logger.info("Retry scheduled: %s", outcome.message)
-        return outcome.delay
+        return announce(context, outcome, recorder.latest.failed_keys, self._metrics, storage_name)

@@ -73,7 +73,11 @@ class ManifestStorage:
 
 
 async def run_once(
-    storage: ManifestStorage, status: FileCleanupStatus, key_file: Path, events: Events | None = None
+    storage: ManifestStorage,
+    status: FileCleanupStatus,
+    key_file: Path,
+    events: Events | None = None,
+    metrics: Metrics | None = None,
 ) -> FakeSink:
     """One run of the manifest object, as the handler makes it; what it wrote (and the events posted,
     into ``events``)."""
@@ -99,7 +103,7 @@ async def run_once(
         }
     )
     limited = ConcurrencyLimited(storage, Limiter(4), Metrics())
-    await Reconciler(config, {"photos": limited}, Metrics(), jitter=lambda: 0.0).run(context)
+    await Reconciler(config, {"photos": limited}, metrics or Metrics(), jitter=lambda: 0.0).run(context)
     return sink
 
 
@@ -198,3 +202,18 @@ def test_no_key_outside_the_policy_is_ever_sent_whatever_the_manifest_report_or_
     )
     asyncio.run(run_once(storage, status, key_file))
     assert all(key.startswith(ALLOWED) and key_problem(key) is None for key in storage.sent)
+
+
+async def test_a_manifests_retry_is_announced_as_every_retry_is(tmp_path: Path) -> None:
+    """One decision and one announcement for every source: the event, the log line and the metric."""
+    key_file = tmp_path / "report-key"
+    key_file.write_text("k" * 32)
+    keys = [f"t/albums/{i}.jpg" for i in range(3)]
+    storage = ManifestStorage(
+        {MANIFEST: "".join(f"{key}\n" for key in keys).encode()}, failing=frozenset({keys[1]})
+    )
+    events, metrics = Events(), Metrics()
+    sink = await run_once(storage, FileCleanupStatus(), key_file, events, metrics)
+    assert sink.written[-1].phase == Phase.BACKOFF
+    assert events == [("Normal", "RetryScheduled", "retry 1 of 5 for 1 failed keys in 1 s")]
+    assert metrics.retry_rounds.labels("photos")._value.get() == 1

@@ -33,7 +33,7 @@ class TestAfterRound:
         progress = Progress.start(the_spec)
         answer_round(progress, failing={"b"})
         before = dataclasses.replace(progress, pending=dict(progress.pending), failed=dict(progress.failed))
-        assert outcomes.after_round(the_spec, progress, jitter=0).phase == Phase.BACKOFF
+        assert outcomes.after_round(the_spec, outcomes.Tally.of(progress), jitter=0).phase == Phase.BACKOFF
         assert progress == before
 
     def test_budget_exhausted_fails(self) -> None:

@@ -158,7 +158,9 @@ class TestDeadline:
         progress = Progress.start(spec(["a", "b", "c"], chunkSize=1))
         first = progress.chunks()[0]
         progress.record(first, ChunkResult.from_reply(["a"], ["a"], {}))
-        outcome = outcomes.deadline_exceeded(spec(["a", "b", "c"], activeDeadlineSeconds=5), progress)
+        outcome = outcomes.deadline_exceeded(
+            spec(["a", "b", "c"], activeDeadlineSeconds=5), outcomes.Tally.of(progress)
+        )
         assert (outcome.phase, outcome.reason) == (Phase.FAILED, Reason.DEADLINE_EXCEEDED)
         assert "deleted 1 of 3, 2 not deleted" in outcome.message
 

@@ -39,7 +39,9 @@ def test_a_round_stopped_by_suspension_keeps_its_keys_and_spends_no_budget() -> 
     the_spec = spec(keys(20), chunkSize=5)
     progress = Progress.start(the_spec)
     answer(progress, progress.chunks()[0])
-    stopped = outcomes.stopped_early(the_spec, progress, suspension=Reason.SUSPENDED, storage="photos")
+    stopped = outcomes.stopped_early(
+        the_spec, outcomes.Tally.of(progress), suspension=Reason.SUSPENDED, storage="photos"
+    )
     assert stopped is not None
     assert (stopped.phase, stopped.delay) == (Phase.SUSPENDED, None)
     status = status_after(progress, stopped)
@@ -61,7 +63,9 @@ def test_a_round_stopped_by_suspension_keeps_its_keys_and_spends_no_budget() -> 
 def test_a_pause_rechecks_and_a_suspension_waits_for_a_change() -> None:
     the_spec = spec(keys(20), chunkSize=5)
     progress = Progress.start(the_spec)
-    paused = outcomes.stopped_early(the_spec, progress, suspension=Reason.OPERATOR_PAUSED, storage="photos")
+    paused = outcomes.stopped_early(
+        the_spec, outcomes.Tally.of(progress), suspension=Reason.OPERATOR_PAUSED, storage="photos"
+    )
     assert paused is not None
     assert paused.delay == outcomes.PAUSE_RECHECK_SECONDS
 

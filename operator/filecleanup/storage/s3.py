@@ -292,8 +292,8 @@ class S3Storage:
         return listed
 
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
-        """A dry run's check: HeadObject per key, one after another (the storage's limits count the
-        chunk as one call of len(keys) keys). 200: it exists; 404: missing; 403: forbidden (S3 also
+        """A dry run's check: HeadObject per key, one after another (the storage's limits count a call
+        per key checked). 200: it exists; 404: missing; 403: forbidden (S3 also
         answers 403 for a missing key to whoever may not list the bucket). Overload raises
         :class:`StorageThrottled` and a server error :class:`StorageUnavailable`, as for a delete; a
         failed call leaves its key unknown."""
