@@ -30,8 +30,8 @@ from filecleanup.config import ConfigError, load_config
 from filecleanup.failed_errors import expand
 from filecleanup.keys import strip_bom
 from filecleanup.models import GROUP, PLURAL, FileCleanupStatus, Phase
-from filecleanup.storage import open_storage
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
+from filecleanup.storage.opening import open_storage
 from filecleanup.tables import columns, printable
 
 EXAMPLES = """\

@@ -22,7 +22,7 @@ from filecleanup.models import (
 from filecleanup.reconciler import Reconciler
 from filecleanup.redaction import redact
 from filecleanup.runtime import Clients, Runtime
-from filecleanup.storage import open_storages
+from filecleanup.storage.opening import open_storages
 from filecleanup.sweeper import Sweeper
 
 UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0

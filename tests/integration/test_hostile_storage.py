@@ -15,11 +15,12 @@ import pytest
 
 from filecleanup.config import FilesystemStorageConfig, S3StorageConfig
 from filecleanup.metrics import Metrics
-from filecleanup.storage import StorageUnavailable, open_storage
+from filecleanup.storage import StorageUnavailable
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.limits import Limiter
+from filecleanup.storage.opening import open_storage
 from filecleanup.storage.s3 import DELETE_MARKER_ONLY
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase

@@ -12,8 +12,9 @@ from typing import cast
 import pytest
 
 from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
-from filecleanup.storage import Backend, StorageUnavailable, open_storage
+from filecleanup.storage import Backend, StorageUnavailable
 from filecleanup.storage.base import ChecksExistence, ObjectChanged, ObjectMissing, ObjectStore
+from filecleanup.storage.opening import open_storage
 from tests.storage_fixtures import RunningServer, storage_server
 from tests.support.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 

@@ -1,48 +1,9 @@
-"""Storage backends behind one small interface: delete a chunk of keys in one call."""
+"""Storage backends behind one small interface: delete a chunk of keys in one call. This package's
+top level holds only the interface (storage/base.py); storage/opening.py opens the configured
+backends, so that what needs the interface alone loads no backend."""
 
 from __future__ import annotations
 
-from filecleanup.config import (
-    FilesystemStorageConfig,
-    HttpStorageConfig,
-    OperatorConfig,
-    S3StorageConfig,
-    StorageConfig,
-)
-from filecleanup.metrics import Metrics
-from filecleanup.storage.base import Backend, ChunkResult, ConcurrencyLimited, Storage, StorageUnavailable
-from filecleanup.storage.filesystem import FilesystemStorage
-from filecleanup.storage.http import HttpStorage
-from filecleanup.storage.limits import Limiter
-from filecleanup.storage.s3 import S3Storage
+from filecleanup.storage.base import Backend, ChunkResult, Storage, StorageUnavailable
 
-__all__ = ["Backend", "ChunkResult", "Storage", "StorageUnavailable", "open_storage", "open_storages"]
-
-
-def open_storage(name: str, config: StorageConfig) -> Backend:
-    """The backend for one configured storage, without the concurrency limit."""
-    match config:
-        case HttpStorageConfig():
-            return HttpStorage(name, config)
-        case S3StorageConfig():
-            return S3Storage(name, config)
-        case FilesystemStorageConfig():
-            return FilesystemStorage(name, config)
-
-
-def open_storages(config: OperatorConfig, metrics: Metrics) -> dict[str, Storage]:
-    """One client per configured storage, each held to its limits across all objects (its rate limit,
-    and an adaptive in-flight limit up to maxConcurrentRequests); the caller closes them with
-    ``aclose``."""
-    return {
-        name: ConcurrencyLimited(
-            open_storage(name, storage),
-            Limiter(
-                storage.max_concurrent_requests,
-                rate_limit=storage.rate_limit,
-                adaptive=storage.adaptive_concurrency,
-            ),
-            metrics,
-        )
-        for name, storage in config.storages.items()
-    }
+__all__ = ["Backend", "ChunkResult", "Storage", "StorageUnavailable"]
