@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,10 +28,14 @@ if TYPE_CHECKING:
 EVENT_KEYS_SHOWN = 5
 
 
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 class StatusSink(Protocol):
-    async def write(self, status: FileCleanupStatus) -> Mapping[str, Any] | None:
+    async def write(self, status: FileCleanupStatus) -> FileCleanupSpec | None:
         """Write the status; the object's spec as the API server returned it with the write, if the
-        sink knows it (a run notices spec.suspend there, at no extra request)."""
+        sink knows it and it is valid (a run notices spec.suspend there, at no extra request)."""
         ...
 
 
@@ -42,7 +46,7 @@ class LastWritten:
         self._sink = sink
         self.latest: FileCleanupStatus | None = None
 
-    async def write(self, status: FileCleanupStatus) -> Mapping[str, Any] | None:
+    async def write(self, status: FileCleanupStatus) -> FileCleanupSpec | None:
         stored = await self._sink.write(status)
         self.latest = status
         return stored
@@ -74,6 +78,7 @@ class ObjectContext:
     logger: logging.Logger | logging.LoggerAdapter[Any]
     status_problem: str | None = None  # why the status read could not be used (it was replaced)
     stored_bytes: int = 0  # an estimate of what the object stores in etcd
+    clock: Callable[[], datetime.datetime] = field(default=utcnow)  # the run's time; a test moves it
 
     async def storage_unavailable(
         self,
@@ -91,7 +96,7 @@ class ObjectContext:
             since=since,
             error=str(error),
             retry_after=error.retry_after,
-            now=utcnow(),
+            now=self.clock(),
             jitter=jitter,
         )
         await write(outcome)
@@ -133,7 +138,3 @@ class InvalidObject:
     sink: StatusSink
     post_event: EventPoster
     logger: logging.Logger | logging.LoggerAdapter[Any]
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)

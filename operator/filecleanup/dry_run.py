@@ -8,7 +8,7 @@ import datetime
 from collections.abc import Callable, Sequence
 
 from filecleanup import outcomes
-from filecleanup.context import ObjectContext, utcnow
+from filecleanup.context import ObjectContext
 from filecleanup.gate import KeyGate
 from filecleanup.models import ConditionType, DryRunCounts, Phase, Reason
 from filecleanup.outcomes import Outcome
@@ -43,7 +43,7 @@ async def dry_run(
             counts=counts,
             outcome=outcome,
             generation=context.generation,
-            now=utcnow(),
+            now=context.clock(),
         )
         await context.sink.write(latest)
 
@@ -53,7 +53,8 @@ async def dry_run(
     ):  # one write per try in an outage
         await write(outcomes.dry_run_checking(len(keys)))
     try:
-        results = await check_existence(storage, gate, keys, spec.chunk_size, workers, deadline)
+        remaining = None if deadline is None else max(0.0, (deadline - context.clock()).total_seconds())
+        results = await check_existence(storage, gate, keys, spec.chunk_size, workers, remaining)
     except TimeoutError:
         outcome = outcomes.dry_run_deadline_exceeded(spec)
         await write(outcome)
@@ -76,17 +77,17 @@ async def check_existence(  # noqa: PLR0917  (the chunks' one path to the storag
     keys: Sequence[str],
     chunk_size: int,
     workers: int,
-    deadline: datetime.datetime | None,
+    remaining: float | None,
 ) -> list[ExistsResult]:
     """Every chunk's check, up to chunksInFlightPerObject at a time. Raises
-    :class:`StorageUnavailable`, and ``TimeoutError`` past the deadline."""
+    :class:`StorageUnavailable`, and ``TimeoutError`` once ``remaining`` seconds (to the deadline) are
+    up."""
     slots = asyncio.Semaphore(workers)
 
     async def check(chunk: Sequence[str]) -> ExistsResult:
         async with slots:
             return await storage.exists(chunk, gate=gate)
 
-    remaining = None if deadline is None else max(0.0, (deadline - utcnow()).total_seconds())
     async with asyncio.timeout(remaining):
         return list(
             await asyncio.gather(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ from typing import Any
 import aiohttp
 import yaml
 from kubernetes.aio import client, config
+from pydantic import ValidationError
 
-from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupStatus
+from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
 
 MERGE_PATCH = "application/merge-patch+json"
 NOT_FOUND = 404
@@ -168,8 +168,9 @@ class ObjectStatusSink:
         self._namespace = namespace
         self._name = name
 
-    async def write(self, status: FileCleanupStatus) -> Mapping[str, Any] | None:
-        """Write the status; the reply is the whole object, whose spec is returned."""
+    async def write(self, status: FileCleanupStatus) -> FileCleanupSpec | None:
+        """Write the status; the reply is the whole object, whose spec is returned as the model (None
+        if it is not a valid one: the reply is input like any other)."""
         try:
             stored = await self._objects.patch_namespaced_custom_object_status(
                 GROUP,
@@ -186,4 +187,7 @@ class ObjectStatusSink:
                 raise ObjectGone(f"{self._namespace}/{self._name}") from error
             raise
         spec = stored.get("spec") if isinstance(stored, dict) else None
-        return spec if isinstance(spec, dict) else None
+        try:
+            return FileCleanupSpec.model_validate(spec)
+        except ValidationError:
+            return None

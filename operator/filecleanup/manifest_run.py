@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
-from filecleanup.context import ObjectContext, announce, utcnow
+from filecleanup.context import ObjectContext, announce
 from filecleanup.gate import KeyGate
 from filecleanup.manifests import (
     ManifestError,
@@ -40,7 +40,7 @@ from filecleanup.models import (
 )
 from filecleanup.outcomes import Outcome, in_outage
 from filecleanup.progress import Counts
-from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, send_chunks
+from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, StopRule, send_chunks
 from filecleanup.status import manifest_status, restarted_for_redrive
 from filecleanup.storage import Storage, StorageUnavailable
 from filecleanup.storage.base import ObjectChanged, ObjectMissing, ObjectRefused, ObjectStore
@@ -89,10 +89,6 @@ class ManifestRun:
         self._jitter = jitter
         self._shutdown_seconds = shutdown_seconds
         self._paused = paused
-        # What stopped a round, as seen when it stopped: spec.suspend (in a checkpoint's reply) and the
-        # operator's pause of this storage.
-        self._suspend_asked = False
-        self._pause_seen = False
         # A report segment that could not be written, in a checkpoint during the round: it stops.
         self._report_error: StorageUnavailable | ObjectRefused | ObjectMissing | None = None
         status = context.status
@@ -112,6 +108,13 @@ class ManifestRun:
 
     async def run(self, *, starting: bool, redrive: bool, deadline: datetime.datetime | None) -> float | None:
         context = self._context
+        self._stop = StopRule(
+            storage=self._storage_name,
+            paused=self._paused,
+            too_many_failed=self._too_many_failed,
+            deadline=deadline,
+            clock=self._context.clock,
+        )
         problem = progress_problem(self.latest, self._place)
         if problem is not None:
             await self._start_over(problem)
@@ -129,7 +132,7 @@ class ManifestRun:
                     return await self._finish(rejected)
             elif starting or redrive:
                 await self._write(self._deleting())
-            return await self._rounds(deadline)
+            return await self._rounds()
         except ReportNotSavedError as error:
             return await self._report_not_saved(error.cause)
         except (ObjectMissing, ObjectChanged, ObjectRefused, ManifestError) as error:
@@ -214,11 +217,17 @@ class ManifestRun:
         progress = self.progress
         if progress.round == 0:
             source = Source(self._store, self._manifest, progress.version)
-            return SourceRound(source, progress, self.counts.chunk_size)
+            return SourceRound(source, progress, self.counts.chunk_size, on_refused=self._stop.halt)
         segment = Source(self._store, self._place.key(progress.round - 1, progress.source))
-        return SourceRound(segment, progress, self.counts.chunk_size, signed_by=(self._signer, self._place))
+        return SourceRound(
+            segment,
+            progress,
+            self.counts.chunk_size,
+            signed_by=(self._signer, self._place),
+            on_refused=self._stop.halt,
+        )
 
-    async def _rounds(self, deadline: datetime.datetime | None) -> float | None:
+    async def _rounds(self) -> float | None:
         context = self._context
         deleting = self._deleting()
         while self.progress.source < self.progress.sources:
@@ -231,7 +240,8 @@ class ManifestRun:
                 try:
                     await self._save(part, base_deleted, deleting)
                 except ReportNotSavedError as error:
-                    self._report_error = error.cause  # the round stops: see _stop
+                    self._report_error = error.cause
+                    self._stop.halt()
 
             unavailable = await send_chunks(
                 part,
@@ -240,9 +250,8 @@ class ManifestRun:
                 workers=self._workers,
                 checkpoint_interval=self._config.status_interval_seconds,
                 checkpoint=checkpoint,
-                stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
+                stop=self._stop,
                 shutdown_seconds=self._shutdown_seconds,
-                stop_when=lambda part=part: self._stop(part),  # type: ignore[misc]
             )
             if self._report_error is not None:
                 return await self._report_not_saved(self._report_error)
@@ -255,11 +264,10 @@ class ManifestRun:
             if part.problem is not None:
                 await self._save(part, base_deleted, None)
                 return await self._finish(self._source_failed(part.problem, self._source_name()))
-            deadline_passed = deadline is not None and utcnow() >= deadline
-            if self._too_many_failed() or self._suspend_asked or self._pause_seen or deadline_passed:
+            if self._stop.stopped():
                 await self._save(part, base_deleted, None)
                 stopped = outcomes.stopped_early(
-                    context.spec, self._tally(), suspension=self._suspension(), storage=self._storage_name
+                    context.spec, self._tally(), suspension=self._stop.suspension, storage=self._storage_name
                 )
                 if stopped is not None:  # where it stands: a suspended one is resumed from here
                     return await self._finish(stopped)
@@ -272,26 +280,10 @@ class ManifestRun:
             await self._write(deleting)
         return await self._round_over()
 
-    def _stop(self, part: SourceRound) -> bool:
-        self._pause_seen = self._pause_seen or self._storage_name in self._paused()
-        return (
-            self._suspend_asked
-            or self._pause_seen
-            or self._too_many_failed()
-            or bool(part.refused)
-            or self._report_error is not None
-        )
-
     def _too_many_failed(self) -> bool:
         """More keys of this round than spec.maxFailedKeys failed for good. Counted per round: a
         report does not record the class, so a key that failed for good is sent again next round."""
         return self._tally().too_many_failed(self._context.spec.max_failed_keys)
-
-    def _suspension(self) -> Reason | None:
-        """What suspended the round, as seen when it stopped: spec.suspend first, then the pause."""
-        if self._suspend_asked:
-            return Reason.SUSPENDED
-        return Reason.OPERATOR_PAUSED if self._pause_seen else None
 
     def _tally(self) -> outcomes.Tally:
         """The round as the shared decisions read it (outcomes.py)."""
@@ -452,9 +444,8 @@ class ManifestRun:
             listed=listed,
             outcome=outcome,
             generation=self._context.generation,
-            now=utcnow(),
+            now=self._context.clock(),
         )
         stored = await self._context.sink.write(status)
         self.latest = status
-        # The write's reply carries the spec: a suspension asked for during a round is seen here.
-        self._suspend_asked = self._suspend_asked or bool(stored and stored.get("suspend"))
+        self._stop.saw(stored)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -274,8 +274,10 @@ class SourceRound:
         chunk_size: int,
         *,
         signed_by: tuple[ReportSigner, ReportPlace] | None = None,
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self._source = source
+        self._on_refused = on_refused  # the round stops: nothing more is sent
         self._signed_by = signed_by
         self.progress = progress
         self._chunk_size = chunk_size
@@ -329,6 +331,7 @@ class SourceRound:
                 progress.permanent_now += 1
             if line.key in result.refused:
                 self.refused.append(f"{line.key!r}: {error}")
+                self._on_refused()
             self.failures.append((line.key, error))
             if len(self.listed) < MAX_LISTED_FAILED_KEYS:
                 self.listed.append(FailedKey(key=line.key, error=error, attempts=progress.round + 1))

@@ -12,8 +12,7 @@ import dataclasses
 import datetime
 import logging
 import random
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from filecleanup import outcomes
 from filecleanup.config import OperatorConfig
@@ -28,6 +27,7 @@ from filecleanup.models import (
     DEFAULT_CONTROLLER,
     ConditionType,
     EventReason,
+    FileCleanupSpec,
     FileCleanupStatus,
     Phase,
     Reason,
@@ -46,7 +46,7 @@ from filecleanup.plan import (
 )
 from filecleanup.progress import Progress
 from filecleanup.retention import finished_labels
-from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, checkpoint_interval, send_chunks
+from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, StopRule, checkpoint_interval, send_chunks
 from filecleanup.status import (
     internal_error_status,
     invalid_spec_status,
@@ -67,14 +67,14 @@ class _StatusRecorder:
         self._progress = progress
         self._storage_name = storage_name
 
-    async def write(self, outcome: Outcome) -> Mapping[str, Any] | None:
+    async def write(self, outcome: Outcome) -> FileCleanupSpec | None:
         status = next_status(
             self.latest,
             progress=self._progress,
             storage=self._storage_name,
             outcome=outcome,
             generation=self._context.generation,
-            now=utcnow(),
+            now=self._context.clock(),
         )
         stored = await self._context.sink.write(status)
         self.latest = status
@@ -168,7 +168,7 @@ class Reconciler:
         context.logger.error("Invalid spec: %s", context.problem)
 
     async def _run(self, context: ObjectContext) -> float | None:  # noqa: PLR0911  (one case per action)
-        now = utcnow()
+        now = context.clock()
         # Every log line of the run names the storage (the object's namespace and name come from Kopf).
         storage_name = context.spec.storage or self._config.default_storage
         context = dataclasses.replace(
@@ -292,7 +292,7 @@ class Reconciler:
                     reason=reason,
                     message=message,
                     generation=context.generation,
-                    now=utcnow(),
+                    now=context.clock(),
                 )
             )
             context.logger.info("Suspended: %s", message)
@@ -316,22 +316,18 @@ class Reconciler:
         # final one, instead of two; a crash before it re-sends less than one checkpoint interval of
         # work, as after any checkpoint. The start time is the round's, whenever it is first written.
         if recorder.latest.start_time is None:
-            recorder.latest = recorder.latest.model_copy(update={"start_time": utcnow()})
+            recorder.latest = recorder.latest.model_copy(update={"start_time": context.clock()})
 
-        suspend_asked = False
+        stop = StopRule(
+            storage=storage_name,
+            paused=self._paused,
+            too_many_failed=lambda: progress.too_many_failed(context.spec.max_failed_keys),
+            deadline=deadline,
+            clock=context.clock,
+        )
 
         async def checkpoint() -> None:
-            nonlocal suspend_asked
-            stored = await recorder.write(deleting)
-            # The write's reply carries the spec: a suspension asked for during the round is seen here.
-            suspend_asked = bool(stored and stored.get("suspend"))
-
-        paused = False  # as seen when the round stopped: the pause file may change again meanwhile
-
-        def stop() -> bool:
-            nonlocal paused
-            paused = paused or storage_name in self._paused()
-            return suspend_asked or paused or progress.too_many_failed(context.spec.max_failed_keys)
+            stop.saw(await recorder.write(deleting))
 
         unavailable = await send_chunks(
             KeysRound(progress),
@@ -340,9 +336,8 @@ class Reconciler:
             workers=self._workers(storage_name),
             checkpoint_interval=checkpoint_interval(self._config.status_interval_seconds, progress.total),
             checkpoint=checkpoint,
-            stop_after=None if deadline is None else (deadline - utcnow()).total_seconds(),
+            stop=stop,
             shutdown_seconds=self._shutdown_seconds,
-            stop_when=stop,
         )
         if unavailable is not None:
             return await context.storage_unavailable(
@@ -352,13 +347,9 @@ class Reconciler:
                 jitter=self._jitter(),
             )
 
-        if suspend_asked:
-            suspension: Reason | None = Reason.SUSPENDED
-        else:
-            suspension = Reason.OPERATOR_PAUSED if paused else None
         tally = outcomes.Tally.of(progress)
         outcome = outcomes.stopped_early(
-            context.spec, tally, suspension=suspension, storage=storage_name
+            context.spec, tally, suspension=stop.suspension, storage=storage_name
         ) or outcomes.after_round(context.spec, tally, self._jitter())
         if outcome.phase == Phase.BACKOFF:
             progress.begin_retry_round()  # the checkpoint then holds the next round, waiting

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from filecleanup.gate import KeyGate
+from filecleanup.models import FileCleanupSpec, Reason
 from filecleanup.progress import Progress
 from filecleanup.storage import ChunkResult, Storage, StorageUnavailable
 from filecleanup.storage.base import NotSent
@@ -33,6 +35,68 @@ def checkpoint_interval(seconds: float, total_keys: int) -> float:
     bounds that traffic per object, while a crash still re-sends at most one interval of work.
     """
     return seconds * max(1.0, total_keys / KEYS_PER_CHECKPOINT_INTERVAL)
+
+
+class StopRule:
+    """Why a round stops early, decided in this one place for every source of keys: spec.suspend (as
+    seen in a status write's reply), the operator's pause of the storage, too many keys failed for
+    good, the deadline, or the source itself (a key refused, a report not saved). ``send_chunks`` asks
+    it before each chunk, and the storage's queue before each call (``NotSent``); what a round that
+    stopped comes to is then decided from what it saw (``suspension``, outcomes.stopped_early).
+    Shutdown is the round's cancellation, which ``send_chunks`` handles itself."""
+
+    def __init__(
+        self,
+        *,
+        storage: str,
+        paused: Callable[[], frozenset[str]],
+        too_many_failed: Callable[[], bool],
+        deadline: datetime.datetime | None,
+        clock: Callable[[], datetime.datetime],
+    ) -> None:
+        self._storage = storage
+        self._paused = paused
+        self._too_many_failed = too_many_failed
+        self._deadline = deadline
+        self._clock = clock
+        self.suspend_asked = False
+        self.pause_seen = False  # as seen when the round stopped: the pause file may change again
+        self.halted = False
+
+    def saw(self, spec: FileCleanupSpec | None) -> None:
+        """The spec a status write returned: a suspension asked for during the round is seen here, at
+        no extra request (Kopf delivers no spec change while a round runs)."""
+        self.suspend_asked = self.suspend_asked or bool(spec and spec.suspend)
+
+    def halt(self) -> None:
+        """The source cannot go on (a key refused, a report the storage did not take)."""
+        self.halted = True
+
+    def deadline_passed(self) -> bool:
+        return self._deadline is not None and self._clock() >= self._deadline
+
+    def stop(self) -> bool:
+        """Whether no new call may start."""
+        self.pause_seen = self.pause_seen or self._storage in self._paused()
+        return (
+            self.halted
+            or self.suspend_asked
+            or self.pause_seen
+            or self._too_many_failed()
+            or self.deadline_passed()
+        )
+
+    @property
+    def suspension(self) -> Reason | None:
+        """What suspended the round, if anything did: spec.suspend first, then the pause."""
+        if self.suspend_asked:
+            return Reason.SUSPENDED
+        return Reason.OPERATOR_PAUSED if self.pause_seen else None
+
+    def stopped(self) -> bool:
+        """Whether the round ended early for a reason this rule decides (the source's own halts
+        aside): the caller then asks outcomes.stopped_early what follows."""
+        return self.suspend_asked or self.pause_seen or self._too_many_failed() or self.deadline_passed()
 
 
 class RoundWork(Protocol[ChunkT]):
@@ -100,15 +164,13 @@ async def send_chunks(
     workers: int,
     checkpoint_interval: float,
     checkpoint: Callable[[], Awaitable[None]],
-    stop_after: float | None = None,
+    stop: StopRule,
     shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
-    stop_when: Callable[[], bool] = lambda: False,
 ) -> StorageUnavailable | None:
     """Send the round's chunks, up to ``workers`` calls in flight, checkpointing at most once per
     ``checkpoint_interval``. Every key passes ``gate`` as it is sent (``Storage.delete``).
 
-    No new chunk starts once the storage is unavailable, ``stop_after`` seconds have passed or
-    ``stop_when()`` says so (too many keys failed for good, the object suspended). When the
+    No new chunk starts once the storage is unavailable or ``stop`` says so (StopRule). When the
     round is cancelled (the operator is shutting down), no new chunk starts either, the calls in flight
     get up to ``shutdown_seconds`` to finish, their outcome is recorded and checkpointed, and then the
     cancellation goes on: no confirmed deletion goes unrecorded. A call still running after that is
@@ -116,18 +178,12 @@ async def send_chunks(
     """
     chunks = work.chunks()
     taking = asyncio.Lock()  # the workers share one iterator of chunks
-    stop_at = None if stop_after is None else time.monotonic() + stop_after
     unavailable: StorageUnavailable | None = None
     stopping = False
     checkpoints = Checkpoints(checkpoint, checkpoint_interval)
 
     def may_start() -> bool:
-        return (
-            unavailable is None
-            and not stopping
-            and (stop_at is None or time.monotonic() < stop_at)
-            and not stop_when()
-        )
+        return unavailable is None and not stopping and not stop.stop()
 
     async def take() -> ChunkT | None:
         nonlocal unavailable

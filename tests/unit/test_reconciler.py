@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
 from filecleanup.config import OperatorConfig
-from filecleanup.context import Next, ObjectContext
+from filecleanup.context import Next, ObjectContext, utcnow
 from filecleanup.kube import ObjectGone
 from filecleanup.metrics import Metrics
 from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
 from filecleanup.progress import Progress
 from filecleanup.reconciler import Reconciler
 from filecleanup.retention import controller_label
-from filecleanup.rounds import KeysRound, send_chunks
+from filecleanup.rounds import KeysRound, StopRule, send_chunks
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.limits import Limiter
 from tests.support.gates import OPEN_GATE
@@ -52,8 +52,9 @@ class FakeSink:
     writing: bool = False
     storage: FakeStorage | None = None
     calls_while_writing: int = 0
+    spec: FileCleanupSpec | None = None  # what the API server returns with each write, as it does
 
-    async def write(self, status: FileCleanupStatus) -> None:
+    async def write(self, status: FileCleanupStatus) -> FileCleanupSpec | None:
         if self.gone:
             raise ObjectGone("ns/name")
         self.writing = True
@@ -63,6 +64,7 @@ class FakeSink:
             self.calls_while_writing += len(self.storage.sent) - sent_before
         self.writing = False
         self.written.append(status)
+        return self.spec
 
 
 Events = list[tuple[str, str, str]]  # (type, reason, message), as posted
@@ -97,6 +99,12 @@ def context(
         post_event=lambda kind, reason, message: events.append((kind, reason, message)),
         logger=logging.getLogger("test"),
     )
+
+
+def never_stopped(told: Callable[[], bool] = lambda: False) -> StopRule:
+    """A round's stop rule with no suspension, pause or deadline; ``told`` stands for a reason that
+    comes during the round (as too many keys failed for good would)."""
+    return StopRule(storage="photos", paused=frozenset, too_many_failed=told, deadline=None, clock=utcnow)
 
 
 def limited(backend: FakeStorage, requests: int = 8) -> ConcurrencyLimited:
@@ -242,6 +250,7 @@ async def cancel_a_round(
             workers=2,
             checkpoint_interval=60,
             checkpoint=checkpoint,
+            stop=never_stopped(),
             shutdown_seconds=shutdown_seconds,
         )
     )
@@ -293,7 +302,7 @@ async def test_once_told_to_stop_no_new_call_goes_out_and_the_calls_in_flight_ar
         workers=4,
         checkpoint_interval=60,
         checkpoint=checkpoint,
-        stop_when=stop.is_set,
+        stop=never_stopped(told=stop.is_set),
     )
     await pausing
     assert unavailable is None

@@ -1,0 +1,202 @@
+"""What stops a round in mid-flight, for both sources of keys (an object's own keys and a manifest),
+in process: the storage holds a call at a gate while the test suspends the object, pauses the
+operator, moves the clock past the deadline or makes too many keys fail for good; then lets it go.
+Nothing races a latency: every midpoint is held."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filecleanup.config import OperatorConfig
+from filecleanup.context import ObjectContext
+from filecleanup.metrics import Metrics
+from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.reconciler import Reconciler
+from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, ObjectMissing, ObjectPart
+from filecleanup.storage.limits import Limiter
+from tests.unit.test_reconciler import Events, FakeSink
+
+KEYS = [f"t/albums/{i:02d}.jpg" for i in range(12)]
+MANIFEST = "t/albums/m.keys"
+HELD_AT = 4  # the call held: three chunks answered before it
+
+
+@dataclass
+class GatedStorage:
+    """Confirms every key (but ``failing``, which fail for good); the call numbered ``HELD_AT`` waits
+    at the gate until the test opens it. Holds the manifest too."""
+
+    failing: frozenset[str] = frozenset()
+    name: str = "photos"
+    max_keys_per_call: int | None = None
+    holds_manifests: bool = True
+    sent: list[str] = field(default_factory=list)
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    objects: dict[str, bytes] = field(
+        default_factory=lambda: {MANIFEST: "".join(f"{k}\n" for k in KEYS).encode()}
+    )
+
+    async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        self.sent += keys
+        if len(self.sent) == HELD_AT:
+            self.held.set()
+            await self.gate.wait()
+        return ChunkResult.from_reply(
+            keys,
+            [k for k in keys if k not in self.failing],
+            dict.fromkeys(self.failing, "AccessDenied"),
+            permanent=self.failing,
+        )
+
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:  # noqa: ARG002
+        if key not in self.objects:
+            raise ObjectMissing(key)
+        data = self.objects[key]
+        return ObjectPart(data[offset : offset + size], hashlib.sha256(data).hexdigest())
+
+    async def write(self, key: str, data: bytes) -> None:
+        self.objects[key] = data
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+@dataclass
+class Setup:
+    storage: GatedStorage
+    sink: FakeSink
+    events: Events
+    clock: Clock
+    paused: set[str]
+    reconciler: Reconciler
+
+    def context(self, spec: dict[str, Any], status: FileCleanupStatus | None = None) -> ObjectContext:
+        return ObjectContext(
+            spec=FileCleanupSpec.model_validate(spec),
+            status=status or FileCleanupStatus(),
+            namespace="albums",
+            name="album-1",
+            generation=1,
+            sink=self.sink,
+            post_event=lambda kind, reason, message: self.events.append((kind, reason, message)),
+            logger=logging.getLogger("test"),
+            clock=self.clock,
+        )
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    key_file = tmp_path / "report-key"
+    key_file.write_text("k" * 32)
+    config = OperatorConfig.model_validate(
+        {
+            "defaultStorage": "photos",
+            "chunksInFlightPerObject": 1,  # one call at a time: what is sent after the stop is exact
+            "statusIntervalSeconds": 0,  # a checkpoint after every call: a suspension is seen at once
+            "reportKeyFile": str(key_file),
+            "storages": {
+                "photos": {
+                    "type": "filesystem",
+                    "root": "/unused",
+                    "policy": {"allowedNamespaces": "*", "keyPrefix": "t/{namespace}/"},
+                }
+            },
+        }
+    )
+    storage, paused = GatedStorage(), set[str]()
+    limited = ConcurrencyLimited(storage, Limiter(4), Metrics())
+    reconciler = Reconciler(
+        config, {"photos": limited}, Metrics(), jitter=lambda: 0.0, paused=lambda: frozenset(paused)
+    )
+    return Setup(storage, FakeSink(), Events(), Clock(), paused, reconciler)
+
+
+SOURCES = {
+    "keys": {"keys": KEYS, "chunkSize": 1},
+    "manifest": {"manifest": {"key": MANIFEST}, "chunkSize": 1},
+}
+
+
+async def run_held(setup: Setup, spec: dict[str, Any], while_held: Any) -> FileCleanupStatus:
+    """One run whose fourth call waits at the gate while ``while_held()`` changes the world; then the
+    gate opens. The status the run wrote last."""
+    run = asyncio.create_task(setup.reconciler.run(setup.context(spec)))
+    await setup.storage.held.wait()
+    while_held()
+    setup.storage.gate.set()
+    await run
+    return setup.sink.written[-1]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_a_suspension_in_mid_round_stops_it_after_the_call_in_flight(setup: Setup, source: str) -> None:
+    spec = SOURCES[source]
+
+    def suspend() -> None:
+        setup.sink.spec = FileCleanupSpec.model_validate({**spec, "suspend": True})
+
+    status = await run_held(setup, spec, suspend)
+    assert (status.phase, status.conditions[0].reason) == (Phase.SUSPENDED, Reason.SUSPENDED)
+    # The call in flight finished; a checkpoint is written in the background, so the call that started
+    # before its reply came back (with the spec) may go too, and nothing after it.
+    assert setup.storage.sent in (KEYS[:HELD_AT], KEYS[: HELD_AT + 1])
+    assert status.deleted == len(setup.storage.sent)
+
+    setup.sink.spec = None  # resumed: the rest, and nothing confirmed sent again
+    await setup.reconciler.run(setup.context(spec, status))
+    assert setup.sink.written[-1].phase == Phase.SUCCEEDED
+    assert sorted(setup.storage.sent) == sorted(KEYS)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_the_operators_pause_in_mid_round_stops_it_after_the_call_in_flight(
+    setup: Setup, source: str
+) -> None:
+    status = await run_held(setup, SOURCES[source], lambda: setup.paused.add("photos"))
+    assert (status.phase, status.conditions[0].reason) == (Phase.SUSPENDED, Reason.OPERATOR_PAUSED)
+    assert setup.storage.sent == KEYS[:HELD_AT]
+    assert status.deleted == HELD_AT
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_a_deadline_passed_in_mid_round_fails_it_with_the_counts(setup: Setup, source: str) -> None:
+    spec = {**SOURCES[source], "activeDeadlineSeconds": 60}
+
+    def past_the_deadline() -> None:
+        setup.clock.now += datetime.timedelta(seconds=61)
+
+    status = await run_held(setup, spec, past_the_deadline)
+    assert (status.phase, status.conditions[-1].reason) == (Phase.FAILED, Reason.DEADLINE_EXCEEDED)
+    assert setup.storage.sent == KEYS[:HELD_AT]
+    assert (
+        f"deleted {HELD_AT} of {len(KEYS)}, {len(KEYS) - HELD_AT} not deleted"
+        in status.conditions[-1].message
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_too_many_keys_failed_for_good_in_mid_round_fails_it_at_once(setup: Setup, source: str) -> None:
+    setup.storage.failing = frozenset(KEYS[:2])
+    await setup.reconciler.run(setup.context({**SOURCES[source], "maxFailedKeys": 1}))
+    status = setup.sink.written[-1]
+    assert (status.phase, status.conditions[-1].reason) == (Phase.FAILED, Reason.MAX_FAILED_KEYS_EXCEEDED)
+    assert setup.storage.sent == KEYS[:2]  # the second key failing for good stopped it: no third call
+    assert "2 keys failed for good, more than maxFailedKeys (1)" in status.conditions[-1].message
