@@ -147,19 +147,12 @@ class ManifestRun:
         segment saved). An outage is waited out; a place no report can ever be written ends the run."""
         if isinstance(error, StorageUnavailable):
             return await self._unavailable(error)
-        return await self._finish(
-            Outcome(
-                Phase.FAILED,
-                Reason.INVALID_MANIFEST,
-                f"a failure report cannot be written ({error}); deleted {self.counts.deleted} of "
-                f"{self.counts.total} as of the last report saved, the rest not confirmed",
-            )
-        )
+        return await self._finish(outcomes.report_not_saved(str(error), self._tally()))
 
     async def _start_over(self, problem: str) -> None:
         """Status that cannot be true is not followed: the run starts over from the manifest, which
         is checked again (deletes are idempotent, and the counts are rebuilt)."""
-        message = f"status not trusted ({problem}); starting over from the manifest"
+        restart = outcomes.status_not_trusted(problem, "the manifest")
         self.latest = FileCleanupStatus()
         self.progress = ManifestProgress()
         self.counts = dataclasses.replace(
@@ -167,32 +160,24 @@ class ManifestRun:
         )
         self.listed = []
         self._commit()
-        await self._write(Outcome(Phase.IN_PROGRESS, Reason.INVALID_STATUS, message))
-        self._context.post_event("Warning", Reason.INVALID_STATUS, message)
-        self._context.logger.warning("Invalid status: %s", message)
+        await self._write(restart)
+        self._context.post_event("Warning", Reason.INVALID_STATUS, restart.message)
+        self._context.logger.warning("Invalid status: %s", restart.message)
 
     async def _check(self) -> Outcome | None:
         """Read the manifest through once: count its keys, and find any that may not be deleted."""
         if not in_outage(self.latest.condition(ConditionType.PROGRESSING)):  # one write per outage
-            await self._write(
-                Outcome(Phase.IN_PROGRESS, Reason.DELETING, f"checking the manifest {self._manifest}")
-            )
+            await self._write(outcomes.checking_manifest(self._manifest))
         unstorable = self._place.problem()
         if unstorable is not None:
-            return Outcome(Phase.FAILED, Reason.INVALID_MANIFEST, f"{unstorable}; nothing was deleted")
+            return outcomes.manifest_refused(Reason.INVALID_MANIFEST, unstorable)
         rules = self._config.storages[self._storage_name].policy
         prefix = rules.prefix_for(self._context.namespace)
         checked = await check(self._store, self._manifest, prefix)
         if checked.problem_count:
-            shown = "; ".join(checked.problems)
-            return Outcome(
-                Phase.FAILED,
-                Reason.FORBIDDEN,
-                f"{checked.problem_count} keys of the manifest may not be deleted ({shown}); "
-                "nothing was deleted",
-            )
+            return outcomes.manifest_keys_forbidden(checked.problem_count, checked.problems)
         if not checked.total:
-            return Outcome(Phase.FAILED, Reason.INVALID_MANIFEST, "the manifest lists no keys")
+            return outcomes.manifest_refused(Reason.INVALID_MANIFEST, "the manifest lists no keys")
         self.counts.total = checked.total
         self.progress = ManifestProgress(
             checked=True, round_total=checked.total, version=checked.version, size=checked.size
@@ -202,13 +187,12 @@ class ManifestRun:
         return None
 
     def _deleting(self) -> Outcome:
-        source = (
+        return outcomes.deleting(self.progress.round_total, self.counts.chunk_size, self._round_source())
+
+    def _round_source(self) -> str:
+        """What the round reads: the manifest, or the report of the round before."""
+        return (
             "the manifest" if self.progress.round == 0 else f"the report of round {self.progress.round - 1}"
-        )
-        return Outcome(
-            Phase.IN_PROGRESS,
-            Reason.DELETING,
-            f"deleting {self.progress.round_total} keys from {source} in chunks of {self.counts.chunk_size}",
         )
 
     def _source(self) -> SourceRound:
@@ -303,29 +287,19 @@ class ManifestRun:
         progress = self.progress
         progress.report = self._place.prefix(progress.round)
         self._commit()
-        return Outcome(
-            Phase.FAILED,
-            Reason.FORBIDDEN,
-            f"{len(part.refused)} keys read from {self._source_name()} were refused before sending and "
-            f"never sent (e.g. {part.refused[0]}); deleted {self.counts.deleted} of {self.counts.total}, "
-            "the rest of the round not sent",
-        )
+        return outcomes.keys_refused(part.refused, self._source_name(), self._tally())
 
     def _source_failed(self, error: SourceProblem, source: str) -> Outcome:
         """A manifest or report that cannot be read on: the run ends, with nothing unchecked sent."""
-        done = f"deleted {self.counts.deleted} of {self.counts.total}" if self.progress.checked else ""
-        tail = f"; {done}, the rest not sent" if done else "; nothing was deleted"
+        tally = self._tally() if self.progress.checked else None
         match error:
             case ObjectChanged():
-                return Outcome(
-                    Phase.FAILED,
-                    Reason.MANIFEST_CHANGED,
-                    f"{source} changed after it was first read; nothing from the new version was sent{tail}",
-                )
+                what = f"{source} changed after it was first read; nothing from the new version was sent"
+                return outcomes.source_unusable(Reason.MANIFEST_CHANGED, what, tally)
             case ObjectMissing():
-                return Outcome(Phase.FAILED, Reason.MANIFEST_MISSING, f"the storage has no {error}{tail}")
+                return outcomes.source_unusable(Reason.MANIFEST_MISSING, f"the storage has no {error}", tally)
             case _:
-                return Outcome(Phase.FAILED, Reason.INVALID_MANIFEST, f"{source}: {error}{tail}")
+                return outcomes.source_unusable(Reason.INVALID_MANIFEST, f"{source}: {error}", tally)
 
     async def _save(self, part: SourceRound, base_deleted: int, outcome: Outcome | None) -> None:
         """A checkpoint: the failures since the last one as a report segment, then the status as of
@@ -364,13 +338,9 @@ class ManifestRun:
     async def _round_over(self) -> float | None:
         progress = self.progress
         if progress.sent != progress.round_total:
-            source = "the manifest" if progress.round == 0 else f"the report of round {progress.round - 1}"
             return await self._finish(
-                Outcome(
-                    Phase.FAILED,
-                    Reason.INVALID_MANIFEST,
-                    f"{source} held {progress.sent} keys where {progress.round_total} were expected: it was "
-                    f"changed outside the operator; deleted {self.counts.deleted} of {self.counts.total}",
+                outcomes.source_miscounted(
+                    self._round_source(), progress.sent, progress.round_total, self._tally()
                 )
             )
         outcome = outcomes.after_round(self._context.spec, self._tally(), self._jitter())

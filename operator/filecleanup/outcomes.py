@@ -199,3 +199,77 @@ def dry_run_deadline_exceeded(spec: FileCleanupSpec) -> Outcome:
         f"dry run not done within activeDeadlineSeconds ({spec.active_deadline_seconds}); "
         "nothing was deleted",
     )
+
+
+# What a run says while it works, and why a manifest's run ends early: every Outcome is built here.
+
+
+def deleting(keys: int, chunk_size: int, source: str = "") -> Outcome:
+    """In progress: ``keys`` to delete (``source``: where a manifest's round reads them)."""
+    where = f" from {source}" if source else ""
+    return Outcome(
+        Phase.IN_PROGRESS, Reason.DELETING, f"deleting {keys} keys{where} in chunks of {chunk_size}"
+    )
+
+
+def status_not_trusted(problem: str, start: str) -> Outcome:
+    """Status that no run could have written: the run starts over (from ``start``)."""
+    return Outcome(
+        Phase.IN_PROGRESS,
+        Reason.INVALID_STATUS,
+        f"status not trusted ({problem}); starting over from {start}",
+    )
+
+
+def checking_manifest(manifest: str) -> Outcome:
+    return Outcome(Phase.IN_PROGRESS, Reason.DELETING, f"checking the manifest {manifest}")
+
+
+def manifest_refused(reason: Reason, why: str) -> Outcome:
+    """A manifest refused when it was checked: nothing was deleted."""
+    return Outcome(Phase.FAILED, reason, f"{why}; nothing was deleted")
+
+
+def manifest_keys_forbidden(count: int, shown: list[str]) -> Outcome:
+    return manifest_refused(
+        Reason.FORBIDDEN, f"{count} keys of the manifest may not be deleted ({'; '.join(shown)})"
+    )
+
+
+def keys_refused(refused: list[str], source: str, tally: Tally) -> Outcome:
+    """Keys read back (a manifest's or a report's lines) that the gate refused: never sent."""
+    return Outcome(
+        Phase.FAILED,
+        Reason.FORBIDDEN,
+        f"{len(refused)} keys read from {source} were refused before sending and never sent (e.g. "
+        f"{refused[0]}); deleted {tally.deleted} of {tally.total}, the rest of the round not sent",
+    )
+
+
+def source_unusable(reason: Reason, what: str, tally: Tally | None) -> Outcome:
+    """A manifest or report that cannot be read on (changed, gone, not a file, a line not signed):
+    the run ends with nothing unchecked sent; ``tally`` once the manifest was checked."""
+    tail = (
+        f"; deleted {tally.deleted} of {tally.total}, the rest not sent" if tally else "; nothing was deleted"
+    )
+    return Outcome(Phase.FAILED, reason, f"{what}{tail}")
+
+
+def source_miscounted(source: str, held: int, expected: int, tally: Tally) -> Outcome:
+    """A round's source held another number of keys than the round expected: changed outside."""
+    return Outcome(
+        Phase.FAILED,
+        Reason.INVALID_MANIFEST,
+        f"{source} held {held} keys where {expected} were expected: it was changed outside the operator; "
+        f"deleted {tally.deleted} of {tally.total}",
+    )
+
+
+def report_not_saved(error: str, tally: Tally) -> Outcome:
+    """A failure report that can never be written where it must go."""
+    return Outcome(
+        Phase.FAILED,
+        Reason.INVALID_MANIFEST,
+        f"a failure report cannot be written ({error}); deleted {tally.deleted} of {tally.total} as of "
+        "the last report saved, the rest not confirmed",
+    )

@@ -212,20 +212,20 @@ class Reconciler:
             case Run(storage, progress, starting, redrive, deadline, invalid_status):
                 invalid_status = invalid_status or context.status_problem
                 if invalid_status is not None:
-                    message = f"status not trusted ({invalid_status}); starting over from the keys"
+                    untrusted = outcomes.status_not_trusted(invalid_status, "the keys")
                     # Said before any call: what was there is replaced, the condition says why.
                     restart = next_status(
                         FileCleanupStatus(),
                         progress=progress,
                         storage=storage,
-                        outcome=Outcome(Phase.IN_PROGRESS, Reason.INVALID_STATUS, message),
+                        outcome=untrusted,
                         generation=context.generation,
                         now=now,
                     )
                     await context.sink.write(restart)
                     context = dataclasses.replace(context, status=restart)
-                    context.post_event("Warning", Reason.INVALID_STATUS, message)
-                    context.logger.warning("Invalid status: %s", message)
+                    context.post_event("Warning", Reason.INVALID_STATUS, untrusted.message)
+                    context.logger.warning("Invalid status: %s", untrusted.message)
                 if starting and not redrive:
                     context.logger.info("Started: deleting %d keys on %s", len(progress.pending), storage)
                 if redrive:
@@ -307,11 +307,7 @@ class Reconciler:
         deadline: datetime.datetime | None,
     ) -> float | None:
         recorder = _StatusRecorder(context, progress, storage_name)
-        deleting = Outcome(
-            Phase.IN_PROGRESS,
-            Reason.DELETING,
-            f"deleting {len(progress.pending)} keys in chunks of {progress.chunk_size}",
-        )
+        deleting = outcomes.deleting(len(progress.pending), progress.chunk_size)
         # No status write before the first checkpoint: a round that ends sooner costs one write, the
         # final one, instead of two; a crash before it re-sends less than one checkpoint interval of
         # work, as after any checkpoint. The start time is the round's, whenever it is first written.
