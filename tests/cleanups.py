@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from filecleanup.client import file_cleanup
+from filecleanup.config import OperatorConfig
 from filecleanup.models import API_VERSION, KIND
+from filecleanup.rounds import checkpoint_interval
 from polling import eventually
 from tests.kube import Kube, Manifest
+from tests.support.storages import Gate
+
+# The operator's statusIntervalSeconds, which the tests' configurations leave at its default: a round
+# writes a checkpoint at most this often (an object's own keys: this per 1,000 keys).
+STATUS_INTERVAL_SECONDS: float = OperatorConfig.model_fields["status_interval_seconds"].default
 
 
 def create_cleanup(kube: Kube, namespace: str, name: str, keys: list[str], **spec: Any) -> Manifest:
@@ -39,3 +47,33 @@ def wait_for_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: f
 
 def album_keys(prefix: str, count: int) -> list[str]:
     return [f"{prefix}/photo-{i:05d}.jpg" for i in range(count)]
+
+
+def checkpoint_interval_of(total_keys: int | None) -> float:
+    """Seconds between a round's checkpoints: an object of ``total_keys`` keys of its own, or a
+    manifest's (None)."""
+    if total_keys is None:
+        return STATUS_INTERVAL_SECONDS
+    return checkpoint_interval(STATUS_INTERVAL_SECONDS, total_keys)
+
+
+def wait_checkpoint_due(total_keys: int | None) -> None:
+    """With every call of the round waiting at a gate, let a checkpoint interval pass: the next call
+    answered makes a checkpoint due, whose write's reply also tells the round of a spec change (a
+    suspension). Only a lower bound: a slow machine makes it longer, never too short."""
+    time.sleep(checkpoint_interval_of(total_keys))
+
+
+def checkpoint_at_gate(
+    kube: Kube, namespace: str, name: str, gate: Gate, *, beyond: int, total_keys: int | None
+) -> Manifest:
+    """A checkpoint of the object made while its calls wait at ``gate``, one that counts more than
+    ``beyond`` keys deleted: a checkpoint interval passes, then the held calls go one at a time until
+    the status shows one. The round then holds still at the gate (its next calls wait there)."""
+
+    def checkpointed() -> Manifest | None:
+        found = get_cleanup(kube, namespace, name)
+        return found if found.get("status", {}).get("deleted", 0) > beyond else None
+
+    wait_checkpoint_due(total_keys)
+    return gate.step_until(f"a checkpoint of {namespace}/{name} past {beyond} keys", checkpointed)

@@ -60,8 +60,21 @@ class Faults:
     throttle_calls_per_second: int = 0
     throttle_retry_after: str | None = None  # Retry-After header sent with a SlowDown
     # A gate for tests: the delete call numbered this (counting from 1 since the last reset) and every
-    # later one wait before they do anything, until the faults are set again without it. 0: none.
+    # later one wait before they do anything. 0: none. See :meth:`holds`.
     hold_from_call: int = 0
+    pass_keys: list[str] = field(default_factory=list)  # a call carrying one of these is never held
+
+    def holds(self, number: int, keys: list[str]) -> bool:
+        """Whether the gate holds the delete call numbered ``number``, which carries ``keys``.
+
+        A held call looks again each time the faults are set: it goes on once they hold it no more. So
+        setting them without ``hold_from_call`` lets every held call go; raising it by K lets exactly
+        the next K calls through, in the order they came; and ``pass_keys`` lets the call carrying one
+        of those keys go before the others (a test chooses which call is answered first).
+        """
+        if not self.hold_from_call or number < self.hold_from_call:
+            return False
+        return set(self.pass_keys).isdisjoint(keys)
 
 
 @dataclass
@@ -77,12 +90,15 @@ class Stats:
     # calls in flight over time, and when each object's first call started and its last one ended.
     call_times: list[tuple[float, float, str]] = field(default_factory=list)
     throttled: int = 0  # delete calls refused with 503 SlowDown
+    held: int = 0  # delete calls waiting at the gate now (Faults.holds); counted in in_flight too
     exists_calls: int = 0  # POST /exists calls served
     exists_keys: int = 0  # keys asked about in them
 
     def summary(self) -> dict[str, int]:
         return {
             "calls": self.calls,
+            "in_flight": self.in_flight,
+            "held": self.held,
             "peak_in_flight": self.peak_in_flight,
             "keys_requested": sum(self.requested.values()),
             "distinct_keys": len(self.requested),
@@ -99,7 +115,8 @@ class ServerState:
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
     arrivals: collections.deque[float] = field(default_factory=collections.deque)  # the last second's
-    released: asyncio.Event = field(default_factory=asyncio.Event)  # set once a hold is lifted
+    # Set, and replaced by a new one, each time the faults are set: the calls held look again.
+    faults_set: asyncio.Event = field(default_factory=asyncio.Event)
 
     def overloaded(self, now: float) -> bool:
         """Whether a delete call arriving now is one too many for the last second (sliding window)."""
@@ -107,6 +124,23 @@ class ServerState:
             self.arrivals.popleft()
         self.arrivals.append(now)
         return len(self.arrivals) > self.faults.throttle_calls_per_second
+
+    def set_faults(self, faults: Faults) -> None:
+        """New faults, in place of all the old ones; the calls held look at them (Faults.holds)."""
+        self.faults = faults
+        waking, self.faults_set = self.faults_set, asyncio.Event()
+        waking.set()
+
+    async def gate(self, stats: Stats, number: int, keys: list[str]) -> None:
+        """Wait while the faults hold the delete call numbered ``number`` (Faults.holds)."""
+        if not self.faults.holds(number, keys):
+            return
+        stats.held += 1
+        try:
+            while self.faults.holds(number, keys):
+                await self.faults_set.wait()
+        finally:
+            stats.held -= 1
 
 
 SLOW_DOWN = (
@@ -197,7 +231,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
         return refusal
     body = await request.json()
     keys: list[str] = body["keys"]
-    stats, faults = state.stats, state.faults
+    stats = state.stats
     stats.calls += 1
     stats.chunk_sizes.append(len(keys))
     now = time.time()
@@ -207,8 +241,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     stats.in_flight += 1
     stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
     try:
-        if faults.hold_from_call and stats.calls >= faults.hold_from_call:
-            await state.released.wait()
+        await state.gate(stats, stats.calls, keys)
         faults = state.faults  # as set when the call was let through
         if faults.statuses:
             headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
@@ -324,11 +357,7 @@ async def put_object(request: web.Request) -> web.Response:
 
 async def set_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    state.faults = Faults(**await request.json())
-    if not state.faults.hold_from_call:
-        state.released.set()  # the calls held go on
-    elif state.released.is_set():
-        state.released = asyncio.Event()  # a new hold
+    state.set_faults(Faults(**await request.json()))
     return web.json_response(asdict(state.faults))
 
 
@@ -340,8 +369,8 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    state.faults, state.stats = Faults(), Stats()
-    state.released.set()
+    state.stats = Stats()
+    state.set_faults(Faults())  # the calls held go on
     state.arrivals.clear()
     return web.json_response({})
 

@@ -6,40 +6,44 @@ import signal
 from pathlib import Path
 
 from filecleanup.indexes import parse_ranges
-from polling import eventually
-from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
+from tests.cleanups import album_keys, checkpoint_at_gate, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
-from tests.kube import Kube, Manifest
+from tests.kube import Kube
 from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tests.support.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
+
+CHUNK = 20
+FIRST_CALLS = 20  # answered before every call waits at the storage
 
 
 def test_killed_operator_resumes_without_resending_confirmed_keys(
     crd: None, kube: Kube, kubeconfig: Path, storage: StorageProcess, tmp_path: Path
 ) -> None:
     namespace = kube.create_namespace("crash")
-    operator = OperatorProcess(tmp_path, kubeconfig, operator_config(storage), ["crash-*"])
+    config = operator_config(storage)
+    config["storages"]["photos"]["readTimeoutSeconds"] = HELD_READ_TIMEOUT_SECONDS
+    operator = OperatorProcess(tmp_path, kubeconfig, config, ["crash-*"])
     keys = album_keys(namespace, 2000)
     storage.seed(keys)
-    storage.fault(latency_seconds=0.1)
+    gate = Gate(storage)
+    gate.close(after=FIRST_CALLS)
     operator.start()
     try:
-        create_cleanup(kube, namespace, "crashy", keys, chunkSize=20)
-
-        def checkpointed() -> Manifest | None:
-            found = get_cleanup(kube, namespace, "crashy")
-            return found if 0 < found.get("status", {}).get("deleted", 0) < len(keys) else None
-
-        eventually("a checkpoint with progress", checkpointed, interval=0.05)
+        create_cleanup(kube, namespace, "crashy", keys, chunkSize=CHUNK)
+        gate.wait_held()
+        # Killed at a checkpoint made while the round was held: some calls recorded, some in flight.
+        checkpoint_at_gate(kube, namespace, "crashy", gate, beyond=CHUNK * FIRST_CALLS, total_keys=len(keys))
         operator.stop(signal.SIGKILL)
         checkpoint = get_cleanup(kube, namespace, "crashy")["status"]
         sent_before_restart = storage.stats()["requested"]
+        gate.open()
         operator.start()
         done = wait_for_phase(kube, namespace, "crashy", "Succeeded", timeout=60)["status"]
     finally:
         operator.stop()
 
     assert (done["total"], done["deleted"], done["failed"], done["retries"]) == (2000, 2000, 0, 0)
+    assert CHUNK * FIRST_CALLS < checkpoint["deleted"] <= CHUNK * gate.through < len(keys)
     pending_at_checkpoint = {keys[i] for i in parse_ranges(checkpoint["pendingIndexes"], len(keys))}
     confirmed_at_checkpoint = set(keys) - pending_at_checkpoint
     assert len(confirmed_at_checkpoint) == checkpoint["deleted"]

@@ -11,11 +11,11 @@ from pathlib import Path
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from polling import eventually
-from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
+from tests.cleanups import album_keys, checkpoint_at_gate, create_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
-from tests.kube import Kube, Manifest
+from tests.kube import Kube
 from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tests.support.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
 
 LEASE = ("--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "1")
 
@@ -24,6 +24,7 @@ def replicas(
     tmp_path: Path, kubeconfig: Path, storage: StorageProcess, namespace: str
 ) -> list[OperatorProcess]:
     config = operator_config(storage)
+    config["storages"]["photos"]["readTimeoutSeconds"] = HELD_READ_TIMEOUT_SECONDS  # calls held at a gate
     pair = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -81,21 +82,20 @@ def test_a_standby_finishes_the_work_when_the_holder_is_killed(
     namespace = kube.create_namespace("leader")
     first, second = replicas(tmp_path, kubeconfig, storage, namespace)
     keys = album_keys(namespace, 600)
-    storage.fault(latency_seconds=0.3)
+    gate = Gate(storage)
+    gate.close(after=5)  # calls of 20 keys: then every call waits at the storage
     start(first, namespace)
     eventually("the first replica to hold the Lease", lambda: holder(kube, namespace))
     start(second, namespace)
     try:
         create_cleanup(kube, namespace, "long", keys, chunkSize=20)
-
-        def progressing() -> Manifest | None:
-            found = get_cleanup(kube, namespace, "long")
-            return found if found.get("status", {}).get("deleted", 0) > 0 else None
-
-        eventually("the holder to make progress", progressing, timeout=30)
+        gate.wait_held()
+        # The holder has made progress (a checkpoint), and holds the rest of the work.
+        progress = checkpoint_at_gate(kube, namespace, "long", gate, beyond=100, total_keys=len(keys))
         assert holder(kube, namespace) == identity(first)
         first.stop(signal.SIGKILL)
         killed = time.monotonic()
+        gate.open()
         eventually(
             "the standby to take the Lease",
             lambda: bool(identity(second)) and holder(kube, namespace) == identity(second),
@@ -108,6 +108,7 @@ def test_a_standby_finishes_the_work_when_the_holder_is_killed(
         first.stop()
         second.stop()
     assert (done["total"], done["deleted"], done["failed"]) == (600, 600, 0)
+    assert 100 < progress["status"]["deleted"] <= 20 * gate.through < 600  # the standby did the rest
     assert 3.0 < took_over_in < 4 + 3 * 1.2 + 2  # the lease duration, plus a few retry periods at most
     print(f"\nlease: taken over {took_over_in:.1f} s after a SIGKILL; finished {finished_in:.1f} s after")  # noqa: T201
 

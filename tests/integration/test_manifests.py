@@ -15,14 +15,29 @@ import pytest
 from filecleanup.manifests import parse_intervals
 from filecleanup.models import API_VERSION, KIND
 from polling import eventually
-from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
+from tests.cleanups import (
+    album_keys,
+    checkpoint_at_gate,
+    create_cleanup,
+    get_cleanup,
+    wait_checkpoint_due,
+    wait_for_phase,
+)
 from tests.integration.test_operator import condition
-from tests.integration.test_suspend import SLOW_CALL_SECONDS, calls_settle
+from tests.integration.test_suspend import FIRST_CALLS, suspended_at_gate
 from tests.kube import Kube, Manifest
 from tests.support.processes import OperatorProcess
-from tests.support.storages import DirectoryStorage, MotoProcess, StorageProcess
+from tests.support.storages import (
+    HELD_READ_TIMEOUT_SECONDS,
+    DirectoryStorage,
+    Gate,
+    MotoProcess,
+    StorageProcess,
+)
 
 MAX_OBJECT_BYTES = 10 * 1024
+CHUNKS_IN_FLIGHT = 4  # the operator's chunksInFlightPerObject
+FIRST_WAVE = 2  # a fresh operator's calls in flight on the storage before any is answered
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +64,13 @@ def manifest_operator(  # noqa: PLR0917  (fixtures)
 ) -> Iterator[OperatorProcess]:
     config = {
         "defaultStorage": "photos",
-        "chunksInFlightPerObject": 4,
+        "chunksInFlightPerObject": CHUNKS_IN_FLIGHT,
         "storages": {
-            "photos": storage.operator_storage(),
+            "photos": {
+                **storage.operator_storage(),
+                "readTimeoutSeconds": HELD_READ_TIMEOUT_SECONDS,
+                "adaptiveConcurrency": {"initialRequests": FIRST_WAVE},
+            },
             "bucket": moto.operator_storage(),
             "volume": volume.operator_storage(),
         },
@@ -171,20 +190,21 @@ def test_a_killed_operator_resumes_a_manifest_exactly(
     storage.seed(keys[::10])
     data = "".join(f"{k}\n" for k in keys).encode()
     put(storage, f"{namespace}/m.txt", data)
-    storage.fault(latency_seconds=0.05)
+    first = 40  # calls of 100 keys: then every call waits at the storage
+    gate = Gate(storage)
+    gate.close(after=first)
     create_cleanup(kube, namespace, "resumed", [], manifest={"key": f"{namespace}/m.txt"})
-
-    def checkpointed() -> Manifest | None:
-        found = get_cleanup(kube, namespace, "resumed")
-        return found if 2000 < found.get("status", {}).get("deleted", 0) < 15_000 else None
-
-    eventually("a checkpoint halfway", checkpointed, timeout=60, interval=0.05)
+    gate.wait_held()
+    checkpoint_at_gate(kube, namespace, "resumed", gate, beyond=100 * first, total_keys=None)
     manifest_operator.stop(signal.SIGKILL)
     checkpoint = get_cleanup(kube, namespace, "resumed")["status"]
-    storage.fault()
+    sent_before_restart = storage.stats()["requested"]
+    gate.open()
     manifest_operator.start()
     done = wait_for_phase(kube, namespace, "resumed", "Succeeded", timeout=120)["status"]
     assert (done["total"], done["deleted"], done["failed"]) == (20_000, 20_000, 0)
+    # A checkpoint halfway, made while the round was held: past the first calls, within those let through.
+    assert 100 * first < checkpoint["deleted"] <= 100 * gate.through < 15_000
     # What the checkpoint counted as done: the lines before its offset, and those in its done ranges.
     offset, ranges = checkpoint["manifest"]["offset"], parse_intervals(checkpoint["manifest"]["done"])
     starts, position = [], 0
@@ -197,6 +217,8 @@ def test_a_killed_operator_resumes_a_manifest_exactly(
     assert len(confirmed) == checkpoint["deleted"]
     requested = storage.stats()["requested"]
     assert all(requested[key] == 1 for key in confirmed)  # nothing confirmed at the checkpoint was sent again
+    # ...and everything sent before the kill but not confirmed was sent again, once.
+    assert sum(requested.values()) - len(keys) == sum(sent_before_restart.values()) - checkpoint["deleted"]
     assert not any(storage.exists(key) for key in keys[::10])
 
 
@@ -206,23 +228,38 @@ def test_max_failed_keys_ends_a_manifest_round_early(
     namespace = kube.create_namespace("manifest")
     keys = album_keys(namespace, 200)
     denied = keys[:3]
-    storage.fault(
-        fail_keys=dict.fromkeys(denied, -1),
-        fail_codes=dict.fromkeys(denied, "AccessDenied"),
-        latency_seconds=0.2,
+    gate = Gate(
+        storage, fail_keys=dict.fromkeys(denied, -1), fail_codes=dict.fromkeys(denied, "AccessDenied")
     )
+    gate.close()  # every call waits at the storage
     put(storage, f"{namespace}/m.txt", "".join(f"{k}\n" for k in keys).encode())
     create_cleanup(
         kube, namespace, "capped", [], manifest={"key": f"{namespace}/m.txt"}, chunkSize=10, maxFailedKeys=2
     )
+    gate.wait("the first calls held", lambda counts: counts["held"] == FIRST_WAVE)
+    # The first chunk, with the three keys, is answered first, once a checkpoint is due: that reply's
+    # checkpoint shows it recorded, and the round stopped, before any other call is answered.
+    wait_checkpoint_due(None)
+    gate.let_keys_through(denied)
+
+    def recorded() -> Manifest | None:
+        found = get_cleanup(kube, namespace, "capped")
+        return found if (found["status"].get("manifest") or {}).get("permanentNow") else None
+
+    first = eventually("the failing reply recorded", recorded, timeout=60)["status"]
+    assert (first["deleted"], first["manifest"]["permanentNow"]) == (7, 3)  # that reply alone
+    gate.open()
     failed = wait_for_phase(kube, namespace, "capped", "Failed")
     reason = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
     assert reason["reason"] == "MaxFailedKeysExceeded"
     assert f"{namespace}/m.txt.report/{namespace}/capped/round-0000/" in reason["message"]
-    calls = storage.stats()["calls"]
-    # The first chunk held the three keys; the round stopped when it was answered: the calls sent by
-    # then (at most 4 in flight, and the ramp-up's next ones racing the first reply) and no more.
-    assert calls <= 8 < len(keys) // 10
+    stats = storage.stats()
+    calls = stats["calls"]
+    # No call was answered before the failing one: each worker sent its first call at most, and the
+    # calls sent by then (the first ones, and those the failing reply's ramp-up let start) were all
+    # recorded. Only the first chunks were sent, each once.
+    assert FIRST_WAVE <= calls <= CHUNKS_IN_FLIGHT
+    assert stats["requested"] == dict.fromkeys(keys[: calls * 10], 1)
     status = failed["status"]
     assert status["manifest"]["permanentNow"] == 3
     assert status["deleted"] == calls * 10 - 3
@@ -234,19 +271,23 @@ def test_a_suspended_manifest_round_stops_and_resumes_where_it_stood(
     namespace = kube.create_namespace("manifest")
     keys = album_keys(namespace, 1000)
     storage.seed(keys)
-    storage.fault(latency_seconds=SLOW_CALL_SECONDS)
+    gate = Gate(storage)
+    gate.close(after=FIRST_CALLS)
     put(storage, f"{namespace}/m.txt", "".join(f"{k}\n" for k in keys).encode())
     create_cleanup(kube, namespace, "held", [], manifest={"key": f"{namespace}/m.txt"}, chunkSize=10)
-    eventually("the first calls", lambda: storage.stats()["calls"] >= 4, timeout=30)
-    kube.patch(API_VERSION, KIND, "held", {"spec": {"suspend": True}}, namespace=namespace)
+    gate.wait_held()
 
-    held = wait_for_phase(kube, namespace, "held", "Suspended")
+    held = suspended_at_gate(kube, namespace, "held", gate, None)
     assert condition(held, "Suspended")["reason"] == "Suspended"
-    calls = calls_settle(storage)
+    stats = storage.stats()
+    calls = stats["calls"]
+    assert (stats["in_flight"], calls) == (0, gate.through)  # every call answered; none since
     assert calls < len(keys) // 10  # it stopped before the end
     status = get_cleanup(kube, namespace, "held")["status"]
-    assert status["deleted"] == storage.stats()["removed_files"]  # every call in flight recorded
+    assert status["deleted"] == stats["removed_files"] == 10 * calls  # every call in flight recorded
+    assert storage.stats(summary=True)["calls"] == calls  # a suspended object sends nothing
 
+    gate.open()
     kube.patch(API_VERSION, KIND, "held", {"spec": {"suspend": False}}, namespace=namespace)
     done = wait_for_phase(kube, namespace, "held", "Succeeded", timeout=120)["status"]
     assert (done["total"], done["deleted"], done["failed"], done["retries"]) == (1000, 1000, 0, 0)

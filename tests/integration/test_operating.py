@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from filecleanup.indexes import parse_ranges
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
-from tests.integration.conftest import operator_config
+from tests.integration.conftest import MAX_CONCURRENT_REQUESTS, operator_config
 from tests.kube import Kube, Manifest
 from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tests.support.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
 
 
 def condition(obj: Manifest, condition_type: str) -> dict[str, str]:
@@ -145,31 +145,35 @@ def test_sigterm_records_every_confirmed_deletion(
 ) -> None:
     namespace = kube.create_namespace("graceful")
     config = operator_config(storage)
-    config["storages"]["photos"]["readTimeoutSeconds"] = 10
+    config["storages"]["photos"]["readTimeoutSeconds"] = HELD_READ_TIMEOUT_SECONDS
     operator = OperatorProcess(tmp_path, kubeconfig, config, ["graceful-*"])
     keys = album_keys(namespace, 200)
     storage.seed(keys)
-    storage.fault(latency_seconds=1.5)
+    gate = Gate(storage)
+    gate.close(after=4)
     operator.start()
     create_cleanup(kube, namespace, "interrupted", keys, chunkSize=10)
-    eventually("calls in flight", lambda: storage.stats()["calls"] >= 4, interval=0.05)
+    # Four calls answered, and as many in flight as the operator sends at once (its adaptive limit
+    # grows from two by one a success, up to maxConcurrentRequests), held at the storage at the signal.
+    gate.wait_held(MAX_CONCURRENT_REQUESTS)
     stopping = time.monotonic()
     assert operator.process is not None
     operator.process.send_signal(signal.SIGTERM)
+    eventually("the operator to stop", lambda: "Operator is stopping" in operator.log_text(), interval=0.05)
+    gate.open()  # the calls in flight are answered while the operator stops
     exit_code = operator.process.wait(timeout=30)
     stopped_in = time.monotonic() - stopping
 
     status = get_cleanup(kube, namespace, "interrupted")["status"]
     removed = storage.stats()["removed_files"]
     assert exit_code == 0
-    assert stopped_in < 5  # the calls in flight (1.5 s) and one checkpoint, well within a grace period
-    assert removed > 0
-    assert status["deleted"] == removed  # every confirmed deletion is in status
+    assert stopped_in < 5  # the calls in flight and one checkpoint, well within a grace period
+    assert removed >= 10 * (4 + MAX_CONCURRENT_REQUESTS)  # the calls in flight at the signal were answered...
+    assert status["deleted"] == removed  # ...and every confirmed deletion is in status
     pending = {keys[i] for i in parse_ranges(status["pendingIndexes"], len(keys))}
     assert not any(storage.exists(key) for key in set(keys) - pending)
     print(f"\nSIGTERM: stopped in {stopped_in:.1f} s; {removed} deletions confirmed and all recorded")  # noqa: T201
 
-    storage.fault()
     sent_before = storage.stats()["requested"]
     operator.start()
     try:
@@ -193,11 +197,12 @@ def test_sigterm_with_a_call_that_outlives_the_shutdown_timeout_still_exits_in_t
     operator = OperatorProcess(tmp_path, kubeconfig, config, ["graceful-*"])
     keys = album_keys(namespace, 20)
     storage.seed(keys)
-    storage.fault(trickle_seconds=1.0)  # each reply takes far longer than the shutdown timeout
+    gate = Gate(storage)
+    gate.close()  # no reply comes until the operator has exited: far longer than the shutdown timeout
     operator.start("--shutdown-timeout", "2")
     try:
         create_cleanup(kube, namespace, "slow", keys, chunkSize=5)
-        eventually("calls in flight", lambda: storage.stats()["calls"] >= 4, interval=0.05)
+        gate.wait_held(4)
         stopping = time.monotonic()
         assert operator.process is not None
         operator.process.send_signal(signal.SIGTERM)
@@ -205,6 +210,7 @@ def test_sigterm_with_a_call_that_outlives_the_shutdown_timeout_still_exits_in_t
         stopped_in = time.monotonic() - stopping
     finally:
         operator.stop()  # a test that failed before its SIGTERM leaves no operator behind
+        gate.open()
     status = get_cleanup(kube, namespace, "slow")["status"]
     assert exit_code == 0
     assert 2 <= stopped_in < 2 + 5 + 2  # the shutdown timeout, then at most the last checkpoint's bound

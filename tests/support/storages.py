@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
 from controlplane import free_port
+from polling import eventually
 from tests.support.processes import stop_process, wait_until_healthy
+
+T = TypeVar("T")
 
 STORAGE_SERVER = Path(__file__).parents[2] / "examples" / "storage-server" / "storage_server.py"
 # Any namespace, any key: the tests' and demo's storages are their own. A real configuration names
@@ -126,11 +130,94 @@ class StorageProcess(Directory):
     def reset(self) -> None:
         httpx.post(f"{self.base}/_admin/reset", timeout=5).raise_for_status()
 
-    def stats(self) -> dict[str, Any]:
-        reply = httpx.get(f"{self.base}/_admin/stats", timeout=5)
+    def stats(self, *, summary: bool = False) -> dict[str, Any]:
+        """Everything the server saw; with ``summary`` only its counts (small, however many keys)."""
+        reply = httpx.get(f"{self.base}/_admin/stats", params={"summary": "1"} if summary else {}, timeout=5)
         reply.raise_for_status()
         stats: dict[str, Any] = reply.json()
         return stats
+
+
+# An operator whose calls may wait at a gate reads the storage's replies with this timeout at least:
+# a held call must stay in flight, not time out and fail, whatever the test waits for meanwhile.
+HELD_READ_TIMEOUT_SECONDS = 300
+
+
+class Gate:
+    """The reference server's gate (``Faults.holds``), worked by a test: the operator's delete calls
+    wait at the storage from a chosen one on, and the test lets them through, one at a time or all at
+    once. A test so sees a round at the point it chose (a checkpoint, a suspension, the calls sent
+    before a stop), however fast or slow the machine. Each setting keeps the other ``faults`` given.
+
+    The calls are counted since the storage's reset; "answered" means the server is done with them.
+    The operator must wait for a held call (``HELD_READ_TIMEOUT_SECONDS``).
+    """
+
+    def __init__(self, storage: StorageProcess, **faults: Any) -> None:
+        self.storage = storage
+        self.faults = faults
+        self.through = 0  # the calls let through: every later one waits at the gate
+
+    def close(self, after: int = 0) -> None:
+        """Let the first ``after`` calls through, and hold every later one."""
+        self.through = after
+        self.storage.fault(hold_from_call=after + 1, **self.faults)
+
+    def let_through(self, calls: int = 1) -> None:
+        """Let the next ``calls`` calls through (held now, or still to come), in the order they came."""
+        self.close(self.through + calls)
+
+    def let_keys_through(self, keys: list[str]) -> None:
+        """Let the calls carrying any of ``keys`` through, whatever their number; hold the others."""
+        self.storage.fault(hold_from_call=self.through + 1, pass_keys=keys, **self.faults)
+
+    def open(self) -> None:
+        """Hold nothing more: the calls held go on."""
+        self.storage.fault(**self.faults)
+
+    def counts(self) -> dict[str, int]:
+        """The storage's counts now: ``calls``, ``in_flight``, ``held`` (its stats' summary)."""
+        counts: dict[str, int] = self.storage.stats(summary=True)
+        return counts
+
+    def wait(
+        self, what: str, probe: Callable[[dict[str, int]], bool], timeout: float = 60.0
+    ) -> dict[str, int]:
+        """The storage's counts once ``probe`` holds of them."""
+
+        def counts() -> dict[str, int] | None:
+            found = self.counts()
+            return found if probe(found) else None
+
+        return eventually(what, counts, timeout=timeout, interval=0.02)
+
+    def wait_held(self, held: int | None = None, timeout: float = 60.0) -> dict[str, int]:
+        """Wait until every call let through has been answered and the next ones wait at the gate:
+        ``held`` of them, or at least one; the storage's counts then."""
+
+        def still(counts: dict[str, int]) -> bool:
+            answered = counts["calls"] - counts["in_flight"]
+            waiting = counts["held"] >= 1 if held is None else counts["held"] == held
+            return answered == self.through and counts["in_flight"] == counts["held"] and waiting
+
+        what = f"{self.through} calls answered and {held or 'the next'} held"
+        return self.wait(what, still, timeout)
+
+    def step_until(self, what: str, done: Callable[[], T | None], timeout: float = 60.0) -> T:
+        """Let the held calls through one at a time, each answered before the next goes, until
+        ``done()`` returns something (returned). Only a call already held is let through: every call
+        the storage saw was let through by then, and the round holds still at the gate if it goes on."""
+
+        def step() -> T | None:
+            found = done()
+            if found:
+                return found
+            counts = self.counts()
+            if counts["held"] and counts["calls"] - counts["in_flight"] == self.through:
+                self.let_through()
+            return None
+
+        return eventually(what, step, timeout=timeout, interval=0.02)
 
 
 class MotoProcess:
