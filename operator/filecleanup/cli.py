@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import cast
 
 import yaml
 from kubernetes.aio.client import ApiException
@@ -221,9 +220,10 @@ async def manifest_store(config_path: Path, name: str | None) -> AsyncIterator[O
         raise ValueError(f"{config_path}: no storage {name!r} (it has {', '.join(sorted(config.storages))})")
     storage = open_storage(name, config.storages[name])
     try:
-        if not storage.holds_manifests:
+        store = storage if isinstance(storage, ObjectStore) else None
+        if store is None:
             raise ValueError(f"storage {name!r} cannot hold manifests (an HTTP storage needs objectsUrl)")
-        yield cast("ObjectStore", storage)
+        yield store
     finally:
         await storage.aclose()
 

@@ -1,6 +1,7 @@
 """Retry policy per error class, against the real API server and the reference server: a permanent
-error is sent once, maxFailedKeys ends an object early, and `filecleanup failed` lists every failed
-key with its error, beyond the 100 of status.failedKeys."""
+error is sent once, maxFailedKeys ends an object early, `filecleanup failed` lists every failed key
+with its error, beyond the 100 of status.failedKeys, and a whole-call 5xx is an outage on either
+network backend, costing no retry."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from tests.integration.conftest import MAX_CONCURRENT_REQUESTS
 from tests.integration.test_kubectl_like_cli import filecleanup
 from tests.integration.test_operator import FAST_BACKOFF, condition
 from tests.kube import Kube
-from tests.support.storages import StorageProcess
+from tests.storage.fault_proxy import Fault, FaultProxy, s3_error
+from tests.support.processes import OperatorProcess
+from tests.support.storages import MotoProcess, StorageProcess
 
 
 def test_a_key_with_a_permanent_error_is_sent_once(
@@ -75,3 +78,57 @@ def test_the_cli_lists_every_failed_key_with_its_error(
     assert listed.returncode == 0, listed.stderr
     lines = [line.split("\t") for line in listed.stdout.splitlines()]
     assert lines == [[key, f"{codes[key]}: injected failure"] for key in denied]
+
+
+def s3_deletes(method: str, path: str) -> bool:
+    return method == "POST" and path.endswith("?delete")
+
+
+def test_a_whole_call_500_is_an_outage_on_either_backend_and_costs_no_retry(
+    crd: None, kube: Kube, kubeconfig: Path, tmp_path: Path, storage: StorageProcess
+) -> None:
+    """One reading of a whole-call 5xx for both network backends (storage/transport.py, check_status):
+    an outage. With no retry to spend (maxRetries 0), each object waits the outage out and succeeds;
+    read as its keys' failure, each would have ended Failed with RetriesExhausted."""
+    moto = MotoProcess(tmp_path)
+    moto.start()
+    proxy = FaultProxy(moto.endpoint).start()
+    namespace = kube.create_namespace("outage")
+    http_keys, s3_keys = album_keys(f"{namespace}/http", 6), album_keys(f"{namespace}/s3", 6)
+    storage.seed(http_keys)
+    moto.seed(s3_keys)
+    storage.fault(statuses=[500, 502])  # the reference server: refused before it acts
+    proxy.fail(  # S3: the first call acted on and its answer lost, the next one refused
+        Fault(500, s3_deletes, s3_error("InternalError"), after_acting=True),
+        Fault(502, s3_deletes, b"<html>Bad Gateway</html>"),
+    )
+    timeouts = {"connectTimeoutSeconds": 0.5, "readTimeoutSeconds": 1}
+    config = {
+        "defaultStorage": "photos",
+        "storages": {
+            "photos": {**storage.operator_storage(), **timeouts},
+            "bucket": {**moto.operator_storage(), "endpoint": proxy.base, **timeouts},
+        },
+    }
+    operator = OperatorProcess(tmp_path, kubeconfig, config, ["outage-*"])
+    operator.start()
+    try:
+        create_cleanup(kube, namespace, "over-http", http_keys, maxRetries=0, backoff=FAST_BACKOFF)
+        create_cleanup(
+            kube, namespace, "over-s3", s3_keys, storage="bucket", maxRetries=0, backoff=FAST_BACKOFF
+        )
+        done = {name: wait_for_phase(kube, namespace, name, "Succeeded") for name in ("over-http", "over-s3")}
+        left_in_bucket = [key for key in s3_keys if moto.exists(key)]
+    finally:
+        operator.stop()
+        proxy.stop()
+        moto.stop()
+    for name, keys in (("over-http", http_keys), ("over-s3", s3_keys)):
+        status = done[name]["status"]
+        assert (status["deleted"], status["failed"], status["retries"]) == (len(keys), 0, 0)
+        warnings = [reason for kind, reason, _ in kube.events(namespace, name) if kind == "Warning"]
+        assert warnings == ["StorageUnavailable"]  # once per outage
+    assert storage.stats()["requested"] == dict.fromkeys(http_keys, 3)  # refused twice, then served
+    assert [seen.status for seen in proxy.seen if s3_deletes(seen.method, seen.path)] == [500, 502, 200]
+    assert not any(storage.exists(key) for key in http_keys)
+    assert left_in_bucket == []

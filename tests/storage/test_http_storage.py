@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from filecleanup.metrics import Metrics
-from filecleanup.storage.base import ConcurrencyLimited, StorageUnavailable
+from filecleanup.storage.base import ConcurrencyLimited, StorageThrottled, StorageUnavailable
 from filecleanup.storage.limits import Limiter
 from tests.storage_fixtures import RunningServer, http_backend, storage_server
 from tests.support.gates import OPEN_GATE
@@ -51,7 +51,26 @@ async def test_overload_is_storage_unavailable_with_retry_after(
     assert raised.value.retry_after == 7
 
 
-@pytest.mark.parametrize("status", [500, 502, 504, 400])
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_server_error_is_an_outage_and_nothing_is_deleted(
+    storage_server: RunningServer, status: int
+) -> None:
+    """Read as every S3 call is (storage/transport.py, check_status): the keys stay pending, and
+    no retry is spent on them."""
+    storage_server.seed(["a/1.jpg"])
+    storage_server.fault(statuses=[status], retry_after="4")
+    storage = http_backend(storage_server.url)
+    with pytest.raises(StorageUnavailable, match=f"storage photos answered {status}$") as raised:
+        await storage.delete(["a/1.jpg", "a/2.jpg"])
+    assert not isinstance(raised.value, StorageThrottled)  # an outage: not sent again at once
+    assert raised.value.retry_after == 4
+    assert storage_server.exists("a/1.jpg")
+    result = await storage.delete(["a/1.jpg", "a/2.jpg"])  # the storage is back
+    await storage.aclose()
+    assert result.deleted == {"a/1.jpg", "a/2.jpg"}
+
+
+@pytest.mark.parametrize("status", [400, 404])
 async def test_other_errors_fail_the_whole_chunk(storage_server: RunningServer, status: int) -> None:
     storage_server.seed(["a/1.jpg"])
     storage_server.fault(statuses=[status])

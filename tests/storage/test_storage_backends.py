@@ -1,21 +1,34 @@
 """One behavioural suite for every backend, each against a real peer: the reference HTTP server, moto's
-S3 server, and a real directory."""
+S3 server, and a real directory; and what each can do besides deleting (storage/base.py's
+capabilities), as its configuration gives it."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import pytest
 
-from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, S3StorageConfig
+from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, RateLimit, S3StorageConfig
+from filecleanup.metrics import Metrics
 from filecleanup.storage import Backend, StorageUnavailable
-from filecleanup.storage.base import ChecksExistence, ObjectChanged, ObjectMissing, ObjectStore
+from filecleanup.storage.base import (
+    ChecksExistence,
+    ConcurrencyLimited,
+    ExistsResult,
+    ListsVersions,
+    ObjectChanged,
+    ObjectMissing,
+    ObjectRefused,
+    ObjectStore,
+)
+from filecleanup.storage.limits import Limiter
 from filecleanup.storage.opening import open_storage
 from tests.storage_fixtures import RunningServer, storage_server
+from tests.support.gates import OPEN_GATE
 from tests.support.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 
 PREFIX = "tenants/acme/"
@@ -122,13 +135,15 @@ async def test_a_storage_that_is_gone_is_unavailable_not_a_key_failure(backend: 
         await take_down
     with pytest.raises(StorageUnavailable):
         await backend.storage.delete(KEYS)
+    assert isinstance(backend.storage, ChecksExistence)
     with pytest.raises(StorageUnavailable):
-        await cast("ChecksExistence", backend.storage).exists(KEYS)
+        await backend.storage.exists(KEYS)
 
 
 async def test_a_dry_run_check_tells_what_exists_and_deletes_nothing(backend: BackendUnderTest) -> None:
     backend.seed(KEYS[:2])
-    checker = cast("ChecksExistence", backend.storage)
+    checker = backend.storage
+    assert isinstance(checker, ChecksExistence)
     result = await checker.exists([*KEYS, "albums/9/never.jpg"])
     assert result.existing == set(KEYS[:2])
     assert result.missing == {*KEYS[2:], "albums/9/never.jpg"}
@@ -138,7 +153,8 @@ async def test_a_dry_run_check_tells_what_exists_and_deletes_nothing(backend: Ba
 
 async def test_objects_are_read_a_range_at_a_time_and_written_whole(backend: BackendUnderTest) -> None:
     """What manifests and failure reports need of a storage."""
-    store = cast("ObjectStore", backend.storage)
+    store = backend.storage
+    assert isinstance(store, ObjectStore)
     data = "".join(f"albums/7/{i:05d}.jpg\n" for i in range(2000)).encode()
     await store.write("albums/7/.manifest", data)
     first = await store.read("albums/7/.manifest", 0, 100)
@@ -186,7 +202,8 @@ async def test_filesystem_cannot_escape_its_root(tmp_path: Path) -> None:
     )
 
     # A dry run's check walks as a delete does: what a delete would refuse is forbidden.
-    checked = await cast("ChecksExistence", storage).exists(
+    assert isinstance(storage, ChecksExistence)
+    checked = await storage.exists(
         ["../secret.txt", "albums/link/x.jpg", "escape.jpg", "albums", "albums/none.jpg"]
     )
     assert checked.forbidden == {"../secret.txt", "albums/link/x.jpg", "albums"}  # "albums": a directory
@@ -230,3 +247,50 @@ async def test_filesystem_prunes_directories_left_empty(tmp_path: Path) -> None:
     await storage.delete(["a/b/2.jpg"])
     assert list(root.iterdir()) == []
     assert root.exists()  # never the root itself
+
+
+@pytest.mark.parametrize(
+    ("urls", "holds_objects", "checks_existence"),
+    [
+        ({}, False, False),
+        ({"objectsUrl": "http://storage.test/objects/"}, True, False),
+        ({"dryRunUrl": "http://storage.test/exists"}, False, True),
+        (
+            {"objectsUrl": "http://storage.test/objects/", "dryRunUrl": "http://storage.test/exists"},
+            True,
+            True,
+        ),
+    ],
+)
+async def test_an_http_storage_can_do_what_its_configuration_gives_and_no_more(
+    urls: dict[str, str], holds_objects: bool, checks_existence: bool
+) -> None:
+    config = {"type": "http", "url": "http://storage.test/delete", "policy": OPEN_POLICY, **urls}
+    backend = open_storage("photos", HttpStorageConfig.model_validate(config))
+    assert isinstance(backend, ObjectStore) is holds_objects
+    assert isinstance(backend, ChecksExistence) is checks_existence
+    assert not isinstance(backend, ListsVersions)
+    limited = ConcurrencyLimited(backend, Limiter(1, rate_limit=RateLimit(calls_per_second=0.001)), Metrics())
+    assert limited.holds_manifests is holds_objects  # what the planner reads
+    if not holds_objects:
+        with pytest.raises(ObjectRefused, match="holds no manifests"):
+            await limited.read("albums/1/.manifest", 0, 100)
+    if not checks_existence:  # every key unknown at once: no call, no wait for the rate limit's tokens
+        checked = await asyncio.wait_for(limited.exists(KEYS * 10, gate=OPEN_GATE), 1)
+        assert checked == ExistsResult.unknown()
+    await limited.aclose()
+
+
+async def test_s3_and_filesystem_storages_can_do_everything_they_are_asked(
+    moto: MotoProcess, tmp_path: Path
+) -> None:
+    s3 = open_storage("bucket", S3StorageConfig.model_validate(moto.operator_storage()))
+    volume = DirectoryStorage(tmp_path / "volume")
+    files = open_storage("volume", FilesystemStorageConfig.model_validate(volume.operator_storage()))
+    for backend in (s3, files):
+        assert isinstance(backend, ObjectStore)
+        assert isinstance(backend, ChecksExistence)
+        assert ConcurrencyLimited(backend, Limiter(1), Metrics()).holds_manifests
+        await backend.aclose()
+    assert isinstance(s3, ListsVersions)  # deleteAllVersions lists them
+    assert not isinstance(files, ListsVersions)

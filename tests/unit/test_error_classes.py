@@ -1,5 +1,6 @@
 """Retry policy per error class: the backends' classification, what a round does with a key failed for
-good, maxFailedKeys, and the whole failure report in status (failedErrors) with its size."""
+good, maxFailedKeys, the whole failure report in status (failedErrors) with its size, and the one tree
+of storage errors."""
 
 from __future__ import annotations
 
@@ -15,8 +16,25 @@ from filecleanup.failed_errors import OTHER_ERRORS, expand, group_by_error
 from filecleanup.models import MAX_FAILED_ERRORS, MAX_KEYS, FileCleanupStatus, Phase, Reason
 from filecleanup.outcomes import Outcome
 from filecleanup.progress import Progress
-from filecleanup.storage.base import ChunkResult
-from filecleanup.storage.errors import HTTP_PERMANENT, S3_PERMANENT, ErrorClasses
+from filecleanup.storage import base
+from filecleanup.storage.base import ChunkResult, chunk_outcome
+from filecleanup.storage.errors import (
+    HTTP_PERMANENT,
+    S3_PERMANENT,
+    CallFailed,
+    CallRefused,
+    ErrorClasses,
+    NotSent,
+    ObjectChanged,
+    ObjectError,
+    ObjectMissing,
+    ObjectRefused,
+    OutcomeUnknown,
+    ReplyBroken,
+    StorageError,
+    StorageThrottled,
+    StorageUnavailable,
+)
 from filecleanup.storage.http import interpret
 from filecleanup.storage.s3 import Target, outcome
 from filecleanup.storage.s3_xml import parse_delete_result
@@ -191,3 +209,55 @@ def test_status_of_10000_failed_keys_stays_small(case: str, error_of: object) ->
     assert status.failed == MAX_KEYS
     assert len(expand(status.failed_errors, names)) == MAX_KEYS
     assert size < STATUS_BOUND
+
+
+class TestOneTree:
+    """storage/errors.py: every error a storage reports is in one tree, and a failed call becomes the
+    chunk's failed keys in one place (base.chunk_outcome)."""
+
+    def test_the_tree(self) -> None:
+        assert issubclass(StorageThrottled, StorageUnavailable)
+        for failed in (OutcomeUnknown, CallRefused, ReplyBroken):
+            assert issubclass(failed, CallFailed)
+            assert not issubclass(failed, StorageUnavailable)  # a failed call is no outage
+        for about_an_object in (ObjectMissing, ObjectRefused, ObjectChanged):
+            assert issubclass(about_an_object, ObjectError)
+        for branch in (StorageUnavailable, CallFailed, ObjectError, NotSent):
+            assert issubclass(branch, StorageError)
+        # Where callers have always found them.
+        assert base.StorageUnavailable is StorageUnavailable
+        assert base.NotSent is NotSent
+        assert base.ObjectRefused is ObjectRefused
+
+    @pytest.mark.parametrize(
+        "failure",
+        [
+            OutcomeUnknown("no reply within 1 s: outcome unknown"),
+            CallRefused("storage answered HTTP 400"),
+            ReplyBroken("the reply breaks the contract: not XML"),
+        ],
+    )
+    async def test_a_failed_call_fails_every_key_of_its_chunk(self, failure: CallFailed) -> None:
+        async def call() -> ChunkResult:
+            raise failure
+
+        result = await chunk_outcome(["a", "b"], call())
+        assert result.whole_call_failed
+        assert not result.deleted
+        assert result.failed == {"a": str(failure), "b": str(failure)}
+        assert not result.permanent  # retried within the keys' budget
+
+    async def test_an_outage_is_no_keys_failure(self) -> None:
+        async def call() -> ChunkResult:
+            raise StorageUnavailable("storage photos answered 500")
+
+        with pytest.raises(StorageUnavailable):
+            await chunk_outcome(["a"], call())
+
+    async def test_an_answer_passes_through(self) -> None:
+        answered = ChunkResult.from_reply(["a", "b"], ["a"], {"b": "locked"})
+
+        async def call() -> ChunkResult:
+            return answered
+
+        assert await chunk_outcome(["a", "b"], call()) is answered

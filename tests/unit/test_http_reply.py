@@ -3,7 +3,9 @@ the result is classified, and no key is confirmed that was not requested and lis
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,8 @@ from hypothesis import strategies as st
 
 from filecleanup import redaction
 from filecleanup.storage import StorageUnavailable
-from filecleanup.storage.base import NOT_CONFIRMED
+from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ExistsResult, chunk_outcome
+from filecleanup.storage.errors import CallFailed
 from filecleanup.storage.http import TokenFile, interpret, interpret_exists
 from filecleanup.storage.transport import Reply, parse_retry_after, reply_limit
 
@@ -21,6 +24,16 @@ from filecleanup.storage.transport import Reply, parse_retry_after, reply_limit
 def reply(status: int, body: bytes | str = b"", **headers: str) -> Reply:
     raw = {name.replace("_", "-").encode(): value.encode() for name, value in headers.items()}
     return Reply(status, httpx.Headers(raw), body.encode() if isinstance(body, str) else body)
+
+
+def chunk(keys: Sequence[str], answer: Reply) -> ChunkResult:
+    """What the backend makes of a reply about ``keys``: the reply read, and a failed call made the
+    chunk's failure by the one conversion (base.chunk_outcome)."""
+
+    async def read() -> ChunkResult:
+        return interpret("photos", keys, answer)
+
+    return asyncio.run(chunk_outcome(keys, read()))
 
 
 def test_only_requested_keys_listed_as_deleted_count() -> None:
@@ -34,7 +47,7 @@ def test_only_requested_keys_listed_as_deleted_count() -> None:
 
 @pytest.mark.parametrize("body", ["<html>bad gateway</html>", '{"removed": ["a"]}', '{"deleted": "a"}', ""])
 def test_a_reply_that_breaks_the_contract_fails_the_chunk_without_quoting_it(body: str) -> None:
-    result = interpret("photos", ["a"], reply(200, body))
+    result = chunk(["a"], reply(200, body))
     assert result.whole_call_failed
     assert result.failed["a"].startswith("the reply breaks the contract: ")
     assert "html" not in result.failed["a"]  # the storage's bytes are not repeated into status
@@ -90,11 +103,16 @@ def json_like(*fields: str) -> st.SearchStrategy[bytes]:
     body=st.one_of(st.binary(max_size=200), json_like("deleted", "errors", "key", "message")),
 )
 def test_any_reply_gives_a_classified_result(keys: list[str], status: int, body: bytes) -> None:
-    try:
-        result = interpret("photos", keys, reply(status, body))
-    except StorageUnavailable:
-        assert status in {401, 403, 429, 503}
+    if status >= 500 or status in {401, 403, 429}:  # read as every S3 call is
+        with pytest.raises(StorageUnavailable):
+            chunk(keys, reply(status, body))
         return
+    result = chunk(keys, reply(status, body))
+    if result.whole_call_failed:  # classified: a fixed message, never the reply's bytes
+        assert all(
+            error.startswith(("storage answered HTTP ", "the reply breaks the contract: "))
+            for error in result.failed.values()
+        )
     assert result.deleted <= set(keys)
     assert set(result.deleted) | set(result.failed) == set(keys)
 
@@ -108,8 +126,10 @@ def test_any_dry_run_reply_gives_a_classified_result(keys: list[str], status: in
     try:
         result = interpret_exists("photos", keys, reply(status, body))
     except StorageUnavailable:
-        assert status in {401, 403, 429, 503}
+        assert status >= 500 or status in {401, 403, 429}  # read as for a delete
         return
+    except CallFailed:  # the backend leaves every key unknown
+        result = ExistsResult.unknown()
     told = result.existing | result.missing | result.forbidden
     assert told <= set(keys)  # nothing about a key that was not asked
     assert not (result.existing & result.missing)

@@ -3,6 +3,9 @@ key, on replies in the documented format (moto cannot produce per-key errors) an
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import httpx
 import pytest
 from hypothesis import given
@@ -10,15 +13,10 @@ from hypothesis import strategies as st
 
 from filecleanup.config import S3StorageConfig
 from filecleanup.storage import StorageUnavailable
-from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult
+from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, chunk_outcome
+from filecleanup.storage.errors import S3ReplyError
 from filecleanup.storage.s3 import DELETE_MARKER_ONLY, S3Storage, Target, outcome, read_delete_reply
-from filecleanup.storage.s3_xml import (
-    DeleteResult,
-    S3ReplyError,
-    delete_objects_body,
-    parse_delete_result,
-    parse_versions,
-)
+from filecleanup.storage.s3_xml import DeleteResult, delete_objects_body, parse_delete_result, parse_versions
 from filecleanup.storage.transport import Reply
 
 OPEN_POLICY = {"allowedNamespaces": "*", "keyPrefix": ""}
@@ -55,6 +53,16 @@ def reply(status: int, body: bytes = b"", headers: dict[str, str] | None = None)
 
 def targets(*keys: str, prefix: str = "tenants/a/albums/1/") -> list[Target]:
     return [Target(key, prefix + key, [None]) for key in keys]
+
+
+def chunk(keys: Sequence[str], answer: Reply, prefix: str = "tenants/a/albums/1/") -> ChunkResult:
+    """What the backend makes of a DeleteObjects reply about ``keys``: the reply read, and a failed
+    call made the chunk's failure by the one conversion (base.chunk_outcome)."""
+
+    async def read() -> ChunkResult:
+        return outcome(targets(*keys, prefix=prefix), read_delete_reply("bucket", answer))
+
+    return asyncio.run(chunk_outcome(keys, read()))
 
 
 def test_the_body_is_verbose_names_versions_and_escapes_keys() -> None:
@@ -134,13 +142,12 @@ def test_whole_call_overload_server_errors_and_credentials_mean_unavailable(
     status: int, body: bytes, headers: dict[str, str], retry_after: float | None
 ) -> None:
     with pytest.raises(StorageUnavailable) as raised:
-        read_delete_reply("bucket", ["a"], reply(status, body, headers))
+        read_delete_reply("bucket", reply(status, body, headers))
     assert raised.value.retry_after == retry_after
 
 
 def test_other_client_errors_fail_the_chunk() -> None:
-    result = read_delete_reply("bucket", ["a", "b"], reply(400, MALFORMED))
-    assert isinstance(result, ChunkResult)
+    result = chunk(["a", "b"], reply(400, MALFORMED))
     assert result.whole_call_failed
     assert result.failed == {
         "a": "storage answered HTTP 400 MalformedXML",
@@ -149,8 +156,7 @@ def test_other_client_errors_fail_the_chunk() -> None:
 
 
 def test_a_200_that_breaks_the_contract_fails_the_chunk() -> None:
-    result = read_delete_reply("bucket", ["a"], reply(200, b"<html>proxy error</html>"))
-    assert isinstance(result, ChunkResult)
+    result = chunk(["a"], reply(200, b"<html>proxy error</html>"))
     assert result.whole_call_failed
     assert result.failed["a"] == "the reply breaks the contract: expected DeleteResult, got html"
 
@@ -173,15 +179,18 @@ def xml_fragments() -> st.SearchStrategy[bytes]:
 def test_any_reply_gives_a_classified_result_and_confirms_only_requested_keys(
     keys: list[str], status: int, body: bytes, retry_after: str
 ) -> None:
-    sent = targets(*keys, prefix="p/")
     headers = {"Retry-After": retry_after.strip() or "1"}
     if status >= 500 or status in {401, 403, 429}:  # 429 and 503 as StorageThrottled, a kind of it
         with pytest.raises(StorageUnavailable) as raised:
-            read_delete_reply("bucket", keys, reply(status, body, headers))
+            read_delete_reply("bucket", reply(status, body, headers))
         assert raised.value.retry_after is None or raised.value.retry_after >= 0
         return
-    read = read_delete_reply("bucket", keys, reply(status, body, headers))
-    result = read if isinstance(read, ChunkResult) else outcome(sent, read)
+    result = chunk(keys, reply(status, body, headers), prefix="p/")
+    if result.whole_call_failed:  # classified: a fixed message, never the reply's bytes
+        assert all(
+            error.startswith(("storage answered HTTP ", "the reply breaks the contract: "))
+            for error in result.failed.values()
+        )
     assert result.deleted <= set(keys)
     assert set(result.deleted) | set(result.failed) == set(keys)
     assert not set(result.deleted) & set(result.failed)
@@ -192,9 +201,7 @@ def test_any_reply_gives_a_classified_result_and_confirms_only_requested_keys(
 def test_a_reply_naming_other_keys_confirms_none_of_ours(keys: list[str], deleted: list[str]) -> None:
     others = [key for key in deleted if key not in keys]
     body = f"<DeleteResult {NS}>" + "".join(f"<Deleted><Key>p/{key}</Key></Deleted>" for key in others)
-    parsed = read_delete_reply("bucket", keys, reply(200, (body + "</DeleteResult>").encode()))
-    assert isinstance(parsed, DeleteResult) or parsed.whole_call_failed
-    result = parsed if isinstance(parsed, ChunkResult) else outcome(targets(*keys, prefix="p/"), parsed)
+    result = chunk(keys, reply(200, (body + "</DeleteResult>").encode()), prefix="p/")
     assert not result.deleted
 
 

@@ -1,4 +1,6 @@
-"""The storage interface and the outcome of one batch-delete call."""
+"""The storage interface, the outcome of one batch-delete call, and what a storage can do besides
+deleting: each capability is a runtime-checkable protocol, checked once when the storage is opened
+(:class:`ConcurrencyLimited`)."""
 
 from __future__ import annotations
 
@@ -7,49 +9,47 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+from filecleanup.storage.errors import (
+    CallFailed,
+    NotSent,
+    ObjectChanged,
+    ObjectMissing,
+    ObjectRefused,
+    StorageThrottled,
+    StorageUnavailable,
+)
 
 if TYPE_CHECKING:
     from filecleanup.gate import KeyGate
     from filecleanup.metrics import Metrics
     from filecleanup.storage.limits import Limiter
 
+__all__ = [
+    "NOT_CONFIRMED",
+    "Backend",
+    "ChecksExistence",
+    "ChunkResult",
+    "ConcurrencyLimited",
+    "ExistsResult",
+    "ListsVersions",
+    "NotSent",
+    "ObjectChanged",
+    "ObjectMissing",
+    "ObjectPart",
+    "ObjectRefused",
+    "ObjectStore",
+    "Storage",
+    "StorageThrottled",
+    "StorageUnavailable",
+    "always",
+    "chunk_outcome",
+]
 
 _R = TypeVar("_R")
 NOT_CONFIRMED = "not confirmed as deleted by the storage"
 logger = logging.getLogger(__name__)
-
-
-class StorageUnavailable(Exception):  # noqa: N818  (the name is the public contract)
-    """The whole call failed for reasons that are not the keys' fault: nothing is known deleted.
-
-    Connection refused, connect timeout, DNS failure, 503 or 429. The caller backs off and keeps
-    the keys pending, without using up their retry budget.
-    """
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class StorageThrottled(StorageUnavailable):
-    """The storage refused the whole call for overload (429, 503, S3 SlowDown): the keys were refused
-    whole, so the call is sent again after the limiter's wait, and the storage's in-flight limit is
-    cut. Only throttling that lasts becomes :class:`StorageUnavailable` (see storage/limits.py)."""
-
-
-class ObjectMissing(Exception):  # noqa: N818  (a plain fact: no such object)
-    """A manifest or report object that the storage does not have."""
-
-
-class ObjectRefused(Exception):  # noqa: N818  (a plain fact: the object cannot be used as asked)
-    """A manifest or report object that the storage will never serve or take as asked, through the
-    fault of whoever named or placed it (not a regular file, a name too long, no permission): waiting
-    will not help, so it is never a storage outage."""
-
-
-class ObjectChanged(Exception):  # noqa: N818  (a plain fact: not the object that was checked)
-    """A manifest or report object is no longer the version that was read first."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,11 @@ class ObjectPart:
     version: str = ""
 
 
+@runtime_checkable
 class ObjectStore(Protocol):
-    """Whole storage objects, for manifests (the keys of a large deletion, kept in the storage itself)
-    and their failure reports. Failures raise :class:`StorageUnavailable` with a classified message,
-    a missing object :class:`ObjectMissing`, one that can never be used as asked
+    """A capability: whole storage objects, for manifests (the keys of a large deletion, kept in the
+    storage itself) and their failure reports. Failures raise :class:`StorageUnavailable` with a
+    classified message, a missing object :class:`ObjectMissing`, one that can never be used as asked
     :class:`ObjectRefused`, and one that is not the ``version`` asked for :class:`ObjectChanged`."""
 
     async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
@@ -123,6 +124,17 @@ class ChunkResult:
         )
 
 
+async def chunk_outcome(keys: Sequence[str], call: Awaitable[ChunkResult]) -> ChunkResult:
+    """What a call about ``keys`` confirmed. The one place where a call that failed while the storage
+    is up (:class:`CallFailed`: no complete reply, a refused call, a reply that breaks the contract)
+    becomes the chunk's failed keys, each with the failure's fixed message, to be retried within its
+    budget. An outage (:class:`StorageUnavailable`) passes through: it is no key's failure."""
+    try:
+        return await call
+    except CallFailed as failure:
+        return ChunkResult.all_failed(keys, str(failure))
+
+
 @dataclass(frozen=True)
 class ExistsResult:
     """What one existence check (a dry run's call) found: every requested key is in at most one set;
@@ -153,8 +165,9 @@ class ExistsResult:
         return cls()
 
 
+@runtime_checkable
 class ChecksExistence(Protocol):
-    """The optional method of a storage that can tell which keys exist (for dry runs)."""
+    """A capability: telling which keys exist without deleting them (for dry runs)."""
 
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
         """Which of ``keys`` the storage has, without deleting anything. Raises
@@ -162,23 +175,31 @@ class ChecksExistence(Protocol):
         ...
 
 
+@runtime_checkable
+class ListsVersions(Protocol):
+    """A capability: listing every version a key has (data versions and delete markers), so that a
+    versioned store can delete them all (S3's ``deleteAllVersions``)."""
+
+    async def versions(self, keys: Sequence[str]) -> Mapping[str, Sequence[str]]:
+        """Every version ID of each of ``keys``. Raises as ``delete`` does."""
+        ...
+
+
 class Backend(Protocol):
-    """One storage's client, as configured: each call goes out as soon as it is made."""
+    """One storage's client, as configured: each call goes out as soon as it is made. What it can do
+    besides deleting is what it implements of :class:`ObjectStore`, :class:`ChecksExistence` and
+    :class:`ListsVersions`."""
 
     name: str
     max_keys_per_call: int | None  # the most keys one call may carry, if the storage has a limit
-    holds_manifests: bool  # it is an ObjectStore too: it can hold manifests and their reports
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        """Delete ``keys`` in one call. Raises :class:`StorageUnavailable` if the call failed as a whole
-        before the storage could act on it."""
+        """Delete ``keys`` in one call: what the storage confirmed, every other key failed (a failed
+        call fails them all, :func:`chunk_outcome`). Raises :class:`StorageUnavailable` for an outage
+        (storage/errors.py): nothing is known deleted, and no key is at fault."""
         ...
 
     async def aclose(self) -> None: ...
-
-
-class NotSent(Exception):  # noqa: N818  (a plain fact: the call never went out)
-    """The call waited for its turn under the storage's limits, and by then it was no longer wanted."""
 
 
 def always() -> bool:
@@ -191,7 +212,7 @@ class Storage(Protocol):
 
     name: str
     max_keys_per_call: int | None
-    holds_manifests: bool
+    holds_manifests: bool  # its backend is an ObjectStore: manifests can be run from it
 
     async def delete(
         self, keys: Sequence[str], *, gate: KeyGate, may_start: Callable[[], bool] = always
@@ -216,12 +237,24 @@ class ConcurrencyLimited:
     storage server; sends a throttled call again after the limiter's wait, without it counting against
     the keys; measures the calls; and turns any exception a backend lets escape (a bug, ours or a
     library's) into the chunk's failure, so that it is counted, shown and retried within the keys'
-    budget like any other failed call, never retried for ever."""
+    budget like any other failed call, never retried for ever.
+
+    What the backend can do besides deleting is checked here, once, against the capability protocols:
+    a manifest needs an :class:`ObjectStore`, a dry run's check a :class:`ChecksExistence` (without it
+    every key is unknown, and no call is made)."""
 
     def __init__(self, storage: Backend, limiter: Limiter, metrics: Metrics) -> None:
         self.name = storage.name
         self.max_keys_per_call = storage.max_keys_per_call
-        self.holds_manifests = storage.holds_manifests
+        self._objects = storage if isinstance(storage, ObjectStore) else None
+        self._checker = storage if isinstance(storage, ChecksExistence) else None
+        self.holds_manifests = self._objects is not None
+        can = {
+            "hold manifests": self.holds_manifests,
+            "check existence": self._checker is not None,
+            "list versions": isinstance(storage, ListsVersions),
+        }
+        logger.debug("Storage %s can delete%s", self.name, "".join(f", {what}" for what in can if can[what]))
         self._storage = storage
         self._limiter = limiter
         self._metrics = metrics
@@ -261,8 +294,8 @@ class ConcurrencyLimited:
         )
 
     async def _exists(self, keys: Sequence[str]) -> ExistsResult:
-        checker = cast("ChecksExistence | None", getattr(self._storage, "exists", None) and self._storage)
-        if checker is None or not getattr(self._storage, "checks_existence", True):
+        checker = self._checker
+        if checker is None:
             return ExistsResult.unknown()
         # A check may be a request per key (S3's HeadObject): it takes a call token per key.
         result, started = await self._limited(
@@ -340,10 +373,17 @@ class ConcurrencyLimited:
 
     async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
         """A part of a manifest (outside the cap on calls: it is one read at a time per object)."""
-        return await cast("ObjectStore", self._storage).read(key, offset, size, version=version)
+        return await self._object_store(key).read(key, offset, size, version=version)
 
     async def write(self, key: str, data: bytes) -> None:
-        await cast("ObjectStore", self._storage).write(key, data)
+        await self._object_store(key).write(key, data)
+
+    def _object_store(self, key: str) -> ObjectStore:
+        """The backend as an object store; a storage that holds no objects refuses ``key`` for good
+        (the plan never runs a manifest from one)."""
+        if self._objects is None:
+            raise ObjectRefused(f"storage {self.name} holds no manifests or reports: {key!r}")
+        return self._objects
 
     async def aclose(self) -> None:
         await self._storage.aclose()

@@ -25,16 +25,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from filecleanup.config import FilesystemStorageConfig
-from filecleanup.storage.base import (
-    ChunkResult,
-    ExistsResult,
+from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectPart
+from filecleanup.storage.errors import (
+    FILESYSTEM_PERMANENT,
+    ErrorClasses,
+    KeyRejectedError,
     ObjectChanged,
     ObjectMissing,
-    ObjectPart,
     ObjectRefused,
     StorageUnavailable,
 )
-from filecleanup.storage.errors import FILESYSTEM_PERMANENT, ErrorClasses
 
 _T = TypeVar("_T")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -43,10 +43,6 @@ MANIFEST_THREADS = 2
 OBJECT_REFUSED_ERRNOS = frozenset(
     {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.EACCES, errno.EPERM}
 )
-
-
-class KeyRejectedError(ValueError):
-    """A key that cannot name a file below the root."""
 
 
 def path_segments(key: str) -> list[str]:
@@ -241,8 +237,10 @@ def _is_file(name: str, directory: int) -> bool:
 
 
 class FilesystemStorage:
+    """Files below ``root``: it deletes, holds whole objects for manifests and checks existence for
+    dry runs (storage/base.py's capabilities)."""
+
     max_keys_per_call: int | None = None
-    holds_manifests = True
 
     def __init__(self, name: str, config: FilesystemStorageConfig) -> None:
         self.name = name

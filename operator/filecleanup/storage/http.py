@@ -3,7 +3,13 @@
 The reply is 200 with ``{"deleted": [...], "errors": [{"key": ..., "message": ..., "code": ...}]}``
 (``code`` optional: it classifies the error as permanent or transient, storage/errors.py); a missing key
 counts as deleted (deletes are idempotent). Any reply, whatever its bytes, becomes a classified result
-(:func:`interpret`): only a requested key the reply lists under ``deleted`` counts as deleted.
+(:func:`interpret`): only a requested key the reply lists under ``deleted`` counts as deleted. A whole
+call's status is read as every S3 call's is (transport.check_status): 429 and 503 throttled; any other
+5xx, 401 and 403 an outage; any other status the chunk's failure.
+
+The contract's two optional parts are capabilities (storage/base.py), present as configured:
+``dryRunUrl`` makes the storage check existence for dry runs, ``objectsUrl`` makes it hold whole
+objects for manifests. :func:`open_http` gives the backend with exactly those.
 """
 
 from __future__ import annotations
@@ -21,24 +27,20 @@ from pydantic import BaseModel, ValidationError
 
 from filecleanup import redaction
 from filecleanup.config import HttpStorageConfig
-from filecleanup.storage.base import (
-    ChunkResult,
-    ExistsResult,
-    ObjectPart,
-    StorageThrottled,
+from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectPart, chunk_outcome
+from filecleanup.storage.errors import (
+    HTTP_PERMANENT,
+    CallFailed,
+    ErrorClasses,
+    ReplyBroken,
     StorageUnavailable,
 )
-from filecleanup.storage.errors import HTTP_PERMANENT, ErrorClasses
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
-    CallFailed,
     Reply,
-    StatusClass,
-    classify_status,
+    check_status,
     object_part,
-    refused_call,
-    reply_limit,
     version_condition,
 )
 
@@ -64,45 +66,29 @@ class _ExistsReply(BaseModel):
     forbidden: list[str] = []
 
 
-def answered(storage: str, reply: Reply) -> bool:
-    """Whether the storage answered the call (200). Raises :class:`StorageThrottled` for overload and
-    :class:`StorageUnavailable` for refused credentials, which are not the keys' fault; any other
-    status is this call's failure (False)."""
-    match classify_status(reply.status):
-        case StatusClass.OVERLOADED:
-            raise refused_call(StorageThrottled, storage, reply)
-        case StatusClass.CREDENTIALS_REFUSED:
-            raise StorageUnavailable(f"storage {storage} rejected the credentials ({reply.status})")
-        case StatusClass.SERVER_ERROR | StatusClass.REFUSED:
-            return False
-        case StatusClass.OK:
-            return True
-
-
 def interpret_exists(storage: str, keys: Sequence[str], reply: Reply) -> ExistsResult:
     """What a reply of ``dryRunUrl`` says about the keys: those it lists under ``existing``,
-    ``missing`` or ``forbidden``, the rest unknown. Overload and refused credentials raise, as for a
-    delete; any other failed or malformed reply leaves every key unknown."""
-    if not answered(storage, reply):
-        return ExistsResult.unknown()
+    ``missing`` or ``forbidden``, the rest unknown. A whole-call status is read as for a delete
+    (transport.check_status); a reply that breaks the contract raises :class:`ReplyBroken`."""
+    check_status(storage, reply)
     try:
         parsed = _ExistsReply.model_validate_json(reply.body)
-    except ValidationError:
-        return ExistsResult.unknown()
+    except ValidationError as error:
+        raise ReplyBroken(f"the reply breaks the contract: {contract_breach(error)}") from error
     return ExistsResult.from_reply(keys, parsed.existing, parsed.missing, parsed.forbidden)
 
 
 def interpret(
     storage: str, keys: Sequence[str], reply: Reply, classes: ErrorClasses = DEFAULT_CLASSES
 ) -> ChunkResult:
-    """What a reply means for the requested keys. Raises :class:`StorageThrottled` for overload and
-    :class:`StorageUnavailable` for refused credentials, which are not the keys' fault."""
-    if not answered(storage, reply):
-        return ChunkResult.all_failed(keys, f"storage answered HTTP {reply.status}")
+    """What a reply means for the requested keys. A whole-call status other than 200 raises, as
+    transport.check_status reads it (throttled, unavailable, or :class:`CallRefused`), and a reply
+    that breaks the contract raises :class:`ReplyBroken`: the chunk's failure (base.chunk_outcome)."""
+    check_status(storage, reply)
     try:
         parsed = _Reply.model_validate_json(reply.body)
     except ValidationError as error:
-        return ChunkResult.all_failed(keys, f"the reply breaks the contract: {contract_breach(error)}")
+        raise ReplyBroken(f"the reply breaks the contract: {contract_breach(error)}") from error
     errors = {
         item.key: f"{item.code}: {item.message}" if item.code else item.message for item in parsed.errors
     }
@@ -163,18 +149,18 @@ class TokenFile:
         return {"Authorization": f"Bearer {self._token}"}
 
 
-class HttpStorage:
+class HttpBackend:
+    """The contract's one required call, ``POST url``: a storage that deletes, and can do nothing more
+    (no dry-run check, no manifests)."""
+
     max_keys_per_call: int | None = None
 
     def __init__(
         self, name: str, config: HttpStorageConfig, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
+        """``transport`` replaces the network (tests give an ``httpx.MockTransport``)."""
         self.name = name
         self._url = str(config.url)
-        self._objects_url = str(config.objects_url) if config.objects_url else None
-        self._dry_run_url = str(config.dry_run_url) if config.dry_run_url else None
-        self.checks_existence = self._dry_run_url is not None
-        self.holds_manifests = self._objects_url is not None
         self._token = TokenFile(name, config.token_file) if config.token_file else None
         self._transport = BatchDeleteTransport(name, config, transport=transport)
         self._classes = ErrorClasses.configured(
@@ -182,26 +168,62 @@ class HttpStorage:
         )
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
+        return await chunk_outcome(keys, self._delete(keys))
+
+    async def _delete(self, keys: Sequence[str]) -> ChunkResult:
         headers = self._authorization()
         reply = await self._transport.call(
             "POST", self._url, keys, json={"keys": list(keys)}, headers=headers
         )
-        return reply if isinstance(reply, ChunkResult) else interpret(self.name, keys, reply, self._classes)
+        return interpret(self.name, keys, reply, self._classes)
+
+    def _authorization(self) -> dict[str, str]:
+        """The bearer token's header, read from tokenFile as it is now; none without a token."""
+        return self._token.header() if self._token else {}
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class HttpStorage(HttpBackend):
+    """An HTTP storage that checks existence for dry runs (storage/base.py's ``ChecksExistence``) at
+    its ``dryRunUrl``. :func:`open_http` makes one only with a ``dryRunUrl``; made without one, it
+    knows nothing of any key and asks nothing."""
+
+    def __init__(
+        self, name: str, config: HttpStorageConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        super().__init__(name, config, transport=transport)
+        self._dry_run_url = str(config.dry_run_url) if config.dry_run_url else None
 
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
         """``POST dryRunUrl`` with ``{"keys": [...]}``, answered ``{"existing": [...], "missing": [...],
         "forbidden": [...]}`` (forbidden optional). A separate URL, never the delete URL: a storage that
-        ignored a dry-run flag there would delete the keys. Without dryRunUrl every key is unknown."""
+        ignored a dry-run flag there would delete the keys. A failed call leaves every key unknown;
+        an outage raises, as for a delete."""
         if self._dry_run_url is None:
             return ExistsResult.unknown()
         headers = self._authorization()
         try:
-            reply = await self._transport.fetch(
-                "POST", self._dry_run_url, reply_limit(keys), json={"keys": list(keys)}, headers=headers
+            reply = await self._transport.call(
+                "POST", self._dry_run_url, keys, json={"keys": list(keys)}, headers=headers
             )
+            return interpret_exists(self.name, keys, reply)
         except CallFailed:
             return ExistsResult.unknown()
-        return interpret_exists(self.name, keys, reply)
+
+
+class HttpObjects(HttpBackend):
+    """An HTTP storage that holds whole objects (storage/base.py's ``ObjectStore``) at its
+    ``objectsUrl``, for manifests and their reports."""
+
+    def __init__(
+        self, name: str, config: HttpStorageConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        if config.objects_url is None:
+            raise ValueError(f"storage {name} has no objectsUrl: it holds no objects")
+        super().__init__(name, config, transport=transport)
+        self._objects_url = str(config.objects_url)
 
     async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
         """``GET objectsUrl + key`` with a Range (a manifest is read a part at a time), and with
@@ -215,17 +237,27 @@ class HttpStorage:
         await self._object_call("PUT", key, OBJECT_REPLY_SLACK, content=data)
 
     async def _object_call(self, method: str, key: str, limit: int, **request: Any) -> Reply:
-        if self._objects_url is None:
-            raise StorageUnavailable(f"storage {self.name} has no objectsUrl: it holds no manifests")
         headers = {**self._authorization(), **request.pop("headers", {})}
         url = self._objects_url + quote(key, safe="/-_.~")
         return await self._transport.fetch_object(
             method, url, key, limit, accepted=OBJECT_REPLY_STATUSES, headers=headers, **request
         )
 
-    def _authorization(self) -> dict[str, str]:
-        """The bearer token's header, read from tokenFile as it is now; none without a token."""
-        return self._token.header() if self._token else {}
 
-    async def aclose(self) -> None:
-        await self._transport.aclose()
+class HttpObjectStorage(HttpObjects, HttpStorage):
+    """An HTTP storage with both optional parts of the contract: ``objectsUrl`` and ``dryRunUrl``."""
+
+
+def open_http(
+    name: str, config: HttpStorageConfig, *, transport: httpx.AsyncBaseTransport | None = None
+) -> HttpBackend:
+    """The HTTP backend with the capabilities its configuration gives, and no others."""
+    match config.objects_url is not None, config.dry_run_url is not None:
+        case True, True:
+            return HttpObjectStorage(name, config, transport=transport)
+        case True, False:
+            return HttpObjects(name, config, transport=transport)
+        case False, True:
+            return HttpStorage(name, config, transport=transport)
+        case _:
+            return HttpBackend(name, config, transport=transport)

@@ -12,16 +12,18 @@ from filecleanup.config import (
 from filecleanup.metrics import Metrics
 from filecleanup.storage.base import Backend, ConcurrencyLimited, Storage
 from filecleanup.storage.filesystem import FilesystemStorage
-from filecleanup.storage.http import HttpStorage
+from filecleanup.storage.http import open_http
 from filecleanup.storage.limits import Limiter
 from filecleanup.storage.s3 import S3Storage
 
 
 def open_storage(name: str, config: StorageConfig) -> Backend:
-    """The backend for one configured storage, without the concurrency limit."""
+    """The backend for one configured storage, without the concurrency limit: what it can do besides
+    deleting (storage/base.py's capabilities) is what its configuration gives it, checked once when it
+    is held to its limits (:class:`ConcurrencyLimited`)."""
     match config:
         case HttpStorageConfig():
-            return HttpStorage(name, config)
+            return open_http(name, config)
         case S3StorageConfig():
             return S3Storage(name, config)
         case FilesystemStorageConfig():

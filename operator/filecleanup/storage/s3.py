@@ -16,10 +16,11 @@ Outcomes:
 - 200: per key, as above. A key's ``<Error>`` is recorded with its code; a permanent code
   (``AccessDenied``, ``InvalidObjectName``, ...; storage/errors.py) fails the key for good, any other
   (``InternalError``, ``SlowDown``, ...) is retried within the key's budget.
-- 503 SlowDown or 429 for the whole call: throttled (sent again after the limiter's wait; see
-  storage/limits.py).
-- Any other 5xx, 401/403 for the whole call, a connect failure: storage unavailable.
-- Another 4xx, a timeout, or a reply that is not the expected XML: the chunk's keys failed.
+- Any other status of the whole call, read as the HTTP backend reads it (transport.check_status):
+  503 SlowDown or 429 throttled (sent again after the limiter's wait; see storage/limits.py); any other
+  5xx and 401/403 an outage (storage unavailable), as is a connect failure; any other status the
+  chunk's keys failed.
+- A timeout, or a reply that is not the expected XML: the chunk's keys failed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -41,18 +42,17 @@ from botocore.session import Session
 
 from filecleanup import redaction
 from filecleanup.config import S3StorageConfig
-from filecleanup.storage.base import (
-    NOT_CONFIRMED,
-    ChunkResult,
-    ExistsResult,
-    ObjectPart,
-    StorageThrottled,
+from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ExistsResult, ObjectPart, chunk_outcome
+from filecleanup.storage.errors import (
+    S3_PERMANENT,
+    CallFailed,
+    ErrorClasses,
+    ReplyBroken,
+    S3ReplyError,
     StorageUnavailable,
 )
-from filecleanup.storage.errors import S3_PERMANENT, ErrorClasses
 from filecleanup.storage.s3_xml import (
     DeleteResult,
-    S3ReplyError,
     delete_objects_body,
     error_code,
     parse_delete_result,
@@ -61,12 +61,9 @@ from filecleanup.storage.s3_xml import (
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
-    CallFailed,
     Reply,
-    StatusClass,
-    classify_status,
+    check_status,
     object_part,
-    refused_call,
     version_condition,
 )
 
@@ -88,37 +85,15 @@ class Target:
     versions: Sequence[str | None]
 
 
-def status_failure(storage: str, keys: Sequence[str], reply: Reply) -> ChunkResult | None:
-    """None for a 200; otherwise the chunk's classified failure. Raises :class:`StorageThrottled` for
-    overload (503 SlowDown, 429) and :class:`StorageUnavailable` for server errors and refused
-    credentials, which are not the keys' fault."""
-    status = reply.status
-    match classify_status(status):
-        case StatusClass.OVERLOADED:
-            raise refused_call(StorageThrottled, storage, reply, error_code(reply.body))
-        case StatusClass.SERVER_ERROR | StatusClass.CREDENTIALS_REFUSED:
-            # InternalError and refused credentials are the whole call's, not the keys', and waiting
-            # is S3's advice.
-            raise refused_call(StorageUnavailable, storage, reply, error_code(reply.body))
-        case StatusClass.REFUSED:
-            return ChunkResult.all_failed(
-                keys, f"storage answered HTTP {status} {error_code(reply.body)}".rstrip()
-            )
-        case StatusClass.OK:
-            pass
-    return None
-
-
-def read_delete_reply(storage: str, keys: Sequence[str], reply: Reply) -> DeleteResult | ChunkResult:
-    """A DeleteObjects reply, whatever its bytes: the parsed result, or the chunk's classified failure
-    (see :func:`status_failure`)."""
-    failure = status_failure(storage, keys, reply)
-    if failure is not None:
-        return failure
+def read_delete_reply(storage: str, reply: Reply) -> DeleteResult:
+    """A DeleteObjects reply, whatever its bytes: the parsed result. Raises for a whole-call status
+    other than 200, as transport.check_status reads it, and :class:`ReplyBroken` for a reply that is
+    not DeleteResult XML."""
+    check_status(storage, reply, error_code(reply.body))
     try:
         return parse_delete_result(reply.body)
     except S3ReplyError as error:
-        return ChunkResult.all_failed(keys, f"the reply breaks the contract: {error}")
+        raise ReplyBroken(f"the reply breaks the contract: {error}") from error
 
 
 def outcome(
@@ -155,8 +130,10 @@ OBJECT_REPLY_STATUSES = frozenset(
 
 
 class S3Storage:
+    """A bucket (under ``keyPrefix``): it deletes, holds whole objects for manifests, checks
+    existence for dry runs and lists versions (storage/base.py's capabilities)."""
+
     max_keys_per_call: int | None = MAX_KEYS_PER_CALL
-    holds_manifests = True
 
     def __init__(
         self, name: str, config: S3StorageConfig, *, transport: httpx.AsyncBaseTransport | None = None
@@ -226,12 +203,15 @@ class S3Storage:
         return dict(request.headers.items())
 
     async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        targets = [Target(key, self._config.key_prefix + key, [None]) for key in keys]
+        return await chunk_outcome(keys, self._delete(keys))
+
+    async def _delete(self, keys: Sequence[str]) -> ChunkResult:
+        prefix = self._config.key_prefix
         if self._config.delete_all_versions:
-            listed = await self._with_versions(targets)
-            if isinstance(listed, ChunkResult):
-                return listed
-            targets = listed
+            listed = await self.versions(keys)
+            targets = [Target(key, prefix + key, listed[key]) for key in keys]
+        else:
+            targets = [Target(key, prefix + key, [None]) for key in keys]
         sent = [(target.full_key, version) for target in targets for version in target.versions]
         merged = DeleteResult()
         for start in range(0, len(sent), MAX_KEYS_PER_CALL):  # versions can outnumber keys
@@ -240,11 +220,7 @@ class S3Storage:
             reply = await self._transport.call(
                 "POST", url, keys, content=body, headers=await self._signed("POST", url, body)
             )
-            if isinstance(reply, ChunkResult):
-                return reply
-            result = read_delete_reply(self.name, keys, reply)
-            if isinstance(result, ChunkResult):
-                return result
+            result = read_delete_reply(self.name, reply)
             merged = DeleteResult(
                 {**merged.deleted, **result.deleted},
                 {**merged.errors, **result.errors},
@@ -252,18 +228,19 @@ class S3Storage:
             )
         return outcome(targets, merged, self._classes)
 
-    async def _with_versions(self, targets: Sequence[Target]) -> list[Target] | ChunkResult:
-        """Each key with every version ID it has (ListObjectVersions); a key with none has nothing left
-        to delete."""
-        keys = [target.key for target in targets]
-        listed = []
-        for target in targets:
-            versions: list[str | None] = []
+    async def versions(self, keys: Sequence[str]) -> Mapping[str, Sequence[str]]:
+        """Each key's version IDs, data versions and delete markers (ListObjectVersions, a listing per
+        key, each page read up to the most a reply about ``keys`` may hold); a key with none has
+        nothing left to delete. Raises as a delete does."""
+        listed: dict[str, Sequence[str]] = {}
+        for key in keys:
+            full_key = self._config.key_prefix + key
+            versions: list[str] = []
             markers: tuple[str | None, str | None] = (None, None)
             while True:
                 query = {
                     "versions": "",
-                    "prefix": target.full_key,
+                    "prefix": full_key,
                     "key-marker": markers[0],
                     "version-id-marker": markers[1],
                 }
@@ -273,30 +250,23 @@ class S3Storage:
                     if value is not None
                 )
                 reply = await self._transport.call("GET", url, keys, headers=await self._signed("GET", url))
-                if isinstance(reply, ChunkResult):
-                    return reply
-                failure = status_failure(self.name, keys, reply)
-                if failure is not None:
-                    return failure
+                check_status(self.name, reply, error_code(reply.body))
                 try:
-                    page, *markers_found = parse_versions(reply.body, target.full_key)
+                    page, *markers_found = parse_versions(reply.body, full_key)
                 except S3ReplyError as error:
-                    return ChunkResult.all_failed(
-                        keys, f"listing versions: the reply breaks the contract: {error}"
-                    )
+                    raise ReplyBroken(f"listing versions: the reply breaks the contract: {error}") from error
                 versions += page
                 markers = (markers_found[0], markers_found[1])
                 if markers[0] is None:
                     break
-            listed.append(Target(target.key, target.full_key, versions))
+            listed[key] = versions
         return listed
 
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
         """A dry run's check: HeadObject per key, one after another (the storage's limits count a call
-        per key checked). 200: it exists; 404: missing; 403: forbidden (S3 also
-        answers 403 for a missing key to whoever may not list the bucket). Overload raises
-        :class:`StorageThrottled` and a server error :class:`StorageUnavailable`, as for a delete; a
-        failed call leaves its key unknown."""
+        per key checked). 200: it exists; 404: missing; 403: forbidden (S3 also answers 403 for a
+        missing key to whoever may not list the bucket). Any other status is read as for a delete
+        (transport.check_status: overload and outages raise); a failed call leaves its key unknown."""
         existing: list[str] = []
         missing: list[str] = []
         forbidden: list[str] = []
@@ -305,17 +275,17 @@ class S3Storage:
             headers = await self._signed("HEAD", url)
             try:
                 reply = await self._transport.fetch("HEAD", url, OBJECT_REPLY_SLACK, headers=headers)
+                match reply.status:
+                    case HTTPStatus.OK:
+                        existing.append(key)
+                    case HTTPStatus.NOT_FOUND:
+                        missing.append(key)
+                    case HTTPStatus.FORBIDDEN:
+                        forbidden.append(key)
+                    case _:
+                        check_status(self.name, reply, error_code(reply.body))
             except CallFailed:
                 continue
-            match reply.status:
-                case HTTPStatus.OK:
-                    existing.append(key)
-                case HTTPStatus.NOT_FOUND:
-                    missing.append(key)
-                case HTTPStatus.FORBIDDEN:
-                    forbidden.append(key)
-                case _:
-                    status_failure(self.name, keys, reply)  # raises for overload and server errors
         return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
     async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:

@@ -1,5 +1,6 @@
 """The XML of S3's DeleteObjects and ListObjectVersions: the request body, and the replies read whatever
-their bytes (a reply that is not the expected XML is an :class:`S3ReplyError`, never a crash)."""
+their bytes (a reply that is not the expected XML is an :class:`S3ReplyError`, never a crash; the S3
+backend reports it as :class:`~filecleanup.storage.errors.ReplyBroken`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
+from filecleanup.storage.errors import S3ReplyError
+
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-
-
-class S3ReplyError(ValueError):
-    """A 200 reply that is not the XML the call returns."""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ so every call is bounded and every failure is classified:
   exhaust memory; no content encoding is asked for, and a reply that uses one anyway is refused
   (a compressed reply could expand without bound);
 - no retries (the operator's rounds are the only ones);
-- a failed call becomes a fixed, classified message: never an exception's text, which may carry the
-  request's headers (a bearer token, a session token).
+- a failed call raises from the one tree of storage/errors.py, with a fixed, classified message:
+  never an exception's text, which may carry the request's headers (a bearer token, a session token);
+- a whole call's status is read by one rule for both backends (:func:`check_status`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ from typing import Any
 import httpx
 
 from filecleanup.config import RemoteStorageBase
-from filecleanup.storage.base import ChunkResult, ObjectChanged, ObjectMissing, ObjectPart, StorageUnavailable
+from filecleanup.storage.base import ObjectPart
+from filecleanup.storage.errors import (
+    CallFailed,
+    CallRefused,
+    ObjectChanged,
+    ObjectMissing,
+    OutcomeUnknown,
+    ReplyBroken,
+    StorageThrottled,
+    StorageUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +67,12 @@ DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
 
 
 class StatusClass(Enum):
-    """What an HTTP status says about a call, before a backend decides what it means for the keys."""
+    """What an HTTP status says about a whole call (what follows is :func:`check_status`'s)."""
 
     OK = "ok"
     OVERLOADED = "overloaded"  # 429, 503: come back later, the keys are not at fault
     CREDENTIALS_REFUSED = "credentials refused"  # 401, 403: the operator's credentials, not the keys
-    SERVER_ERROR = "server error"  # any other 5xx
+    SERVER_ERROR = "server error"  # any other 5xx: the storage failed, not the keys
     REFUSED = "refused"  # any other status: this call about these keys failed
 
 
@@ -101,15 +112,42 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return seconds if seconds > 0 else None
 
 
-def refused_call(
-    kind: type[StorageUnavailable], storage: str, reply: Reply, detail: str = ""
-) -> StorageUnavailable:
-    """A whole call the storage would not take (``kind``: throttled, or unavailable), with the wait it
-    asked for."""
-    return kind(
-        f"storage {storage} answered {reply.status} {detail}".rstrip(),
-        retry_after=parse_retry_after(reply.headers.get("Retry-After")),
-    )
+def check_status(storage: str, reply: Reply, detail: str = "") -> None:
+    """The one reading of a whole call's status, for every call of both network backends (a delete,
+    a listing, a dry run's check): nothing for a 200; otherwise raises. ``detail`` is what the body
+    names of the failure, where the backend can read it safely (S3's error code).
+
+    - 429, 503: :class:`StorageThrottled`, with the wait the storage asked for.
+    - Any other 5xx, and 401/403: :class:`StorageUnavailable`, an outage.
+    - Any other status: :class:`CallRefused`, this call's failure: its keys fail within their budget.
+    """
+    # Why any 5xx on the whole call is an outage, and never the keys' failure: the storage says it
+    # failed, not that the keys are wrong, and a storage that is down answers exactly so (a 500 from a
+    # store in trouble, a 502 or 504 from the proxy or load balancer in front of one that is gone).
+    # Read as the chunk's failure, an outage would spend every key's retries and fail objects whose
+    # keys were fine: an outage must cost no retry budget. Read as an outage, nothing is counted
+    # deleted (the keys stay pending, and are sent again when the storage answers; deletes are
+    # idempotent, so a call that did act is harmless to repeat), so nothing is reported deleted that
+    # the storage did not confirm either. The price: a chunk that itself makes a storage fail every
+    # time waits as an outage does (a Warning, filecleanup_storage_available 0) until it is fixed or
+    # activeDeadlineSeconds passes, rather than failing its keys. 401 and 403 are read the same way:
+    # the operator's credentials, not the keys, are refused.
+    status = reply.status
+    answer = f"{status} {detail}".rstrip()
+    retry_after = parse_retry_after(reply.headers.get("Retry-After"))
+    match classify_status(status):
+        case StatusClass.OK:
+            return
+        case StatusClass.OVERLOADED:
+            raise StorageThrottled(f"storage {storage} answered {answer}", retry_after=retry_after)
+        case StatusClass.SERVER_ERROR:
+            raise StorageUnavailable(f"storage {storage} answered {answer}", retry_after=retry_after)
+        case StatusClass.CREDENTIALS_REFUSED:
+            raise StorageUnavailable(
+                f"storage {storage} rejected the credentials: it answered {answer}", retry_after=retry_after
+            )
+        case StatusClass.REFUSED:
+            raise CallRefused(f"storage answered HTTP {answer}")
 
 
 def version_condition(version: str) -> dict[str, str]:
@@ -130,10 +168,6 @@ def object_part(key: str, reply: Reply, offset: int, size: int, version: str) ->
     if reply.status == HTTPStatus.PARTIAL_CONTENT:
         return ObjectPart(reply.body, etag)
     return ObjectPart(reply.body[offset : offset + size], etag)
-
-
-class CallFailed(Exception):  # noqa: N818  (a classified outcome, not a bug)
-    """A call that failed after the request may have reached the storage; the message is fixed."""
 
 
 @dataclass(frozen=True)
@@ -166,32 +200,29 @@ class BatchDeleteTransport:
             transport=transport,
         )
 
-    async def call(self, method: str, url: str, keys: Sequence[str], **request: Any) -> Reply | ChunkResult:
-        """The reply to a call about ``keys``, or the chunk's failure when the call failed after the
-        request may have reached the storage. Raises :class:`StorageUnavailable` when it could not
-        connect."""
-        try:
-            return await self.fetch(method, url, reply_limit(keys), **request)
-        except CallFailed as failure:
-            return ChunkResult.all_failed(keys, str(failure))
+    async def call(self, method: str, url: str, keys: Sequence[str], **request: Any) -> Reply:
+        """The reply to a call about ``keys``, read up to the most a reply about them may hold (see
+        :meth:`fetch` for what it raises)."""
+        return await self.fetch(method, url, reply_limit(keys), **request)
 
     async def fetch(self, method: str, url: str, limit: int, **request: Any) -> Reply:
-        """The reply, read up to ``limit`` bytes. Raises :class:`StorageUnavailable` when it could not
-        connect, and :class:`CallFailed` (with a fixed, classified message) for any other failure."""
+        """The reply, whatever its status, read up to ``limit`` bytes. Raises :class:`StorageUnavailable`
+        when it could not connect, :class:`OutcomeUnknown` when no complete reply came, and
+        :class:`ReplyBroken` for a reply that is compressed or too large (fixed, classified messages)."""
         try:
             async with asyncio.timeout(self.deadline):
                 return await self._exchange(method, url, limit, request)
         except TimeoutError as error:
-            raise CallFailed(f"no complete reply within {self.deadline:g} s: outcome unknown") from error
+            raise OutcomeUnknown(f"no complete reply within {self.deadline:g} s: outcome unknown") from error
         except httpx.ConnectTimeout as error:
             raise StorageUnavailable(f"cannot connect to storage {self._name}: connect timeout") from error
         except httpx.ConnectError as error:
             raise StorageUnavailable(f"cannot connect to storage {self._name}: connection failed") from error
         except httpx.ReadTimeout as error:
-            raise CallFailed(f"no reply within {self._read_timeout:g} s: outcome unknown") from error
+            raise OutcomeUnknown(f"no reply within {self._read_timeout:g} s: outcome unknown") from error
         except httpx.TransportError as error:
             # The class says what happened; the text may quote the request (its headers).
-            raise CallFailed(f"the call failed ({type(error).__name__}): outcome unknown") from error
+            raise OutcomeUnknown(f"the call failed ({type(error).__name__}): outcome unknown") from error
 
     async def fetch_object(
         self,
@@ -228,15 +259,15 @@ class BatchDeleteTransport:
         async with self._client.stream(method, url, **request) as response:
             encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
             if encoding not in {"", "identity"}:
-                raise CallFailed("the reply is compressed, which was not asked for")
+                raise ReplyBroken("the reply is compressed, which was not asked for")
             declared = response.headers.get("Content-Length", "")
             if declared.isascii() and declared.isdigit() and int(declared) > limit:
-                raise CallFailed(f"the reply is larger than {limit} bytes")
+                raise ReplyBroken(f"the reply is larger than {limit} bytes")
             body = bytearray()
             async for piece in response.aiter_raw():
                 body += piece
                 if len(body) > limit:
-                    raise CallFailed(f"the reply is larger than {limit} bytes")
+                    raise ReplyBroken(f"the reply is larger than {limit} bytes")
             return Reply(response.status_code, response.headers, bytes(body))
 
     async def aclose(self) -> None:
