@@ -235,7 +235,7 @@ async def test_http_without_a_dry_run_url_knows_nothing_and_sends_nothing() -> N
     [
         (503, b"", StorageThrottled),
         (401, b"", StorageUnavailable),
-        (500, b"", ExistsResult.unknown()),
+        (500, b"", StorageUnavailable),  # an outage, read as for a delete and as over S3
         (404, b"", ExistsResult.unknown()),  # a storage that does not know the extension
         (200, b'{"deleted": ["a"]}', ExistsResult.unknown()),  # not an answer to the question
     ],

@@ -11,10 +11,11 @@ import httpx
 import pytest
 
 from filecleanup.config import HttpStorageConfig
-from filecleanup.storage.base import ChunkResult, StorageUnavailable
+from filecleanup.storage.base import StorageUnavailable
+from filecleanup.storage.errors import CallRefused
 from filecleanup.storage.http import HttpStorage
-from filecleanup.storage.s3 import status_failure
-from filecleanup.storage.transport import Reply, StatusClass, classify_status, reply_limit
+from filecleanup.storage.s3 import read_delete_reply
+from filecleanup.storage.transport import Reply, StatusClass, check_status, classify_status, reply_limit
 
 KEYS = ["a/1.jpg", "a/2.jpg"]
 OPEN_POLICY = {"allowedNamespaces": "*", "keyPrefix": ""}
@@ -78,7 +79,12 @@ class TestHttpStorage:
         with pytest.raises(StorageUnavailable, match="rejected the credentials"):
             await http_storage(answering(status)).delete(KEYS)
 
-    @pytest.mark.parametrize("status", [500, 502, 400, 404, 204])
+    @pytest.mark.parametrize("status", [500, 502])
+    async def test_server_errors_are_unavailable_as_over_s3(self, status: int) -> None:
+        with pytest.raises(StorageUnavailable, match=f"storage photos answered {status}$"):
+            await http_storage(answering(status)).delete(KEYS)
+
+    @pytest.mark.parametrize("status", [400, 404, 204])
     async def test_other_statuses_fail_the_chunk(self, status: int) -> None:
         result = await http_storage(answering(status)).delete(KEYS)
         assert result.whole_call_failed and set(result.failed) == set(KEYS)
@@ -115,13 +121,13 @@ class TestS3StatusTable:
     def test_overload_server_errors_and_credentials_are_unavailable(self, status: int) -> None:
         reply = Reply(status, httpx.Headers({"Retry-After": "3"}), b"<Error><Code>SlowDown</Code></Error>")
         with pytest.raises(StorageUnavailable, match=f"answered {status} SlowDown") as raised:
-            status_failure("bucket", KEYS, reply)
+            read_delete_reply("bucket", reply)
         assert raised.value.retry_after == 3
 
     @pytest.mark.parametrize("status", [400, 404, 301])
     def test_other_statuses_fail_the_chunk(self, status: int) -> None:
-        failure = status_failure("bucket", KEYS, Reply(status, httpx.Headers(), b""))
-        assert isinstance(failure, ChunkResult) and failure.whole_call_failed
+        with pytest.raises(CallRefused, match=f"storage answered HTTP {status}"):
+            read_delete_reply("bucket", Reply(status, httpx.Headers(), b""))
 
     def test_a_200_is_read_on(self) -> None:
-        assert status_failure("bucket", KEYS, Reply(200, httpx.Headers(), b"")) is None
+        check_status("bucket", Reply(200, httpx.Headers(), b""))  # raises for any other status
