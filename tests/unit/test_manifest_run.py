@@ -4,10 +4,7 @@ report cannot be written, and what the gate does with a key that a manifest's re
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -20,60 +17,20 @@ from filecleanup.metrics import Metrics
 from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
 from filecleanup.reconciler import Reconciler
 from filecleanup.storage.base import (
-    ChunkResult,
     ConcurrencyLimited,
-    ObjectChanged,
-    ObjectMissing,
     ObjectPart,
     StorageUnavailable,
 )
 from filecleanup.storage.limits import Limiter
+from tests.support.memory_storage import MemoryStorage
 from tests.unit.test_reconciler import CONFIG, Events, FakeSink
 
 MANIFEST = "t/albums/m.keys"
 POLICY = {"allowedNamespaces": "*", "keyPrefix": "t/{namespace}/"}  # the object's namespace: albums
 
 
-@dataclass
-class ManifestStorage:
-    """Objects in memory; ``failing`` keys fail every delete; the first ``refused_writes`` writes of a
-    report are refused as by a storage that is down."""
-
-    objects: dict[str, bytes]
-    failing: frozenset[str] = frozenset()
-    refused_writes: int = 0
-    name: str = "photos"
-    max_keys_per_call: int | None = None
-    holds_manifests: bool = True
-    sent: list[str] = field(default_factory=list)
-
-    async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        self.sent += keys
-        return ChunkResult.from_reply(
-            keys, [k for k in keys if k not in self.failing], dict.fromkeys(self.failing, "stuck")
-        )
-
-    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
-        if key not in self.objects:
-            raise ObjectMissing(key)
-        data = self.objects[key]
-        current = hashlib.sha256(data).hexdigest()
-        if version and version != current:
-            raise ObjectChanged(key)
-        return ObjectPart(data[offset : offset + size], current)
-
-    async def write(self, key: str, data: bytes) -> None:
-        if self.refused_writes:
-            self.refused_writes -= 1
-            raise StorageUnavailable("storage photos: PUT answered 503")
-        self.objects[key] = data
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-
 async def run_once(
-    storage: ManifestStorage,
+    storage: MemoryStorage,
     status: FileCleanupStatus,
     key_file: Path,
     events: Events | None = None,
@@ -113,7 +70,7 @@ async def test_a_report_the_storage_refuses_keeps_its_keys_pending_and_the_count
     key_file = tmp_path / "report-key"
     key_file.write_text("k" * 32)
     keys = [f"t/albums/{i}.jpg" for i in range(4)]
-    storage = ManifestStorage(
+    storage = MemoryStorage(
         {MANIFEST: "".join(f"{key}\n" for key in keys).encode()},
         failing=frozenset({keys[2]}),
         refused_writes=1,
@@ -141,7 +98,7 @@ async def test_an_outage_while_the_manifest_is_checked_is_one_outage(tmp_path: P
     and only its first try posts a Warning."""
     key_file = tmp_path / "report-key"
     key_file.write_text("k" * 32)
-    storage = ManifestStorage({})
+    storage = MemoryStorage({})
 
     async def down(key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
         raise StorageUnavailable("storage photos: GET answered 503")
@@ -190,7 +147,7 @@ def test_no_key_outside_the_policy_is_ever_sent_whatever_the_manifest_report_or_
     key_file.write_text("k" * 32)
     place = "t/albums/m.keys.report/albums/album-1"
     forged = "".join(f"{key}\t{rest}\n" for key, rest in report).encode()
-    storage = ManifestStorage(
+    storage = MemoryStorage(
         {
             MANIFEST: "".join(f"{key}\n" for key in manifest).encode(),
             **{f"{place}/round-{n:04d}/00000": forged for n in range(4)},
@@ -209,7 +166,7 @@ async def test_a_manifests_retry_is_announced_as_every_retry_is(tmp_path: Path) 
     key_file = tmp_path / "report-key"
     key_file.write_text("k" * 32)
     keys = [f"t/albums/{i}.jpg" for i in range(3)]
-    storage = ManifestStorage(
+    storage = MemoryStorage(
         {MANIFEST: "".join(f"{key}\n" for key in keys).encode()}, failing=frozenset({keys[1]})
     )
     events, metrics = Events(), Metrics()

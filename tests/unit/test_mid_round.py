@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,54 +19,14 @@ from filecleanup.context import ObjectContext
 from filecleanup.metrics import Metrics
 from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
 from filecleanup.reconciler import Reconciler
-from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, ObjectMissing, ObjectPart
+from filecleanup.storage.base import ConcurrencyLimited
 from filecleanup.storage.limits import Limiter
+from tests.support.memory_storage import MemoryStorage
 from tests.unit.test_reconciler import Events, FakeSink
 
 KEYS = [f"t/albums/{i:02d}.jpg" for i in range(12)]
 MANIFEST = "t/albums/m.keys"
 HELD_AT = 4  # the call held: three chunks answered before it
-
-
-@dataclass
-class GatedStorage:
-    """Confirms every key (but ``failing``, which fail for good); the call numbered ``HELD_AT`` waits
-    at the gate until the test opens it. Holds the manifest too."""
-
-    failing: frozenset[str] = frozenset()
-    name: str = "photos"
-    max_keys_per_call: int | None = None
-    holds_manifests: bool = True
-    sent: list[str] = field(default_factory=list)
-    held: asyncio.Event = field(default_factory=asyncio.Event)
-    gate: asyncio.Event = field(default_factory=asyncio.Event)
-    objects: dict[str, bytes] = field(
-        default_factory=lambda: {MANIFEST: "".join(f"{k}\n" for k in KEYS).encode()}
-    )
-
-    async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        self.sent += keys
-        if len(self.sent) == HELD_AT:
-            self.held.set()
-            await self.gate.wait()
-        return ChunkResult.from_reply(
-            keys,
-            [k for k in keys if k not in self.failing],
-            dict.fromkeys(self.failing, "AccessDenied"),
-            permanent=self.failing,
-        )
-
-    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:  # noqa: ARG002
-        if key not in self.objects:
-            raise ObjectMissing(key)
-        data = self.objects[key]
-        return ObjectPart(data[offset : offset + size], hashlib.sha256(data).hexdigest())
-
-    async def write(self, key: str, data: bytes) -> None:
-        self.objects[key] = data
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
 
 
 class Clock:
@@ -81,7 +39,7 @@ class Clock:
 
 @dataclass
 class Setup:
-    storage: GatedStorage
+    storage: MemoryStorage
     sink: FakeSink
     events: Events
     clock: Clock
@@ -121,7 +79,8 @@ def setup(tmp_path: Path) -> Setup:
             },
         }
     )
-    storage, paused = GatedStorage(), set[str]()
+    storage = MemoryStorage({MANIFEST: "".join(f"{k}\n" for k in KEYS).encode()}, hold_at=HELD_AT)
+    paused = set[str]()
     limited = ConcurrencyLimited(storage, Limiter(4), Metrics())
     reconciler = Reconciler(
         config, {"photos": limited}, Metrics(), jitter=lambda: 0.0, paused=lambda: frozenset(paused)
@@ -194,7 +153,7 @@ async def test_a_deadline_passed_in_mid_round_fails_it_with_the_counts(setup: Se
 
 @pytest.mark.parametrize("source", SOURCES)
 async def test_too_many_keys_failed_for_good_in_mid_round_fails_it_at_once(setup: Setup, source: str) -> None:
-    setup.storage.failing = frozenset(KEYS[:2])
+    setup.storage.failing, setup.storage.for_good = frozenset(KEYS[:2]), True
     await setup.reconciler.run(setup.context({**SOURCES[source], "maxFailedKeys": 1}))
     status = setup.sink.written[-1]
     assert (status.phase, status.conditions[-1].reason) == (Phase.FAILED, Reason.MAX_FAILED_KEYS_EXCEEDED)
