@@ -29,8 +29,8 @@ from typing import Any, cast
 import httpx
 from harness import LATENCY, Bench, direct_seconds
 
-from filecleanup.client import file_cleanup
-from filecleanup.models import GROUP, PLURAL, VERSION
+from filecleanup.album.client import file_cleanup
+from filecleanup.api.models import GROUP, PLURAL, VERSION
 from polling import eventually
 from tests.support.processes import OperatorProcess
 

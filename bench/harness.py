@@ -18,10 +18,10 @@ import yaml
 from kubernetes import client, config
 
 from controlplane import ApiServerOptions, ControlPlane, obtain_binaries
-from filecleanup.client import file_cleanup
-from filecleanup.config import HttpStorageConfig
-from filecleanup.metrics import Metrics
-from filecleanup.models import GROUP, PLURAL, VERSION
+from filecleanup.album.client import file_cleanup
+from filecleanup.api.config import HttpStorageConfig
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import GROUP, PLURAL, VERSION
 from filecleanup.storage.base import ConcurrencyLimited
 from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.limits import Limiter

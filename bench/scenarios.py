@@ -24,7 +24,7 @@ from harness import (
     rss_mb,
 )
 
-from filecleanup.models import GROUP, PLURAL, VERSION
+from filecleanup.api.models import GROUP, PLURAL, VERSION
 from polling import eventually
 from tests.support.processes import OperatorProcess
 
@@ -211,7 +211,11 @@ def latency(bench: Bench) -> dict[str, Any]:
 def memory(bench: Bench) -> dict[str, Any]:
     sizes = (2_000, 5_000) if bench.quick else (10_000, 50_000)
     baseline = subprocess.Popen(
-        [sys.executable, "-c", "import filecleanup.handlers, filecleanup.__main__, time; time.sleep(60)"]
+        [
+            sys.executable,
+            "-c",
+            "import filecleanup.controller.handlers, filecleanup.__main__, time; time.sleep(60)",
+        ]
     )
     time.sleep(4)
     baseline_mb = rss_mb(baseline.pid)

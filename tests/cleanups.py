@@ -7,10 +7,10 @@ from typing import Any
 
 from kubernetes.dynamic.exceptions import NotFoundError
 
-from filecleanup.client import file_cleanup
-from filecleanup.config import OperatorConfig
-from filecleanup.models import API_VERSION, KIND
-from filecleanup.rounds import checkpoint_interval
+from filecleanup.album.client import file_cleanup
+from filecleanup.api.config import OperatorConfig
+from filecleanup.api.models import API_VERSION, KIND
+from filecleanup.run.rounds import checkpoint_interval
 from polling import eventually
 from tests.kube import Kube, Manifest
 from tests.support.storages import Gate

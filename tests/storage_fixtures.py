@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from filecleanup.config import HttpStorageConfig
+from filecleanup.api.config import HttpStorageConfig
 from filecleanup.storage.http import HttpStorage
 from storage_server import STATE, Faults, ServerState, make_app
 from tests.support.storages import OPEN_POLICY, Directory

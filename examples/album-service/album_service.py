@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from filecleanup.client import FileCleanupClient
-from filecleanup.outbox import Dialect, Relay, create_table, enqueue
+from filecleanup.album.client import FileCleanupClient
+from filecleanup.album.outbox import Dialect, Relay, create_table, enqueue
 
 DATABASE = Path(os.environ.get("ALBUM_DB", "albums.db"))
 NAMESPACE = os.environ.get("FILECLEANUP_NAMESPACE", "default")

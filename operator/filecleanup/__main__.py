@@ -17,14 +17,15 @@ from pathlib import Path
 import kopf
 from aiohttp import web
 
-from filecleanup import kopf_logs, kube, redaction
-from filecleanup.config import CONFIG_ENV, ConfigError, OperatorConfig, load_config
-from filecleanup.leader import LeaderElector, LeaseTiming, LostLease
-from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER
-from filecleanup.pause import DEFAULT_POLL_SECONDS, PauseSwitch
-from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS
-from filecleanup.runtime import Runtime
+from filecleanup.api import kube, redaction
+from filecleanup.api.config import CONFIG_ENV, ConfigError, OperatorConfig, load_config
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import DEFAULT_CONTROLLER
+from filecleanup.controller import kopf_logs
+from filecleanup.controller.leader import LeaderElector, LeaseTiming, LostLease
+from filecleanup.controller.pause import DEFAULT_POLL_SECONDS, PauseSwitch
+from filecleanup.controller.runtime import Runtime
+from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS
 
 logger = logging.getLogger("filecleanup")
 EXIT_LOST_LEASE = 1
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as error:
         print(f"filecleanup-operator: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_BAD_SETUP
-    import filecleanup.handlers  # noqa: F401, PLC0415  (registers the handlers)
+    import filecleanup.controller.handlers  # noqa: F401, PLC0415  (registers the handlers)
 
     kopf.configure(
         verbose=args.verbose,

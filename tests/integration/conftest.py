@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.aio import config as aio_config
 
-from filecleanup.client import FileCleanupClient
+from filecleanup.album.client import FileCleanupClient
 from tests.kube import Kube
 from tests.support.processes import OperatorProcess
 from tests.support.storages import StorageProcess

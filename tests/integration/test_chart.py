@@ -17,8 +17,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from filecleanup.config import OperatorConfig, StoragePolicy
-from filecleanup.models import API_VERSION, KIND, FileCleanupSpec
+from filecleanup.api.config import OperatorConfig, StoragePolicy
+from filecleanup.api.models import API_VERSION, KIND, FileCleanupSpec
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.commands import Cli, set_flags
@@ -334,7 +334,7 @@ def test_helm_test_hook_checks_through_the_service_proxy_with_one_verb(cli: Cli)
     documents = {doc["kind"]: doc for doc in yaml.safe_load_all(rendered) if doc}
     assert {doc["metadata"]["annotations"]["helm.sh/hook"] for doc in documents.values()} == {"test"}
     pod = documents["Pod"]
-    assert pod["spec"]["containers"][0]["command"][:3] == ["python", "-m", "filecleanup.selfcheck"]
+    assert pod["spec"]["containers"][0]["command"][:3] == ["python", "-m", "filecleanup.controller.selfcheck"]
     assert "--service=fc-filecleanup-operator" in pod["spec"]["containers"][0]["command"]
     assert "--metrics-port=metrics" in pod["spec"]["containers"][0]["command"]
     assert documents["Role"]["rules"] == [

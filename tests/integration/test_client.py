@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from filecleanup.client import FileCleanupClient, SubmitConflict
+from filecleanup.album.client import FileCleanupClient, SubmitConflict
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
@@ -20,7 +20,7 @@ from tests.support.storages import StorageProcess
 
 def cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "filecleanup.cli", *args],
+        [sys.executable, "-m", "filecleanup.album.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from filecleanup.indexes import parse_ranges
+from filecleanup.api.indexes import parse_ranges
 from tests.cleanups import album_keys, checkpoint_at_gate, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube

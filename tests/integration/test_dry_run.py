@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.api.models import API_VERSION, KIND
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.integration.test_operator import condition, parse_time

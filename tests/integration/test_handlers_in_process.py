@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from filecleanup.models import API_VERSION, KIND
-from filecleanup.runtime import Runtime
+from filecleanup.api.models import API_VERSION, KIND
+from filecleanup.controller.runtime import Runtime
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config

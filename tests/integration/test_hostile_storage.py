@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from filecleanup.config import FilesystemStorageConfig, S3StorageConfig
-from filecleanup.metrics import Metrics
+from filecleanup.api.config import FilesystemStorageConfig, S3StorageConfig
+from filecleanup.api.metrics import Metrics
 from filecleanup.storage import StorageUnavailable
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.filesystem import FilesystemStorage

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.api.models import API_VERSION, KIND
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.kube import Kube
 from tests.support.storages import StorageProcess
@@ -31,7 +31,7 @@ def context_kubeconfig(kubeconfig: Path, namespace: str, directory: Path) -> Pat
 def filecleanup(
     *args: str, env: dict[str, str] | None = None, program: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    argv = [program] if program else [sys.executable, "-m", "filecleanup.cli"]
+    argv = [program] if program else [sys.executable, "-m", "filecleanup.album.cli"]
     return subprocess.run(
         [*argv, *args], capture_output=True, text=True, timeout=120, check=False, env=env or dict(os.environ)
     )
@@ -98,7 +98,9 @@ def test_kubectl_runs_it_as_a_plugin(
     bin_directory.mkdir()
     plugin = bin_directory / "kubectl-filecleanup"
     # What `pip install` puts on PATH: a script of that name running the CLI.
-    plugin.write_text(f"#!{sys.executable}\nfrom filecleanup.cli import main\nraise SystemExit(main())\n")
+    plugin.write_text(
+        f"#!{sys.executable}\nfrom filecleanup.album.cli import main\nraise SystemExit(main())\n"
+    )
     plugin.chmod(0o755)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": f"{bin_directory}:{os.environ['PATH']}"}
     listed = subprocess.run(

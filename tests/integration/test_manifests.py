@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from filecleanup.manifests import parse_intervals
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.api.models import API_VERSION, KIND
+from filecleanup.run.manifests import parse_intervals
 from polling import eventually
 from tests.cleanups import (
     album_keys,

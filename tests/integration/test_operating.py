@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from filecleanup.indexes import parse_ranges
+from filecleanup.api.indexes import parse_ranges
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import MAX_CONCURRENT_REQUESTS, operator_config

@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane import ControlPlane, obtain_binaries
-from filecleanup.cli_outbox import OutboxCollector
-from filecleanup.client import ALBUM_LABEL, FileCleanupClient
-from filecleanup.outbox import TABLE, Connection, Dialect, Outbox, Relay, State, create_table, enqueue
+from filecleanup.album.cli_outbox import OutboxCollector
+from filecleanup.album.client import ALBUM_LABEL, FileCleanupClient
+from filecleanup.album.outbox import TABLE, Connection, Dialect, Outbox, Relay, State, create_table, enqueue
 from tests.conftest import CRD_FILE
 from tests.kube import Kube
 from tests.postgres import PostgresServer
@@ -316,7 +316,7 @@ def test_the_cli_lists_and_redrives_dead_rows(tmp_path: Path) -> None:
         command = [
             sys.executable,
             "-m",
-            "filecleanup.cli",
+            "filecleanup.album.cli",
             "outbox",
             *args,
             "--database",

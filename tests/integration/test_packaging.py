@@ -20,7 +20,7 @@ def test_the_wheel_ships_only_the_runtime_package(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("filecleanup_operator-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     modules = {name for name in names if name.endswith(".py")}
-    assert "filecleanup/reconciler.py" in modules and "filecleanup/cli.py" in modules
+    assert "filecleanup/run/reconciler.py" in modules and "filecleanup/album/cli.py" in modules
     assert all(name.startswith("filecleanup/") for name in modules), sorted(modules)
     assert not [name for name in names if "testing" in name or "storage_server" in name or "demo" in name]
     assert "filecleanup/py.typed" in names  # a typed library for the album service's own checks

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.api.models import API_VERSION, KIND
 from tests.kube import Kube
 
 ROOT = Path(__file__).parents[2]

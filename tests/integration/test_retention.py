@@ -12,8 +12,8 @@ import httpx
 from kubernetes.dynamic.exceptions import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 
-from filecleanup.models import API_VERSION, DEFAULT_CONTROLLER, KIND
-from filecleanup.retention import CONTROLLER_LABEL, EXPIRES_LABEL, PHASE_LABEL, controller_label
+from filecleanup.api.models import API_VERSION, DEFAULT_CONTROLLER, KIND
+from filecleanup.decide.retention import CONTROLLER_LABEL, EXPIRES_LABEL, PHASE_LABEL, controller_label
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.api.models import API_VERSION, KIND
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_checkpoint_due, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.integration.test_operator import condition

@@ -15,8 +15,8 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from controlplane import ControlPlane, obtain_binaries
-from filecleanup.client import file_cleanup
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.album.client import file_cleanup
+from filecleanup.api.models import API_VERSION, KIND
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.conftest import CRD_FILE

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.api.models import API_VERSION, KIND
 from polling import eventually
 from tests.cleanups import get_cleanup, wait_for_phase
 from tests.kube import Kube

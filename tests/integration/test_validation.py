@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from filecleanup.models import API_VERSION, KIND
+from filecleanup.api.models import API_VERSION, KIND
 from tests.cleanups import create_cleanup
 from tests.kube import Kube
 

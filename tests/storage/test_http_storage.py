@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from filecleanup.metrics import Metrics
+from filecleanup.api.metrics import Metrics
 from filecleanup.storage.base import ConcurrencyLimited, StorageThrottled, StorageUnavailable
 from filecleanup.storage.limits import Limiter
 from tests.storage_fixtures import RunningServer, http_backend, storage_server

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from filecleanup.config import FilesystemStorageConfig, HttpStorageConfig, RateLimit, S3StorageConfig
-from filecleanup.metrics import Metrics
+from filecleanup.api.config import FilesystemStorageConfig, HttpStorageConfig, RateLimit, S3StorageConfig
+from filecleanup.api.metrics import Metrics
 from filecleanup.storage import Backend, StorageUnavailable
 from filecleanup.storage.base import (
     ChecksExistence,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from filecleanup.config import HttpStorageConfig, S3StorageConfig
-from filecleanup.metrics import Metrics
+from filecleanup.api.config import HttpStorageConfig, S3StorageConfig
+from filecleanup.api.metrics import Metrics
 from filecleanup.storage import Backend
 from filecleanup.storage.base import ChecksExistence, ConcurrencyLimited
 from filecleanup.storage.errors import StorageThrottled, StorageUnavailable

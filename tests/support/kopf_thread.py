@@ -24,11 +24,11 @@ import kopf
 from kubernetes.config import kube_config
 
 import filecleanup.__main__ as command_line
-import filecleanup.handlers  # noqa: F401  (registers the handlers, as main() does)
+import filecleanup.controller.handlers  # noqa: F401  (registers the handlers, as main() does)
 from controlplane import free_port
-from filecleanup.config import load_config
-from filecleanup.leader import LeaseTiming
-from filecleanup.runtime import Runtime
+from filecleanup.api.config import load_config
+from filecleanup.controller.leader import LeaseTiming
+from filecleanup.controller.runtime import Runtime
 from polling import eventually
 
 STARTUP_TIMEOUT = 30.0

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import datetime
 
-from filecleanup import outcomes
-from filecleanup import plan as planning
-from filecleanup import status as statuses
-from filecleanup.config import StoragePolicy
-from filecleanup.models import (
+from filecleanup.api.config import StoragePolicy
+from filecleanup.api.models import (
     FileCleanupSpec,
     FileCleanupStatus,
     Phase,
 )
-from filecleanup.outcomes import Outcome
-from filecleanup.plan import StorageRules
-from filecleanup.progress import Progress
+from filecleanup.decide import outcomes
+from filecleanup.decide import plan as planning
+from filecleanup.decide import status as statuses
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.plan import StorageRules
+from filecleanup.decide.progress import Progress
 from filecleanup.storage.base import ChunkResult
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)

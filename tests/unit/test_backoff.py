@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from filecleanup import backoff
-from filecleanup.models import (
+from filecleanup.api.models import (
     Backoff,
 )
+from filecleanup.decide import backoff
 
 
 class TestBackoff:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from filecleanup.config import StoragePolicy
-from filecleanup.models import API_VERSION, KIND, FileCleanupSpec
+from filecleanup.api.config import StoragePolicy
+from filecleanup.api.models import API_VERSION, KIND, FileCleanupSpec
 
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "filecleanup-operator"

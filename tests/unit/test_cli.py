@@ -18,10 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.aio.client import ApiException
 
-from filecleanup import cli, cli_outbox
-from filecleanup.client import FileCleanupClient
-from filecleanup.outbox import Dialect, Outbox, State, create_table, enqueue
-from filecleanup.tables import columns, printable
+from filecleanup.album import cli, cli_outbox
+from filecleanup.album.client import FileCleanupClient
+from filecleanup.album.outbox import Dialect, Outbox, State, create_table, enqueue
+from filecleanup.album.tables import columns, printable
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # What a tenant would write: a colour, a clear screen, a window title, a clipboard write (OSC 52), a C1
@@ -200,7 +200,7 @@ def test_error_messages_are_escaped(
 
 def test_log_lines_are_escaped_and_a_traceback_keeps_its_lines() -> None:
     record = logging.LogRecord(
-        "filecleanup.outbox", logging.WARNING, __file__, 1, "row %d: %s", (1, HOSTILE), None
+        "filecleanup.album.outbox", logging.WARNING, __file__, 1, "row %d: %s", (1, HOSTILE), None
     )
     assert cli.TerminalFormatter("%(message)s").format(record) == f"row 1: {printable(HOSTILE)}"
 

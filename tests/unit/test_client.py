@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.cli import read_keys, table
-from filecleanup.client import (
+from filecleanup.album.cli import read_keys, table
+from filecleanup.album.client import (
     ALBUM_LABEL,
     MAX_OBJECT_KEY_BYTES,
     PARTS_LABEL,

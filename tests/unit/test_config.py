@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from filecleanup.config import (
+from filecleanup.api.config import (
     CONFIG_ENV,
     ConfigError,
     FilesystemStorageConfig,

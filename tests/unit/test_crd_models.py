@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from filecleanup.models import (
+from filecleanup.api.models import (
     API_VERSION,
     GROUP,
     KIND,

@@ -12,12 +12,12 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from filecleanup import outcomes
-from filecleanup.config import HttpStorageConfig
-from filecleanup.metrics import Metrics
-from filecleanup.models import DryRunCounts, FileCleanupSpec, FileCleanupStatus, Phase, Reason
-from filecleanup.plan import DryRun, Finished, Reject, Suspend, Wait
-from filecleanup.status import dry_run_status
+from filecleanup.api.config import HttpStorageConfig
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import DryRunCounts, FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.decide import outcomes
+from filecleanup.decide.plan import DryRun, Finished, Reject, Suspend, Wait
+from filecleanup.decide.status import dry_run_status
 from filecleanup.storage.base import (
     ChunkResult,
     ConcurrencyLimited,

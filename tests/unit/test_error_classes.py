@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.config import HttpStorageConfig
-from filecleanup.failed_errors import OTHER_ERRORS, expand, group_by_error
-from filecleanup.models import MAX_FAILED_ERRORS, MAX_KEYS, FileCleanupStatus, Phase, Reason
-from filecleanup.outcomes import Outcome
-from filecleanup.progress import Progress
+from filecleanup.api.config import HttpStorageConfig
+from filecleanup.api.models import MAX_FAILED_ERRORS, MAX_KEYS, FileCleanupStatus, Phase, Reason
+from filecleanup.decide.failed_errors import OTHER_ERRORS, expand, group_by_error
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.progress import Progress
 from filecleanup.storage import base
 from filecleanup.storage.base import ChunkResult, chunk_outcome
 from filecleanup.storage.errors import (

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.config import StoragePolicy
-from filecleanup.gate import REFUSED, KeyGate
-from filecleanup.keys import key_problem
-from filecleanup.metrics import Metrics
+from filecleanup.api.config import StoragePolicy
+from filecleanup.api.gate import REFUSED, KeyGate
+from filecleanup.api.keys import key_problem
+from filecleanup.api.metrics import Metrics
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, ExistsResult
 from filecleanup.storage.limits import Limiter
 

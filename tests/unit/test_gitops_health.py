@@ -12,11 +12,11 @@ import pytest
 import yaml
 from lupa.lua51 import LuaRuntime
 
-from filecleanup.models import FileCleanupStatus, Phase, Reason
-from filecleanup.outcomes import Outcome
-from filecleanup.plan import Reject
-from filecleanup.progress import Progress
-from filecleanup.status import next_status, rejected_status, suspended_status
+from filecleanup.api.models import FileCleanupStatus, Phase, Reason
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.plan import Reject
+from filecleanup.decide.progress import Progress
+from filecleanup.decide.status import next_status, rejected_status, suspended_status
 from tests.unit.decisions import NOW, answer_round, spec
 
 GITOPS_DOC = Path(__file__).parents[2] / "docs" / "gitops.md"

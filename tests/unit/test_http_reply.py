@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup import redaction
+from filecleanup.api import redaction
 from filecleanup.storage import StorageUnavailable
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ExistsResult, chunk_outcome
 from filecleanup.storage.errors import CallFailed

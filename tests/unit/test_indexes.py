@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.indexes import IndexRangeError, format_ranges, parse_ranges
+from filecleanup.api.indexes import IndexRangeError, format_ranges, parse_ranges
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import yaml
 from kubernetes.aio.client import ApiClient
 from kubernetes.aio.config import ConfigException, incluster_config
 
-from filecleanup import kube
+from filecleanup.api import kube
 
 IN_CLUSTER = "https://10.96.0.1:443"
 

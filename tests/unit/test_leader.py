@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from filecleanup.leader import Decision, LeaseRecord, LeaseTiming, decide
+from filecleanup.controller.leader import Decision, LeaseRecord, LeaseTiming, decide
 
 NOW = datetime.datetime(2026, 11, 26, tzinfo=datetime.UTC)
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from filecleanup.config import AdaptiveConcurrency, RateLimit
-from filecleanup.metrics import Metrics
+from filecleanup.api.config import AdaptiveConcurrency, RateLimit
+from filecleanup.api.metrics import Metrics
 from filecleanup.storage.base import (
     ChunkResult,
     ConcurrencyLimited,

@@ -10,12 +10,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from filecleanup.config import OperatorConfig
-from filecleanup.context import ObjectContext
-from filecleanup.keys import key_problem
-from filecleanup.metrics import Metrics
-from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
-from filecleanup.reconciler import Reconciler
+from filecleanup.api.config import OperatorConfig
+from filecleanup.api.keys import key_problem
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.run.context import ObjectContext
+from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage.base import (
     ConcurrencyLimited,
     ObjectPart,

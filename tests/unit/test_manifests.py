@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.manifests import (
+from filecleanup.api.models import FileCleanupStatus, ManifestProgress
+from filecleanup.run.manifests import (
     MAX_LINE_BYTES,
     Line,
     ManifestError,
@@ -26,7 +27,6 @@ from filecleanup.manifests import (
     parse_intervals,
     progress_problem,
 )
-from filecleanup.models import FileCleanupStatus, ManifestProgress
 from filecleanup.storage.base import ChunkResult, ObjectChanged, ObjectPart
 
 # Any text a key may hold, and what a line may hold around it.

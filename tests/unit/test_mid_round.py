@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from filecleanup.config import OperatorConfig
-from filecleanup.context import ObjectContext
-from filecleanup.metrics import Metrics
-from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
-from filecleanup.reconciler import Reconciler
+from filecleanup.api.config import OperatorConfig
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.run.context import ObjectContext
+from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage.base import ConcurrencyLimited
 from filecleanup.storage.limits import Limiter
 from tests.support.memory_storage import MemoryStorage

@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from filecleanup import __version__
-from filecleanup.kopf_logs import KopfLogLevels
-from filecleanup.metrics import Metrics
+from filecleanup.api.metrics import Metrics
+from filecleanup.controller.kopf_logs import KopfLogLevels
 
 
 def test_metrics_have_process_and_build_info_and_no_created_series() -> None:

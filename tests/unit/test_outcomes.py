@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from filecleanup import outcomes
-from filecleanup.models import (
+from filecleanup.api.models import (
     Phase,
     Reason,
 )
-from filecleanup.progress import Progress
+from filecleanup.decide import outcomes
+from filecleanup.decide.progress import Progress
 from tests.unit.decisions import answer_round, conclude, spec
 
 

@@ -11,8 +11,8 @@ from pathlib import Path, PosixPath
 import pytest
 from prometheus_client import generate_latest
 
-from filecleanup.metrics import Metrics
-from filecleanup.pause import PauseSwitch
+from filecleanup.api.metrics import Metrics
+from filecleanup.controller.pause import PauseSwitch
 
 STORAGES = ("photos", "videos")
 
@@ -66,7 +66,7 @@ def test_a_file_pauses_what_it_names(tmp_path: Path) -> None:
 def test_an_unreadable_file_pauses_every_storage_and_says_why(
     tmp_path: Path, error: OSError, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="filecleanup.pause"):
+    with caplog.at_level(logging.WARNING, logger="filecleanup.controller.pause"):
         pause, metrics = switch(unreadable(tmp_path, error))
     assert pause.paused == set(STORAGES)
     text = exposition(metrics)
@@ -99,7 +99,7 @@ def test_once_readable_again_the_file_says_what_is_paused(
     assert pause.paused == set(STORAGES)
     (tmp_path / "paused").write_text("videos")
     pause._path = tmp_path / "paused"  # as the kubelet's refresh would mend it
-    with caplog.at_level(logging.WARNING, logger="filecleanup.pause"):
+    with caplog.at_level(logging.WARNING, logger="filecleanup.controller.pause"):
         pause.read()
     assert pause.paused == {"videos"}
     text = exposition(metrics)
@@ -113,7 +113,7 @@ def test_an_unreadable_file_says_so_once_not_at_every_poll(
 ) -> None:
     pause, _ = switch(tmp_path / "absent")
     pause._path = unreadable(tmp_path, PermissionError(errno.EACCES, "Permission denied"))
-    with caplog.at_level(logging.WARNING, logger="filecleanup.pause"):
+    with caplog.at_level(logging.WARNING, logger="filecleanup.controller.pause"):
         for _ in range(3):
             pause.read()
     assert len([record for record in caplog.records if "every storage paused" in record.getMessage()]) == 1

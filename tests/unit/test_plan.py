@@ -11,20 +11,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup import outcomes
-from filecleanup import plan as planning
-from filecleanup import status as statuses
-from filecleanup.config import StoragePolicy
-from filecleanup.models import (
+from filecleanup.api.config import StoragePolicy
+from filecleanup.api.models import (
     ConditionType,
     FileCleanupSpec,
     FileCleanupStatus,
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome
-from filecleanup.plan import Finished, Reject, Run, Wait
-from filecleanup.progress import Progress
+from filecleanup.decide import outcomes
+from filecleanup.decide import plan as planning
+from filecleanup.decide import status as statuses
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.plan import Finished, Reject, Run, Wait
+from filecleanup.decide.progress import Progress
 from filecleanup.storage.base import ChunkResult
 from tests.unit.decisions import NOW, plan, spec, status_after
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from filecleanup.models import (
+from filecleanup.api.models import (
     MAX_LISTED_FAILED_KEYS,
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome
-from filecleanup.progress import Progress, unique_indexes
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.progress import Progress, unique_indexes
 from filecleanup.storage.base import ChunkResult
 from tests.unit.decisions import answer, answer_round, keys, spec, status_after
 

@@ -11,15 +11,21 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from filecleanup.config import OperatorConfig
-from filecleanup.context import Next, ObjectContext, utcnow
-from filecleanup.kube import ObjectGone
-from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER, ConditionType, FileCleanupSpec, FileCleanupStatus, Phase
-from filecleanup.progress import Progress
-from filecleanup.reconciler import Reconciler
-from filecleanup.retention import controller_label
-from filecleanup.rounds import KeysRound, StopRule, send_chunks
+from filecleanup.api.config import OperatorConfig
+from filecleanup.api.kube import ObjectGone
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import (
+    DEFAULT_CONTROLLER,
+    ConditionType,
+    FileCleanupSpec,
+    FileCleanupStatus,
+    Phase,
+)
+from filecleanup.decide.progress import Progress
+from filecleanup.decide.retention import controller_label
+from filecleanup.run.context import Next, ObjectContext, utcnow
+from filecleanup.run.reconciler import Reconciler
+from filecleanup.run.rounds import KeysRound, StopRule, send_chunks
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.limits import Limiter
 from tests.support.gates import OPEN_GATE

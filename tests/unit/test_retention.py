@@ -10,10 +10,11 @@ from typing import Any, cast
 import pytest
 from kubernetes.aio import client
 
-from filecleanup.config import RetentionConfig
-from filecleanup.metrics import Metrics
-from filecleanup.models import DEFAULT_CONTROLLER, FileCleanupSpec, FileCleanupStatus, Phase
-from filecleanup.retention import (
+from filecleanup.api.config import RetentionConfig
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import DEFAULT_CONTROLLER, FileCleanupSpec, FileCleanupStatus, Phase
+from filecleanup.controller.sweeper import Sweeper
+from filecleanup.decide.retention import (
     BYTES_LABEL,
     CONTROLLER_LABEL,
     EXPIRES_LABEL,
@@ -34,7 +35,6 @@ from filecleanup.retention import (
     suspect,
     verdict,
 )
-from filecleanup.sweeper import Sweeper
 
 DONE = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
 DEFAULTS = RetentionConfig()  # ten minutes for Succeeded, a week for Failed

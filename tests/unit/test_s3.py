@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.config import S3StorageConfig
+from filecleanup.api.config import S3StorageConfig
 from filecleanup.storage import StorageUnavailable
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, chunk_outcome
 from filecleanup.storage.errors import S3ReplyError

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from filecleanup.metrics import Metrics
-from filecleanup.selfcheck import OPERATOR_METRIC, metrics_problem
+from filecleanup.api.metrics import Metrics
+from filecleanup.controller.selfcheck import OPERATOR_METRIC, metrics_problem
 
 
 def test_the_operators_metrics_page_passes() -> None:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import datetime
 
-from filecleanup import outcomes, redaction
-from filecleanup import status as statuses
-from filecleanup.models import (
+from filecleanup.api import redaction
+from filecleanup.api.models import (
     ConditionType,
     FileCleanupSpec,
     FileCleanupStatus,
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome
-from filecleanup.plan import Finished, Reject, Run
-from filecleanup.progress import Progress
+from filecleanup.decide import outcomes
+from filecleanup.decide import status as statuses
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.plan import Finished, Reject, Run
+from filecleanup.decide.progress import Progress
 from tests.unit.decisions import NOW, answer_round, conclude, plan, spec, status_after
 
 

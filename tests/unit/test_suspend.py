@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from filecleanup import outcomes
-from filecleanup import plan as planning
-from filecleanup.models import Condition, ConditionType, FileCleanupSpec, FileCleanupStatus, Phase, Reason
-from filecleanup.outcomes import Outcome
-from filecleanup.pause import paused_storages
-from filecleanup.plan import Action, Run, Suspend
-from filecleanup.progress import Progress
-from filecleanup.status import suspended_status
+from filecleanup.api.models import Condition, ConditionType, FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.controller.pause import paused_storages
+from filecleanup.decide import outcomes
+from filecleanup.decide import plan as planning
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.plan import Action, Run, Suspend
+from filecleanup.decide.progress import Progress
+from filecleanup.decide.status import suspended_status
 from tests.unit.decisions import NOW, STORAGES, answer, keys, plan, spec, status_after
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from filecleanup.config import HttpStorageConfig
+from filecleanup.api.config import HttpStorageConfig
 from filecleanup.storage.base import StorageUnavailable
 from filecleanup.storage.errors import CallRefused
 from filecleanup.storage.http import HttpStorage

@@ -22,8 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from filecleanup.client import file_cleanup
-from filecleanup.models import GROUP, PLURAL
+from filecleanup.album.client import file_cleanup
+from filecleanup.api.models import GROUP, PLURAL
 from polling import eventually
 from tests.support.chart import installed_operator, service_account_kubeconfig
 from tests.support.processes import OperatorProcess

@@ -22,8 +22,8 @@ from filecleanup.storage.errors import (
 )
 
 if TYPE_CHECKING:
-    from filecleanup.gate import KeyGate
-    from filecleanup.metrics import Metrics
+    from filecleanup.api.gate import KeyGate
+    from filecleanup.api.metrics import Metrics
     from filecleanup.storage.limits import Limiter
 
 __all__ = [

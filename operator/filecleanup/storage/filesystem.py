@@ -24,7 +24,7 @@ import stat
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from filecleanup.config import FilesystemStorageConfig
+from filecleanup.api.config import FilesystemStorageConfig
 from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectPart
 from filecleanup.storage.errors import (
     FILESYSTEM_PERMANENT,

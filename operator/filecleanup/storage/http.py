@@ -25,8 +25,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from filecleanup import redaction
-from filecleanup.config import HttpStorageConfig
+from filecleanup.api import redaction
+from filecleanup.api.config import HttpStorageConfig
 from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectPart, chunk_outcome
 from filecleanup.storage.errors import (
     HTTP_PERMANENT,

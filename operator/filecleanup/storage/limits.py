@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from filecleanup.config import AdaptiveConcurrency, RateLimit
+from filecleanup.api.config import AdaptiveConcurrency, RateLimit
 
 DEFAULT_BACKOFF_RATIO = 0.7  # botocore's adaptive mode cuts to 0.7 (CUBIC's beta), Netflix's AIMD to 0.9
 # A bucket holds one second of its rate: a burst after an idle spell is at most a second's worth.

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from filecleanup.config import (
+from filecleanup.api.config import (
     FilesystemStorageConfig,
     HttpStorageConfig,
     OperatorConfig,
     S3StorageConfig,
     StorageConfig,
 )
-from filecleanup.metrics import Metrics
+from filecleanup.api.metrics import Metrics
 from filecleanup.storage.base import Backend, ConcurrencyLimited, Storage
 from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.http import open_http

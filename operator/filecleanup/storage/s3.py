@@ -40,8 +40,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.session import Session
 
-from filecleanup import redaction
-from filecleanup.config import S3StorageConfig
+from filecleanup.api import redaction
+from filecleanup.api.config import S3StorageConfig
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ExistsResult, ObjectPart, chunk_outcome
 from filecleanup.storage.errors import (
     S3_PERMANENT,

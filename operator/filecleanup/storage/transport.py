@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from filecleanup.config import RemoteStorageBase
+from filecleanup.api.config import RemoteStorageBase
 from filecleanup.storage.base import ObjectPart
 from filecleanup.storage.errors import (
     CallFailed,

@@ -9,7 +9,7 @@ import subprocess
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from filecleanup.indexes import parse_ranges
+from filecleanup.api.indexes import parse_ranges
 from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.e2e.conftest import Storages
@@ -93,7 +93,7 @@ def test_the_image_holds_the_operator_and_no_test_or_demo_code(image: str) -> No
         text=True,
         check=True,
     ).stdout.split()
-    assert "/opt/app/filecleanup/reconciler.py" in listing
+    assert "/opt/app/filecleanup/run/reconciler.py" in listing
     assert all(path.startswith("/opt/app/filecleanup/") for path in listing), listing
     assert not [
         path for path in listing if any(word in path for word in ("testing", "demo", "storage_server"))

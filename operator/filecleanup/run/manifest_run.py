@@ -13,22 +13,10 @@ import datetime
 import random
 from collections.abc import Callable
 
-from filecleanup import outcomes
-from filecleanup.config import OperatorConfig
-from filecleanup.context import ObjectContext, announce
-from filecleanup.gate import KeyGate
-from filecleanup.manifests import (
-    ManifestError,
-    ReportPlace,
-    ReportSigner,
-    Source,
-    SourceProblem,
-    SourceRound,
-    check,
-    progress_problem,
-)
-from filecleanup.metrics import Metrics
-from filecleanup.models import (
+from filecleanup.api.config import OperatorConfig
+from filecleanup.api.gate import KeyGate
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import (
     MAX_LISTED_FAILED_KEYS,
     ConditionType,
     EventReason,
@@ -38,10 +26,22 @@ from filecleanup.models import (
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome, in_outage
-from filecleanup.progress import Counts
-from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, StopRule, send_chunks
-from filecleanup.status import manifest_status, restarted_for_redrive
+from filecleanup.decide import outcomes
+from filecleanup.decide.outcomes import Outcome, in_outage
+from filecleanup.decide.progress import Counts
+from filecleanup.decide.status import manifest_status, restarted_for_redrive
+from filecleanup.run.context import ObjectContext, announce
+from filecleanup.run.manifests import (
+    ManifestError,
+    ReportPlace,
+    ReportSigner,
+    Source,
+    SourceProblem,
+    SourceRound,
+    check,
+    progress_problem,
+)
+from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS, StopRule, send_chunks
 from filecleanup.storage import Storage, StorageUnavailable
 from filecleanup.storage.base import ObjectChanged, ObjectMissing, ObjectRefused, ObjectStore
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeGuard
 
-from filecleanup.backoff import retry_delay, unavailable_delay
-from filecleanup.models import Condition, DryRunCounts, FileCleanupSpec, Phase, Reason
-from filecleanup.progress import Progress
+from filecleanup.api.models import Condition, DryRunCounts, FileCleanupSpec, Phase, Reason
+from filecleanup.decide.backoff import retry_delay, unavailable_delay
+from filecleanup.decide.progress import Progress
 from filecleanup.storage.base import ExistsResult
 
 

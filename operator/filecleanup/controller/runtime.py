@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from kubernetes.aio import client
 
-from filecleanup.config import OperatorConfig
-from filecleanup.metrics import Metrics
-from filecleanup.pause import PauseSwitch
-from filecleanup.reconciler import Reconciler
+from filecleanup.api.config import OperatorConfig
+from filecleanup.api.metrics import Metrics
+from filecleanup.controller.pause import PauseSwitch
+from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage import Storage
 
 

@@ -11,9 +11,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from filecleanup.gate import KeyGate
-from filecleanup.models import FileCleanupSpec, Reason
-from filecleanup.progress import Progress
+from filecleanup.api.gate import KeyGate
+from filecleanup.api.models import FileCleanupSpec, Reason
+from filecleanup.decide.progress import Progress
 from filecleanup.storage import ChunkResult, Storage, StorageUnavailable
 from filecleanup.storage.base import NotSent
 

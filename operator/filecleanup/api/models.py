@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from filecleanup.keys import MAX_KEY_LENGTH, key_problem
+from filecleanup.api.keys import MAX_KEY_LENGTH, key_problem
 
 GROUP = "filecleanup.dev"
 VERSION = "v1alpha1"

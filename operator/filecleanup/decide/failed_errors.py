@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from filecleanup.indexes import format_ranges, parse_ranges
-from filecleanup.models import MAX_FAILED_ERRORS, FailedError
+from filecleanup.api.indexes import format_ranges, parse_ranges
+from filecleanup.api.models import MAX_FAILED_ERRORS, FailedError
 
 OTHER_ERRORS = "other errors (the most common errors are listed separately)"
 

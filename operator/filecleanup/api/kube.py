@@ -17,7 +17,7 @@ import yaml
 from kubernetes.aio import client, config
 from pydantic import ValidationError
 
-from filecleanup.models import GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
+from filecleanup.api.models import GROUP, PLURAL, VERSION, FileCleanupSpec, FileCleanupStatus
 
 MERGE_PATCH = "application/merge-patch+json"
 NOT_FOUND = 404

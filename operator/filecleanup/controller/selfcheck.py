@@ -1,4 +1,4 @@
-"""``python -m filecleanup.selfcheck``: what the chart's ``helm test`` runs.
+"""``python -m filecleanup.controller.selfcheck``: what the chart's ``helm test`` runs.
 
 It checks that the API server serves the FileCleanup kind (by discovery, which needs no RBAC), that the
 operator answers its liveness endpoint through its Service, and, given a metrics port, that the
@@ -15,8 +15,8 @@ import sys
 
 from kubernetes.aio import client
 
-from filecleanup import kube
-from filecleanup.models import GROUP, PLURAL, VERSION
+from filecleanup.api import kube
+from filecleanup.api.models import GROUP, PLURAL, VERSION
 
 TIMEOUT_SECONDS = 10.0
 # A metric every replica serves from its start, leader or not: its presence says the page is ours.

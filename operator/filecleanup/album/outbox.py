@@ -35,9 +35,9 @@ from typing import Any, Protocol
 
 from kubernetes.aio.client import ApiException
 
-from filecleanup.backoff import doubling
-from filecleanup.client import FileCleanupClient, SubmitConflict
-from filecleanup.kube import describe_api_error
+from filecleanup.album.client import FileCleanupClient, SubmitConflict
+from filecleanup.api.kube import describe_api_error
+from filecleanup.decide.backoff import doubling
 
 TABLE = "filecleanup_outbox"
 logger = logging.getLogger(__name__)

@@ -30,11 +30,11 @@ from typing import Any, cast
 
 from kubernetes.aio import client
 
-from filecleanup import kube
-from filecleanup.config import RetentionConfig
-from filecleanup.indexes import IndexRangeError, parse_ranges
-from filecleanup.metrics import Metrics
-from filecleanup.models import (
+from filecleanup.api import kube
+from filecleanup.api.config import RetentionConfig
+from filecleanup.api.indexes import IndexRangeError, parse_ranges
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import (
     API_VERSION,
     GROUP,
     KIND,
@@ -44,7 +44,7 @@ from filecleanup.models import (
     EventReason,
     Phase,
 )
-from filecleanup.retention import (
+from filecleanup.decide.retention import (
     BYTES_LABEL,
     CONTROLLER_LABEL,
     HANDLED_ANNOTATION,

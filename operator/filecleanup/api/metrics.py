@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from filecleanup import __version__
-from filecleanup.models import Phase
+from filecleanup.api.models import Phase
 
 FINISHED = {Phase.SUCCEEDED.value, Phase.FAILED.value}
 # A *_created series per counter and histogram doubles what Prometheus stores and nobody graphs it.

@@ -22,8 +22,8 @@ from typing import Any, Self, cast
 
 from kubernetes.aio import client as k8s
 
-from filecleanup import kube
-from filecleanup.models import API_VERSION, GROUP, KIND, MAX_KEYS, PLURAL, VERSION, Phase
+from filecleanup.api import kube
+from filecleanup.api.models import API_VERSION, GROUP, KIND, MAX_KEYS, PLURAL, VERSION, Phase
 from filecleanup.storage.base import ObjectStore
 
 ALBUM_LABEL = f"{GROUP}/album"

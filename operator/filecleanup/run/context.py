@@ -8,8 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from filecleanup import outcomes
-from filecleanup.models import (
+from filecleanup.api.models import (
     Condition,
     EventReason,
     FailedKey,
@@ -18,12 +17,13 @@ from filecleanup.models import (
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome
-from filecleanup.retention import Labels
+from filecleanup.decide import outcomes
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.retention import Labels
 from filecleanup.storage import StorageUnavailable
 
 if TYPE_CHECKING:
-    from filecleanup.metrics import Metrics
+    from filecleanup.api.metrics import Metrics
 
 EVENT_KEYS_SHOWN = 5
 

@@ -23,15 +23,17 @@ import yaml
 from kubernetes.aio.client import ApiException
 from kubernetes.aio.config import ConfigException
 
-from filecleanup import __version__, cli_outbox, kube
-from filecleanup.client import FileCleanupClient, ObjectSummary, SubmitConflict
-from filecleanup.config import ConfigError, load_config
-from filecleanup.failed_errors import expand
-from filecleanup.keys import strip_bom
-from filecleanup.models import GROUP, PLURAL, FileCleanupStatus, Phase
+from filecleanup import __version__
+from filecleanup.album import cli_outbox
+from filecleanup.album.client import FileCleanupClient, ObjectSummary, SubmitConflict
+from filecleanup.album.tables import columns, printable
+from filecleanup.api import kube
+from filecleanup.api.config import ConfigError, load_config
+from filecleanup.api.keys import strip_bom
+from filecleanup.api.models import GROUP, PLURAL, FileCleanupStatus, Phase
+from filecleanup.decide.failed_errors import expand
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
 from filecleanup.storage.opening import open_storage
-from filecleanup.tables import columns, printable
 
 EXAMPLES = """\
 examples:

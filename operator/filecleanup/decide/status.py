@@ -8,10 +8,8 @@ import datetime
 import functools
 from typing import Any
 
-from filecleanup.backoff import retry_delay
-from filecleanup.failed_errors import group_by_error
-from filecleanup.indexes import format_ranges
-from filecleanup.models import (
+from filecleanup.api.indexes import format_ranges
+from filecleanup.api.models import (
     MAX_LISTED_FAILED_KEYS,
     Condition,
     ConditionType,
@@ -23,10 +21,12 @@ from filecleanup.models import (
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome
-from filecleanup.plan import Reject
-from filecleanup.progress import Counts, Progress
-from filecleanup.redaction import redact
+from filecleanup.api.redaction import redact
+from filecleanup.decide.backoff import retry_delay
+from filecleanup.decide.failed_errors import group_by_error
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.plan import Reject
+from filecleanup.decide.progress import Counts, Progress
 
 
 def restarted_for_redrive(status: FileCleanupStatus) -> FileCleanupStatus:

@@ -18,7 +18,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from filecleanup.metrics import Metrics
+from filecleanup.api.metrics import Metrics
 
 ALL = "all"
 DEFAULT_POLL_SECONDS = 5.0

@@ -7,10 +7,10 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from filecleanup.config import StoragePolicy
-from filecleanup.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
-from filecleanup.outcomes import suspended
-from filecleanup.progress import InvalidStatus, Progress
+from filecleanup.api.config import StoragePolicy
+from filecleanup.api.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.decide.outcomes import suspended
+from filecleanup.decide.progress import InvalidStatus, Progress
 
 # A requeue that wakes this close to nextRetryTime runs; waiting again would cost a write for nothing.
 WAKE_TOLERANCE_SECONDS = 1.0

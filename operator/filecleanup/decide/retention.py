@@ -43,8 +43,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from filecleanup.config import RetentionConfig
-from filecleanup.models import DEFAULT_CONTROLLER, GROUP, FileCleanupSpec, FileCleanupStatus, Phase
+from filecleanup.api.config import RetentionConfig
+from filecleanup.api.models import DEFAULT_CONTROLLER, GROUP, FileCleanupSpec, FileCleanupStatus, Phase
 
 PHASE_LABEL = f"{GROUP}/phase"
 BYTES_LABEL = f"{GROUP}/bytes"

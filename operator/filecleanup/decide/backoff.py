@@ -3,7 +3,7 @@ together do not all come back in the same second. The outbox and the reconciler 
 
 from __future__ import annotations
 
-from filecleanup.models import Backoff
+from filecleanup.api.models import Backoff
 
 JITTER_FRACTION = 0.2
 MAX_RETRY_AFTER_SECONDS = 3600.0

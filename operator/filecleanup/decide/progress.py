@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from filecleanup.indexes import IndexRangeError, parse_ranges
-from filecleanup.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupSpec, FileCleanupStatus
-from filecleanup.redaction import redact
+from filecleanup.api.indexes import IndexRangeError, parse_ranges
+from filecleanup.api.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupSpec, FileCleanupStatus
+from filecleanup.api.redaction import redact
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult
 
 EARLIER_ERROR = "failed in an earlier round"

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from filecleanup.keys import key_problem
+from filecleanup.api.keys import key_problem
 
 CONFIG_ENV = "FILECLEANUP_CONFIG"
 

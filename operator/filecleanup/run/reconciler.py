@@ -14,16 +14,11 @@ import logging
 import random
 from collections.abc import Callable
 
-from filecleanup import outcomes
-from filecleanup.config import OperatorConfig
-from filecleanup.context import InvalidObject, LastWritten, Next, ObjectContext, announce, utcnow
-from filecleanup.dry_run import dry_run
-from filecleanup.gate import KeyGate
-from filecleanup.kube import ObjectGone
-from filecleanup.manifest_run import ManifestRun
-from filecleanup.manifests import report_signer
-from filecleanup.metrics import Metrics
-from filecleanup.models import (
+from filecleanup.api.config import OperatorConfig
+from filecleanup.api.gate import KeyGate
+from filecleanup.api.kube import ObjectGone
+from filecleanup.api.metrics import Metrics
+from filecleanup.api.models import (
     DEFAULT_CONTROLLER,
     ConditionType,
     EventReason,
@@ -32,8 +27,9 @@ from filecleanup.models import (
     Phase,
     Reason,
 )
-from filecleanup.outcomes import Outcome
-from filecleanup.plan import (
+from filecleanup.decide import outcomes
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.plan import (
     DryRun,
     Finished,
     Reject,
@@ -44,16 +40,26 @@ from filecleanup.plan import (
     Wait,
     plan,
 )
-from filecleanup.progress import Progress
-from filecleanup.retention import finished_labels
-from filecleanup.rounds import DEFAULT_SHUTDOWN_SECONDS, KeysRound, StopRule, checkpoint_interval, send_chunks
-from filecleanup.status import (
+from filecleanup.decide.progress import Progress
+from filecleanup.decide.retention import finished_labels
+from filecleanup.decide.status import (
     internal_error_status,
     invalid_spec_status,
     next_status,
     rejected_status,
     restarted_for_redrive,
     suspended_status,
+)
+from filecleanup.run.context import InvalidObject, LastWritten, Next, ObjectContext, announce, utcnow
+from filecleanup.run.dry_run import dry_run
+from filecleanup.run.manifest_run import ManifestRun
+from filecleanup.run.manifests import report_signer
+from filecleanup.run.rounds import (
+    DEFAULT_SHUTDOWN_SECONDS,
+    KeysRound,
+    StopRule,
+    checkpoint_interval,
+    send_chunks,
 )
 from filecleanup.storage import Storage
 

@@ -27,11 +27,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from filecleanup import redaction
-from filecleanup.config import MIN_REPORT_KEY_BYTES, OperatorConfig
-from filecleanup.keys import key_problem
-from filecleanup.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupStatus, ManifestProgress
-from filecleanup.progress import readable_error
+from filecleanup.api import redaction
+from filecleanup.api.config import MIN_REPORT_KEY_BYTES, OperatorConfig
+from filecleanup.api.keys import key_problem
+from filecleanup.api.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupStatus, ManifestProgress
+from filecleanup.decide.progress import readable_error
 from filecleanup.storage.base import (
     NOT_CONFIRMED,
     ChunkResult,

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from filecleanup.client import FileCleanupClient
-from filecleanup.outbox import DAY, Outbox, Relay, State, connect_url
-from filecleanup.tables import columns
+from filecleanup.album.client import FileCleanupClient
+from filecleanup.album.outbox import DAY, Outbox, Relay, State, connect_url
+from filecleanup.album.tables import columns
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,13 +7,13 @@ import asyncio
 import datetime
 from collections.abc import Callable, Sequence
 
-from filecleanup import outcomes
-from filecleanup.context import ObjectContext
-from filecleanup.gate import KeyGate
-from filecleanup.models import ConditionType, DryRunCounts, Phase, Reason
-from filecleanup.outcomes import Outcome
-from filecleanup.progress import unique_indexes
-from filecleanup.status import dry_run_status
+from filecleanup.api.gate import KeyGate
+from filecleanup.api.models import ConditionType, DryRunCounts, Phase, Reason
+from filecleanup.decide import outcomes
+from filecleanup.decide.outcomes import Outcome
+from filecleanup.decide.progress import unique_indexes
+from filecleanup.decide.status import dry_run_status
+from filecleanup.run.context import ObjectContext
 from filecleanup.storage import Storage, StorageUnavailable
 from filecleanup.storage.base import ExistsResult
 

@@ -9,9 +9,8 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from filecleanup import kube, retention
-from filecleanup.context import InvalidObject, ObjectContext
-from filecleanup.models import (
+from filecleanup.api import kube
+from filecleanup.api.models import (
     GROUP,
     PLURAL,
     REPORTING_CONTROLLER,
@@ -19,11 +18,13 @@ from filecleanup.models import (
     FileCleanupSpec,
     FileCleanupStatus,
 )
-from filecleanup.reconciler import Reconciler
-from filecleanup.redaction import redact
-from filecleanup.runtime import Clients, Runtime
+from filecleanup.api.redaction import redact
+from filecleanup.controller.runtime import Clients, Runtime
+from filecleanup.controller.sweeper import Sweeper
+from filecleanup.decide import retention
+from filecleanup.run.context import InvalidObject, ObjectContext
+from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage.opening import open_storages
-from filecleanup.sweeper import Sweeper
 
 UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0
 BATCH_WINDOW_SECONDS = 0.01

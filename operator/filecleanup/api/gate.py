@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from filecleanup.config import StoragePolicy
-from filecleanup.keys import key_problem
+from filecleanup.api.config import StoragePolicy
+from filecleanup.api.keys import key_problem
 
 REFUSED = "refused before sending"
 
