@@ -17,7 +17,7 @@ import pytest
 from filecleanup.api.config import OperatorConfig
 from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
-from filecleanup.run.context import ObjectContext
+from filecleanup.run.context import Next, ObjectContext
 from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage.base import ConcurrencyLimited
 from filecleanup.storage.limits import Limiter
@@ -159,3 +159,16 @@ async def test_too_many_keys_failed_for_good_in_mid_round_fails_it_at_once(setup
     assert (status.phase, status.conditions[-1].reason) == (Phase.FAILED, Reason.MAX_FAILED_KEYS_EXCEEDED)
     assert setup.storage.sent == KEYS[:2]  # the second key failing for good stopped it: no third call
     assert "2 keys failed for good, more than maxFailedKeys (1)" in status.conditions[-1].message
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_an_object_deleted_while_its_checkpoint_is_written_ends_the_run_quietly(
+    setup: Setup, source: str
+) -> None:
+    """A failed checkpoint ends the round as itself (ObjectGone), not inside the round's task group:
+    the run ends as for any object deleted meanwhile, and no call starts after it."""
+    setup.sink.gone = True
+    setup.storage.hold_at = None
+    assert await setup.reconciler.run(setup.context(SOURCES[source])) == Next()
+    assert len(setup.storage.sent) <= 2  # the call whose checkpoint failed, and one already under way
+    assert setup.events == []

@@ -179,11 +179,15 @@ async def send_chunks(
     chunks = work.chunks()
     taking = asyncio.Lock()  # the workers share one iterator of chunks
     unavailable: StorageUnavailable | None = None
+    # A checkpoint that failed (the object deleted, the API server refusing): the round ends, and the
+    # error is raised as itself once the calls in flight are recorded, not wrapped in a TaskGroup's
+    # ExceptionGroup, so that the caller can tell an object deleted meanwhile from its own bug.
+    failed_checkpoint: Exception | None = None
     stopping = False
     checkpoints = Checkpoints(checkpoint, checkpoint_interval)
 
     def may_start() -> bool:
-        return unavailable is None and not stopping and not stop.stop()
+        return unavailable is None and failed_checkpoint is None and not stopping and not stop.stop()
 
     async def take() -> ChunkT | None:
         nonlocal unavailable
@@ -197,7 +201,7 @@ async def send_chunks(
                 return None
 
     async def worker() -> None:
-        nonlocal unavailable, stopping
+        nonlocal unavailable, stopping, failed_checkpoint
         while (chunk := await take()) is not None:
             # A task of its own, shielded: cancelling the round must not abort a call the storage may
             # already have acted on.
@@ -217,7 +221,11 @@ async def send_chunks(
                 unavailable = unavailable or error
                 return
             work.record(chunk, result)
-            checkpoints.if_due()
+            try:
+                checkpoints.if_due()
+            except Exception as error:  # noqa: BLE001  (raised below, as itself)
+                failed_checkpoint = failed_checkpoint or error
+                return
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -230,5 +238,7 @@ async def send_chunks(
                 asyncio.shield(asyncio.ensure_future(checkpoints.last())), FINAL_CHECKPOINT_SECONDS
             )
         raise
+    if failed_checkpoint is not None:
+        raise failed_checkpoint
     await checkpoints.drain()  # the caller's next write must come after it
     return unavailable
