@@ -138,17 +138,17 @@ e2e: venv control-plane node-binaries helm image ## end-to-end: the image as the
 
 .PHONY: bench
 bench: venv control-plane ## benchmarks: a table of ratios, JSON in bench/results/ (BENCH_ARGS=--quick)
-	PYTHONPATH=.:tools/envtest $(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: bench-footprint
 bench-footprint: venv control-plane ## etcd under a steady flow (30 min), a 1,000,000-key manifest (FOOTPRINT_ARGS=...)
-	PYTHONPATH=.:tools/envtest $(PY) bench/footprint.py $(FOOTPRINT_ARGS)
+	$(PY) -m bench.footprint $(FOOTPRINT_ARGS)
 
 ##@ Cluster
 
 .PHONY: cluster
 cluster: venv control-plane ## start the local control plane; writes $(CLUSTER_DIR)/kubeconfig
-	$(PY) tools/envtest/controlplane.py up --dir $(CLUSTER_DIR)
+	$(PY) -m tools.envtest.controlplane up --dir $(CLUSTER_DIR)
 
 .PHONY: node
 node: venv control-plane node-binaries image ## a one-node cluster with a kubelet in its own network namespace ($(NODE_DIR))
@@ -157,7 +157,7 @@ node: venv control-plane node-binaries image ## a one-node cluster with a kubele
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane, and the node if `make node` started one
-	@if [ -x $(PY) ]; then $(PY) tools/envtest/controlplane.py down --dir $(CLUSTER_DIR); fi
+	@if [ -x $(PY) ]; then $(PY) -m tools.envtest.controlplane down --dir $(CLUSTER_DIR); fi
 	@if [ -f $(NODE_DIR)/netns ]; then tools/node/node.sh down $(NODE_DIR); fi
 
 ##@ Demo
@@ -165,10 +165,10 @@ cluster-down: ## stop the local control plane, and the node if `make node` start
 .PHONY: demo
 STORAGE ?= http
 demo: cluster ## the main job on the local cluster: storage, operator, a FileCleanup (STORAGE=http|s3|filesystem)
-	PYTHONPATH=.:tools/envtest $(PY) tools/demo/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
+	$(PY) -m tools.demo.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
 		--storage $(STORAGE)
 
 .PHONY: demo-helm
 demo-helm: cluster helm ## the demo, with the operator installed by the Helm chart and run as its ServiceAccount
-	PYTHONPATH=.:tools/envtest $(PY) tools/demo/demo.py --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
+	$(PY) -m tools.demo.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
 		--helm $$(tools/envtest/obtain.sh helm)

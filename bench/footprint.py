@@ -7,7 +7,7 @@
    same calls made directly, the operator's peak RSS, the object's size, and an exact resume after a
    SIGKILL halfway.
 
-    python bench/footprint.py [--minutes 30] [--rate 1] [--manifest-keys 1000000] [--only steady|manifest]
+    python -m bench.footprint [--minutes 30] [--rate 1] [--manifest-keys 1000000] [--only steady|manifest]
 
 Benchmarks are not tests: they report, they never fail the suite.
 """
@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from harness import LATENCY, Bench, direct_seconds
 
+from bench.harness import LATENCY, Bench, direct_seconds
 from filecleanup.album.client import file_cleanup
 from filecleanup.api.models import GROUP, PLURAL, VERSION
-from polling import eventually
-from tests.support.processes import OperatorProcess
+from tools.devkit.processes import OperatorProcess
+from tools.envtest.polling import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLE_SECONDS = 15.0

@@ -17,7 +17,6 @@ from typing import Any, cast
 import yaml
 from kubernetes import client, config
 
-from controlplane import ApiServerOptions, ControlPlane, obtain_binaries
 from filecleanup.album.client import file_cleanup
 from filecleanup.api.config import HttpStorageConfig
 from filecleanup.api.metrics import Metrics
@@ -25,10 +24,11 @@ from filecleanup.api.models import GROUP, PLURAL, VERSION
 from filecleanup.storage.base import ConcurrencyLimited
 from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.limits import Limiter
-from polling import eventually
-from tests.support.gates import OPEN_GATE
-from tests.support.processes import OperatorProcess
-from tests.support.storages import OPEN_POLICY, StorageProcess
+from tools.devkit.gates import OPEN_GATE
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import OPEN_POLICY, StorageProcess
+from tools.envtest.controlplane import ApiServerOptions, ControlPlane, obtain_binaries
+from tools.envtest.polling import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"

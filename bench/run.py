@@ -6,7 +6,7 @@ operator as it was before issue 16 (``--baseline-ref``), on a control plane of i
 It starts its own control plane (with an audit log, to count the operator's writes), the reference
 storage server, and the operator; prints a table and writes JSON.
 
-    python bench/run.py [--json bench/results/latest.json] [--quick] [--only workloads,memory,...]
+    python -m bench.run [--json bench/results/latest.json] [--quick] [--only workloads,memory,...]
 
 Benchmarks are not tests: they report, they never fail the suite.
 """
@@ -26,10 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import MAX_CONCURRENT_REQUESTS, REPOSITORY, Bench
 from kubernetes.client.exceptions import ApiException
-from report import table
-from scenarios import api_cost, burst, latency, memory, workload
+
+from bench.harness import MAX_CONCURRENT_REQUESTS, REPOSITORY, Bench
+from bench.report import table
+from bench.scenarios import api_cost, burst, latency, memory, workload
 
 # The operator as it was before issue 16's changes to its writes, checkpoints and CRD: the same-run
 # baseline of the API server's CPU per key.

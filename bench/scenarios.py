@@ -13,7 +13,8 @@ import time
 from typing import Any, cast
 
 import httpx
-from harness import (
+
+from bench.harness import (
     CREATE_THREADS,
     LATENCY,
     MAX_CONCURRENT_REQUESTS,
@@ -23,10 +24,9 @@ from harness import (
     keys_for,
     rss_mb,
 )
-
 from filecleanup.api.models import GROUP, PLURAL, VERSION
-from polling import eventually
-from tests.support.processes import OperatorProcess
+from tools.devkit.processes import OperatorProcess
+from tools.envtest.polling import eventually
 
 
 def workload(bench: Bench, latency: float) -> dict[str, Any]:

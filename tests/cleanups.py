@@ -11,9 +11,9 @@ from filecleanup.album.client import file_cleanup
 from filecleanup.api.config import OperatorConfig
 from filecleanup.api.models import API_VERSION, KIND
 from filecleanup.run.rounds import checkpoint_interval
-from polling import eventually
 from tests.kube import Kube, Manifest
-from tests.support.storages import Gate
+from tools.devkit.storages import Gate
+from tools.envtest.polling import eventually
 
 # The operator's statusIntervalSeconds, which the tests' configurations leave at its default: a round
 # writes a checkpoint at most this often (an object's own keys: this per 1,000 keys).

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from controlplane import ControlPlane, obtain_binaries
 from tests.kube import Kube
+from tools.envtest.controlplane import ControlPlane, obtain_binaries
 
 OBTAIN_SCRIPT = Path(__file__).parents[1] / "tools" / "envtest" / "obtain.sh"
 CRD_FILE = Path(__file__).parents[1] / "crds" / "filecleanup.dev_filecleanups.yaml"

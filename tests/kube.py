@@ -12,7 +12,7 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.dynamic import DynamicClient
 
-from polling import eventually
+from tools.envtest.polling import eventually
 
 Manifest = dict[str, Any]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psycopg
 
-from controlplane import free_port
-from tests.support.processes import stop_process
+from tools.devkit.processes import stop_process
+from tools.envtest.controlplane import free_port
 
 STARTUP_TIMEOUT = 30.0
 

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from filecleanup.api.config import HttpStorageConfig
 from filecleanup.storage.http import HttpStorage
-from storage_server import STATE, Faults, ServerState, make_app
-from tests.support.storages import OPEN_POLICY, Directory
+from tools.devkit.examples import storage_server as reference_server
+from tools.devkit.storages import OPEN_POLICY, Directory
 
 
 def http_backend(url: str, **settings: object) -> HttpStorage:
@@ -21,7 +21,9 @@ def http_backend(url: str, **settings: object) -> HttpStorage:
 
 
 class RunningServer(Directory):
-    def __init__(self, url: str, root: Path, state: ServerState, runner: web.AppRunner) -> None:
+    def __init__(
+        self, url: str, root: Path, state: reference_server.ServerState, runner: web.AppRunner
+    ) -> None:
         super().__init__(root)
         self.url = url
         self.state = state
@@ -31,19 +33,21 @@ class RunningServer(Directory):
         await self._runner.cleanup()
 
     def fault(self, **faults: object) -> None:
-        self.state.faults = Faults(**faults)  # type: ignore[arg-type]
+        self.state.faults = reference_server.Faults(**faults)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 async def storage_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     (tmp_path / "root").mkdir()
-    app = make_app(tmp_path / "root")
+    app = reference_server.make_app(tmp_path / "root")
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}/delete", tmp_path / "root", app[STATE], runner)
+        yield RunningServer(
+            f"http://127.0.0.1:{port}/delete", tmp_path / "root", app[reference_server.STATE], runner
+        )
     finally:
         await runner.cleanup()

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.commands import Cli
-from tests.support.storages import Directory, MotoProcess, StorageProcess
+from tools.devkit.storages import Directory, MotoProcess, StorageProcess
 
 CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
 RELEASE = "filecleanup"

@@ -12,8 +12,8 @@ from kubernetes.aio import config as aio_config
 
 from filecleanup.album.client import FileCleanupClient
 from tests.kube import Kube
-from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import StorageProcess
 
 MAX_CONCURRENT_REQUESTS = 4
 

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import httpx
 
-from album_service import init_db
-from controlplane import free_port
 from tests.cleanups import album_keys, wait_for_phase
 from tests.kube import Kube
-from tests.support.processes import stop_process, wait_until_healthy
-from tests.support.storages import StorageProcess
-
-EXAMPLE = Path(__file__).parents[2] / "examples" / "album-service"
+from tools.devkit.examples import ALBUM_SERVICE_DIR, album_service
+from tools.devkit.processes import stop_process, wait_until_healthy
+from tools.devkit.storages import StorageProcess
+from tools.envtest.controlplane import free_port
 
 
 def test_deleting_an_album_answers_at_once_and_its_files_follow(
@@ -29,7 +27,7 @@ def test_deleting_an_album_answers_at_once_and_its_files_follow(
     other = album_keys(f"{namespace}/7", 5)
     storage.seed([*keys, *other])
     database = tmp_path / "albums.db"
-    init_db(database, {"42": keys, "7": other})
+    album_service.init_db(database, {"42": keys, "7": other})
     port = free_port()
     log = tmp_path / "album-service.log"
     env = {
@@ -46,7 +44,7 @@ def test_deleting_an_album_answers_at_once_and_its_files_follow(
                 "uvicorn",
                 "album_service:app",
                 "--app-dir",
-                str(EXAMPLE),
+                str(ALBUM_SERVICE_DIR),
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -19,13 +19,13 @@ from pydantic import ValidationError
 
 from filecleanup.api.config import OperatorConfig, StoragePolicy
 from filecleanup.api.models import API_VERSION, KIND, FileCleanupSpec
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.commands import Cli, set_flags
 from tests.kube import Kube
-from tests.support.chart import installed_operator, service_account_kubeconfig
-from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tools.devkit.chart import installed_operator, service_account_kubeconfig
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import StorageProcess
+from tools.envtest.polling import eventually
 
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "filecleanup-operator"
@@ -468,8 +468,8 @@ def test_helm_test_check_runs_as_its_account_and_names_what_does_not_answer(
     assert command[0] == "python"
     result = subprocess.run(
         [sys.executable, *command[1:]],
-        # The worktree's package, as the image would hold it, and the account's credentials.
-        env={**os.environ, "KUBECONFIG": str(account_kubeconfig), "PYTHONPATH": str(ROOT / "operator")},
+        # The worktree's package (installed editable in the venv) and the account's credentials.
+        env={**os.environ, "KUBECONFIG": str(account_kubeconfig)},
         capture_output=True,
         text=True,
         check=False,

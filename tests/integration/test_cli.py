@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controlplane import ControlPlane, obtain_binaries
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube
-from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import StorageProcess
+from tools.envtest.controlplane import ControlPlane, obtain_binaries
 
 
 def run_operator(*args: str) -> subprocess.CompletedProcess[str]:

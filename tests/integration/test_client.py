@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from filecleanup.album.client import FileCleanupClient, SubmitConflict
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest
-from tests.support.storages import StorageProcess
+from tools.devkit.storages import StorageProcess
+from tools.envtest.polling import eventually
 
 
 def cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:

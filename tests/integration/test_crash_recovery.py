@@ -9,8 +9,8 @@ from filecleanup.api.indexes import parse_ranges
 from tests.cleanups import album_keys, checkpoint_at_gate, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube
-from tests.support.processes import OperatorProcess
-from tests.support.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
 
 CHUNK = 20
 FIRST_CALLS = 20  # answered before every call waits at the storage

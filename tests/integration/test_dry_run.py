@@ -12,13 +12,13 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from filecleanup.api.models import API_VERSION, KIND
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.integration.test_operator import condition, parse_time
 from tests.integration.test_validation import rejection_message
 from tests.kube import Kube
-from tests.support.processes import OperatorProcess
-from tests.support.storages import DirectoryStorage, StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import DirectoryStorage, StorageProcess
+from tools.envtest.polling import eventually
 
 PACED_CALLS_PER_SECOND = 10
 

@@ -14,8 +14,8 @@ from tests.integration.test_kubectl_like_cli import filecleanup
 from tests.integration.test_operator import FAST_BACKOFF, condition
 from tests.kube import Kube
 from tests.storage.fault_proxy import Fault, FaultProxy, s3_error
-from tests.support.processes import OperatorProcess
-from tests.support.storages import MotoProcess, StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import MotoProcess, StorageProcess
 
 
 def test_a_key_with_a_permanent_error_is_sent_once(

@@ -17,12 +17,12 @@ import yaml
 
 from filecleanup.api.models import API_VERSION, KIND
 from filecleanup.controller.runtime import Runtime
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube
 from tests.support.kopf_thread import OperatorThread
-from tests.support.storages import StorageProcess
+from tools.devkit.storages import StorageProcess
+from tools.envtest.polling import eventually
 
 OTHER_INSTALLATION = "example.com/another-installation"
 

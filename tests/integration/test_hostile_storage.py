@@ -22,13 +22,13 @@ from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.limits import Limiter
 from filecleanup.storage.opening import open_storage
 from filecleanup.storage.s3 import DELETE_MARKER_ONLY
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.kube import Kube, Manifest
 from tests.storage_fixtures import RunningServer, http_backend, storage_server
-from tests.support.gates import OPEN_GATE
-from tests.support.processes import OperatorProcess
-from tests.support.storages import OPEN_POLICY, S3_BUCKET, MotoProcess, StorageProcess
+from tools.devkit.gates import OPEN_GATE
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import OPEN_POLICY, S3_BUCKET, MotoProcess, StorageProcess
+from tools.envtest.polling import eventually
 
 __all__ = ["storage_server"]
 CHART_MEMORY_LIMIT = 256 * 2**20

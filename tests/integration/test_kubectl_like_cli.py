@@ -15,7 +15,7 @@ import yaml
 from filecleanup.api.models import API_VERSION, KIND
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.kube import Kube
-from tests.support.storages import StorageProcess
+from tools.devkit.storages import StorageProcess
 
 
 def context_kubeconfig(kubeconfig: Path, namespace: str, directory: Path) -> Path:

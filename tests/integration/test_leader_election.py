@@ -10,12 +10,12 @@ from pathlib import Path
 
 from kubernetes.dynamic.exceptions import NotFoundError
 
-from polling import eventually
 from tests.cleanups import album_keys, checkpoint_at_gate, create_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube
-from tests.support.processes import OperatorProcess
-from tests.support.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
+from tools.envtest.polling import eventually
 
 LEASE = ("--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "1")
 

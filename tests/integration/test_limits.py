@@ -15,8 +15,8 @@ import pytest
 from filecleanup.storage.limits import THROTTLED_WAIT_SECONDS
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.kube import Kube
-from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import StorageProcess
 
 ALLOWED_CALLS_PER_SECOND = 20
 MAX_CONCURRENT_REQUESTS = 16

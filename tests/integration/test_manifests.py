@@ -14,7 +14,6 @@ import pytest
 
 from filecleanup.api.models import API_VERSION, KIND
 from filecleanup.run.manifests import parse_intervals
-from polling import eventually
 from tests.cleanups import (
     album_keys,
     checkpoint_at_gate,
@@ -26,14 +25,15 @@ from tests.cleanups import (
 from tests.integration.test_operator import condition
 from tests.integration.test_suspend import FIRST_CALLS, suspended_at_gate
 from tests.kube import Kube, Manifest
-from tests.support.processes import OperatorProcess
-from tests.support.storages import (
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import (
     HELD_READ_TIMEOUT_SECONDS,
     DirectoryStorage,
     Gate,
     MotoProcess,
     StorageProcess,
 )
+from tools.envtest.polling import eventually
 
 MAX_OBJECT_BYTES = 10 * 1024
 CHUNKS_IN_FLIGHT = 4  # the operator's chunksInFlightPerObject

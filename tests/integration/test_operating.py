@@ -11,12 +11,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.api.indexes import parse_ranges
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import MAX_CONCURRENT_REQUESTS, operator_config
 from tests.kube import Kube, Manifest
-from tests.support.processes import OperatorProcess
-from tests.support.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
+from tools.envtest.polling import eventually
 
 
 def condition(obj: Manifest, condition_type: str) -> dict[str, str]:

@@ -9,11 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import MAX_CONCURRENT_REQUESTS
 from tests.kube import Kube
-from tests.support.storages import StorageProcess
+from tools.devkit.storages import StorageProcess
+from tools.envtest.polling import eventually
 
 FAST_BACKOFF = {"initialSeconds": 1, "maxSeconds": 2}
 

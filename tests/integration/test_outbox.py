@@ -21,13 +21,13 @@ from kubernetes.aio import config as aio_config
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane import ControlPlane, obtain_binaries
 from filecleanup.album.cli_outbox import OutboxCollector
 from filecleanup.album.client import ALBUM_LABEL, FileCleanupClient
 from filecleanup.album.outbox import TABLE, Connection, Dialect, Outbox, Relay, State, create_table, enqueue
 from tests.conftest import CRD_FILE
 from tests.kube import Kube
 from tests.postgres import PostgresServer
+from tools.envtest.controlplane import ControlPlane, obtain_binaries
 
 Database = tuple[Callable[[], Connection], Dialect]
 ALBUMS = 20

@@ -14,12 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.api.models import API_VERSION, DEFAULT_CONTROLLER, KIND
 from filecleanup.decide.retention import CONTROLLER_LABEL, EXPIRES_LABEL, PHASE_LABEL, controller_label
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube, Manifest
-from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import StorageProcess
+from tools.envtest.polling import eventually
 
 
 def gauges(url: str, name: str) -> dict[str, float]:

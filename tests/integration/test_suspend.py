@@ -14,8 +14,8 @@ from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_checkpo
 from tests.integration.conftest import operator_config
 from tests.integration.test_operator import condition
 from tests.kube import Kube, Manifest
-from tests.support.processes import OperatorProcess
-from tests.support.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import HELD_READ_TIMEOUT_SECONDS, Gate, StorageProcess
 
 FIRST_CALLS = 4  # answered before the round is held at the gate
 

@@ -14,17 +14,17 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from controlplane import ControlPlane, obtain_binaries
 from filecleanup.album.client import file_cleanup
 from filecleanup.api.models import API_VERSION, KIND
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.conftest import CRD_FILE
 from tests.integration.conftest import operator_config
 from tests.integration.test_validation import rejection_message
 from tests.kube import Kube, Manifest
-from tests.support.processes import OperatorProcess
-from tests.support.storages import StorageProcess
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import StorageProcess
+from tools.envtest.controlplane import ControlPlane, obtain_binaries
+from tools.envtest.polling import eventually
 
 OTHER = "example.com/team-b"
 

@@ -19,12 +19,12 @@ import pytest
 import yaml
 
 from filecleanup.api.models import API_VERSION, KIND
-from polling import eventually
 from tests.cleanups import get_cleanup, wait_for_phase
 from tests.kube import Kube
-from tests.support.chart import service_account_kubeconfig
-from tests.support.processes import OperatorProcess
-from tests.support.storages import DirectoryStorage, StorageProcess
+from tools.devkit.chart import service_account_kubeconfig
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import DirectoryStorage, StorageProcess
+from tools.envtest.polling import eventually
 
 CHART = Path(__file__).parents[2] / "charts" / "filecleanup-operator"
 TENANT_POLICY = {"allowedNamespaces": "*", "keyPrefix": "tenants/{namespace}/"}

@@ -12,7 +12,7 @@ from filecleanup.api.metrics import Metrics
 from filecleanup.storage.base import ConcurrencyLimited, StorageThrottled, StorageUnavailable
 from filecleanup.storage.limits import Limiter
 from tests.storage_fixtures import RunningServer, http_backend, storage_server
-from tests.support.gates import OPEN_GATE
+from tools.devkit.gates import OPEN_GATE
 
 __all__ = ["storage_server"]
 

@@ -28,8 +28,8 @@ from filecleanup.storage.base import (
 from filecleanup.storage.limits import Limiter
 from filecleanup.storage.opening import open_storage
 from tests.storage_fixtures import RunningServer, storage_server
-from tests.support.gates import OPEN_GATE
-from tests.support.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
+from tools.devkit.gates import OPEN_GATE
+from tools.devkit.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
 
 PREFIX = "tenants/acme/"
 __all__ = ["storage_server"]  # a fixture

@@ -20,8 +20,8 @@ from filecleanup.storage.limits import Limiter
 from filecleanup.storage.opening import open_storage
 from tests.storage.fault_proxy import Fault, FaultProxy, s3_error
 from tests.storage_fixtures import RunningServer, storage_server
-from tests.support.gates import OPEN_GATE
-from tests.support.storages import OPEN_POLICY, MotoProcess
+from tools.devkit.gates import OPEN_GATE
+from tools.devkit.storages import OPEN_POLICY, MotoProcess
 
 __all__ = ["storage_server"]  # a fixture
 KEYS = ["albums/1/a.jpg", "albums/1/b.jpg", "albums/2/c.jpg"]

@@ -25,11 +25,11 @@ from kubernetes.config import kube_config
 
 import filecleanup.__main__ as command_line
 import filecleanup.controller.handlers  # noqa: F401  (registers the handlers, as main() does)
-from controlplane import free_port
 from filecleanup.api.config import load_config
 from filecleanup.controller.leader import LeaseTiming
 from filecleanup.controller.runtime import Runtime
-from polling import eventually
+from tools.envtest.controlplane import free_port
+from tools.envtest.polling import eventually
 
 STARTUP_TIMEOUT = 30.0
 # Stopped, Kopf ends its watchers and handlers, then runs the cleanup handler (handlers.stop).

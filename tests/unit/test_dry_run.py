@@ -27,10 +27,10 @@ from filecleanup.storage.base import (
 )
 from filecleanup.storage.http import HttpStorage
 from filecleanup.storage.limits import Limiter
-from tests.support.gates import OPEN_GATE
 from tests.unit.decisions import NOW, plan, spec
 from tests.unit.test_reconciler import Events, FakeSink, context
 from tests.unit.test_reconciler import reconciler as make_reconciler
+from tools.devkit.gates import OPEN_GATE
 
 # Planning
 

@@ -32,7 +32,7 @@ from filecleanup.storage.limits import (
     TokenBucket,
 )
 from filecleanup.storage.transport import parse_retry_after
-from tests.support.gates import OPEN_GATE
+from tools.devkit.gates import OPEN_GATE
 
 NOW = 1795694400.0  # 2026-11-26 12:00:00 UTC
 

@@ -28,7 +28,7 @@ from filecleanup.run.reconciler import Reconciler
 from filecleanup.run.rounds import KeysRound, StopRule, send_chunks
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.limits import Limiter
-from tests.support.gates import OPEN_GATE
+from tools.devkit.gates import OPEN_GATE
 
 
 @dataclass

@@ -9,7 +9,7 @@ starts the operator, creates a FileCleanup for one album, waits, and prints ``ku
 filecleanups`` and the object's events. The control plane keeps running (``make cluster-down`` stops
 it); the storage and the operator are stopped.
 
-    python tools/demo/demo.py --kubeconfig .cluster/kubeconfig --workdir .cluster/demo
+    python -m tools.demo.demo --kubeconfig .cluster/kubeconfig --workdir .cluster/demo
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from filecleanup.album.client import file_cleanup
 from filecleanup.api.models import GROUP, PLURAL
-from polling import eventually
-from tests.support.chart import installed_operator, service_account_kubeconfig
-from tests.support.processes import OperatorProcess
-from tests.support.storages import DirectoryStorage, MotoProcess, SampleStorage, StorageProcess
+from tools.devkit.chart import installed_operator, service_account_kubeconfig
+from tools.devkit.processes import OperatorProcess
+from tools.devkit.storages import DirectoryStorage, MotoProcess, SampleStorage, StorageProcess
+from tools.envtest.polling import eventually
 
 REPOSITORY = Path(__file__).parents[2]
 CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import yaml
 
-from controlplane import free_port
-from polling import eventually
+from tools.envtest.controlplane import free_port
+from tools.envtest.polling import eventually
 
 STARTUP_TIMEOUT = 30.0
 

@@ -12,20 +12,20 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from controlplane import free_port
-from polling import eventually
-from tests.support.processes import stop_process, wait_until_healthy
+from tools.devkit.examples import STORAGE_SERVER
+from tools.devkit.processes import stop_process, wait_until_healthy
+from tools.envtest.controlplane import free_port
+from tools.envtest.polling import eventually
 
 T = TypeVar("T")
 
-STORAGE_SERVER = Path(__file__).parents[2] / "examples" / "storage-server" / "storage_server.py"
 # Any namespace, any key: the tests' and demo's storages are their own. A real configuration names
 # namespaces and a prefix (see the README, Operating).
 OPEN_POLICY = {"allowedNamespaces": "*", "keyPrefix": ""}
 S3_BUCKET = "photos"
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY = "filecleanup-test"  # moto accepts any credentials; these open nothing real
-S3_SECRET_KEY = "filecleanup-test-secret"
+S3_SECRET_KEY = "filecleanup-test-secret"  # noqa: S105  (moto accepts any)
 
 
 class SampleStorage(Protocol):

@@ -1,10 +1,10 @@
 """A real kube-apiserver + etcd on loopback, envtest style: no kubelet, no containers.
 
-Used by ``make cluster`` / ``make cluster-down`` (as a script) and by the pytest fixture
-(as a module). The binaries come from ``obtain.sh control-plane``.
+Used by ``make cluster`` / ``make cluster-down`` (``python -m`` from the repository root) and by
+the pytest fixture (as ``tools.envtest.controlplane``). The binaries come from ``obtain.sh control-plane``.
 
-    python tools/envtest/controlplane.py up --dir .cluster [--api-port N] [--etcd-port N]
-    python tools/envtest/controlplane.py down --dir .cluster
+    python -m tools.envtest.controlplane up --dir .cluster [--api-port N] [--etcd-port N]
+    python -m tools.envtest.controlplane down --dir .cluster
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from polling import eventually
+from tools.envtest.polling import eventually
 
 OBTAIN_SCRIPT = Path(__file__).with_name("obtain.sh")
 STARTUP_TIMEOUT_SECONDS = 60.0

@@ -9,8 +9,8 @@ pinned module (``obtain.sh control-plane`` and ``obtain.sh node``); containerd a
 (package ``docker.io``). Images come from the local Docker engine through ``docker save``: there is no
 registry.
 
-    python tools/node/node.py up --dir DIR --image IMAGE [--image IMAGE ...]
-    python tools/node/node.py down --dir DIR
+    python -m tools.node.node up --dir DIR --image IMAGE [--image IMAGE ...]
+    python -m tools.node.node down --dir DIR
 
 What this node needs that a production node does not, each for its reason:
 
@@ -44,15 +44,14 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "envtest"))
-from controlplane import (
+from tools.envtest.controlplane import (
     ApiServerOptions,
     ControlPlane,
     free_port,
     obtain_binaries,
     stop_pid,
 )
-from polling import eventually
+from tools.envtest.polling import eventually
 
 OBTAIN_SCRIPT = Path(__file__).parents[1] / "envtest" / "obtain.sh"
 NODE_NAME = "filecleanup-node"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A single-node cluster in a network namespace of its own (see node.py for what runs in it).
+# A single-node cluster in a network namespace of its own (see node.py for what runs in it; run as
+# `python -m tools.node.node` from the repository root).
 #
 #   tools/node/node.sh up DIR [IMAGE...]          make the namespace, start the node, load the images
 #   tools/node/node.sh exec DIR CMD...            run CMD in the node's network namespace
@@ -41,15 +42,16 @@ up() {
     local images=(--image "$pause_image") image
     for image in "$@"; do images+=(--image "$image"); done
     # nsenter, not `ip netns exec`: the latter remounts /sys and hides the cgroup mounts.
-    nsenter --net="/var/run/netns/$netns" -- unshare --mount --propagation private -- \
-        "$python" "$here/node.py" up --dir "$dir" "${images[@]}" || {
+    # From the repository root, where `python -m tools.node.node` finds the tools package ($dir is absolute).
+    (cd "$repository" && nsenter --net="/var/run/netns/$netns" -- unshare --mount --propagation private -- \
+        "$python" -m tools.node.node up --dir "$dir" "${images[@]}") || {
         down
         exit 1
     }
 }
 
 down() {
-    "$python" "$here/node.py" down --dir "$dir"
+    (cd "$repository" && "$python" -m tools.node.node down --dir "$dir")
     if [[ -e "/var/run/netns/$netns" ]]; then ip netns delete "$netns"; fi
     rm -f "$dir/netns"
 }

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from controlplane import ControlPlane
 from tests.commands import Cli
 from tests.e2e.conftest import (
     RELEASE_NAMESPACE,
@@ -30,6 +29,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.container.pods import Cluster, Pod, RunningPod
 from tests.kube import Kube
+from tools.envtest.controlplane import ControlPlane
 
 # The sandbox's own address besides loopback (tools/e2e/sandbox.sh): the API server refuses to proxy to
 # loopback endpoints, and `helm test` reaches the operator through the API server's service proxy.

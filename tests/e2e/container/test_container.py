@@ -10,12 +10,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.api.indexes import parse_ranges
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.e2e.conftest import Storages
 from tests.e2e.container.conftest import Release, pod_name
 from tests.e2e.container.pods import RunningPod, grant_group, image_config
 from tests.kube import Kube, Manifest
+from tools.envtest.polling import eventually
 
 BUILD_TOOLS = ("gcc", "cc", "c++", "make", "pip", "pip3")
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from polling import eventually
 from tests.commands import Cli
 from tests.e2e.conftest import RELEASE, RELEASE_NAMESPACE, VOLUME_CLAIM, Storages, install, rendered
 from tests.kube import Kube
+from tools.envtest.polling import eventually
 
 NODE_NAME = "filecleanup-node"
 ROLLOUT_TIMEOUT = "180s"

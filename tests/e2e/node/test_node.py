@@ -15,12 +15,12 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.api.indexes import parse_ranges
-from polling import eventually
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
 from tests.e2e.conftest import RELEASE, RELEASE_NAMESPACE, Storages
 from tests.e2e.container.pods import grant_group
 from tests.e2e.node.conftest import NODE_NAME, Release, wait_for
 from tests.kube import Kube, Manifest
+from tools.envtest.polling import eventually
 
 CRD = "filecleanups.filecleanup.dev"
 

@@ -1,0 +1,1 @@
+"""The demo: ``python -m tools.demo.demo`` (make demo, make demo-helm)."""

@@ -1,0 +1,1 @@
+"""A one-node cluster: ``tools/node/node.sh`` runs ``python -m tools.node.node``."""
