@@ -27,7 +27,6 @@ from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage.opening import open_storages
 
 UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0
-BATCH_WINDOW_SECONDS = 0.01
 
 
 @kopf.on.startup()
@@ -43,10 +42,6 @@ async def start(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> Non
     # On SIGTERM, cancel the handlers at once: a round then starts no new call, lets the calls in flight
     # finish and checkpoints them (rounds.send_chunks), well within the pod's termination grace period.
     settings.queueing.exit_timeout = 0
-    # Kopf waits this long after an object's event for more before it handles the latest: at its
-    # default (0.1 s) every new object's first call waited for it. Our own status writes come in
-    # bursts of one, so a short window merges as much.
-    settings.queueing.batch_window = BATCH_WINDOW_SECONDS
     # Succeeded objects stay out of the watch: they cost no memory and no startup work. A label can lie
     # (a copied YAML): the sweeper reads an object so hidden whose labels were not written for it, and
     # brings it back if its status is not Succeeded (retention.py).
