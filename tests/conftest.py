@@ -13,6 +13,7 @@ import yaml
 from kubernetes import client, config
 
 from tests.kube import Kube
+from tools.devkit.storages import MotoProcess
 from tools.envtest.controlplane import ControlPlane, obtain_binaries
 
 OBTAIN_SCRIPT = Path(__file__).parents[1] / "tools" / "envtest" / "obtain.sh"
@@ -67,3 +68,12 @@ def kube(api_client: client.ApiClient) -> Kube:
 @pytest.fixture(scope="session")
 def crd(kube: Kube) -> None:
     kube.apply_crd(yaml.safe_load(CRD_FILE.read_text()))
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
+    """moto's S3 server, one per test module: each module's buckets start empty."""
+    server = MotoProcess(tmp_path_factory.mktemp("moto"))
+    server.start()
+    yield server
+    server.stop()

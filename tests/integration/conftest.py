@@ -66,9 +66,16 @@ def operator(
     crd: None, kubeconfig: Path, storage_process: StorageProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """One operator for the suite, watching the namespaces named ``it-*``."""
-    process = OperatorProcess(
+    yield from running_operator(
         tmp_path_factory.mktemp("operator"), kubeconfig, operator_config(storage_process), ["it-*"]
     )
+
+
+def running_operator(
+    workdir: Path, kubeconfig: Path, config: dict[str, Any], namespaces: list[str]
+) -> Iterator[OperatorProcess]:
+    """An operator process for a fixture to yield: started, and stopped when the fixture ends."""
+    process = OperatorProcess(workdir, kubeconfig, config, namespaces)
     process.start()
     try:
         yield process

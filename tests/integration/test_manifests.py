@@ -40,14 +40,6 @@ CHUNKS_IN_FLIGHT = 4  # the operator's chunksInFlightPerObject
 FIRST_WAVE = 2  # a fresh operator's calls in flight on the storage before any is answered
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
-    server = MotoProcess(tmp_path_factory.mktemp("moto"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def volume(tmp_path: Path) -> DirectoryStorage:
     return DirectoryStorage(tmp_path / "volume")

@@ -11,7 +11,7 @@ import pytest
 
 from filecleanup.api.models import API_VERSION, KIND
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_checkpoint_due, wait_for_phase
-from tests.integration.conftest import operator_config
+from tests.integration.conftest import operator_config, running_operator
 from tests.integration.test_operator import condition
 from tests.kube import Kube, Manifest
 from tools.devkit.processes import OperatorProcess
@@ -28,12 +28,7 @@ def waiting_operator(
     watching the namespaces named ``held-*``."""
     config = operator_config(storage_process)
     config["storages"]["photos"]["readTimeoutSeconds"] = HELD_READ_TIMEOUT_SECONDS
-    process = OperatorProcess(tmp_path_factory.mktemp("waiting-operator"), kubeconfig, config, ["held-*"])
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from running_operator(tmp_path_factory.mktemp("waiting-operator"), kubeconfig, config, ["held-*"])
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ load balancer in front of one, does."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -51,14 +51,6 @@ class Peer:
             after_acting=after_acting,
             retry_after="4",
         )
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
-    server = MotoProcess(tmp_path_factory.mktemp("moto"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["http", "s3"])

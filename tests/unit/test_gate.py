@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,8 +14,9 @@ from filecleanup.api.config import StoragePolicy
 from filecleanup.api.gate import REFUSED, KeyGate
 from filecleanup.api.keys import key_problem
 from filecleanup.api.metrics import Metrics
-from filecleanup.storage.base import ChunkResult, ConcurrencyLimited, ExistsResult
+from filecleanup.storage.base import ConcurrencyLimited, ExistsResult
 from filecleanup.storage.limits import Limiter
+from tests.unit.test_reconciler import FakeStorage
 
 POLICY = StoragePolicy(allowed_namespaces=["team-a", "team-b"], key_prefix="tenants/{namespace}/")
 GATE = KeyGate(POLICY, "team-a")
@@ -32,30 +33,13 @@ KEYS = st.one_of(
 )
 
 
-@dataclass
-class Recording:
-    """A backend that confirms whatever it is sent, and remembers it."""
-
-    name: str = "photos"
-    max_keys_per_call: int | None = None
-    holds_manifests: bool = False
-    sent: list[str] = field(default_factory=list)
-
-    async def delete(self, keys: Sequence[str]) -> ChunkResult:
-        self.sent += keys
-        return ChunkResult.from_reply(keys, keys, {})
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-
 def allowed(key: str) -> bool:
     return key_problem(key) is None and key.startswith("tenants/team-a/")
 
 
 @given(st.lists(KEYS, max_size=30))
 def test_only_keys_the_policy_allows_are_ever_sent(keys: list[str]) -> None:
-    backend = Recording()
+    backend = FakeStorage()
     storage = ConcurrencyLimited(backend, Limiter(2), Metrics())
     result = asyncio.run(storage.delete(keys, gate=GATE))
     assert all(allowed(key) for key in backend.sent)
@@ -67,7 +51,7 @@ def test_only_keys_the_policy_allows_are_ever_sent(keys: list[str]) -> None:
 
 
 @dataclass
-class Checking(Recording):
+class Checking(FakeStorage):
     """A backend that says every key it is asked about exists."""
 
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
@@ -85,7 +69,7 @@ def test_a_dry_run_checks_only_keys_the_policy_allows(keys: list[str]) -> None:
 
 
 def test_a_namespace_the_policy_does_not_allow_sends_nothing() -> None:
-    backend = Recording()
+    backend = FakeStorage()
     storage = ConcurrencyLimited(backend, Limiter(2), Metrics())
     result = asyncio.run(storage.delete(["tenants/team-c/1.jpg"], gate=KeyGate(POLICY, "team-c")))
     assert backend.sent == []
