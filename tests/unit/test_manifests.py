@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from filecleanup.api.config import StoragePolicy
+from filecleanup.api.gate import KeyGate
 from filecleanup.api.models import FileCleanupStatus, ManifestProgress
 from filecleanup.run.manifests import (
     MAX_LINE_BYTES,
@@ -180,7 +182,8 @@ def test_byte_ranges_from_status_are_checked(text: str) -> None:
 
 def test_check_counts_keys_and_names_the_first_bad_lines() -> None:
     manifest = b"t/a/1.jpg\n\nt/a/../x\nt/b/2.jpg\nt/a/3.jpg\r\nu/4.jpg\n"
-    checked = asyncio.run(check(MemoryStore(manifest, 9), "m", "t/a/", shown=2))
+    gate = KeyGate(StoragePolicy(allowed_namespaces="*", key_prefix="t/{namespace}/"), "a")
+    checked = asyncio.run(check(MemoryStore(manifest, 9), "m", gate, shown=2))
     assert checked.total == 5
     assert checked.problem_count == 3
     assert checked.problems == [

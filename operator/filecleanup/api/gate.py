@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from filecleanup.api.config import StoragePolicy
 from filecleanup.api.keys import key_problem
@@ -23,6 +24,11 @@ class KeyGate:
     policy: StoragePolicy
     namespace: str
 
+    @cached_property
+    def prefix(self) -> str:
+        """The prefix every key must start with (worked out once: a gate checks a million keys)."""
+        return self.policy.prefix_for(self.namespace)
+
     def problem(self, key: str) -> str | None:
         """Why ``key`` may not be sent for this object, or None."""
         if not self.policy.allows(self.namespace):
@@ -30,9 +36,8 @@ class KeyGate:
         problem = key_problem(key)
         if problem is not None:
             return problem
-        prefix = self.policy.prefix_for(self.namespace)
-        if not key.startswith(prefix):
-            return f"outside {prefix!r}, the prefix namespace {self.namespace!r} is allowed"
+        if not key.startswith(self.prefix):
+            return f"outside {self.prefix!r}"
         return None
 
     def admit(self, keys: Sequence[str]) -> tuple[list[str], dict[str, str]]:

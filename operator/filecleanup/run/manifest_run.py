@@ -171,9 +171,7 @@ class ManifestRun:
         unstorable = self._place.problem()
         if unstorable is not None:
             return outcomes.manifest_refused(Reason.INVALID_MANIFEST, unstorable)
-        rules = self._config.storages[self._storage_name].policy
-        prefix = rules.prefix_for(self._context.namespace)
-        checked = await check(self._store, self._manifest, prefix)
+        checked = await check(self._store, self._manifest, self._gate)
         if checked.problem_count:
             return outcomes.manifest_keys_forbidden(checked.problem_count, checked.problems)
         if not checked.total:

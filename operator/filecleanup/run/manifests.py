@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from filecleanup.api import redaction
 from filecleanup.api.config import MIN_REPORT_KEY_BYTES, OperatorConfig
+from filecleanup.api.gate import KeyGate
 from filecleanup.api.keys import key_problem
 from filecleanup.api.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupStatus, ManifestProgress
 from filecleanup.decide.progress import readable_error
@@ -181,16 +182,16 @@ class Checked:
     size: int = 0
 
 
-async def check(store: ObjectStore, key: str, prefix: str, shown: int = 3) -> Checked:
-    """Read the manifest through: count its keys, and find those that break the key rules or fall
-    outside the policy's ``prefix``."""
+async def check(store: ObjectStore, key: str, gate: KeyGate, shown: int = 3) -> Checked:
+    """Read the manifest through: count its keys, and find those that ``gate`` would refuse (the key
+    rules, the policy's prefix)."""
     checked = Checked()
     source = Source(store, key)
     async for line in source.lines(0):
         if not line.key:
             continue
         checked.total += 1
-        problem = key_problem(line.key) or (None if line.key.startswith(prefix) else f"outside {prefix!r}")
+        problem = gate.problem(line.key)
         if problem is not None:
             checked.problem_count += 1
             if len(checked.problems) < shown:

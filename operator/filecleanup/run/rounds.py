@@ -78,13 +78,7 @@ class StopRule:
     def stop(self) -> bool:
         """Whether no new call may start."""
         self.pause_seen = self.pause_seen or self._storage in self._paused()
-        return (
-            self.halted
-            or self.suspend_asked
-            or self.pause_seen
-            or self._too_many_failed()
-            or self.deadline_passed()
-        )
+        return self.halted or self.stopped()
 
     @property
     def suspension(self) -> Reason | None:
