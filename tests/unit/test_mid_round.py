@@ -172,3 +172,52 @@ async def test_an_object_deleted_while_its_checkpoint_is_written_ends_the_run_qu
     assert await setup.reconciler.run(setup.context(SOURCES[source])) == Next()
     assert len(setup.storage.sent) <= 2  # the call whose checkpoint failed, and one already under way
     assert setup.events == []
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_an_unreadable_status_is_said_and_the_run_starts_over_for_either_source(
+    setup: Setup, source: str
+) -> None:
+    """The handler replaces a status the models refuse; the run says so once, before any call, and
+    starts from the first key, for an object's own keys and a manifest alike."""
+    setup.storage.hold_at = None
+    context = setup.context(SOURCES[source])
+    unreadable = ObjectContext(**{**vars(context), "status_problem": "status.deleted: not an integer"})
+    await setup.reconciler.run(unreadable)
+    assert [reason for _, reason, _ in setup.events] == [Reason.INVALID_STATUS, "Completed"]
+    first, last = setup.sink.written[0], setup.sink.written[-1]
+    assert first.conditions[0].reason == Reason.INVALID_STATUS
+    assert "status.deleted: not an integer" in first.conditions[0].message
+    assert (last.phase, last.deleted, sorted(setup.storage.sent)) == (
+        Phase.SUCCEEDED,
+        len(KEYS),
+        sorted(KEYS),
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_a_redrive_is_announced_and_counted_for_either_source(setup: Setup, source: str) -> None:
+    """A Failed object redriven (a new retryNonce): a Redriven event, status.redrives counted, a new
+    start time, and only what is left is sent: an object's key that failed for good, or a manifest
+    refused when it was checked (one key outside the policy), checked again once it is fixed."""
+    setup.storage.hold_at = None
+    spec = SOURCES[source]
+    if source == "manifest":
+        setup.storage.objects[MANIFEST] += b"elsewhere/x.jpg\n"
+        expected = (Reason.FORBIDDEN, [])
+    else:
+        setup.storage.failing, setup.storage.for_good = frozenset(KEYS[:1]), True
+        expected = (Reason.PERMANENT_ERRORS, KEYS)
+    await setup.reconciler.run(setup.context(spec))
+    failed = setup.sink.written[-1]
+    assert (failed.phase, failed.conditions[-1].reason, setup.storage.sent) == (Phase.FAILED, *expected)
+
+    setup.storage.objects[MANIFEST] = "".join(f"{k}\n" for k in KEYS).encode()
+    setup.storage.failing = frozenset()
+    setup.clock.now += datetime.timedelta(hours=1)
+    setup.events.clear()
+    await setup.reconciler.run(setup.context({**spec, "retryNonce": "1"}, failed))
+    status = setup.sink.written[-1]
+    assert (status.phase, status.redrives, status.start_time) == (Phase.SUCCEEDED, 1, setup.clock.now)
+    assert [reason for _, reason, _ in setup.events] == ["Redriven", "Completed"]
+    assert sorted(setup.storage.sent) == sorted(KEYS + expected[1][:1])

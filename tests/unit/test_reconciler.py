@@ -25,7 +25,8 @@ from filecleanup.decide.progress import Progress
 from filecleanup.decide.retention import controller_label
 from filecleanup.run.context import Next, ObjectContext, utcnow
 from filecleanup.run.reconciler import Reconciler
-from filecleanup.run.rounds import KeysRound, StopRule, send_chunks
+from filecleanup.run.rounds import StopRule, send_chunks
+from filecleanup.run.sources import KeysRound
 from filecleanup.storage.base import ChunkResult, ConcurrencyLimited
 from filecleanup.storage.limits import Limiter
 from tools.devkit.gates import OPEN_GATE

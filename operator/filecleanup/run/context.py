@@ -1,4 +1,4 @@
-"""One FileCleanup as a run sees it, and its ways to report back (status and events)."""
+"""Layer run. One FileCleanup as a run sees it, and its ways to report back (status and events)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A dry run: the policy checked as in a real run (plan.py), then every distinct key asked about at the
-storage, chunk by chunk under its limits, and nothing deleted. Its counts go to ``status.dryRun``."""
+"""Layer run. A dry run: the policy checked as in a real run (plan.py), then every distinct key asked about
+at the storage, chunk by chunk under its limits, and nothing deleted. Its counts go to ``status.dryRun``."""
 
 from __future__ import annotations
 

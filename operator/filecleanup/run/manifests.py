@@ -1,5 +1,5 @@
-"""Manifests: the keys of a deletion too big for an object, kept in the storage itself (one key per
-line, UTF-8), as S3 Batch Operations keeps them. The object only points to the manifest and stays a
+"""Layer run. Manifests: the keys of a deletion too big for an object, kept in the storage itself (one key
+per line, UTF-8), as S3 Batch Operations keeps them. The object only points to the manifest and stays a
 few KB, whatever the number of keys.
 
 A manifest is read as a stream, a part at a time, never held whole. A run first reads it through once

@@ -1,5 +1,5 @@
-"""The reconciler of one object: it carries out ``plan``'s decision with storage calls, status
-checkpoints and events.
+"""Layer run. The reconciler of one object. It carries out ``plan``'s decision: a deletion from the
+object's key source (``ObjectRun``), a dry run, a suspension or a rejection.
 
 Returns how long to wait before the next run; the Kopf handler turns that into a requeue, so no
 worker is ever held by a back-off.
@@ -21,14 +21,10 @@ from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import (
     DEFAULT_CONTROLLER,
     ConditionType,
-    EventReason,
-    FileCleanupSpec,
-    FileCleanupStatus,
     Phase,
     Reason,
 )
 from filecleanup.decide import outcomes
-from filecleanup.decide.outcomes import Outcome
 from filecleanup.decide.plan import (
     DryRun,
     Finished,
@@ -40,51 +36,22 @@ from filecleanup.decide.plan import (
     Wait,
     plan,
 )
-from filecleanup.decide.progress import Progress
 from filecleanup.decide.retention import finished_labels
 from filecleanup.decide.status import (
     internal_error_status,
     invalid_spec_status,
-    next_status,
     rejected_status,
     restarted_for_redrive,
     suspended_status,
 )
-from filecleanup.run.context import InvalidObject, LastWritten, Next, ObjectContext, announce, utcnow
+from filecleanup.run.context import InvalidObject, LastWritten, Next, ObjectContext, utcnow
 from filecleanup.run.dry_run import dry_run
-from filecleanup.run.manifest_run import ManifestRun
-from filecleanup.run.manifests import report_signer
-from filecleanup.run.rounds import (
-    DEFAULT_SHUTDOWN_SECONDS,
-    KeysRound,
-    StopRule,
-    checkpoint_interval,
-    send_chunks,
-)
+from filecleanup.run.manifest_keys import ManifestKeys
+from filecleanup.run.manifests import ReportPlace, report_signer
+from filecleanup.run.object_run import ObjectRun
+from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS
+from filecleanup.run.sources import InlineKeys, KeySource, PartT
 from filecleanup.storage import Storage
-
-
-class _StatusRecorder:
-    """Computes the status from the round's progress and writes it; remembers the last one written."""
-
-    def __init__(self, context: ObjectContext, progress: Progress, storage_name: str) -> None:
-        self.latest = context.status
-        self._context = context
-        self._progress = progress
-        self._storage_name = storage_name
-
-    async def write(self, outcome: Outcome) -> FileCleanupSpec | None:
-        status = next_status(
-            self.latest,
-            progress=self._progress,
-            storage=self._storage_name,
-            outcome=outcome,
-            generation=self._context.generation,
-            now=self._context.clock(),
-        )
-        stored = await self._context.sink.write(status)
-        self.latest = status
-        return stored
 
 
 class Reconciler:
@@ -151,7 +118,7 @@ class Reconciler:
             storage=storage,
             error=type(error).__name__,
             generation=context.generation,
-            now=utcnow(),
+            now=context.clock(),
             jitter=self._jitter(),
         )
         sink = LastWritten(context.sink)
@@ -216,30 +183,10 @@ class Reconciler:
                 context.logger.error("Rejected: %s", message)
                 return None
             case Run(storage, progress, starting, redrive, deadline, invalid_status):
-                invalid_status = invalid_status or context.status_problem
-                if invalid_status is not None:
-                    untrusted = outcomes.status_not_trusted(invalid_status, "the keys")
-                    # Said before any call: what was there is replaced, the condition says why.
-                    restart = next_status(
-                        FileCleanupStatus(),
-                        progress=progress,
-                        storage=storage,
-                        outcome=untrusted,
-                        generation=context.generation,
-                        now=now,
-                    )
-                    await context.sink.write(restart)
-                    context = dataclasses.replace(context, status=restart)
-                    context.post_event("Warning", Reason.INVALID_STATUS, untrusted.message)
-                    context.logger.warning("Invalid status: %s", untrusted.message)
-                if starting and not redrive:
-                    context.logger.info("Started: deleting %d keys on %s", len(progress.pending), storage)
-                if redrive:
-                    message = f"redriving {len(progress.pending)} failed keys with a fresh retry budget"
-                    context.post_event("Normal", EventReason.REDRIVEN, message)
-                    context.logger.info("Redriven: %s", message)
-                    context = dataclasses.replace(context, status=restarted_for_redrive(context.status))
-                return await self._delete_keys(context, storage, progress, deadline=deadline)
+                inline = InlineKeys(progress, untrusted=invalid_status)
+                return await self._delete(context, inline, storage, deadline).run(
+                    starting=starting, redrive=redrive
+                )
             case DryRun(storage, redrive, deadline):
                 if redrive:
                     restarted = restarted_for_redrive(context.status)
@@ -255,20 +202,40 @@ class Reconciler:
                 )
             case RunManifest(storage, starting, redrive, deadline):
                 assert self._signer is not None  # noqa: S101  (plan runs no manifest without one)
-                manifest = ManifestRun(
-                    context,
-                    self._config,
-                    storage,
+                assert context.spec.manifest is not None  # noqa: S101  (plan runs no other)
+                manifest = ManifestKeys(
+                    context.spec,
+                    context.status,
+                    ReportPlace(context.spec.manifest.key, context.namespace, context.name),
                     self._storages[storage],
                     gate=self._gate(context, storage),
                     signer=self._signer,
-                    metrics=self._metrics,
-                    workers=self._workers(storage),
-                    jitter=self._jitter,
-                    shutdown_seconds=self._shutdown_seconds,
-                    paused=self._paused,
                 )
-                return await manifest.run(starting=starting, redrive=redrive, deadline=deadline)
+                return await self._delete(context, manifest, storage, deadline).run(
+                    starting=starting, redrive=redrive
+                )
+
+    def _delete(
+        self,
+        context: ObjectContext,
+        source: KeySource[PartT],
+        storage_name: str,
+        deadline: datetime.datetime | None,
+    ) -> ObjectRun[PartT]:
+        return ObjectRun(
+            context,
+            source,
+            storage_name,
+            self._storages[storage_name],
+            gate=self._gate(context, storage_name),
+            metrics=self._metrics,
+            workers=self._workers(storage_name),
+            checkpoint_seconds=self._config.status_interval_seconds,
+            deadline=deadline,
+            jitter=self._jitter,
+            shutdown_seconds=self._shutdown_seconds,
+            paused=self._paused,
+        )
 
     def _gate(self, context: ObjectContext, storage_name: str) -> KeyGate:
         return KeyGate(self._config.storages[storage_name].policy, context.namespace)
@@ -303,57 +270,3 @@ class Reconciler:
             )
             context.logger.info("Suspended: %s", message)
         return outcomes.suspended(reason, storage).delay
-
-    async def _delete_keys(
-        self,
-        context: ObjectContext,
-        storage_name: str,
-        progress: Progress,
-        *,
-        deadline: datetime.datetime | None,
-    ) -> float | None:
-        recorder = _StatusRecorder(context, progress, storage_name)
-        deleting = outcomes.deleting(len(progress.pending), progress.chunk_size)
-        # No status write before the first checkpoint: a round that ends sooner costs one write, the
-        # final one, instead of two; a crash before it re-sends less than one checkpoint interval of
-        # work, as after any checkpoint. The start time is the round's, whenever it is first written.
-        if recorder.latest.start_time is None:
-            recorder.latest = recorder.latest.model_copy(update={"start_time": context.clock()})
-
-        stop = StopRule(
-            storage=storage_name,
-            paused=self._paused,
-            too_many_failed=lambda: progress.too_many_failed(context.spec.max_failed_keys),
-            deadline=deadline,
-            clock=context.clock,
-        )
-
-        async def checkpoint() -> None:
-            stop.saw(await recorder.write(deleting))
-
-        unavailable = await send_chunks(
-            KeysRound(progress),
-            self._storages[storage_name],
-            gate=self._gate(context, storage_name),
-            workers=self._workers(storage_name),
-            checkpoint_interval=checkpoint_interval(self._config.status_interval_seconds, progress.total),
-            checkpoint=checkpoint,
-            stop=stop,
-            shutdown_seconds=self._shutdown_seconds,
-        )
-        if unavailable is not None:
-            return await context.storage_unavailable(
-                unavailable,
-                since=recorder.latest.condition(ConditionType.PROGRESSING),
-                write=recorder.write,
-                jitter=self._jitter(),
-            )
-
-        tally = outcomes.Tally.of(progress)
-        outcome = outcomes.stopped_early(
-            context.spec, tally, suspension=stop.suspension, storage=storage_name
-        ) or outcomes.after_round(context.spec, tally, self._jitter())
-        if outcome.phase == Phase.BACKOFF:
-            progress.begin_retry_round()  # the checkpoint then holds the next round, waiting
-        await recorder.write(outcome)
-        return announce(context, outcome, recorder.latest.failed_keys, self._metrics, storage_name)

@@ -1,5 +1,5 @@
-"""A round: the chunks of an object's keys (or of a manifest) sent with a bounded number of calls in
-flight, checkpointed, and stopped cleanly when the storage is gone, a deadline passes or the operator
+"""Layer run. A round: the chunks of an object's keys (or of a manifest) sent with a bounded number of calls
+in flight, checkpointed, and stopped cleanly when the storage is gone, a deadline passes or the operator
 shuts down."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Protocol, TypeVar
 
 from filecleanup.api.gate import KeyGate
 from filecleanup.api.models import FileCleanupSpec, Reason
-from filecleanup.decide.progress import Progress
 from filecleanup.storage import ChunkResult, Storage, StorageUnavailable
 from filecleanup.storage.base import NotSent
 
@@ -101,23 +100,6 @@ class RoundWork(Protocol[ChunkT]):
     def keys(self, chunk: ChunkT) -> list[str]: ...
 
     def record(self, chunk: ChunkT, result: ChunkResult) -> None: ...
-
-
-class KeysRound:
-    """A round over an object's own keys (its Progress)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-
-    async def chunks(self) -> AsyncIterator[list[int]]:
-        for chunk in self._progress.chunks():
-            yield chunk
-
-    def keys(self, chunk: list[int]) -> list[str]:
-        return self._progress.chunk_keys(chunk)
-
-    def record(self, chunk: list[int], result: ChunkResult) -> None:
-        self._progress.record(chunk, result)
 
 
 class Checkpoints:

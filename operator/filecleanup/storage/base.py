@@ -1,5 +1,5 @@
-"""The storage interface, the outcome of one batch-delete call, and what a storage can do besides
-deleting: each capability is a runtime-checkable protocol, checked once when the storage is opened
+"""Layer storage. The storage interface, the outcome of one batch-delete call, and what a storage can do
+besides deleting: each capability is a runtime-checkable protocol, checked once when the storage is opened
 (:class:`ConcurrencyLimited`)."""
 
 from __future__ import annotations
@@ -226,6 +226,15 @@ class Storage(Protocol):
     async def exists(self, keys: Sequence[str], *, gate: KeyGate) -> ExistsResult:
         """A dry run's check of the keys ``gate`` admits, under the same limits (the others are
         forbidden, unsent): every key unknown where the backend cannot tell."""
+        ...
+
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
+        """As :meth:`ObjectStore.read`, from a backend that holds objects (``holds_manifests``); any
+        other refuses ``key`` for good (:class:`ObjectRefused`)."""
+        ...
+
+    async def write(self, key: str, data: bytes) -> None:
+        """As :meth:`ObjectStore.write`, or :class:`ObjectRefused` as :meth:`read`."""
         ...
 
     async def aclose(self) -> None: ...
