@@ -202,6 +202,7 @@ async def test_a_redrive_is_announced_and_counted_for_either_source(setup: Setup
     refused when it was checked (one key outside the policy), checked again once it is fixed."""
     setup.storage.hold_at = None
     spec = SOURCES[source]
+    expected: tuple[Reason, list[str]]
     if source == "manifest":
         setup.storage.objects[MANIFEST] += b"elsewhere/x.jpg\n"
         expected = (Reason.FORBIDDEN, [])
