@@ -1,4 +1,4 @@
-"""``python -m filecleanup`` / ``filecleanup-operator``: run the operator."""
+"""Above the layers: ``python -m filecleanup`` / ``filecleanup-operator``, the operator's entry point."""
 
 from __future__ import annotations
 

@@ -79,3 +79,17 @@ def test_nothing_is_put_on_the_path() -> None:
         for path in sources(*CHECKED_DIRS)
         if path != Path(__file__) and any(edit in path.read_text() for edit in edits)
     ]
+
+
+def test_every_module_of_the_package_says_which_layer_it_is_in() -> None:
+    """The layers are folders (lint-imports checks their imports); a reader of one module learns its
+    layer from the first words of its docstring."""
+    package = ROOT / "operator" / "filecleanup"
+    unnamed = []
+    for path in sorted(package.glob("*/*.py")):
+        layer = path.parent.name
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if not docstring.startswith(f"Layer {layer}."):
+            unnamed.append(str(path.relative_to(ROOT)))
+    assert len(list(package.glob("*/*.py"))) > 40
+    assert not unnamed, "docstrings that do not start with their layer: " + repr(unnamed)

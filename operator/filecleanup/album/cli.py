@@ -1,4 +1,5 @@
-"""``filecleanup``: submit, follow and redrive album cleanups, and relay an album service's outbox.
+"""Layer album. ``filecleanup``: submit, follow and redrive album cleanups, and relay an album service's
+outbox.
 
 It finds the cluster as kubectl does: ``--kubeconfig``, else KUBECONFIG, else ~/.kube/config, with
 ``--context`` or the current context, whose namespace is the default; only without any of them, in a

@@ -1,5 +1,5 @@
-"""The outbox's commands of ``filecleanup``: ``relay`` drains an album service's outbox table into
-FileCleanups; ``outbox list|redrive`` looks after the rows set aside as dead."""
+"""Layer album. The outbox's commands of ``filecleanup``: ``relay`` drains an album service's outbox table
+into FileCleanups; ``outbox list|redrive`` looks after the rows set aside as dead."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The album-service side: submit an album's keys as FileCleanup objects, idempotently, and follow them.
+"""Layer album. The album-service side: submit an album's keys as FileCleanup objects, idempotently, and
+follow them.
 
     client = await FileCleanupClient.connect()
     names = await client.submit("42", keys, namespace="photos")     # creating twice is fine

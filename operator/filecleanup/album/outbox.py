@@ -1,4 +1,5 @@
-"""A transactional outbox, so that no cleanup is lost between the album's DB commit and its FileCleanup.
+"""Layer album. A transactional outbox, so that no cleanup is lost between the album's DB commit and its
+FileCleanup.
 
 The album service writes an outbox row in the same transaction as the album delete::
 

@@ -1,5 +1,5 @@
-"""What the CLI prints: tables as kubectl prints them (left-aligned columns three spaces apart, no
-trailing blanks), and any text it did not write itself made safe for a terminal."""
+"""Layer album. What the CLI prints: tables as kubectl prints them (left-aligned columns three spaces apart,
+no trailing blanks), and any text it did not write itself made safe for a terminal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operator configuration: a YAML file named by ``FILECLEANUP_CONFIG``, validated once at startup.
+"""Layer api. Operator configuration: a YAML file named by ``FILECLEANUP_CONFIG``, validated once at startup.
 
 A bad file stops the operator with a message that names the offending field.
 """

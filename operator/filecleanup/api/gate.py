@@ -1,8 +1,8 @@
-"""The one check every key passes at the moment it is sent to a storage, whatever its source: an
-object's own keys, a manifest's line, a failure report's line. The key rules (keys.py) and the
-storage's policy for the object's namespace are applied again right before the call, so that nothing
-read back from a place a tenant can write (a manifest, a report, status) can reach outside the
-namespace's prefix: a key that fails is refused, never sent, and recorded as failed for good."""
+"""Layer api. The one check every key passes at the moment it is sent to a storage, whatever its source: an
+object's own keys, a manifest's line, a failure report's line. The key rules (keys.py) and the storage's
+policy for the object's namespace are applied again right before the call, so that nothing read back from
+a place a tenant can write (a manifest, a report, status) can reach outside the namespace's prefix: a key
+that fails is refused, never sent, and recorded as failed for good."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sets of indexes into ``spec.keys``, written as ranges the way a Job writes ``failedIndexes``.
+"""Layer api. Sets of indexes into ``spec.keys``, written as ranges the way a Job writes ``failedIndexes``.
 
 ``"0-99,150,200-201"`` keeps the authoritative set of keys still to delete small in status,
 whatever the keys look like: 10,000 keys still pending are ``"0-9999"``.

@@ -1,5 +1,5 @@
-"""What a storage key may be. The CRD enforces the same rules (CEL and a pattern), and the operator
-checks them itself before any call, whatever CRD is installed: an older one kept with
+"""Layer api. What a storage key may be. The CRD enforces the same rules (CEL and a pattern), and the
+operator checks them itself before any call, whatever CRD is installed: an older one kept with
 ``crds.enabled=false``, a hand-edited one, or a cluster without CEL. With these rules a key is its own
 normal form: no backend's path normalisation can move it out of the prefix its policy allows."""
 

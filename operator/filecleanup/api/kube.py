@@ -1,4 +1,4 @@
-"""The operator's own Kubernetes client (kubernetes.aio) for status checkpoints and TTL deletes.
+"""Layer api. The operator's own Kubernetes client (kubernetes.aio) for status checkpoints and TTL deletes.
 
 Kopf keeps its own connection for watching and events; this one writes our status through the
 status subresource, with a merge patch, at the moments the reconciler chooses.

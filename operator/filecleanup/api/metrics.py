@@ -1,4 +1,4 @@
-"""Prometheus metrics, served on their own port (``--metrics HOST:PORT``)."""
+"""Layer api. Prometheus metrics, served on their own port (``--metrics HOST:PORT``)."""
 
 from __future__ import annotations
 

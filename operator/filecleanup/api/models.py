@@ -1,5 +1,5 @@
-"""The FileCleanup API as pydantic models. The CRD in ``crds/`` is the schema's source; a test checks
-that these models agree with it (field names, defaults and limits)."""
+"""Layer api. The FileCleanup API as pydantic models. The CRD in ``crds/`` is the schema's source; a test
+checks that these models agree with it (field names, defaults and limits)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Secrets never leave the process in text: every secret the operator reads (a bearer token, an S3
-secret key or session token) is registered here, and every text bound for a log line, a status field
-or an event passes through :func:`redact` first.
+"""Layer api. Secrets never leave the process in text: every secret the operator reads (a bearer token, an S3
+secret key or session token) is registered here, and every text bound for a log line, a status field or an
+event passes through :func:`redact` first.
 
 This is the second line of defence. The first is that no such text is built from exception messages
 or replies that could carry a request's headers; but a storage's reply is not ours to trust, and a

@@ -1,4 +1,4 @@
-"""Kopf wiring only: settings, clients in memo, and one handler for the FileCleanup kind."""
+"""Layer controller. Kopf wiring only: settings, clients in memo, and one handler for the FileCleanup kind."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""One log line per thing that happened, at its level, where Kopf's framework lines say otherwise.
+"""Layer controller. One log line per thing that happened, at its level, where Kopf's framework lines say
+otherwise.
 
 Kopf logs ``Handler 'x' succeeded.`` at INFO for every handled watch event (the phase counter sees
 each one), and every requeue the reconciler asks for, a ``kopf.TemporaryError``, as ``[ERROR] Handler

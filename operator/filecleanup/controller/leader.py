@@ -1,6 +1,6 @@
-"""Leader election through a ``coordination.k8s.io`` Lease, the way controller-runtime does it: of the
-replicas of one installation, only the one holding the Lease works; the others wait, and take over
-when the holder has not renewed it for its lease duration (measured on their own clock, so that clock
+"""Layer controller. Leader election through a ``coordination.k8s.io`` Lease, the way controller-runtime does
+it: of the replicas of one installation, only the one holding the Lease works; the others wait, and take
+over when the holder has not renewed it for its lease duration (measured on their own clock, so that clock
 skew between nodes does not matter), or at once when the holder releases it on a graceful stop.
 
 A holder that cannot renew within the renew deadline stops working at once: the operator exits and its

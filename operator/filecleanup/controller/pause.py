@@ -1,7 +1,8 @@
-"""An operator-wide pause, switched at run time without a restart: a file (``--pause-file``; the chart
-mounts a ConfigMap key, which the kubelet refreshes) read every few seconds, holding ``all`` or the
-names of the storages to pause (separated by spaces, commas or lines). A paused storage gets no new
-calls; the objects on it show it (reason OperatorPaused) when they next run or checkpoint.
+"""Layer controller. An operator-wide pause, switched at run time without a restart: a file
+(``--pause-file``; the chart mounts a ConfigMap key, which the kubelet refreshes) read every few seconds,
+holding ``all`` or the names of the storages to pause (separated by spaces, commas or lines). A paused
+storage gets no new calls; the objects on it show it (reason OperatorPaused) when they next run or
+checkpoint.
 
 It fails closed: a file that is there but cannot be read (permissions, an I/O error, a directory, bytes
 that are not UTF-8) pauses every storage until it can be read, since it may be saying "all". A missing

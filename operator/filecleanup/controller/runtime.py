@@ -1,5 +1,5 @@
-"""What the operator's handlers share, as Kopf's memo: the validated configuration and the metrics from
-the command line, and the clients the startup handler opens (and the cleanup handler closes)."""
+"""Layer controller. What the operator's handlers share, as Kopf's memo: the validated configuration and the
+metrics from the command line, and the clients the startup handler opens (and the cleanup handler closes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m filecleanup.controller.selfcheck``: what the chart's ``helm test`` runs.
+"""Layer controller. ``python -m filecleanup.controller.selfcheck``: what the chart's ``helm test`` runs.
 
 It checks that the API server serves the FileCleanup kind (by discovery, which needs no RBAC), that the
 operator answers its liveness endpoint through its Service, and, given a metrics port, that the

@@ -1,6 +1,6 @@
-"""The finished objects of this installation, from a metadata-only list of the labelled ones
-(retention.py): their count and size by phase for the metrics, and the deletion of those whose time has
-come. Finished objects so cost the operator no memory and no requeue while they wait.
+"""Layer controller. The finished objects of this installation, from a metadata-only list of the labelled
+ones (retention.py): their count and size by phase for the metrics, and the deletion of those whose time
+has come. Finished objects so cost the operator no memory and no requeue while they wait.
 
 Labels only point the sweeper at objects; what it does follows their status and owner. It reads an
 object whole before it deletes it, and deletes it only if its status is final (Succeeded or Failed),

@@ -1,5 +1,5 @@
-"""How long to wait before trying again: doubling, capped, and jittered so that many objects failing
-together do not all come back in the same second. The outbox and the reconciler share the formula."""
+"""Layer decide. How long to wait before trying again: doubling, capped, and jittered so that many objects
+failing together do not all come back in the same second. The outbox and the reconciler share the formula."""
 
 from __future__ import annotations
 

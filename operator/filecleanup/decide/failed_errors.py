@@ -1,7 +1,7 @@
-"""The whole failure report in status, kept small: failed keys grouped by their latest error, each
-group an index-range string into spec.keys (``status.failedErrors``). With at most
-:data:`MAX_FAILED_ERRORS` groups, the report of 10,000 failed keys stays tens of KB even when the
-errors interleave key by key; the CLI (``filecleanup failed NAME``) expands it back into keys."""
+"""Layer decide. The whole failure report in status, kept small: failed keys grouped by their latest error,
+each group an index-range string into spec.keys (``status.failedErrors``). With at most
+:data:`MAX_FAILED_ERRORS` groups, the report of 10,000 failed keys stays tens of KB even when the errors
+interleave key by key; the CLI (``filecleanup failed NAME``) expands it back into keys."""
 
 from __future__ import annotations
 

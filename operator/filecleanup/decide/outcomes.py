@@ -1,5 +1,5 @@
-"""What follows a round: Succeeded, a retry after a back-off, Failed, or a wait for the storage. Pure;
-the outcome names the phase, the reason and the delay, and the status is built from it."""
+"""Layer decide. What follows a round: Succeeded, a retry after a back-off, Failed, or a wait for the
+storage. Pure; the outcome names the phase, the reason and the delay, and the status is built from it."""
 
 from __future__ import annotations
 

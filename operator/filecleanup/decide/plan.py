@@ -1,5 +1,5 @@
-"""What to do next with an object, from its spec, its status and the clock: the first decision of every
-run. Pure: the reconciler carries the decision out."""
+"""Layer decide. What to do next with an object, from its spec, its status and the clock: the first decision
+of every run. Pure: the reconciler carries the decision out."""
 
 from __future__ import annotations
 

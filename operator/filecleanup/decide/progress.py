@@ -1,5 +1,5 @@
-"""Where one object's deletion stands during a round: which keys are pending, deleted or failed, and
-how that is rebuilt from status (its durable form) after a restart or for a redrive."""
+"""Layer decide. Where one object's deletion stands during a round: which keys are pending, deleted or
+failed, and how that is rebuilt from status (its durable form) after a restart or for a redrive."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""When a finished object goes, and what it holds, as labels on it: the sweeper finds and counts the
-finished objects with a metadata-only list, without the operator keeping them in memory or in a requeue.
+"""Layer decide. When a finished object goes, and what it holds, as labels on it: the sweeper finds and
+counts the finished objects with a metadata-only list, without the operator keeping them in memory or in a
+requeue.
 
 Labels a finished object carries (the handler sets them in Kopf's own end-of-handling patch, so they
 cost no extra write):

@@ -1,5 +1,5 @@
-"""The status that follows a decision, computed whole in one place and then written once: conditions
-per the API conventions, counts and checkpoints from the round's progress."""
+"""Layer decide. The status that follows a decision, computed whole in one place and then written once:
+conditions per the API conventions, counts and checkpoints from the round's progress."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every error a storage reports, in one tree; and the classes of the per-key errors.
+"""Layer storage. Every error a storage reports, in one tree; and the classes of the per-key errors.
 
 A backend reports a call's outcome in one way: a :class:`~filecleanup.storage.base.ChunkResult` when
 the storage answered about the keys, an exception from this tree otherwise. Which branch it is decides

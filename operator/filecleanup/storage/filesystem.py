@@ -1,4 +1,4 @@
-"""Files on a mounted volume (NFS, a PVC): keys are paths relative to ``root``.
+"""Layer storage. Files on a mounted volume (NFS, a PVC): keys are paths relative to ``root``.
 
 Escaping the root is impossible by construction: the path is walked one directory at a time from a
 descriptor of the root, opening each directory with ``O_NOFOLLOW``, so no symlink is followed and no

@@ -1,4 +1,4 @@
-"""A storage behind our HTTP contract: ``POST <url>`` with ``{"keys": [...]}``.
+"""Layer storage. A storage behind our HTTP contract: ``POST <url>`` with ``{"keys": [...]}``.
 
 The reply is 200 with ``{"deleted": [...], "errors": [{"key": ..., "message": ..., "code": ...}]}``
 (``code`` optional: it classifies the error as permanent or transient, storage/errors.py); a missing key

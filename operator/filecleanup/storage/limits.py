@@ -1,5 +1,5 @@
-"""Limits that protect a storage from the operator: token buckets (calls and keys per second) and an
-adaptive in-flight limit (AIMD), shared by every object on the storage.
+"""Layer storage. Limits that protect a storage from the operator: token buckets (calls and keys per second)
+and an adaptive in-flight limit (AIMD), shared by every object on the storage.
 
 The pure parts (:class:`TokenBucket`, :class:`AimdLimit`) take the clock as an argument, so their
 steps are unit-tested with a fake clock; :class:`AdaptiveSlots` is the asyncio side that makes calls

@@ -1,4 +1,4 @@
-"""The configured storages opened: each backend for its configuration, held to its limits."""
+"""Layer storage. The configured storages opened: each backend for its configuration, held to its limits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""S3-compatible storage through DeleteObjects, over httpx.
+"""Layer storage. S3-compatible storage through DeleteObjects, over httpx.
 
 httpx carries the calls (the transport's timeouts, deadline and reply cap, and no hidden retries: the
 operator's rounds and back-off are the only retries). botocore supplies only the standard credential

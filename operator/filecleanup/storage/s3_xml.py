@@ -1,6 +1,6 @@
-"""The XML of S3's DeleteObjects and ListObjectVersions: the request body, and the replies read whatever
-their bytes (a reply that is not the expected XML is an :class:`S3ReplyError`, never a crash; the S3
-backend reports it as :class:`~filecleanup.storage.errors.ReplyBroken`)."""
+"""Layer storage. The XML of S3's DeleteObjects and ListObjectVersions: the request body, and the replies
+read whatever their bytes (a reply that is not the expected XML is an :class:`S3ReplyError`, never a
+crash; the S3 backend reports it as :class:`~filecleanup.storage.errors.ReplyBroken`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The one HTTP transport of the network backends (HTTP and S3). A storage is a peer we do not control,
-so every call is bounded and every failure is classified:
+"""Layer storage. The one HTTP transport of the network backends (HTTP and S3). A storage is a peer we do not
+control, so every call is bounded and every failure is classified:
 
 - separate connect and read timeouts, and an overall deadline (connect + read), so that a storage
   that trickles its reply cannot hold one of its ``maxConcurrentRequests`` slots for ever;
