@@ -19,6 +19,7 @@ from tools.envtest.controlplane import free_port
 from tools.envtest.polling import eventually
 
 STARTUP_TIMEOUT = 30.0
+PORT_ATTEMPTS = 3
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -79,7 +80,22 @@ class OperatorProcess:
 
     def start(self, *extra_args: str, wait_ready: bool = True) -> None:
         """Start the operator; wait until it works (``/readyz``), or only until it answers
-        (``/healthz``: a standby replica never becomes ready while another works)."""
+        (``/healthz``: a standby replica never becomes ready while another works). A free port can be
+        taken by another process before the operator binds it: it is then started again on others."""
+        for attempt in range(PORT_ATTEMPTS):
+            logged = self.log.stat().st_size if self.log.exists() else 0
+            try:
+                self._start(extra_args, wait_ready=wait_ready)
+            except RuntimeError:
+                with self.log.open("rb") as log:
+                    log.seek(logged)
+                    lost_port = b"address already in use" in log.read()
+                if not lost_port or attempt == PORT_ATTEMPTS - 1:
+                    raise
+            else:
+                return
+
+    def _start(self, extra_args: tuple[str, ...], *, wait_ready: bool) -> None:
         port, metrics_port = free_port(), free_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         namespace_args = [arg for namespace in self.namespaces for arg in ("--namespace", namespace)]
