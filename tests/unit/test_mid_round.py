@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import pytest
 from filecleanup.api.config import OperatorConfig
 from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.run import rounds
+from filecleanup.run.api_reach import ApiReachability
 from filecleanup.run.context import Next, ObjectContext
 from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage.base import ConcurrencyLimited
@@ -82,8 +85,10 @@ def setup(tmp_path: Path) -> Setup:
     storage = MemoryStorage({MANIFEST: "".join(f"{k}\n" for k in KEYS).encode()}, hold_at=HELD_AT)
     paused = set[str]()
     limited = ConcurrencyLimited(storage, Limiter(4), Metrics())
+    metrics = Metrics()
+    api = ApiReachability(metrics, first_retry_seconds=0.001, max_retry_seconds=0.002)
     reconciler = Reconciler(
-        config, {"photos": limited}, Metrics(), jitter=lambda: 0.0, paused=lambda: frozenset(paused)
+        config, {"photos": limited}, metrics, jitter=lambda: 0.0, paused=lambda: frozenset(paused), api=api
     )
     return Setup(storage, FakeSink(), Events(), Clock(), paused, reconciler)
 
@@ -92,6 +97,13 @@ SOURCES = {
     "keys": {"keys": KEYS, "chunkSize": 1},
     "manifest": {"manifest": {"key": MANIFEST}, "chunkSize": 1},
 }
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Until ``condition`` holds; a test that waits for ever is a failure, not a hang."""
+    async with asyncio.timeout(60):
+        while not condition():  # noqa: ASYNC110  (the fakes have no event to wait on)
+            await asyncio.sleep(0.001)
 
 
 async def run_held(setup: Setup, spec: dict[str, Any], while_held: Any) -> FileCleanupStatus:
@@ -222,3 +234,56 @@ async def test_a_redrive_is_announced_and_counted_for_either_source(setup: Setup
     assert (status.phase, status.redrives, status.start_time) == (Phase.SUCCEEDED, 1, setup.clock.now)
     assert [reason for _, reason, _ in setup.events] == ["Redriven", "Completed"]
     assert sorted(setup.storage.sent) == sorted(KEYS + expected[1][:1])
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_an_api_outage_in_mid_round_is_waited_out_with_nothing_sent_twice(
+    setup: Setup, source: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Status writes the API server does not take are written again, with the newest progress, once
+    it is back: the round goes on, no key is sent twice, the counts are exact, and the log says it
+    once each way, with no error."""
+    caplog.set_level(logging.DEBUG)
+
+    def api_down() -> None:
+        setup.sink.unreachable = True
+
+    run = asyncio.create_task(setup.reconciler.run(setup.context(SOURCES[source])))
+    await setup.storage.held.wait()
+    api_down()
+    setup.storage.gate.set()
+    await until(lambda: setup.sink.refused >= 5 or run.done())  # the writes are being tried again
+    assert not run.done()
+    setup.sink.unreachable = False
+    await run
+
+    status = setup.sink.written[-1]
+    assert (status.phase, status.deleted, status.total) == (Phase.SUCCEEDED, len(KEYS), len(KEYS))
+    assert setup.storage.sent == KEYS  # each once
+    assert [reason for _, reason, _ in setup.events] == ["StatusDelayed", "Completed"]
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "status writes" in r.getMessage()]
+    assert [level for level, _ in said] == ["WARNING", "INFO", "WARNING"]  # the last: StatusDelayed
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_while_the_api_is_unreachable_a_round_holds_after_a_bound_of_unrecorded_keys(
+    setup: Setup, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound, no new call starts until a checkpoint lands: a crash in an outage re-sends at
+    most about that many keys. Once the API is back, the round goes on from where it held."""
+    monkeypatch.setattr(rounds, "UNRECORDED_KEYS_BOUND", 3)
+    run = asyncio.create_task(setup.reconciler.run(setup.context(SOURCES[source])))
+    await setup.storage.held.wait()
+    setup.sink.unreachable = True
+    setup.storage.gate.set()
+    await until(lambda: setup.sink.refused >= 3 or run.done())
+    held = len(setup.storage.sent)
+    refused = setup.sink.refused
+    await until(lambda: setup.sink.refused >= refused + 10 or run.done())  # ten more tries later
+    assert not run.done()
+    assert len(setup.storage.sent) == held == HELD_AT + 2  # the held call's answer, then two more
+    setup.sink.unreachable = False
+    await run
+    assert setup.sink.written[-1].phase == Phase.SUCCEEDED
+    assert setup.storage.sent == KEYS

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from filecleanup.api.config import OperatorConfig
-from filecleanup.api.kube import ObjectGone
+from filecleanup.api.kube import ApiUnreachable, ObjectGone
 from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import (
     DEFAULT_CONTROLLER,
@@ -60,10 +60,16 @@ class FakeSink:
     storage: FakeStorage | None = None
     calls_while_writing: int = 0
     spec: FileCleanupSpec | None = None  # what the API server returns with each write, as it does
+    unreachable: bool = False  # the API server takes no write while this holds
+    refused: int = 0  # writes refused for that
 
     async def write(self, status: FileCleanupStatus) -> FileCleanupSpec | None:
         if self.gone:
             raise ObjectGone("ns/name")
+        if self.unreachable:
+            self.refused += 1
+            await asyncio.sleep(0)
+            raise ApiUnreachable("ConnectionRefusedError: [Errno 111] Connect call failed")
         self.writing = True
         sent_before = len(self.storage.sent) if self.storage else 0
         await asyncio.sleep(self.write_seconds)

@@ -29,6 +29,11 @@ class ObjectGone(Exception):  # noqa: N818  (an event: the object was deleted wh
     """The object no longer exists; its run ends quietly."""
 
 
+class ApiUnreachable(Exception):  # noqa: N818  (a state of the API server, as StorageUnavailable is)
+    """A status write the API server did not take for a reason that may pass (the connection refused,
+    reset or timed out; a 5xx; a 429): the run keeps its progress and writes again."""
+
+
 MAX_ERROR_MESSAGE = 500
 
 
@@ -45,6 +50,8 @@ def describe_api_error(error: client.ApiException) -> str:
 def is_api_outage(error: BaseException) -> bool:
     """Whether an error of the Kubernetes client is the API server's trouble (it may pass), not a
     request the server refused for good."""
+    if isinstance(error, ApiUnreachable):
+        return True
     if isinstance(error, client.ApiException):
         return (
             not error.status
@@ -161,7 +168,8 @@ def status_patch(status: FileCleanupStatus) -> dict[str, Any]:
 
 
 class ObjectStatusSink:
-    """Writes one object's status; raises :class:`ObjectGone` when the object was deleted meanwhile."""
+    """Writes one object's status; raises :class:`ObjectGone` when the object was deleted meanwhile,
+    :class:`ApiUnreachable` when the API server could not take the write for now."""
 
     def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
         self._objects = client.CustomObjectsApi(api)
@@ -185,7 +193,11 @@ class ObjectStatusSink:
         except client.ApiException as error:
             if error.status == NOT_FOUND:
                 raise ObjectGone(f"{self._namespace}/{self._name}") from error
+            if is_api_outage(error):
+                raise ApiUnreachable(describe_api_error(error)) from error
             raise
+        except (OSError, aiohttp.ClientError, TimeoutError) as error:
+            raise ApiUnreachable(f"{type(error).__name__}: {error}"[:MAX_ERROR_MESSAGE]) from error
         spec = stored.get("spec") if isinstance(stored, dict) else None
         try:
             return FileCleanupSpec.model_validate(spec)

@@ -137,6 +137,17 @@ class Metrics:
             ["storage"],
             registry=self.registry,
         )
+        self.api_unreachable = Gauge(
+            "filecleanup_api_unreachable",
+            "1 while status writes fail because the Kubernetes API server is unreachable (the runs keep "
+            "their progress in memory and write it once it is back), else 0",
+            registry=self.registry,
+        )
+        self.status_write_retries = Counter(
+            "filecleanup_status_write_retries",
+            "Status writes sent again because the Kubernetes API server did not take them",
+            registry=self.registry,
+        )
         self.leader = Gauge(
             "filecleanup_leader",
             "1 while this replica holds the leader election Lease (or runs without election), else 0",

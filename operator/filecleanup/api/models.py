@@ -144,6 +144,7 @@ class EventReason(StrEnum):
     COMPLETED = "Completed"
     REDRIVEN = "Redriven"
     EXPIRED = "Expired"
+    STATUS_DELAYED = "StatusDelayed"  # status writes waited for the API server; the progress was kept
 
 
 class Condition(CamelModel):

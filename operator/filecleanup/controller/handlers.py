@@ -27,6 +27,7 @@ from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage.opening import open_storages
 
 UNEXPECTED_ERROR_BACKOFF_SECONDS = 15.0
+API_OUTAGE_RETRY_SECONDS = 10.0
 
 
 @kopf.on.startup()
@@ -176,7 +177,12 @@ async def delete_keys(
         after = await reconciler.run(context)
     except Exception as error:
         if kube.is_api_outage(error):
-            raise  # the API server's trouble, not the object's: Kopf retries after its back-off
+            # The API server's trouble, not the object's: a requeue, said once at WARNING (kopf_logs)
+            # and with no traceback. A deletion under way waits for the API itself (run/api_reach.py);
+            # this is a write outside one (a suspension, a rejection), which loses no progress.
+            raise kopf.TemporaryError(
+                f"the Kubernetes API server is unreachable ({error})", delay=API_OUTAGE_RETRY_SECONDS
+            ) from error
         after = await reconciler.internal_error(context, error)
     # Kopf sends these with its own metadata patch at the end of the handling: no extra write. They name
     # the object's uid: labels copied onto another object are known as such.

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Generic
 
 from filecleanup.api.gate import KeyGate
+from filecleanup.api.kube import ApiUnreachable
 from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import Condition, ConditionType, EventReason, FileCleanupStatus, Phase, Reason
 from filecleanup.decide import outcomes
 from filecleanup.decide.outcomes import Outcome
 from filecleanup.decide.status import restarted_for_redrive
+from filecleanup.run.api_reach import ApiReachability
 from filecleanup.run.context import ObjectContext, announce
 from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS, StopRule, send_chunks
 from filecleanup.run.sources import KeySource, PartT, ProgressNotSaved
@@ -39,11 +41,14 @@ class ObjectRun(Generic[PartT]):
         workers: int,
         checkpoint_seconds: float,
         deadline: datetime.datetime | None,
+        api: ApiReachability,
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
         paused: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self._context = context
+        self._api = api
+        self.writes_failing = False  # a status write is waiting for the API server
         self._source = source
         self._storage_name = storage_name
         self._storage = storage
@@ -89,17 +94,43 @@ class ObjectRun(Generic[PartT]):
             return await self._unavailable(error)
 
     async def write(self, outcome: Outcome) -> None:
-        """The status for ``outcome``; the spec the write returned is what the stop rule sees."""
-        status = self._source.status(
-            self.latest,
-            outcome,
-            storage=self._storage_name,
-            generation=self._context.generation,
-            now=self._context.clock(),
-        )
-        stored = await self._context.sink.write(status)
+        """The status for ``outcome``; the spec the write returned is what the stop rule sees.
+
+        While the API server does not take it (``ApiUnreachable``), the write is tried again after a
+        capped back-off, computed afresh each time so that it carries the newest progress: an outage
+        of the API server is a wait, and no confirmed deletion is forgotten by it. Only the object's
+        deletion, or a write refused for good, ends the run."""
+        failed_since: datetime.datetime | None = None
+        attempt = 0
+        while True:
+            status = self._source.status(
+                self.latest,
+                outcome,
+                storage=self._storage_name,
+                generation=self._context.generation,
+                now=self._context.clock(),
+            )
+            try:
+                stored = await self._context.sink.write(status)
+            except ApiUnreachable as error:
+                failed_since = failed_since or self._context.clock()
+                self.writes_failing = True
+                await self._api.wait_after(error, attempt, self._jitter())
+                attempt += 1
+                continue
+            break
+        self.writes_failing = False
+        self._api.landed()
         self.latest = status
         self._stop.saw(stored)
+        if failed_since is not None:
+            waited = (self._context.clock() - failed_since).total_seconds()
+            message = (
+                f"status writes waited {waited:.0f} s for the Kubernetes API server ({attempt} tries); "
+                "the progress was kept and is written"
+            )
+            self._context.post_event("Warning", EventReason.STATUS_DELAYED, message)
+            self._context.logger.warning("Status delayed: %s", message)
 
     async def _start_over(self, problem: str) -> None:
         """Status that no run could have written is not followed: the run starts over, said before
@@ -137,6 +168,7 @@ class ObjectRun(Generic[PartT]):
                 checkpoint=checkpoint,
                 stop=stop,
                 shutdown_seconds=self._shutdown_seconds,
+                writes_failing=lambda: self.writes_failing,
             )
             if self._not_saved is not None:
                 raise self._not_saved

@@ -44,6 +44,7 @@ from filecleanup.decide.status import (
     restarted_for_redrive,
     suspended_status,
 )
+from filecleanup.run.api_reach import ApiReachability
 from filecleanup.run.context import InvalidObject, LastWritten, Next, ObjectContext, utcnow
 from filecleanup.run.dry_run import dry_run
 from filecleanup.run.manifest_keys import ManifestKeys
@@ -65,8 +66,10 @@ class Reconciler:
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
         controller: str = DEFAULT_CONTROLLER,
         paused: Callable[[], frozenset[str]] = frozenset,
+        api: ApiReachability | None = None,
     ) -> None:
         self._config = config
+        self._api = api or ApiReachability(metrics)
         self._paused = paused
         self._controller = controller
         self._storages = storages
@@ -232,6 +235,7 @@ class Reconciler:
             workers=self._workers(storage_name),
             checkpoint_seconds=self._config.status_interval_seconds,
             deadline=deadline,
+            api=self._api,
             jitter=self._jitter,
             shutdown_seconds=self._shutdown_seconds,
             paused=self._paused,

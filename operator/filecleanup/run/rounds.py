@@ -24,6 +24,10 @@ FINAL_CHECKPOINT_SECONDS = 5.0
 
 
 KEYS_PER_CHECKPOINT_INTERVAL = 1000
+# While status writes wait for the API server, a round sends on until about this many keys have been
+# answered since the last checkpoint that landed, then holds its next chunk until one lands: a crash
+# in an outage re-sends at most about this many keys, and a short outage costs nothing.
+UNRECORDED_KEYS_BOUND = 1000
 
 
 def checkpoint_interval(seconds: float, total_keys: int) -> float:
@@ -111,6 +115,10 @@ class Checkpoints:
         self._interval = interval
         self._last = time.monotonic()
         self._writing: asyncio.Future[None] | None = None
+        self.unrecorded = 0  # keys answered since the last checkpoint landed (about: see _landed)
+
+    def answered(self, keys: int) -> None:
+        self.unrecorded += keys
 
     def if_due(self) -> None:
         if self._writing is not None and self._writing.done():
@@ -118,7 +126,19 @@ class Checkpoints:
             self._writing = None
         if self._writing is None and time.monotonic() - self._last >= self._interval:
             self._last = time.monotonic()
-            self._writing = asyncio.ensure_future(self._write())
+            self._writing = asyncio.ensure_future(self._landed())
+
+    async def _landed(self) -> None:
+        # Answers recorded while the write was retried may be in it or not: the count is a bound's
+        # measure, not a record.
+        await self._write()
+        self.unrecorded = 0
+
+    async def settled(self) -> None:
+        """Until the write in progress lands or fails (its failure is raised by the next if_due)."""
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writing)
 
     async def drain(self) -> None:
         if self._writing is not None:
@@ -142,6 +162,7 @@ async def send_chunks(
     checkpoint: Callable[[], Awaitable[None]],
     stop: StopRule,
     shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
+    writes_failing: Callable[[], bool] = lambda: False,
 ) -> StorageUnavailable | None:
     """Send the round's chunks, up to ``workers`` calls in flight, checkpointing at most once per
     ``checkpoint_interval``. Every key passes ``gate`` as it is sent (``Storage.delete``).
@@ -151,6 +172,10 @@ async def send_chunks(
     get up to ``shutdown_seconds`` to finish, their outcome is recorded and checkpointed, and then the
     cancellation goes on: no confirmed deletion goes unrecorded. A call still running after that is
     abandoned: its keys stay pending (deletes are idempotent), so the pod's grace period always holds.
+
+    While status writes wait for the API server (``writes_failing``), the round sends on until
+    UNRECORDED_KEYS_BOUND keys have been answered since the last checkpoint landed, then holds its next
+    chunk until a checkpoint lands.
     """
     chunks = work.chunks()
     taking = asyncio.Lock()  # the workers share one iterator of chunks
@@ -165,9 +190,16 @@ async def send_chunks(
     def may_start() -> bool:
         return unavailable is None and failed_checkpoint is None and not stopping and not stop.stop()
 
+    unrecorded_bound = UNRECORDED_KEYS_BOUND
+
+    def holding() -> bool:
+        return writes_failing() and checkpoints.unrecorded >= unrecorded_bound
+
     async def take() -> ChunkT | None:
         nonlocal unavailable
         async with taking:
+            while holding():
+                await checkpoints.settled()
             if not may_start():
                 return None
             try:
@@ -197,6 +229,7 @@ async def send_chunks(
                 unavailable = unavailable or error
                 return
             work.record(chunk, result)
+            checkpoints.answered(len(result.deleted) + len(result.failed))
             try:
                 checkpoints.if_due()
             except Exception as error:  # noqa: BLE001  (raised below, as itself)
