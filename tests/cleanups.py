@@ -42,7 +42,30 @@ def wait_for_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: f
             return None
         return found if found.get("status", {}).get("phase") == phase else None
 
-    return eventually(f"{namespace}/{name} to reach phase {phase}", reached, timeout=timeout)
+    found = eventually(f"{namespace}/{name} to reach phase {phase}", reached, timeout=timeout)
+    announced = finished_event(found)
+    if announced is not None:
+        # Kopf posts events in the background, after the status write the phase came with: a test
+        # that reads them next must not race that post.
+        eventually(
+            f"the {announced} event of {namespace}/{name}",
+            lambda: any(reason == announced for _, reason, _ in kube.events(namespace, name)),
+            timeout=timeout,
+        )
+    return found
+
+
+def finished_event(cleanup: Manifest) -> str | None:
+    """The reason of the event a finished object's last run posted: its Failed condition's reason,
+    Completed (DryRun for a dry run); None while it is not finished."""
+    status = cleanup.get("status", {})
+    conditions = {item["type"]: item for item in status.get("conditions", [])}
+    if status.get("phase") == "Failed" and "Failed" in conditions:
+        return str(conditions["Failed"]["reason"])
+    if status.get("phase") == "Succeeded":
+        dry_run = conditions.get("Complete", {}).get("reason") == "DryRun"
+        return "DryRun" if dry_run else "Completed"
+    return None
 
 
 def album_keys(prefix: str, count: int) -> list[str]:
