@@ -29,6 +29,11 @@ class ObjectGone(Exception):  # noqa: N818  (an event: the object was deleted wh
     """The object no longer exists; its run ends quietly."""
 
 
+class StatusSuperseded(Exception):  # noqa: N818  (an event: another writer's status is newer)
+    """Someone else wrote the object's status since this run last saw it (a replica that took over
+    while this one was stopped, a hand edit): this run's status is stale and is not written."""
+
+
 class ApiUnreachable(Exception):  # noqa: N818  (a state of the API server, as StorageUnavailable is)
     """A status write the API server did not take for a reason that may pass (the connection refused,
     reset or timed out; a 5xx; a 429): the run keeps its progress and writes again."""
@@ -167,39 +172,98 @@ def status_patch(status: FileCleanupStatus) -> dict[str, Any]:
     return {"status": status.model_dump(mode="json", by_alias=True)}
 
 
+CONFLICT = 409
+KOPF_STATUS_FIELD = "kopf"  # Kopf's own progress, written by Kopf around the handler: not ours to fence
+
+
+def our_status(status: Any) -> Any:
+    """A status as this operator writes it: without Kopf's field."""
+    if not isinstance(status, dict):
+        return status
+    return {key: value for key, value in status.items() if key != KOPF_STATUS_FIELD}
+
+
 class ObjectStatusSink:
     """Writes one object's status; raises :class:`ObjectGone` when the object was deleted meanwhile,
-    :class:`ApiUnreachable` when the API server could not take the write for now."""
+    :class:`ApiUnreachable` when the API server could not take the write for now.
 
-    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+    Every write is fenced: it carries the ``resourceVersion`` it was computed from (a precondition the
+    API server checks), so a writer that is not current (a leader that was paused past its Lease while
+    another replica took over) cannot move the status back. On a conflict the object is read again:
+    if only its metadata or spec changed, the write goes again on the new version; if its status is no
+    longer the one this run last saw, :class:`StatusSuperseded` is raised, and nothing is written."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        status: Any = None,
+    ) -> None:
         self._objects = client.CustomObjectsApi(api)
         self._namespace = namespace
         self._name = name
+        self._resource_version = resource_version  # of the object as the run last saw it
+        self._status_seen = our_status(status or {})
 
     async def write(self, status: FileCleanupStatus) -> FileCleanupSpec | None:
         """Write the status; the reply is the whole object, whose spec is returned as the model (None
         if it is not a valid one: the reply is input like any other)."""
         try:
-            stored = await self._objects.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                self._namespace,
-                PLURAL,
-                self._name,
-                status_patch(status),
-                _content_type=MERGE_PATCH,
-                _request_timeout=WRITE_TIMEOUT_SECONDS,
-            )
+            try:
+                stored = await self._patch(status)
+            except client.ApiException as error:
+                if error.status != CONFLICT:
+                    raise
+                await self._reread()
+                stored = await self._patch(status)
         except client.ApiException as error:
             if error.status == NOT_FOUND:
                 raise ObjectGone(f"{self._namespace}/{self._name}") from error
+            if error.status == CONFLICT:
+                raise StatusSuperseded(
+                    f"{self._namespace}/{self._name}: {describe_api_error(error)}"
+                ) from error
             if is_api_outage(error):
                 raise ApiUnreachable(describe_api_error(error)) from error
             raise
         except (OSError, aiohttp.ClientError, TimeoutError) as error:
             raise ApiUnreachable(f"{type(error).__name__}: {error}"[:MAX_ERROR_MESSAGE]) from error
-        spec = stored.get("spec") if isinstance(stored, dict) else None
+        if not isinstance(stored, dict):
+            return None
+        self._resource_version = (stored.get("metadata") or {}).get("resourceVersion")
+        self._status_seen = our_status(stored.get("status") or {})
         try:
-            return FileCleanupSpec.model_validate(spec)
+            return FileCleanupSpec.model_validate(stored.get("spec"))
         except ValidationError:
             return None
+
+    async def _patch(self, status: FileCleanupStatus) -> Any:
+        body = status_patch(status)
+        if self._resource_version is not None:
+            body["metadata"] = {"resourceVersion": self._resource_version}
+        return await self._objects.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            self._namespace,
+            PLURAL,
+            self._name,
+            body,
+            _content_type=MERGE_PATCH,
+            _request_timeout=WRITE_TIMEOUT_SECONDS,
+        )
+
+    async def _reread(self) -> None:
+        """After a conflict: the object's new version, if its status is still the one last seen."""
+        current = await self._objects.get_namespaced_custom_object_status(
+            GROUP, VERSION, self._namespace, PLURAL, self._name, _request_timeout=WRITE_TIMEOUT_SECONDS
+        )
+        current = current if isinstance(current, dict) else {}
+        if our_status(current.get("status") or {}) != self._status_seen:
+            raise StatusSuperseded(
+                f"{self._namespace}/{self._name}: its status was written by someone else since this run "
+                "last saw it"
+            )
+        self._resource_version = (current.get("metadata") or {}).get("resourceVersion")

@@ -147,7 +147,13 @@ async def delete_keys(
         kopf.event(body, type=event_type, reason=reason, message=redact(message))
 
     reconciler = memo.clients.reconciler
-    sink = kube.ObjectStatusSink(memo.clients.api, namespace or "", name)
+    sink = kube.ObjectStatusSink(
+        memo.clients.api,
+        namespace or "",
+        name,
+        resource_version=meta.get("resourceVersion"),
+        status=dict(status),
+    )
     generation = meta.get("generation")
     try:
         status_model, status_problem = FileCleanupStatus.model_validate(dict(status)), None

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from filecleanup.api.config import OperatorConfig
 from filecleanup.api.gate import KeyGate
-from filecleanup.api.kube import ObjectGone
+from filecleanup.api.kube import ObjectGone, StatusSuperseded
 from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import (
     DEFAULT_CONTROLLER,
@@ -53,6 +53,8 @@ from filecleanup.run.object_run import ObjectRun
 from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS
 from filecleanup.run.sources import InlineKeys, KeySource, PartT
 from filecleanup.storage import Storage
+
+SUPERSEDED_RETRY_SECONDS = 1.0
 
 
 class Reconciler:
@@ -95,6 +97,11 @@ class Reconciler:
         except ObjectGone:
             context.logger.info("Deleted while it was handled; nothing more to do")
             return Next()
+        except StatusSuperseded as error:
+            # Another writer is ahead (a replica that took over while this one was stopped): this run's
+            # view is stale. The object is planned again from the status as stored.
+            context.logger.warning("Status superseded, not written: %s; handled again from it", error)
+            return Next(SUPERSEDED_RETRY_SECONDS)
         return self._next(context, sink, delay)
 
     def _next(self, context: ObjectContext, sink: LastWritten, delay: float | None) -> Next:
