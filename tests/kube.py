@@ -116,6 +116,7 @@ class Kube:
 class RevisionCounter:
     def __init__(self, resource: Any, namespace: str, name: str, since: str) -> None:
         self.writes = 0
+        self.deleted: list[int] = []  # status.deleted as each write left it
         self._watcher = watch.Watch()  # type: ignore[no-untyped-call]
         self._thread = threading.Thread(
             target=self._count, args=(resource, namespace, name, since), daemon=True
@@ -131,6 +132,9 @@ class RevisionCounter:
             for event in events:
                 if event["type"] == "MODIFIED":
                     self.writes += 1
+                    status = event["raw_object"].get("status") or {}
+                    if "deleted" in status:
+                        self.deleted.append(status["deleted"])
 
     def stop(self, settle: float = 1.0) -> int:
         """The writes seen, after ``settle`` seconds for the last ones to arrive."""

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from kubernetes.dynamic.exceptions import NotFoundError
 
-from tests.cleanups import album_keys, checkpoint_at_gate, create_cleanup, wait_for_phase
+from filecleanup.api.models import API_VERSION, KIND
+from tests.cleanups import album_keys, checkpoint_at_gate, create_cleanup, get_cleanup, wait_for_phase
 from tests.integration.conftest import operator_config
 from tests.kube import Kube
 from tools.devkit.processes import OperatorProcess
@@ -158,3 +159,49 @@ def test_a_holder_that_loses_its_lease_stops_working_and_exits(
     assert exit_code == 1  # the pod restarts as a candidate, as controller-runtime's managers do
     assert "Stopping: Lease" in only.log_text()
     assert "was taken by another-installation-by-mistake" in only.log_text()
+
+
+def test_a_paused_leader_that_resumes_cannot_move_the_status_back(
+    crd: None, kube: Kube, kubeconfig: Path, storage: StorageProcess, tmp_path: Path
+) -> None:
+    """A leader stopped past its Lease (a long GC pause, a frozen VM: SIGSTOP) while the standby takes
+    over and finishes, then resumed (SIGCONT) with calls it had in flight: its status writes were
+    computed before the takeover, and the fence refuses them. status.deleted never decreases."""
+    namespace = kube.create_namespace("leader")
+    first, second = replicas(tmp_path, kubeconfig, storage, namespace)
+    keys = album_keys(namespace, 600)
+    gate = Gate(storage)
+    gate.close(after=5)
+    start(first, namespace)
+    eventually("the first replica to hold the Lease", lambda: holder(kube, namespace))
+    start(second, namespace)
+    created = create_cleanup(kube, namespace, "paused", keys, chunkSize=20)
+    writes = kube.watch_revisions(
+        API_VERSION, KIND, namespace, "paused", created["metadata"]["resourceVersion"]
+    )
+    try:
+        gate.wait_held()
+        checkpoint_at_gate(kube, namespace, "paused", gate, beyond=100, total_keys=len(keys))
+        paused = first.process
+        assert paused is not None
+        paused.send_signal(signal.SIGSTOP)  # its calls stay in flight, unread
+        gate.open()
+        eventually(
+            "the standby to take the Lease",
+            lambda: bool(identity(second)) and holder(kube, namespace) == identity(second),
+            timeout=30,
+        )
+        wait_for_phase(kube, namespace, "paused", "Succeeded", timeout=60)
+        paused.send_signal(signal.SIGCONT)  # it reads its calls' replies, and would write
+        eventually("the resumed replica to give up", lambda: paused.poll() is not None, timeout=30)
+        deleted = writes.stop(settle=2.0)
+    finally:
+        if first.process is not None:
+            first.process.send_signal(signal.SIGCONT)
+        first.stop()
+        second.stop()
+    done = get_cleanup(kube, namespace, "paused")["status"]
+    assert (done["phase"], done["total"], done["deleted"], done["failed"]) == ("Succeeded", 600, 600, 0)
+    assert deleted > 0
+    assert writes.deleted == sorted(writes.deleted), writes.deleted  # never moved back
+    assert writes.deleted[-1] == 600
