@@ -16,12 +16,13 @@ from pathlib import Path
 
 import kopf
 from aiohttp import web
+from kopf._cogs.structs import references  # the insights kopf.operator() takes (controller/namespaces.py)
 
 from filecleanup.api import kube, redaction
 from filecleanup.api.config import CONFIG_ENV, ConfigError, OperatorConfig, load_config
 from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import DEFAULT_CONTROLLER
-from filecleanup.controller import kopf_logs
+from filecleanup.controller import kopf_logs, namespaces
 from filecleanup.controller.leader import LeaderElector, LeaseTiming, LostLease
 from filecleanup.controller.pause import DEFAULT_POLL_SECONDS, PauseSwitch
 from filecleanup.controller.runtime import Runtime
@@ -207,8 +208,15 @@ async def run(args: argparse.Namespace, config: OperatorConfig, timing: LeaseTim
             if not await until_stopped(elector.acquire()):
                 return 0
             metrics.leader.set(1)
+        insights = references.Insights()
+        if args.namespaces:
+            namespace_api = await kube.connect()
+            stack.push_async_callback(namespace_api.close)
+            relisting = asyncio.create_task(namespaces.relist(namespace_api, args.namespaces, insights))
+            stack.callback(relisting.cancel)
         operator = asyncio.create_task(
             kopf.operator(
+                insights=insights,
                 identity=identity,  # type: ignore[arg-type]  # a NewType of str kopf does not export
                 standalone=True,  # one replica works: the Lease decides which
                 clusterwide=not args.namespaces,
