@@ -58,6 +58,9 @@ class Faults:
     # Throttling, as S3 protects a prefix: past this many delete calls arriving in any one second
     # (refused ones included), answer 503 SlowDown, deleting nothing. 0: no limit.
     throttle_calls_per_second: int = 0
+    # False: admit exactly that many calls in any one second, counting only the calls admitted (a
+    # storage that meters what it serves), instead of every call that arrived.
+    throttle_counts_refused: bool = True
     throttle_retry_after: str | None = None  # Retry-After header sent with a SlowDown
     # A gate for tests: the delete call numbered this (counting from 1 since the last reset) and every
     # later one wait before they do anything. 0: none. See :meth:`holds`.
@@ -122,8 +125,10 @@ class ServerState:
         """Whether a delete call arriving now is one too many for the last second (sliding window)."""
         while self.arrivals and self.arrivals[0] <= now - 1.0:
             self.arrivals.popleft()
-        self.arrivals.append(now)
-        return len(self.arrivals) > self.faults.throttle_calls_per_second
+        over = len(self.arrivals) >= self.faults.throttle_calls_per_second
+        if self.faults.throttle_counts_refused or not over:
+            self.arrivals.append(now)
+        return over
 
     def set_faults(self, faults: Faults) -> None:
         """New faults, in place of all the old ones; the calls held look at them (Faults.holds)."""

@@ -25,10 +25,14 @@ from filecleanup.storage.base import (
 )
 from filecleanup.storage.limits import (
     MIN_COOLDOWN_SECONDS,
+    MIN_PACED_RATE,
+    PACE_CUT_RATIO,
+    PACE_GROWTH,
     THROTTLED_WAIT_SECONDS,
     AdaptiveSlots,
     AimdLimit,
     Limiter,
+    PacedRate,
     TokenBucket,
 )
 from filecleanup.storage.transport import parse_retry_after
@@ -166,10 +170,12 @@ class TestAimd:
 
 
 class TestLimiter:
-    def test_retry_after_is_the_wait_and_a_long_one_means_unavailable(self) -> None:
+    def test_retry_after_is_the_least_wait_spread_by_half_and_a_long_one_means_unavailable(self) -> None:
         clock = FakeClock()
-        limiter = Limiter(8, adaptive=AdaptiveConcurrency(unavailable_after_seconds=30), clock=clock)
-        assert limiter.throttled(retry_after=2.0) == 2.0
+        limiter = Limiter(
+            8, adaptive=AdaptiveConcurrency(unavailable_after_seconds=30), clock=clock, jitter=lambda: 0.5
+        )
+        assert limiter.throttled(retry_after=2.0) == 2.5  # calls refused together come back apart
         assert limiter.throttled(retry_after=31.0) is None
 
     def test_without_retry_after_the_wait_is_about_a_second(self) -> None:
@@ -182,6 +188,7 @@ class TestLimiter:
             8,
             adaptive=AdaptiveConcurrency(initial_requests=1, unavailable_after_seconds=10),
             clock=clock,
+            jitter=lambda: 0.0,
         )
         assert limiter.throttled(retry_after=1.0) == 1.0
         clock.now += 9
@@ -201,7 +208,7 @@ class TestLimiter:
     def test_a_retry_after_shorter_than_the_default_wait_waits_the_default(self) -> None:
         limiter = Limiter(8, adaptive=AdaptiveConcurrency(), clock=FakeClock(), jitter=lambda: 0.5)
         assert limiter.throttled(retry_after=0.2) == pytest.approx(0.75)
-        assert limiter.throttled(retry_after=0.9) == pytest.approx(0.9)
+        assert limiter.throttled(retry_after=0.9) == pytest.approx(0.9 * 1.25)  # a hint, spread
 
     def test_a_huge_retry_after_does_not_stop_later_cuts(self) -> None:
         clock = FakeClock()
@@ -213,8 +220,10 @@ class TestLimiter:
         assert limiter.throttled(retry_after=9_999_999_999.0) is None  # longer than the bound: an outage
         assert limiter.limit == 11
         clock.now += 30  # the hint counts for no more than the bound
-        assert limiter.throttled(retry_after=1.0) == 1.0
-        assert limiter.limit == 7
+        assert 1.0 <= (limiter.throttled(retry_after=1.0) or 0) <= 1.5
+        assert limiter.limit == 11  # paced since the first cut: this one cuts the pace
+        assert limiter.pacing is not None
+        assert limiter.pacing.cut_at == clock.now
 
     @given(
         retry_after=st.none() | st.floats(),
@@ -234,10 +243,11 @@ class TestLimiter:
         wait = limiter.throttled(retry_after)
         default = THROTTLED_WAIT_SECONDS * (0.5 + 0.5 * jitter)
         assert wait is None or default <= wait <= bound
-        cut = limiter.limit
         clock.now += max(bound, MIN_COOLDOWN_SECONDS)
         limiter.throttled(retry_after=None)
-        assert limiter.limit < cut
+        assert limiter.limit < 64  # the first cut: the width
+        assert limiter.pacing is not None
+        assert limiter.pacing.cut_at == clock.now  # and this one: the pace
 
     def test_without_adaptive_concurrency_the_limit_stays_at_the_maximum(self) -> None:
         limiter = Limiter(8, clock=FakeClock())
@@ -488,3 +498,66 @@ async def test_a_delete_sent_again_after_a_throttle_takes_its_tokens_again(slept
     assert (await storage.delete(KEYS, gate=OPEN_GATE)).deleted == set(KEYS)
     assert backend.deleted == [KEYS, KEYS]
     assert slept == [pytest.approx(1.0)]
+
+
+class TestPacing:
+    """A throttled storage is paced just under what it admitted (as the AWS SDKs' adaptive mode paces
+    it), beside the in-flight limit; a cut takes effect at once."""
+
+    def test_the_pace_starts_just_under_the_admitted_rate_and_grows_slowly(self) -> None:
+        pace = PacedRate(admitted=20.0, cut_at=100.0)
+        assert pace.rate(100.0) == pytest.approx(PACE_CUT_RATIO * 20.0)
+        assert pace.rate(104.0) == pytest.approx(PACE_CUT_RATIO * 20.0 + 4 * PACE_GROWTH)
+
+    def test_after_a_throttle_calls_are_paced_at_what_the_storage_admitted(self) -> None:
+        clock = FakeClock()
+        limiter = Limiter(
+            16, adaptive=AdaptiveConcurrency(initial_requests=16), clock=clock, jitter=lambda: 0.0
+        )
+        for _ in range(20):  # admitted 20 calls in the last second
+            clock.now += 0.05
+            limiter.succeeded()
+        limiter.throttled(retry_after=1.0)
+        assert limiter.pacing is not None
+        assert limiter.pacing.admitted == 20.0
+        assert limiter.limit == 11  # the first throttle cuts the width too
+        clock.now += 2.0
+        limiter.throttled(retry_after=1.0)
+        assert limiter.limit == 11  # later ones cut the pace only
+
+    async def test_a_cut_retimes_the_calls_already_waiting_for_the_pace(self) -> None:
+        """Calls given a time at the old pace would go out as a burst right after a refusal: at a cut,
+        each takes its time again, at the new rate."""
+        clock = FakeClock()
+        limiter = Limiter(
+            16, adaptive=AdaptiveConcurrency(initial_requests=16), clock=clock, jitter=lambda: 0.0
+        )
+        limiter.throttled(retry_after=None)  # paced at the floor: nothing admitted yet
+        slept: list[float] = []
+        cut = asyncio.Event()
+        real_sleep = asyncio.sleep
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            if len(slept) == 1:
+                await cut.wait()  # held here while the storage throttles again
+            else:
+                clock.now += seconds
+            await real_sleep(0)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(asyncio, "sleep", sleep)
+            waiting = asyncio.create_task(limiter.pace())
+            await real_sleep(0)
+            clock.now += MIN_COOLDOWN_SECONDS
+            limiter.throttled(retry_after=None)  # a second cut while the call waits
+            cut.set()
+            await waiting
+        assert len(slept) == 2  # it waited, then took its time again at the new pace
+
+    @given(admitted=st.integers(1, 1000), elapsed=st.floats(0, 3600))
+    def test_the_pace_never_falls_below_the_floor_and_only_grows_between_cuts(
+        self, admitted: int, elapsed: float
+    ) -> None:
+        pace = PacedRate(admitted=float(admitted), cut_at=0.0)
+        assert MIN_PACED_RATE <= pace.rate(elapsed) <= pace.rate(elapsed + 1)

@@ -326,6 +326,7 @@ class ConcurrencyLimited:
         try started. Each try takes the rate limits' tokens: ``calls`` calls and a key per key."""
         metrics, name = self._metrics, self.name
         await self._limiter.acquire(len(keys), calls)
+        holding = True  # a slot under the in-flight limit
         try:
             # The wait for a turn can be long (other objects, throttling): whoever asked may have
             # changed its mind, and a suspended or paused object must not send what it queued.
@@ -351,15 +352,22 @@ class ConcurrencyLimited:
                     metrics.calls_in_flight.labels(name).dec()
                 if wait is None:
                     break
-                # The call keeps its slot while it waits: refused calls come back no faster than the
-                # limit lets them, or their own arrivals would keep the storage refusing. Sent again,
-                # it is as many requests again: it waits for their tokens too.
+                # The refused call gives its slot up while it waits, and comes back when the pace of
+                # the storage's admitted rate lets it (limits.py): a call of its own again, as many
+                # requests again, so it waits for their tokens and a slot too. Slots held by waiting
+                # calls would starve the calls the storage would take meanwhile.
+                self._limiter.release()
+                holding = False
                 await asyncio.sleep(max(wait, self._limiter.reserve(len(keys), calls)))
                 if not may_start():
                     raise NotSent  # the storage refused it: nothing was done
+                await self._limiter.take_slot()
+                holding = True
+                await self._limiter.pace(calls)
             self._limiter.succeeded()
         finally:
-            self._limiter.release()
+            if holding:
+                self._limiter.release()
         metrics.concurrency_limit.labels(name).set(self._limiter.limit)
         metrics.storage_available.labels(name).set(1)
         return result, started

@@ -13,12 +13,23 @@ How the limit moves, after Netflix's concurrency-limits AIMDLimit and TCP's cong
 - **Additive increase**: after the first throttle, one slot more per ``limit`` successful calls
   (about one per round trip), and only while at least half the slots are in use (an idle limit proves
   nothing about what the storage takes).
-- **Multiplicative decrease**: a throttled call (429, 503, S3 SlowDown) cuts the limit to
-  ``backoff_ratio`` of itself, at most once per ``cooldown``: the calls already in flight when the
-  storage started refusing report the same congestion, and cutting for each would collapse the limit.
+- **Multiplicative decrease**: the first throttled call (429, 503, S3 SlowDown) cuts the limit to
+  ``backoff_ratio`` of itself; later ones cut the pace (below) instead, at most once per ``cooldown``:
+  the calls already in flight when the storage started refusing report the same congestion, and
+  cutting for each would collapse the limit.
   The cooldown is the refused call's wait capped at the storage's ``unavailableAfterSeconds``, and at
   least a second: no ``Retry-After`` can switch the cuts off.
 - Never above ``maximum`` (maxConcurrentRequests) nor below ``minimum``.
+
+Slots alone cannot hold a storage that admits a rate, not a width (S3 and GCS refuse past a number of
+calls a second): once it throttles, a storage is also **paced** (:class:`PacedRate`), as the AWS SDKs'
+adaptive retry mode paces it, and later throttles cut the pace, not the slots. At a cut, the pace is
+set to ``PACE_CUT_RATIO`` of what the storage admitted over the last second (or of the pace, if that
+was higher), and grows by ``PACE_GROWTH`` calls a second every second, never beyond twice what the
+storage is measured to admit: it settles just under the rate the storage takes, and probes above it
+slowly. A cut takes effect at once: the calls already waiting for the pace take their times again, at
+the new rate, so that no burst paced at the old rate follows a refusal (a storage that counts refused
+calls in its window would go on refusing for a second).
 
 A ``Retry-After`` is a hint from a peer: one of no wait (0, or a date in the past) or shorter than the
 default wait counts for the default wait (about a second, jittered), so that refused calls never come
@@ -95,14 +106,16 @@ class AimdLimit:
             self.limit = min(self.maximum, self.limit + 1)
             self.successes = 0
 
-    def throttled(self, now: float, cooldown: float) -> None:
-        """A call was refused for overload: cut the limit, unless it was cut less than a cooldown ago."""
+    def throttled(self, now: float, cooldown: float, *, cut: bool = True) -> None:
+        """A call was refused for overload: cut the limit, unless it was cut less than a cooldown ago
+        (or ``cut`` is false: the storage is paced, and the pace is what is cut)."""
         if now >= self.quiet_until:
             self.ramping_up = False
-            self.limit = max(self.minimum, math.floor(self.limit * self.backoff_ratio))
+            if cut:
+                self.limit = max(self.minimum, math.floor(self.limit * self.backoff_ratio))
             self.successes = 0
             self.quiet_until = now + cooldown
-        if self.limit == self.minimum and self.throttled_at_minimum_since is None:
+        if (self.limit == self.minimum or not cut) and self.throttled_at_minimum_since is None:
             self.throttled_at_minimum_since = now
 
     def throttled_at_minimum_for(self, now: float) -> float:
@@ -152,6 +165,46 @@ class AdaptiveSlots:
                 self.in_flight += 1
 
 
+PACE_CUT_RATIO = 0.9  # a cut paces at this share of what the storage admitted
+PACE_GROWTH = 0.5  # calls a second, added to the pace every second without a throttle
+MIN_PACED_RATE = 0.5  # calls a second: a storage that admitted nothing is still asked now and then
+PACE_BURST_SECONDS = 0.1  # a paced storage gets its calls spread out, not in bursts of a second
+RATE_WINDOW_SECONDS = 1.0  # the admitted rate is measured over this sliding window
+
+
+@dataclass
+class PacedRate:
+    """The rate a throttled storage is paced at: ``PACE_CUT_RATIO`` of ``admitted`` (what it admitted
+    in the second before it throttled) at ``cut_at``, then ``PACE_GROWTH`` calls a second more every
+    second."""
+
+    admitted: float
+    cut_at: float
+
+    def rate(self, now: float) -> float:
+        grown = PACE_GROWTH * max(0.0, now - self.cut_at)
+        return max(MIN_PACED_RATE, PACE_CUT_RATIO * self.admitted + grown)
+
+
+@dataclass
+class AdmittedCalls:
+    """When the storage admitted its last calls: the rate over the last RATE_WINDOW_SECONDS."""
+
+    times: collections.deque[float] = field(default_factory=collections.deque)
+
+    def add(self, now: float) -> None:
+        self.times.append(now)
+        self._forget(now)
+
+    def rate(self, now: float) -> float:
+        self._forget(now)
+        return len(self.times) / RATE_WINDOW_SECONDS
+
+    def _forget(self, now: float) -> None:
+        while self.times and self.times[0] <= now - RATE_WINDOW_SECONDS:
+            self.times.popleft()
+
+
 # Without a Retry-After, or with one that asks for less, a throttled call waits about this long
 # (jittered between half of it and all of it) before it is sent again.
 THROTTLED_WAIT_SECONDS = 1.0
@@ -193,14 +246,19 @@ class Limiter:
             )
             self._unavailable_after = adaptive.unavailable_after_seconds
         self._slots = AdaptiveSlots(self.aimd)
+        self._adaptive = adaptive is not None
+        self._admitted = AdmittedCalls()
+        self.pacing: PacedRate | None = None
+        self._pace: TokenBucket | None = None
+        self._cuts = 0  # a call that waited for the pace through a cut takes its time again
 
     @property
     def limit(self) -> int:
         return self.aimd.limit
 
     def reserve(self, keys: int, calls: int = 1) -> float:
-        """Take the buckets' tokens for ``calls`` calls of ``keys`` keys in all; the seconds to wait
-        before sending them (0 when the tokens were there)."""
+        """Take the configured buckets' tokens for ``calls`` calls of ``keys`` keys in all; the seconds
+        to wait before sending them (0 when the tokens were there). The pace is :meth:`pace`'s."""
         now = self._clock()
         waits = [
             bucket.reserve(amount, now)
@@ -209,11 +267,46 @@ class Limiter:
         ]
         return max(waits, default=0.0)
 
+    def _follow_pacing(self, now: float) -> None:
+        """The pace bucket's rate, as the curve has it now, but at most twice what the storage admits
+        now (as botocore caps it: the curve never runs far ahead of what is measured), and never less
+        than what it admitted at the cut (a storage idle since is not paced below that)."""
+        if self.pacing is None or self._pace is None:
+            return
+        measured = 2 * self._admitted.rate(now)
+        rate = min(self.pacing.rate(now), max(self.pacing.admitted, measured))
+        self._pace.reserve(0, now)  # the tokens earned at the old rate, up to now
+        self._pace.rate, self._pace.capacity = rate, max(1.0, rate * PACE_BURST_SECONDS)
+
     async def acquire(self, keys: int, calls: int = 1) -> None:
-        """Wait for the buckets' tokens (``calls`` calls, ``keys`` keys), then for a slot."""
+        """Wait for the configured buckets' tokens (``calls`` calls, ``keys`` keys), then for a slot,
+        then for the pace. The pace is taken last, with the slot held: a call queued for a slot before
+        the storage throttled is paced like any other."""
         wait = self.reserve(keys, calls)
         if wait > 0:
             await asyncio.sleep(wait)
+        await self._slots.acquire()
+        try:
+            await self.pace(calls)
+        except asyncio.CancelledError:
+            self._slots.release()
+            raise
+
+    async def pace(self, calls: int = 1) -> None:
+        """Wait for the pace of a throttled storage (none while it is not paced)."""
+        while True:
+            cuts = self._cuts
+            now = self._clock()
+            self._follow_pacing(now)
+            wait = self._pace.reserve(calls, now) if self._pace else 0.0
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+            if self._cuts == cuts:
+                return
+
+    async def take_slot(self) -> None:
+        """A slot alone, for a call whose tokens are already taken (one sent again)."""
         await self._slots.acquire()
 
     def release(self) -> None:
@@ -221,21 +314,41 @@ class Limiter:
 
     def succeeded(self) -> None:
         """The call was not throttled (whatever it said about the keys)."""
+        self._admitted.add(self._clock())
         self.aimd.succeeded(self._slots.in_flight)
         self._slots.wake()
 
     def throttled(self, retry_after: float | None) -> float | None:
         """Seconds before the refused call is sent again: its ``Retry-After``, but never less than the
         default jittered wait (a hint of 0, or of a date in the past, would have it sent again at once);
-        None once the storage has refused calls at the minimum limit for longer than the bound (or
-        asks for a longer wait than that): then it is unavailable. The cut's cooldown is the wait,
+        None once the storage has refused every call, at the minimum limit or while paced, for longer
+        than the bound (or asks for a longer wait than that): then it is unavailable. The cut's cooldown is the wait,
         capped at the bound, so that no hint stops the limit's cuts."""
         now = self._clock()
-        default = THROTTLED_WAIT_SECONDS * (0.5 + 0.5 * self._jitter())
+        jitter = self._jitter()
+        default = THROTTLED_WAIT_SECONDS * (0.5 + 0.5 * jitter)
         # "not > 0" is also true for NaN: no usable hint.
-        wait = default if retry_after is None or not retry_after > 0 else max(retry_after, default)
+        hinted = retry_after is not None and retry_after > default
+        wait = retry_after if hinted and retry_after is not None else default
         bound = self._unavailable_after
-        self.aimd.throttled(now, cooldown=max(min(wait, bound), MIN_COOLDOWN_SECONDS))
+        paced = self.pacing is not None  # the pace is the control; the width of the slots stays
+        if self._adaptive and now >= self.aimd.quiet_until:
+            self._pace_at_admitted(now)
+        self.aimd.throttled(now, cooldown=max(min(wait, bound), MIN_COOLDOWN_SECONDS), cut=not paced)
         if wait > bound or self.aimd.throttled_at_minimum_for(now) > bound:
             return None
-        return wait
+        # A hint is a least wait: the calls refused together are spread over half as long again, so
+        # that they do not all come back in the same instant.
+        return min(bound, wait * (1 + jitter / 2)) if hinted else wait
+
+    def _pace_at_admitted(self, now: float) -> None:
+        """A cut: from now on, calls are paced just under what the storage admitted in the last
+        second, and every call waiting for the pace takes its time again, at the new rate."""
+        measured = self._admitted.rate(now)
+        admitted = max(measured, self.pacing.rate(now)) if self.pacing else measured
+        self.pacing = PacedRate(admitted=max(MIN_PACED_RATE, admitted), cut_at=now)
+        rate = self.pacing.rate(now)
+        self._pace = TokenBucket(
+            rate=rate, capacity=max(1.0, rate * PACE_BURST_SECONDS), tokens=0.0, updated=now
+        )
+        self._cuts += 1
