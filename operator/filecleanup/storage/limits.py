@@ -322,8 +322,8 @@ class Limiter:
         """Seconds before the refused call is sent again: its ``Retry-After``, but never less than the
         default jittered wait (a hint of 0, or of a date in the past, would have it sent again at once);
         None once the storage has refused every call, at the minimum limit or while paced, for longer
-        than the bound (or asks for a longer wait than that): then it is unavailable. The cut's cooldown is the wait,
-        capped at the bound, so that no hint stops the limit's cuts."""
+        than the bound (or asks for a longer wait than that): then it is unavailable. The cut's
+        cooldown is the wait, capped at the bound, so that no hint stops the cuts."""
         now = self._clock()
         jitter = self._jitter()
         default = THROTTLED_WAIT_SECONDS * (0.5 + 0.5 * jitter)
