@@ -66,16 +66,20 @@ class Faults:
     # later one wait before they do anything. 0: none. See :meth:`holds`.
     hold_from_call: int = 0
     pass_keys: list[str] = field(default_factory=list)  # a call carrying one of these is never held
+    pass_clients: list[str] = field(default_factory=list)  # a call from one of these addresses neither
 
-    def holds(self, number: int, keys: list[str]) -> bool:
-        """Whether the gate holds the delete call numbered ``number``, which carries ``keys``.
+    def holds(self, number: int, keys: list[str], client: str | None) -> bool:
+        """Whether the gate holds the delete call numbered ``number``, which carries ``keys`` and came
+        from the address ``client``.
 
         A held call looks again each time the faults are set: it goes on once they hold it no more. So
         setting them without ``hold_from_call`` lets every held call go; raising it by K lets exactly
         the next K calls through, in the order they came; and ``pass_keys`` lets the call carrying one
         of those keys go before the others (a test chooses which call is answered first).
+        ``pass_clients`` lets one client work on while every other one waits (a replica that is
+        stopping, say, while its successor's calls are held).
         """
-        if not self.hold_from_call or number < self.hold_from_call:
+        if not self.hold_from_call or number < self.hold_from_call or client in self.pass_clients:
             return False
         return set(self.pass_keys).isdisjoint(keys)
 
@@ -136,13 +140,13 @@ class ServerState:
         waking, self.faults_set = self.faults_set, asyncio.Event()
         waking.set()
 
-    async def gate(self, stats: Stats, number: int, keys: list[str]) -> None:
+    async def gate(self, stats: Stats, number: int, keys: list[str], client: str | None) -> None:
         """Wait while the faults hold the delete call numbered ``number`` (Faults.holds)."""
-        if not self.faults.holds(number, keys):
+        if not self.faults.holds(number, keys, client):
             return
         stats.held += 1
         try:
-            while self.faults.holds(number, keys):
+            while self.faults.holds(number, keys, client):
                 await self.faults_set.wait()
         finally:
             stats.held -= 1
@@ -246,7 +250,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     stats.in_flight += 1
     stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
     try:
-        await state.gate(stats, stats.calls, keys)
+        await state.gate(stats, stats.calls, keys, request.remote)
         faults = state.faults  # as set when the call was let through
         if faults.statuses:
             headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}

@@ -127,11 +127,14 @@ def test_a_deleted_pod_is_replaced_and_the_new_one_resumes_with_exact_counts(
 ) -> None:
     namespace, keys = start_big_cleanup(storages, kube, 1000, latency=0.2)
     (old,) = release.pods()
+    # The old pod's calls go on; its successor's wait at the storage until the old pod's count is read.
+    storages.http.fault(latency_seconds=0.2, hold_from_call=1, pass_clients=[old["status"]["podIP"]])
     started = time.monotonic()
     release.kubectl("delete", "pod", old["metadata"]["name"], "--wait=true")  # SIGTERM, grace period
     seconds = time.monotonic() - started
     stopped = get_cleanup(kube, namespace, "album-big")["status"]
     assert stopped["deleted"] == storages.http.stats()["removed_files"]  # every confirmed deletion recorded
+    storages.http.fault(latency_seconds=0.2)
     done = wait_for_phase(kube, namespace, "album-big", "Succeeded", timeout=120)["status"]
     assert (done["total"], done["deleted"], done["failed"]) == (1000, 1000, 0)
     requested = storages.http.stats()["requested"]
