@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.album.cli_outbox import OutboxCollector
 from filecleanup.album.client import ALBUM_LABEL, FileCleanupClient
-from filecleanup.album.outbox import TABLE, Connection, Dialect, Outbox, Relay, State, create_table, enqueue
+from filecleanup.album.outbox import (
+    DAY,
+    TABLE,
+    Connection,
+    Dialect,
+    Outbox,
+    Relay,
+    State,
+    create_table,
+    enqueue,
+)
 from tests.conftest import CRD_FILE
 from tests.kube import Kube
 from tests.postgres import PostgresServer
@@ -300,6 +311,55 @@ def test_keys_come_out_of_the_outbox_exactly_as_they_went_in(database: Database)
         connection.commit()
     (row,) = Outbox(connect, dialect).claim(batch=1, claim_seconds=60)
     assert row.keys == TRICKY_KEYS
+
+
+async def test_a_rows_grace_period_counts_from_the_albums_deletion(
+    private_kube: Kube, database: Database, client: FileCleanupClient
+) -> None:
+    connect, dialect = database
+    namespace = private_kube.create_namespace(f"outbox-grace-{dialect}")
+    with contextlib.closing(connect()) as connection:
+        enqueue(connection, dialect, "5", album_keys(5), namespace=namespace, grace_seconds=3 * DAY)
+        enqueue(connection, dialect, "6", album_keys(6), namespace=namespace)
+        connection.commit()
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT created_at FROM {TABLE} WHERE album_id = '5'")  # noqa: S608
+        (deleted_at,) = cursor.fetchone()
+    assert await Relay(connect, dialect, client).run_once() == 2
+    graced, plain = [await client.get(f"album-{album}", namespace=namespace) for album in (5, 6)]
+    start = datetime.datetime.fromtimestamp(deleted_at + 3 * DAY, datetime.UTC)
+    assert graced["spec"]["startAfter"] == f"{start:%Y-%m-%dT%H:%M:%SZ}"
+    assert "startAfter" not in plain["spec"]
+
+
+OUTBOX_BEFORE_GRACE = f"""CREATE TABLE {TABLE} (
+    id {{id_column}}, album_id TEXT NOT NULL, namespace TEXT NOT NULL, storage TEXT, keys TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+    created_at DOUBLE PRECISION NOT NULL, next_attempt_at DOUBLE PRECISION NOT NULL,
+    delivered_at DOUBLE PRECISION
+)"""
+
+
+def test_a_table_made_before_grace_periods_gains_the_column_and_keeps_its_rows(database: Database) -> None:
+    connect, dialect = database
+    with contextlib.closing(connect()) as connection:
+        cursor = connection.cursor()
+        cursor.execute(f"DROP TABLE {TABLE}")
+        cursor.execute(OUTBOX_BEFORE_GRACE.format(id_column=dialect.id_column))
+        cursor.execute(
+            f"INSERT INTO {TABLE} (album_id, namespace, keys, created_at, next_attempt_at) "  # noqa: S608
+            "VALUES ('1', 'photos', '[\"albums/1/a.jpg\"]', 0, 0)"
+        )
+        connection.commit()
+        for _ in range(2):  # every relay's start runs it: the second finds the column there
+            create_table(connection, dialect)
+            connection.commit()
+        enqueue(connection, dialect, "2", ["albums/2/a.jpg"], grace_seconds=60)
+        connection.commit()
+    old, new = Outbox(connect, dialect).claim(batch=2, claim_seconds=60)
+    assert (old.album_id, old.keys, old.start_after) == ("1", ["albums/1/a.jpg"], None)
+    assert new.start_after is not None
+    assert 59 < new.start_after - time.time() <= 60
 
 
 def test_the_cli_lists_and_redrives_dead_rows(tmp_path: Path) -> None:

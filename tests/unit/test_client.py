@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import io
 import tempfile
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filecleanup.album.cli import read_keys, table
+from filecleanup.album.cli import duration, read_keys, table
 from filecleanup.album.client import (
     ALBUM_LABEL,
     MAX_OBJECT_KEY_BYTES,
@@ -42,6 +43,25 @@ def test_a_dry_run_of_the_same_keys_is_not_the_same_request() -> None:
     existing = {**wanted, "spec": {**wanted["spec"], "dryRun": True}}
     assert _same_request({**wanted, "spec": {**wanted["spec"], "dryRun": False}}, wanted)
     assert not _same_request(existing, wanted)
+
+
+def test_a_grace_period_is_an_instant_in_utc_and_a_resubmission_keeps_the_first() -> None:
+    paris = datetime.timezone(datetime.timedelta(hours=1))
+    (wanted,) = manifests(
+        "42", ["albums/42/a.jpg"], start_after=datetime.datetime(2027, 1, 1, 13, 0, 5, 9, paris)
+    )
+    assert wanted["spec"]["startAfter"] == "2027-01-01T12:00:05Z"
+    (again,) = manifests("42", ["albums/42/a.jpg"], start_after=datetime.datetime(2027, 2, 1, tzinfo=paris))
+    assert _same_request(wanted, again)
+    with pytest.raises(ValueError, match="must carry its time zone"):
+        manifests("42", ["albums/42/a.jpg"], start_after=datetime.datetime(2027, 1, 1))  # noqa: DTZ001
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90.0), ("10m", 600.0), ("1h", 3600.0), ("7d", 604_800.0)]
+)
+def test_a_grace_period_is_given_as_kubectl_gives_durations_or_in_days(text: str, seconds: float) -> None:
+    assert duration(text) == seconds
 
 
 class TestSplit:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import sys
@@ -44,6 +45,8 @@ examples:
   filecleanup status -A -o yaml                      # every namespace, as YAML
   filecleanup status --album 42 -n photos            # one album, all of its parts
   filecleanup wait album-42 -n photos --timeout 10m  # exit 0 Succeeded, 1 Failed, 2 timed out
+  filecleanup submit --album 42 --keys-file keys.txt -n photos --grace 7d  # undoable for 7 days
+  filecleanup undo album-42 -n photos                # cancel it while it waits: nothing deleted
   filecleanup retry album-42 -n photos               # redrive a Failed one: only its failed keys
   filecleanup failed album-42 -n photos              # every failed key with its error (key<TAB>error)
   filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
@@ -86,6 +89,15 @@ def parser() -> argparse.ArgumentParser:
     )
     add_namespace(submit)
     submit.add_argument(
+        "--grace",
+        type=duration,
+        metavar="DURATION",
+        help=(
+            "a grace period, e.g. 7d: nothing is deleted before it ends, and `undo` cancels the objects "
+            "until then (spec.startAfter)"
+        ),
+    )
+    submit.add_argument(
         "--storage-config",
         type=Path,
         metavar="FILE",
@@ -116,6 +128,18 @@ def parser() -> argparse.ArgumentParser:
     wait.add_argument("name", help="the FileCleanup's name, e.g. album-42")
     add_namespace(wait)
     wait.add_argument("--timeout", type=duration, default=300.0, help="e.g. 90s, 10m, 1h (default: 5m)")
+
+    undo = commands.add_parser(
+        "undo",
+        help="cancel a FileCleanup that waits for its start (submit --grace): nothing is deleted",
+        description=(
+            "Delete a FileCleanup that is waiting for its grace period to end (spec.startAfter) and has "
+            "sent nothing to the storage; say what it kept. The delete is conditional on the version read, "
+            "so an object that started meanwhile is left alone, and this says so."
+        ),
+    )
+    undo.add_argument("name", help="the FileCleanup's name, e.g. album-42")
+    add_namespace(undo)
 
     retry = commands.add_parser(
         "retry",
@@ -151,13 +175,13 @@ def add_namespace(command: argparse.ArgumentParser) -> None:
 
 
 def duration(text: str) -> float:
-    """Seconds from kubectl's duration forms: 90, 90s, 10m, 1h."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    """Seconds from kubectl's duration forms, and days: 90, 90s, 10m, 1h, 7d."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
     number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
     try:
         seconds = float(number) * units[unit]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 10m, 1h)") from None
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 10m, 1h, 7d)") from None
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"not a positive duration: {text!r}")
     return seconds
@@ -199,14 +223,20 @@ def table(summaries: Sequence[ObjectSummary], *, with_namespace: bool) -> str:
 
 async def submit(client: FileCleanupClient, args: argparse.Namespace) -> int:
     keys = read_keys(args.keys_file)
+    start_after = None
+    if args.grace is not None:
+        start_after = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=args.grace)
+    options = {"namespace": args.namespace, "storage": args.storage, "start_after": start_after}
     if args.storage_config is None:
-        names = await client.submit(args.album, keys, namespace=args.namespace, storage=args.storage)
+        names = await client.submit(args.album, keys, **options)
     else:
         async with manifest_store(args.storage_config, args.storage) as store:
-            names = await client.submit(
-                args.album, keys, namespace=args.namespace, storage=args.storage, manifest_store=store
-            )
+            names = await client.submit(args.album, keys, manifest_store=store, **options)
     print(f"album {args.album}: {len(set(keys))} keys in {len(names)} FileCleanup(s): {', '.join(names)}")
+    if start_after is not None:
+        print(
+            f"nothing is deleted before {start_after:%Y-%m-%dT%H:%M:%SZ}; until then: filecleanup undo NAME"
+        )
     return 0
 
 
@@ -254,6 +284,18 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
     )
     print(f"\n{printable(summary)}")
     return 0 if album.objects else 1
+
+
+async def undo(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    undone = await client.undo(args.name, namespace=args.namespace)
+    kept = f"the keys listed in manifest {undone.manifest}" if undone.manifest else f"its {undone.keys} keys"
+    print(
+        printable(
+            f"{args.namespace}/{args.name}: undone before its start at {undone.start_after}; nothing was "
+            f"sent to the storage, {kept} are kept"
+        )
+    )
+    return 0
 
 
 async def retry(client: FileCleanupClient, args: argparse.Namespace) -> int:
@@ -315,6 +357,7 @@ COMMANDS: dict[str, Callable[[FileCleanupClient, argparse.Namespace], Awaitable[
     "status": status,
     "wait": wait,
     "retry": retry,
+    "undo": undo,
     "failed": failed,
     "relay": cli_outbox.relay,
 }

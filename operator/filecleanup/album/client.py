@@ -13,6 +13,7 @@ the same calls without ``await``.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import re
 import uuid
@@ -22,9 +23,21 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 from kubernetes.aio import client as k8s
+from pydantic import ValidationError
 
 from filecleanup.api import kube
-from filecleanup.api.models import API_VERSION, GROUP, KIND, MAX_KEYS, PLURAL, VERSION, Phase
+from filecleanup.api.models import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    MAX_KEYS,
+    PLURAL,
+    VERSION,
+    ConditionType,
+    FileCleanupStatus,
+    Phase,
+    Reason,
+)
 from filecleanup.storage.base import ObjectStore
 
 ALBUM_LABEL = f"{GROUP}/album"
@@ -124,9 +137,11 @@ def manifests(
     storage: str | None = None,
     ttl_seconds_after_finished: int | None = None,
     manifest: str | None = None,
+    start_after: datetime.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The album's FileCleanup objects: its keys split over as few as fit, or one object pointing to
-    the key manifest ``manifest`` (already in the storage)."""
+    the key manifest ``manifest`` (already in the storage). With ``start_after`` (aware), nothing is
+    sent before then: the album's deletion can be undone until that time (``undo``)."""
     album_label(album_id)
     parts = split_keys(keys)
     if not parts:
@@ -140,6 +155,10 @@ def manifests(
         options["storage"] = storage
     if ttl_seconds_after_finished is not None:
         options["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
+    if start_after is not None:
+        if start_after.utcoffset() is None:
+            raise ValueError("start_after must carry its time zone (a bare time names no instant)")
+        options["startAfter"] = start_after.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for part, (name, part_keys) in enumerate(zip(names, parts, strict=True)):
         labels = {ALBUM_LABEL: album_label(album_id), PART_LABEL: str(part), PARTS_LABEL: str(len(parts))}
         result.append(
@@ -245,9 +264,13 @@ class FileCleanupClient:
         storage: str | None = None,
         ttl_seconds_after_finished: int | None = None,
         manifest_store: ObjectStore | None = None,
+        start_after: datetime.datetime | None = None,
     ) -> list[str]:
         """Create the album's FileCleanups; the names of all of them. An identical object that already
         exists counts as created; one with other keys raises :class:`SubmitConflict`.
+
+        With ``start_after``, nothing is sent before that time, and :meth:`undo` cancels the objects
+        until then. A repeated submission keeps the first one's time.
 
         With a ``manifest_store`` (the storage the keys are in), an album too big for one object is
         written there as a key manifest first, and one small object points to it."""
@@ -263,6 +286,7 @@ class FileCleanupClient:
             storage=storage,
             ttl_seconds_after_finished=ttl_seconds_after_finished,
             manifest=manifest,
+            start_after=start_after,
         ):
             name = manifest_object["metadata"]["name"]
             try:
@@ -320,9 +344,83 @@ class FileCleanupClient:
         )
         return nonce
 
+    async def undo(self, name: str, *, namespace: str = "default") -> Undone:
+        """Delete an object that is waiting for its start (spec.startAfter) and has sent nothing; what it
+        kept. The delete is conditional on the version read: the operator writes the end of the wait
+        before its first call, so an object that started meanwhile is not deleted (ValueError)."""
+        for _ in range(UNDO_ATTEMPTS):
+            obj = await self.get(name, namespace=namespace)
+            waiting = _waiting_for_start(obj)
+            if waiting is None:
+                status = obj.get("status") or {}
+                phase, deleted, total = (
+                    status.get("phase", "Pending"),
+                    status.get("deleted", 0),
+                    status.get("total", 0),
+                )
+                raise ValueError(
+                    f"{namespace}/{name} is not waiting for its start (phase {phase}, {deleted} of {total} "
+                    "keys deleted): nothing was undone"
+                )
+            metadata = obj["metadata"]
+            preconditions = k8s.V1Preconditions(
+                resource_version=metadata["resourceVersion"], uid=metadata["uid"]
+            )
+            try:
+                await self._objects.delete_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    body=k8s.V1DeleteOptions(preconditions=preconditions),
+                )
+            except k8s.ApiException as error:
+                if error.status != CONFLICT:
+                    raise
+                continue  # changed meanwhile (the operator's bookkeeping, or its start): look again
+            spec = obj["spec"]
+            manifest = (spec.get("manifest") or {}).get("key")
+            return Undone(name, namespace, waiting, len(spec.get("keys") or []), manifest)
+        raise ValueError(
+            f"{namespace}/{name} kept changing while it was undone; nothing was undone, try again"
+        )
+
     async def get(self, name: str, *, namespace: str = "default") -> dict[str, Any]:
         obj = await self._objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         return cast("dict[str, Any]", obj)
+
+
+UNDO_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Undone:
+    """An object deleted before it sent anything: its keys are all still in the storage."""
+
+    name: str
+    namespace: str
+    start_after: str  # when it would have started
+    keys: int  # its own keys (0 with a manifest)
+    manifest: str | None  # the manifest's key, whose keys are all kept too
+
+
+def _waiting_for_start(obj: dict[str, Any]) -> str | None:
+    """The object's spec.startAfter while its status says it waits for it (phase Pending, reason
+    GracePeriod, for the current spec); else None, a status that does not parse included."""
+    start_after = (obj.get("spec") or {}).get("startAfter")
+    try:
+        status = FileCleanupStatus.model_validate(obj.get("status") or {})
+    except ValidationError:
+        return None
+    progressing = status.condition(ConditionType.PROGRESSING)
+    waiting = (
+        status.phase == Phase.PENDING
+        and progressing is not None
+        and progressing.reason == Reason.GRACE_PERIOD
+        and status.observed_generation == obj["metadata"].get("generation")
+    )
+    return start_after if waiting and isinstance(start_after, str) else None
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
@@ -368,3 +466,6 @@ class SyncFileCleanupClient:
 
     def retry(self, name: str, *, namespace: str = "default") -> str:
         return self._runner.run(self._client.retry(name, namespace=namespace))
+
+    def undo(self, name: str, *, namespace: str = "default") -> Undone:
+        return self._runner.run(self._client.undo(name, namespace=namespace))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import sqlite3
@@ -88,10 +89,18 @@ def create_table(connection: Connection, dialect: Dialect) -> None:
             last_error TEXT,
             created_at DOUBLE PRECISION NOT NULL,
             next_attempt_at DOUBLE PRECISION NOT NULL,
-            delivered_at DOUBLE PRECISION
+            delivered_at DOUBLE PRECISION,
+            start_after DOUBLE PRECISION
         )"""
     )
     cursor.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (state, next_attempt_at)")
+    # A table made before rows carried a grace period.
+    if dialect is Dialect.POSTGRESQL:
+        cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS start_after DOUBLE PRECISION")
+    else:
+        cursor.execute(f"PRAGMA table_info({TABLE})")
+        if "start_after" not in {column[1] for column in cursor.fetchall()}:
+            cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN start_after DOUBLE PRECISION")
     # Rows set aside by 0.1.0, under the name it used for them.
     cursor.execute(f"UPDATE {TABLE} SET state = '{State.DEAD}' WHERE state = 'rejected'")  # noqa: S608
 
@@ -104,14 +113,19 @@ def enqueue(
     *,
     namespace: str = "default",
     storage: str | None = None,
+    grace_seconds: float | None = None,
 ) -> None:
-    """Add a row in the caller's transaction; the caller commits it together with the album delete."""
+    """Add a row in the caller's transaction; the caller commits it together with the album delete.
+
+    With ``grace_seconds``, nothing is deleted until that long after the album's deletion (this
+    transaction), and ``filecleanup undo`` cancels the album's objects until then."""
     now = time.time()
+    start_after = None if grace_seconds is None else now + grace_seconds
     mark = dialect.placeholder
     connection.cursor().execute(
-        f"INSERT INTO {TABLE} (album_id, namespace, storage, keys, created_at, next_attempt_at) "  # noqa: S608
-        f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
-        (album_id, namespace, storage, json.dumps(list(keys)), now, now),
+        f"INSERT INTO {TABLE} (album_id, namespace, storage, keys, created_at, next_attempt_at, "  # noqa: S608
+        f"start_after) VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
+        (album_id, namespace, storage, json.dumps(list(keys)), now, now, start_after),
     )
 
 
@@ -123,6 +137,7 @@ class Row:
     storage: str | None
     keys: list[str]
     attempts: int
+    start_after: float | None = None  # Unix time: nothing is deleted before it
 
 
 @dataclass(frozen=True)
@@ -173,13 +188,19 @@ class Outbox:
                 cursor.execute("BEGIN IMMEDIATE")  # the write lock now: no other relay claims meanwhile
             locking = " FOR UPDATE SKIP LOCKED" if self._dialect is Dialect.POSTGRESQL else ""
             cursor.execute(
-                f"SELECT id, album_id, namespace, storage, keys, attempts FROM {TABLE} "  # noqa: S608
+                f"SELECT id, album_id, namespace, storage, keys, attempts, start_after FROM {TABLE} "  # noqa: S608
                 f"WHERE state = {mark} AND next_attempt_at <= {mark} ORDER BY id LIMIT {mark}{locking}",
                 (State.PENDING.value, now, batch),
             )
             rows = [
                 Row(
-                    id=r[0], album_id=r[1], namespace=r[2], storage=r[3], keys=json.loads(r[4]), attempts=r[5]
+                    id=r[0],
+                    album_id=r[1],
+                    namespace=r[2],
+                    storage=r[3],
+                    keys=json.loads(r[4]),
+                    attempts=r[5],
+                    start_after=r[6],
                 )
                 for r in cursor.fetchall()
             ]
@@ -299,8 +320,17 @@ class Relay:
         delivered = 0
         for row in rows:
             try:
+                start_after = (
+                    None
+                    if row.start_after is None
+                    else datetime.datetime.fromtimestamp(row.start_after, datetime.UTC)
+                )
                 await self._client.submit(
-                    row.album_id, row.keys, namespace=row.namespace, storage=row.storage
+                    row.album_id,
+                    row.keys,
+                    namespace=row.namespace,
+                    storage=row.storage,
+                    start_after=start_after,
                 )
             except Exception as error:  # noqa: BLE001  (every failure is classified below)
                 reason = dead_reason(error)

@@ -7,7 +7,7 @@ import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from filecleanup.api.keys import MAX_KEY_LENGTH, key_problem
@@ -65,6 +65,8 @@ class FileCleanupSpec(CamelModel):
     backoff: Backoff = Backoff()
     ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31_536_000)] = None
     active_deadline_seconds: Annotated[int | None, Field(ge=1, le=31_536_000)] = None
+    # A grace period: nothing is sent before this time, and deleting the object meanwhile cancels it.
+    start_after: AwareDatetime | None = None  # with its offset: a bare time names no instant
     retry_nonce: Annotated[str | None, Field(max_length=64)] = None
     # Like a Job's maxFailedIndexes: more keys than this failed for good, and the object is Failed at
     # once (reason MaxFailedKeysExceeded), the rest unsent.
@@ -136,6 +138,8 @@ class Reason(StrEnum):
     DRY_RUN = "DryRun"
     # Progressing, while a run whose status was not trusted starts over from the keys.
     INVALID_STATUS = "InvalidStatus"
+    # Pending until spec.startAfter: nothing is sent yet, and the object may still be cancelled.
+    GRACE_PERIOD = "GracePeriod"
 
 
 class EventReason(StrEnum):

@@ -117,6 +117,17 @@ PAUSE_RECHECK_SECONDS = 30.0
 SUSPENDED_MESSAGE = "suspended (spec.suspend); set it to false to resume"
 
 
+def grace_period(until: datetime.datetime, seconds: float) -> Outcome:
+    """Waiting for spec.startAfter: nothing is sent before it, and deleting the object cancels it."""
+    return Outcome(
+        Phase.PENDING,
+        Reason.GRACE_PERIOD,
+        f"grace period: nothing is sent before {until.isoformat()}; deleting the object cancels it "
+        "(filecleanup undo NAME)",
+        seconds,
+    )
+
+
 def paused_message(storage: str) -> str:
     return f"the operator is paused for storage {storage!r} (its pause file)"
 

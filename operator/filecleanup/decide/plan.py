@@ -76,6 +76,15 @@ class Suspend:
 
 
 @dataclass(frozen=True)
+class Grace:
+    """Not started, and spec.startAfter still to come: nothing is sent before it."""
+
+    storage: str
+    until: datetime.datetime
+    seconds: float
+
+
+@dataclass(frozen=True)
 class DryRun:
     """Check which keys exist and delete nothing (spec.dryRun): it starts over at every run, as a
     check sends no delete and costs no retry budget."""
@@ -85,10 +94,10 @@ class DryRun:
     deadline: datetime.datetime | None = None
 
 
-Action = Finished | Wait | Reject | Suspend | Run | RunManifest | DryRun
+Action = Finished | Wait | Reject | Suspend | Grace | Run | RunManifest | DryRun
 
 
-def plan(  # noqa: PLR0911  (a decision table reads best as one)
+def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
     spec: FileCleanupSpec,
     status: FileCleanupStatus,
     *,
@@ -115,6 +124,9 @@ def plan(  # noqa: PLR0911  (a decision table reads best as one)
     if spec.suspend or storage in paused:
         suspension = suspended(Reason.SUSPENDED if spec.suspend else Reason.OPERATOR_PAUSED, storage)
         return Suspend(storage, suspension.reason, suspension.message)
+    # By the clock alone: startAfter is immutable, so only an object that has not started can wait.
+    if spec.start_after is not None and now < spec.start_after:
+        return Grace(storage, spec.start_after, (spec.start_after - now).total_seconds())
     if spec.dry_run:
         return _dry_run(spec, status, storage, now, redrive=redrive)
     manifest = spec.manifest is not None

@@ -139,6 +139,21 @@ def suspended_status(
     return previous.model_copy(update={**decided, "storage": previous.storage or storage})
 
 
+def grace_status(
+    previous: FileCleanupStatus,
+    *,
+    storage: str,
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """Waiting for spec.startAfter: Pending, not started (no start time, so the deadline counts from
+    the start), the progress as it was."""
+    decided = _decided(previous, outcome, generation=generation, now=now)
+    decided |= {"start_time": None, "next_retry_time": None}
+    return previous.model_copy(update={**decided, "storage": previous.storage or storage})
+
+
 def next_status(
     previous: FileCleanupStatus,
     *,

@@ -81,6 +81,10 @@ class ObjectRun(Generic[PartT]):
             self.latest = restarted_for_redrive(self.latest)
         if self.latest.start_time is None:  # the round's, whenever it is first written
             self.latest = self.latest.model_copy(update={"start_time": context.clock()})
+        if starting and not redrive and context.spec.start_after is not None:
+            # The grace period's end is written before the first call: `filecleanup undo` deletes the
+            # object only at the version that shows it waiting, so an object it cancels has sent nothing.
+            await self.write(source.deleting())
         try:
             ended = await source.prepare(self.write, since=self._progressing(), resuming=starting or redrive)
             if ended is not None:

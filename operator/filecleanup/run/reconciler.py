@@ -21,6 +21,7 @@ from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import (
     DEFAULT_CONTROLLER,
     ConditionType,
+    FileCleanupStatus,
     Phase,
     Reason,
 )
@@ -28,6 +29,7 @@ from filecleanup.decide import outcomes
 from filecleanup.decide.plan import (
     DryRun,
     Finished,
+    Grace,
     Reject,
     Run,
     RunManifest,
@@ -38,6 +40,7 @@ from filecleanup.decide.plan import (
 )
 from filecleanup.decide.retention import finished_labels
 from filecleanup.decide.status import (
+    grace_status,
     internal_error_status,
     invalid_spec_status,
     rejected_status,
@@ -178,6 +181,8 @@ class Reconciler:
                 return seconds
             case Suspend(storage, reason, message):
                 return await self._suspend(context, storage, reason, message)
+            case Grace(storage, until, seconds):
+                return await self._wait_for_start(context, storage, until, seconds)
             case Reject(reason, message):
                 await context.sink.write(
                     rejected_status(
@@ -257,18 +262,33 @@ class Reconciler:
         configured = self._config.chunks_in_flight_per_object
         return configured or self._config.storages[storage_name].max_concurrent_requests
 
+    async def _wait_for_start(
+        self, context: ObjectContext, storage: str, until: datetime.datetime, seconds: float
+    ) -> float:
+        """Pending until spec.startAfter, said once in status and in an event; then the run starts."""
+        outcome = outcomes.grace_period(until, seconds)
+        if not _shows(
+            context.status, Phase.PENDING, outcome.reason, context.generation, ConditionType.PROGRESSING
+        ):
+            await context.sink.write(
+                grace_status(
+                    context.status,
+                    storage=storage,
+                    outcome=outcome,
+                    generation=context.generation,
+                    now=context.clock(),
+                )
+            )
+            context.post_event("Normal", outcome.reason, outcome.message)
+            context.logger.info("Waiting: %s", outcome.message)
+        return seconds
+
     async def _suspend(
         self, context: ObjectContext, storage: str, reason: Reason, message: str
     ) -> float | None:
         """Suspended where it stands. A spec change resumes it (Kopf runs the handler again); a pause of
         the operator is checked again every PAUSE_RECHECK_SECONDS, the only cost of a paused object."""
-        current = context.status.condition(ConditionType.SUSPENDED)
-        if (
-            context.status.phase != Phase.SUSPENDED
-            or current is None
-            or current.reason != reason
-            or context.status.observed_generation != context.generation
-        ):
+        if not _shows(context.status, Phase.SUSPENDED, reason, context.generation, ConditionType.SUSPENDED):
             await context.sink.write(
                 suspended_status(
                     context.status,
@@ -281,3 +301,17 @@ class Reconciler:
             )
             context.logger.info("Suspended: %s", message)
         return outcomes.suspended(reason, storage).delay
+
+
+def _shows(
+    status: FileCleanupStatus, phase: Phase, reason: Reason, generation: int | None, condition: ConditionType
+) -> bool:
+    """Whether the status already says ``phase`` and ``reason`` (in ``condition``) for this generation:
+    a wait that is handled again writes nothing."""
+    current = status.condition(condition)
+    return (
+        status.phase == phase
+        and current is not None
+        and current.reason == reason
+        and status.observed_generation == generation
+    )
