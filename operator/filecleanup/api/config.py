@@ -27,6 +27,9 @@ from filecleanup.api.keys import key_problem
 CONFIG_ENV = "FILECLEANUP_CONFIG"
 
 
+YEAR = 31_536_000
+
+
 class ConfigError(Exception):
     """The configuration file is missing or invalid; the message says where and why."""
 
@@ -100,8 +103,24 @@ class AdaptiveConcurrency(StrictModel):
 ErrorCode = Annotated[str, Field(min_length=1, max_length=64)]
 
 
+class Erasure(StrictModel):
+    """How long the storage keeps data it confirmed as deleted recoverable (a soft delete, a trash, a
+    garbage collector's wait): when a deletion becomes an erasure. 0: at once."""
+
+    recoverable_for_seconds: Annotated[int, Field(ge=0, le=10 * YEAR)]
+    note: Annotated[str, Field(max_length=200)] = ""
+
+
+GCS_XML_API_HOST = "storage.googleapis.com"
+GCS_SOFT_DELETE = Erasure(
+    recoverable_for_seconds=7 * 86_400, note="Google Cloud Storage soft delete, its default retention"
+)
+
+
 class StorageBase(StrictModel):
     policy: StoragePolicy
+    # Unset: the backend's default (erasure_horizon), where it has one.
+    erasure: Erasure | None = None
     max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8
     rate_limit: RateLimit | None = None
     adaptive_concurrency: AdaptiveConcurrency = AdaptiveConcurrency()
@@ -109,6 +128,10 @@ class StorageBase(StrictModel):
     # backend's defaults (storage/errors.py).
     permanent_errors: list[ErrorCode] = []
     transient_errors: list[ErrorCode] = []
+
+    def erasure_horizon(self) -> Erasure | None:
+        """The erasure as declared, else the backend's default; None: not known (the README's table)."""
+        return self.erasure
 
     @model_validator(mode="after")
     def _one_class_per_code(self) -> Self:
@@ -201,6 +224,18 @@ class S3StorageConfig(RemoteStorageBase):
     # Without it, a key that only got a delete marker counts as failed: its data remains.
     delete_all_versions: bool = False
 
+    def erasure_horizon(self) -> Erasure | None:
+        """AWS: at once (a key whose data versions remain on a versioned bucket is failed, not
+        deleted). GCS's XML API: its soft delete. Another endpoint keeps its own (MinIO none, Ceph
+        RGW its garbage collector's wait, SeaweedFS until vacuum): not known unless declared."""
+        if self.erasure is not None:
+            return self.erasure
+        if self.endpoint is None:
+            return Erasure(recoverable_for_seconds=0, note="S3: no version of a deleted key remains")
+        if self.endpoint.host == GCS_XML_API_HOST:
+            return GCS_SOFT_DELETE
+        return None
+
     @model_validator(mode="after")
     def _no_credentials_in_cleartext(self) -> Self:
         if self.endpoint is not None and self.endpoint.scheme == "http" and not self.allow_plain_http:
@@ -224,6 +259,10 @@ class FilesystemStorageConfig(StorageBase):
     require_mountpoint: bool = True
     marker_file: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\x00]+$")] | None = None
 
+    def erasure_horizon(self) -> Erasure:
+        """Unlinked files are gone from the volume at once; its snapshots and backups are its own."""
+        return self.erasure or Erasure(recoverable_for_seconds=0, note="unlinked from the volume")
+
     @model_validator(mode="after")
     def _root_is_absolute(self) -> Self:
         if not self.root.is_absolute():
@@ -234,9 +273,6 @@ class FilesystemStorageConfig(StorageBase):
 StorageConfig = Annotated[
     HttpStorageConfig | S3StorageConfig | FilesystemStorageConfig, Field(discriminator="type")
 ]
-
-
-YEAR = 31_536_000
 
 
 class RetentionConfig(StrictModel):

@@ -131,6 +131,13 @@ class Metrics:
             ["storage"],
             registry=self.registry,
         )
+        self.recoverable_seconds = Gauge(
+            "filecleanup_storage_recoverable_seconds",
+            "How long the storage keeps data it confirmed as deleted recoverable (its erasure horizon: "
+            "a soft delete's retention); absent for a storage whose horizon is not known",
+            ["storage"],
+            registry=self.registry,
+        )
         self.retry_rounds = Counter(
             "filecleanup_retry_rounds",
             "Retry rounds scheduled for failed keys",

@@ -226,6 +226,8 @@ class FileCleanupStatus(CamelModel):
     dry_run: DryRunCounts | None = None
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None
+    # completion_time plus the storage's erasure horizon, once it deleted keys (see with_erasure).
+    unrecoverable_after: datetime.datetime | None = None
     next_retry_time: datetime.datetime | None = None
     conditions: Annotated[list[Condition], Field(max_length=8)] = []
 

@@ -154,6 +154,15 @@ def grace_status(
     return previous.model_copy(update={**decided, "storage": previous.storage or storage})
 
 
+def with_erasure(status: FileCleanupStatus, recoverable_seconds: int | None) -> FileCleanupStatus:
+    """A finished status that deleted keys says when they become unrecoverable: its completion plus
+    the storage's erasure horizon (None: not known, and not claimed)."""
+    if recoverable_seconds is None or status.completion_time is None or not status.deleted:
+        return status.model_copy(update={"unrecoverable_after": None})
+    after = status.completion_time + datetime.timedelta(seconds=recoverable_seconds)
+    return status.model_copy(update={"unrecoverable_after": after})
+
+
 def next_status(
     previous: FileCleanupStatus,
     *,

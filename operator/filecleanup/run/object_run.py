@@ -18,7 +18,7 @@ from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import Condition, ConditionType, EventReason, FileCleanupStatus, Phase, Reason
 from filecleanup.decide import outcomes
 from filecleanup.decide.outcomes import Outcome
-from filecleanup.decide.status import restarted_for_redrive
+from filecleanup.decide.status import restarted_for_redrive, with_erasure
 from filecleanup.run.api_reach import ApiReachability
 from filecleanup.run.context import ObjectContext, announce
 from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS, StopRule, send_chunks
@@ -45,8 +45,10 @@ class ObjectRun(Generic[PartT]):
         jitter: Callable[[], float] = random.random,
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
         paused: Callable[[], frozenset[str]] = frozenset,
+        recoverable_seconds: int | None = None,
     ) -> None:
         self._context = context
+        self._recoverable_seconds = recoverable_seconds  # the storage's erasure horizon, if known
         self._api = api
         self.writes_failing = False  # a status write is waiting for the API server
         self._source = source
@@ -114,6 +116,7 @@ class ObjectRun(Generic[PartT]):
                 generation=self._context.generation,
                 now=self._context.clock(),
             )
+            status = with_erasure(status, self._recoverable_seconds)
             try:
                 stored = await self._context.sink.write(status)
             except ApiUnreachable as error:

@@ -91,6 +91,12 @@ class Reconciler:
             )
             for name, storage in storages.items()
         }
+        self._recoverable_seconds: dict[str, int | None] = {}
+        for name in storages:
+            horizon = config.storages[name].erasure_horizon()
+            self._recoverable_seconds[name] = None if horizon is None else horizon.recoverable_for_seconds
+            if horizon is not None:
+                metrics.recoverable_seconds.labels(name).set(horizon.recoverable_for_seconds)
 
     async def run(self, context: ObjectContext) -> Next:
         """One run for one object: the work, then when to run again and the labels that follow."""
@@ -251,6 +257,7 @@ class Reconciler:
             jitter=self._jitter,
             shutdown_seconds=self._shutdown_seconds,
             paused=self._paused,
+            recoverable_seconds=self._recoverable_seconds[storage_name],
         )
 
     def _gate(self, context: ObjectContext, storage_name: str) -> KeyGate:
