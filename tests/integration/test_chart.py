@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from filecleanup.api.config import OperatorConfig, StoragePolicy
+from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import API_VERSION, KIND, FileCleanupSpec
 from tests.cleanups import album_keys, create_cleanup, wait_for_phase
 from tests.commands import Cli, set_flags
@@ -31,27 +32,43 @@ ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "filecleanup-operator"
 CRD_NAME = "filecleanups.filecleanup.dev"
 
-# A stand-in for prometheus-operator's CRD, so that a ServiceMonitor can be dry-run here.
-SERVICE_MONITOR_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
+
+def prometheus_operator_crd(kind: str) -> dict[str, Any]:
+    """A stand-in for one of prometheus-operator's CRDs, so that its objects can be dry-run here."""
+    plural = f"{kind.lower()}s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+def assert_alerts_name_exported_metrics(rules: dict[str, Any]) -> None:
+    """Every metric an alert reads is one the operator exports (a renamed metric would leave an alert
+    that never fires), and the erasure deadline is the configured one."""
+    families = list(Metrics().registry.collect())
+    exported = {family.name for family in families} | {
+        f"{family.name}_total" for family in families if family.type == "counter"
+    }
+    exprs = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
+    named = {name for expr in exprs.values() for name in re.findall(r"filecleanup_[a-z_]+", expr)}
+    assert named <= exported, named - exported
+    assert exprs["FileCleanupErasureDeadline"].endswith(f"> {25 * 86_400}")
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +122,7 @@ def test_namespaced_scope_needs_namespaces(cli: Cli) -> None:
             "podDisruptionBudget.enabled": "true",
             "metrics.enabled": "true",
             "metrics.serviceMonitor.enabled": "true",
+            "metrics.prometheusRule.enabled": "true",
             "config.storages.videos.type": "http",
             "config.storages.videos.url": "https://videos.example.internal/delete",
             "config.storages.videos.tokenSecret.name": "videos-token",
@@ -130,7 +148,8 @@ def test_namespaced_scope_needs_namespaces(cli: Cli) -> None:
 def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_security(
     cli: Cli, kube: Kube, values: dict[str, str]
 ) -> None:
-    kube.apply_crd(SERVICE_MONITOR_CRD)
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        kube.apply_crd(prometheus_operator_crd(kind))
     release_namespace = kube.create_namespace("chart")
     cli.kubectl("label", "namespace", release_namespace, "pod-security.kubernetes.io/enforce=restricted")
     watched = [kube.create_namespace("watched"), kube.create_namespace("watched")]
@@ -158,7 +177,9 @@ def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_securi
         assert {namespace for namespace, _ in roles} == {release_namespace, *watched}
         assert kinds.count("RoleBinding") == 4
         assert kinds.count("Role") == 4 + len(tenant_roles) * len(watched)  # the tenants' roles in each
-        assert {"PodDisruptionBudget", "ServiceMonitor"} <= set(kinds)
+        assert {"PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"} <= set(kinds)
+        rules = next(doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "PrometheusRule")
+        assert_alerts_name_exported_metrics(rules)
         assert "ClusterRole" not in kinds
         config = next(doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "ConfigMap")
         storages = yaml.safe_load(config["data"]["config.yaml"])["storages"]

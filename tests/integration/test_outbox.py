@@ -35,6 +35,7 @@ from filecleanup.album.outbox import (
     create_table,
     enqueue,
 )
+from filecleanup.api.models import ALBUM_DELETED_AT_ANNOTATION
 from tests.conftest import CRD_FILE
 from tests.kube import Kube
 from tests.postgres import PostgresServer
@@ -313,7 +314,7 @@ def test_keys_come_out_of_the_outbox_exactly_as_they_went_in(database: Database)
     assert row.keys == TRICKY_KEYS
 
 
-async def test_a_rows_grace_period_counts_from_the_albums_deletion(
+async def test_a_rows_grace_period_and_erasure_deadline_count_from_the_albums_deletion(
     private_kube: Kube, database: Database, client: FileCleanupClient
 ) -> None:
     connect, dialect = database
@@ -323,13 +324,17 @@ async def test_a_rows_grace_period_counts_from_the_albums_deletion(
         enqueue(connection, dialect, "6", album_keys(6), namespace=namespace)
         connection.commit()
         cursor = connection.cursor()
-        cursor.execute(f"SELECT created_at FROM {TABLE} WHERE album_id = '5'")  # noqa: S608
-        (deleted_at,) = cursor.fetchone()
+        cursor.execute(f"SELECT created_at FROM {TABLE} ORDER BY id")  # noqa: S608
+        deleted_at = [row[0] for row in cursor.fetchall()]
     assert await Relay(connect, dialect, client).run_once() == 2
     graced, plain = [await client.get(f"album-{album}", namespace=namespace) for album in (5, 6)]
-    start = datetime.datetime.fromtimestamp(deleted_at + 3 * DAY, datetime.UTC)
+    start = datetime.datetime.fromtimestamp(deleted_at[0] + 3 * DAY, datetime.UTC)
     assert graced["spec"]["startAfter"] == f"{start:%Y-%m-%dT%H:%M:%SZ}"
     assert "startAfter" not in plain["spec"]
+    # The erasure deadline counts from the album's deletion, not from the delivery.
+    for obj, deleted in zip((graced, plain), deleted_at, strict=True):
+        moment = datetime.datetime.fromtimestamp(deleted, datetime.UTC)
+        assert obj["metadata"]["annotations"][ALBUM_DELETED_AT_ANNOTATION] == f"{moment:%Y-%m-%dT%H:%M:%SZ}"
 
 
 OUTBOX_BEFORE_GRACE = f"""CREATE TABLE {TABLE} (

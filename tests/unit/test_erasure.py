@@ -3,19 +3,23 @@ says when the keys it deleted become unrecoverable."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
 from filecleanup.api.config import OperatorConfig
-from filecleanup.api.metrics import Metrics
-from filecleanup.api.models import FileCleanupStatus, Phase
+from filecleanup.api.metrics import Metrics, ObjectCounts
+from filecleanup.api.models import ALBUM_DELETED_AT_ANNOTATION, FileCleanupStatus, Phase
+from filecleanup.decide.erasure import MAX_LEAD, erasure_started
 from filecleanup.decide.status import with_erasure
 from filecleanup.run.reconciler import Reconciler
 from tests.unit.decisions import NOW
-from tests.unit.test_reconciler import Events, FakeSink, FakeStorage, context, limited
+from tests.unit.test_reconciler import CONFIG, Events, FakeSink, FakeStorage, context, limited
 
 OPEN = {"allowedNamespaces": "*", "keyPrefix": ""}
 WEEK = 7 * 86_400
@@ -99,3 +103,62 @@ async def test_a_run_writes_the_horizon_and_the_metric_shows_it() -> None:
     assert b'filecleanup_storage_recoverable_seconds{storage="photos"} 604800.0' in generate_latest(
         metrics.registry
     )
+
+
+CREATED = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@given(
+    text=st.text(max_size=80) | st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat())
+)
+def test_an_album_deletion_annotation_is_believed_only_within_bounds(text: str) -> None:
+    started = erasure_started({ALBUM_DELETED_AT_ANNOTATION: text}, CREATED)
+    assert CREATED - MAX_LEAD <= started <= CREATED
+    try:
+        said = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        said = None
+    if said is not None and said.utcoffset() is not None and CREATED - MAX_LEAD <= said <= CREATED:
+        assert started == said
+    else:
+        assert started == CREATED
+
+
+def test_the_erasure_clock_starts_at_the_album_deletion_else_at_the_creation() -> None:
+    deleted = "2026-11-30T08:00:00Z"
+    assert erasure_started({ALBUM_DELETED_AT_ANNOTATION: deleted}, CREATED) == datetime.datetime(
+        2026, 11, 30, 8, tzinfo=datetime.UTC
+    )
+    assert erasure_started({}, CREATED) == CREATED
+    assert erasure_started({ALBUM_DELETED_AT_ANNOTATION: "2026-12-02T00:00:00Z"}, CREATED) == CREATED  # after
+    assert (
+        erasure_started({ALBUM_DELETED_AT_ANNOTATION: "2026-11-30T08:00:00"}, CREATED) == CREATED
+    )  # no offset
+
+
+def test_the_oldest_unfinished_object_is_aged_from_its_album_deletion() -> None:
+    now = CREATED.timestamp()
+    counts = ObjectCounts(clock=lambda: now)
+    assert gauge(counts, "filecleanup_oldest_unfinished_seconds") == 0.0
+    counts.seen("a", "Pending", 10, now - 3 * 86_400)  # a grace period counts: the album is gone
+    counts.seen("b", "InProgress", 10, now - 60)
+    assert gauge(counts, "filecleanup_oldest_unfinished_seconds") == 3 * 86_400
+    counts.seen("a", "Succeeded", 10, now - 3 * 86_400)
+    assert gauge(counts, "filecleanup_oldest_unfinished_seconds") == 60
+
+
+def gauge(counts: ObjectCounts, name: str) -> float:
+    (family,) = [family for family in counts.collect() if family.name == name]
+    (sample,) = family.samples
+    return float(sample.value)
+
+
+async def test_a_success_observes_the_time_from_the_album_deletion() -> None:
+    metrics, storage, sink = Metrics(), FakeStorage(), FakeSink()
+    reconciler = Reconciler(CONFIG, {"photos": limited(storage)}, metrics, jitter=lambda: 0.0)
+    found = context(sink, Events())
+    deleted = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
+    await reconciler.run(dataclasses.replace(found, erasure_started=deleted))
+    histogram = generate_latest(metrics.registry).decode()
+    assert 'filecleanup_erasure_seconds_bucket{le="86400.0",storage="photos"} 0.0' in histogram
+    assert 'filecleanup_erasure_seconds_bucket{le="259200.0",storage="photos"} 1.0' in histogram

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from filecleanup.album.client import file_cleanup
 from filecleanup.api.models import GROUP, PLURAL
@@ -96,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(storage, StorageProcess):
             storage.fault(fail_keys={keys[17]: 1, keys[88]: 1})
         operator.start(*operator_args)
+        managed: dict[str, Any] = {} if args.helm else {"managedBy": DEMO_CONTROLLER}
         cleanup = file_cleanup(
             ALBUM,
             keys=keys,
             labels={"album": "42"},
             chunkSize=25,
             backoff={"initialSeconds": 2, "maxSeconds": 10},
-            **({} if args.helm else {"managedBy": DEMO_CONTROLLER}),
+            **managed,
         )
         print(f"$ kubectl create  # FileCleanup {ALBUM}: {len(keys)} keys in chunks of 25")
         subprocess.run(

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from filecleanup.api import kube
 from filecleanup.api.models import (
+    ALBUM_DELETED_AT_ANNOTATION,
     API_VERSION,
     GROUP,
     KIND,
@@ -119,6 +120,7 @@ def file_cleanup(
     keys: Sequence[str] = (),
     manifest: str | None = None,
     labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
     """One FileCleanup object: its keys, or the key of a manifest in the storage, and any other spec
@@ -126,7 +128,11 @@ def file_cleanup(
     if isinstance(keys, str):  # a str is a Sequence[str] too: its characters would become the keys
         raise TypeError("keys must be a list of storage keys, not a string")
     listed: dict[str, Any] = {"manifest": {"key": manifest}} if manifest is not None else {"keys": list(keys)}
-    metadata: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
+    metadata: dict[str, Any] = {
+        "name": name,
+        **({"labels": labels} if labels else {}),
+        **({"annotations": annotations} if annotations else {}),
+    }
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": {**listed, **spec}}
 
 
@@ -138,10 +144,13 @@ def manifests(
     ttl_seconds_after_finished: int | None = None,
     manifest: str | None = None,
     start_after: datetime.datetime | None = None,
+    deleted_at: datetime.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The album's FileCleanup objects: its keys split over as few as fit, or one object pointing to
     the key manifest ``manifest`` (already in the storage). With ``start_after`` (aware), nothing is
-    sent before then: the album's deletion can be undone until that time (``undo``)."""
+    sent before then: the album's deletion can be undone until that time (``undo``). ``deleted_at``
+    (aware): when the album was deleted, from which the erasure deadline counts (else the objects'
+    creation)."""
     album_label(album_id)
     parts = split_keys(keys)
     if not parts:
@@ -156,17 +165,27 @@ def manifests(
     if ttl_seconds_after_finished is not None:
         options["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
     if start_after is not None:
-        if start_after.utcoffset() is None:
-            raise ValueError("start_after must carry its time zone (a bare time names no instant)")
-        options["startAfter"] = start_after.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        options["startAfter"] = _rfc3339("start_after", start_after)
+    annotations = {ALBUM_DELETED_AT_ANNOTATION: _rfc3339("deleted_at", deleted_at)} if deleted_at else None
     for part, (name, part_keys) in enumerate(zip(names, parts, strict=True)):
         labels = {ALBUM_LABEL: album_label(album_id), PART_LABEL: str(part), PARTS_LABEL: str(len(parts))}
         result.append(
             file_cleanup(
-                name, keys=part_keys, manifest=None if part_keys else manifest, labels=labels, **options
+                name,
+                keys=part_keys,
+                manifest=None if part_keys else manifest,
+                labels=labels,
+                annotations=annotations,
+                **options,
             )
         )
     return result
+
+
+def _rfc3339(name: str, moment: datetime.datetime) -> str:
+    if moment.utcoffset() is None:
+        raise ValueError(f"{name} must carry its time zone (a bare time names no instant)")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -265,12 +284,14 @@ class FileCleanupClient:
         ttl_seconds_after_finished: int | None = None,
         manifest_store: ObjectStore | None = None,
         start_after: datetime.datetime | None = None,
+        deleted_at: datetime.datetime | None = None,
     ) -> list[str]:
         """Create the album's FileCleanups; the names of all of them. An identical object that already
         exists counts as created; one with other keys raises :class:`SubmitConflict`.
 
         With ``start_after``, nothing is sent before that time, and :meth:`undo` cancels the objects
-        until then. A repeated submission keeps the first one's time.
+        until then. A repeated submission keeps the first one's time. ``deleted_at``: when the album was
+        deleted (the erasure deadline's start; else the objects' creation).
 
         With a ``manifest_store`` (the storage the keys are in), an album too big for one object is
         written there as a key manifest first, and one small object points to it."""
@@ -287,6 +308,7 @@ class FileCleanupClient:
             ttl_seconds_after_finished=ttl_seconds_after_finished,
             manifest=manifest,
             start_after=start_after,
+            deleted_at=deleted_at,
         ):
             name = manifest_object["metadata"]["name"]
             try:

@@ -137,6 +137,7 @@ class Row:
     storage: str | None
     keys: list[str]
     attempts: int
+    created_at: float  # Unix time: the album's deletion (this row's transaction)
     start_after: float | None = None  # Unix time: nothing is deleted before it
 
 
@@ -188,8 +189,9 @@ class Outbox:
                 cursor.execute("BEGIN IMMEDIATE")  # the write lock now: no other relay claims meanwhile
             locking = " FOR UPDATE SKIP LOCKED" if self._dialect is Dialect.POSTGRESQL else ""
             cursor.execute(
-                f"SELECT id, album_id, namespace, storage, keys, attempts, start_after FROM {TABLE} "  # noqa: S608
-                f"WHERE state = {mark} AND next_attempt_at <= {mark} ORDER BY id LIMIT {mark}{locking}",
+                "SELECT id, album_id, namespace, storage, keys, attempts, created_at, start_after "  # noqa: S608
+                f"FROM {TABLE} WHERE state = {mark} AND next_attempt_at <= {mark} "
+                f"ORDER BY id LIMIT {mark}{locking}",
                 (State.PENDING.value, now, batch),
             )
             rows = [
@@ -200,7 +202,8 @@ class Outbox:
                     storage=r[3],
                     keys=json.loads(r[4]),
                     attempts=r[5],
-                    start_after=r[6],
+                    created_at=r[6],
+                    start_after=r[7],
                 )
                 for r in cursor.fetchall()
             ]
@@ -320,17 +323,14 @@ class Relay:
         delivered = 0
         for row in rows:
             try:
-                start_after = (
-                    None
-                    if row.start_after is None
-                    else datetime.datetime.fromtimestamp(row.start_after, datetime.UTC)
-                )
+                start_after = None if row.start_after is None else _utc(row.start_after)
                 await self._client.submit(
                     row.album_id,
                     row.keys,
                     namespace=row.namespace,
                     storage=row.storage,
                     start_after=start_after,
+                    deleted_at=_utc(row.created_at),
                 )
             except Exception as error:  # noqa: BLE001  (every failure is classified below)
                 reason = dead_reason(error)
@@ -359,6 +359,10 @@ class Relay:
                 await asyncio.to_thread(outbox.finish, row, State.DELIVERED, None)
                 delivered += 1
         return delivered
+
+
+def _utc(timestamp: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
 
 
 def connect_url(url: str) -> tuple[Callable[[], Connection], Dialect]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +26,10 @@ FINISHED = {Phase.SUCCEEDED.value, Phase.FAILED.value}
 # A *_created series per counter and histogram doubles what Prometheus stores and nobody graphs it.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 CALL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+HOUR, DAY = 3600, 86_400
+# From an album's deletion to its keys deleted: minutes when all is well, days behind a grace period or
+# an outage, and a month is the GDPR's answer time.
+ERASURE_SECONDS_BUCKETS = (60, 600, HOUR, 6 * HOUR, DAY, 3 * DAY, 7 * DAY, 14 * DAY, 25 * DAY, 30 * DAY)
 
 
 class ObjectCounts(Collector):
@@ -32,15 +37,17 @@ class ObjectCounts(Collector):
     the objects at work as last seen on the watch stream, the finished ones from the sweeper's census
     (a finished object may not be watched at all)."""
 
-    def __init__(self) -> None:
-        self._working: dict[str, tuple[str, int]] = {}  # uid -> (phase, bytes)
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._working: dict[str, tuple[str, int, float]] = {}  # uid -> (phase, bytes, erasure started)
         self.finished: dict[str, tuple[int, int]] = {}  # phase -> (objects, bytes), from the census
+        self._clock = clock
 
-    def seen(self, uid: str, phase: str | None, stored_bytes: int) -> None:
+    def seen(self, uid: str, phase: str | None, stored_bytes: int, erasure_started: float) -> None:
+        """``erasure_started``: when the album was deleted (Unix time; decide/erasure.py)."""
         if phase in FINISHED:
             self._working.pop(uid, None)  # counted by the census from now on
         else:
-            self._working[uid] = (phase or Phase.PENDING.value, stored_bytes)
+            self._working[uid] = (phase or Phase.PENDING.value, stored_bytes, erasure_started)
 
     def gone(self, uid: str) -> None:
         self._working.pop(uid, None)
@@ -57,7 +64,7 @@ class ObjectCounts(Collector):
             labels=["phase"],
         )
         counts = {phase.value: [0, 0] for phase in Phase}
-        for phase, size in self._working.values():
+        for phase, size, _ in self._working.values():
             counts.setdefault(phase, [0, 0])
             counts[phase][0] += 1
             counts[phase][1] += size
@@ -68,8 +75,15 @@ class ObjectCounts(Collector):
         for phase, (count, size) in counts.items():
             objects.add_metric([phase], count)
             stored.add_metric([phase], size)
+        oldest = GaugeMetricFamily(
+            "filecleanup_oldest_unfinished_seconds",
+            "Seconds since the album of the oldest FileCleanup not yet finished was deleted (0: none)",
+        )
+        started = min((since for _, _, since in self._working.values()), default=None)
+        oldest.add_metric([], 0.0 if started is None else max(0.0, self._clock() - started))
         yield objects
         yield stored
+        yield oldest
 
 
 class Metrics:
@@ -136,6 +150,13 @@ class Metrics:
             "How long the storage keeps data it confirmed as deleted recoverable (its erasure horizon: "
             "a soft delete's retention); absent for a storage whose horizon is not known",
             ["storage"],
+            registry=self.registry,
+        )
+        self.erasure_seconds = Histogram(
+            "filecleanup_erasure_seconds",
+            "From an album's deletion (the album service's, else the FileCleanup's creation) to Succeeded",
+            ["storage"],
+            buckets=ERASURE_SECONDS_BUCKETS,
             registry=self.registry,
         )
         self.retry_rounds = Counter(

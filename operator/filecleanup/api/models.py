@@ -25,6 +25,8 @@ MAX_FAILED_ERRORS = 20
 # Who posts the events: `kubectl describe` shows it under From.
 REPORTING_CONTROLLER = "filecleanup-operator"
 DEFAULT_CONTROLLER = f"{GROUP}/operator"  # the installation that handles objects without spec.managedBy
+# When the album service deleted the album (RFC 3339): the erasure deadline counts from it.
+ALBUM_DELETED_AT_ANNOTATION = f"{GROUP}/album-deleted-at"
 
 
 def _valid_key(key: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from typing import Any
 
 import kopf
@@ -21,7 +22,7 @@ from filecleanup.api.models import (
 from filecleanup.api.redaction import redact
 from filecleanup.controller.runtime import Clients, Runtime
 from filecleanup.controller.sweeper import Sweeper
-from filecleanup.decide import retention
+from filecleanup.decide import erasure, retention
 from filecleanup.run.context import InvalidObject, ObjectContext
 from filecleanup.run.reconciler import Reconciler
 from filecleanup.storage.opening import open_storages
@@ -104,14 +105,29 @@ def manages(spec: kopf.Spec, memo: Runtime, **_: Any) -> bool:
 
 @kopf.on.event(GROUP, VERSION, PLURAL, when=manages)
 async def count_phases(
-    event: kopf.RawEvent, uid: str, spec: kopf.Spec, status: kopf.Status, memo: Runtime, **_: Any
+    *,
+    event: kopf.RawEvent,
+    uid: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    memo: Runtime,
+    **_: Any,
 ) -> None:
     objects = memo.metrics.objects
     if event["type"] == "DELETED":
         objects.gone(uid)
         return
     known = objects.stored_bytes_of(uid)  # keys are immutable: measured once per object
-    objects.seen(uid, status.get("phase"), known if known is not None else retention.stored_bytes(spec))
+    stored = known if known is not None else retention.stored_bytes(spec)
+    objects.seen(uid, status.get("phase"), stored, erasure_started(meta).timestamp())
+
+
+def erasure_started(meta: kopf.Meta) -> datetime.datetime:
+    """When the object's album was deleted (decide/erasure.py); its creation if nothing better."""
+    created = meta.creation_timestamp
+    creation = datetime.datetime.fromisoformat(created) if created else datetime.datetime.now(datetime.UTC)
+    return erasure.erasure_started(meta.annotations, creation)
 
 
 # One handler for the kind: a new object, and any change of its spec (a redrive through retryNonce,
@@ -178,6 +194,7 @@ async def delete_keys(
         logger=logger,
         status_problem=status_problem,
         stored_bytes=retention.stored_bytes(spec),
+        erasure_started=erasure_started(meta),
     )
     try:
         after = await reconciler.run(context)

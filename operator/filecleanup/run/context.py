@@ -79,6 +79,7 @@ class ObjectContext:
     status_problem: str | None = None  # why the status read could not be used (it was replaced)
     stored_bytes: int = 0  # an estimate of what the object stores in etcd
     clock: Callable[[], datetime.datetime] = field(default=utcnow)  # the run's time; a test moves it
+    erasure_started: datetime.datetime | None = None  # when the album was deleted (decide/erasure.py)
 
     async def storage_unavailable(
         self,
@@ -114,6 +115,9 @@ def announce(
     if outcome.phase == Phase.SUSPENDED:
         context.logger.info("Suspended: %s", outcome.message)
     elif outcome.phase == Phase.SUCCEEDED:
+        if context.erasure_started is not None:
+            erased = (context.clock() - context.erasure_started).total_seconds()
+            metrics.erasure_seconds.labels(storage).observe(max(0.0, erased))
         context.post_event("Normal", EventReason.COMPLETED, outcome.message)
         context.logger.info("Completed: %s", outcome.message)
     elif outcome.phase == Phase.FAILED:
