@@ -123,6 +123,7 @@ def test_namespaced_scope_needs_namespaces(cli: Cli) -> None:
             "metrics.enabled": "true",
             "metrics.serviceMonitor.enabled": "true",
             "metrics.prometheusRule.enabled": "true",
+            "config.receipts.storage": "archive",
             "config.storages.videos.type": "http",
             "config.storages.videos.url": "https://videos.example.internal/delete",
             "config.storages.videos.tokenSecret.name": "videos-token",
@@ -182,7 +183,15 @@ def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_securi
         assert_alerts_name_exported_metrics(rules)
         assert "ClusterRole" not in kinds
         config = next(doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "ConfigMap")
-        storages = yaml.safe_load(config["data"]["config.yaml"])["storages"]
+        operator_config = yaml.safe_load(config["data"]["config.yaml"])
+        assert operator_config["receipts"] == {
+            "storage": "archive",
+            "keyFile": "/var/run/secrets/filecleanup-receipts/receipt-key",
+        }
+        assert "fc-filecleanup-operator-receipt-key" in {
+            doc["metadata"]["name"] for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "Secret"
+        }
+        storages = operator_config["storages"]
         assert storages["videos"]["tokenFile"] == "/var/run/secrets/filecleanup/videos/token"
         assert storages["archive"]["credentialsFile"] == "/var/run/secrets/filecleanup/archive/credentials"
         assert storages["shared"] == {
@@ -201,7 +210,7 @@ def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_securi
         with pytest.raises(ValidationError) as invalid:
             OperatorConfig.model_validate(yaml.safe_load(config["data"]["config.yaml"]))
         missing = sorted(".".join(map(str, error["loc"][:2])) for error in invalid.value.errors())
-        assert missing == ["reportKeyFile", "storages.archive", "storages.videos"]
+        assert missing == ["receipts.keyFile", "reportKeyFile", "storages.archive", "storages.videos"]
         assert all("is not a readable file" in error["msg"] for error in invalid.value.errors())
     else:
         assert {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment"} <= set(kinds)

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.album.cli_outbox import OutboxCollector
-from filecleanup.album.client import ALBUM_LABEL, FileCleanupClient
+from filecleanup.album.client import FileCleanupClient
 from filecleanup.album.outbox import (
     DAY,
     TABLE,
@@ -35,7 +35,7 @@ from filecleanup.album.outbox import (
     create_table,
     enqueue,
 )
-from filecleanup.api.models import ALBUM_DELETED_AT_ANNOTATION
+from filecleanup.api.models import ALBUM_DELETED_AT_ANNOTATION, ALBUM_LABEL
 from tests.conftest import CRD_FILE
 from tests.kube import Kube
 from tests.postgres import PostgresServer

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from filecleanup.album.cli import duration, read_keys, table
 from filecleanup.album.client import (
-    ALBUM_LABEL,
     MAX_OBJECT_KEY_BYTES,
     PARTS_LABEL,
     AlbumStatus,
@@ -24,6 +23,7 @@ from filecleanup.album.client import (
     object_names,
     split_keys,
 )
+from filecleanup.api.models import ALBUM_LABEL
 
 
 def keys(count: int, prefix: str = "albums/1") -> list[str]:

@@ -128,3 +128,7 @@ the owner's upgrades keep it current. Empty where there is no cluster to look at
 {{- define "filecleanup.reportKeySecret" -}}
 {{- .Values.reportKey.existingSecret | default (printf "%s-report-key" (include "filecleanup.fullname" .)) }}
 {{- end }}
+
+{{- define "filecleanup.receiptKeySecret" -}}
+{{- .Values.receiptKey.existingSecret | default (printf "%s-receipt-key" (include "filecleanup.fullname" .)) }}
+{{- end }}

@@ -33,6 +33,7 @@ from filecleanup.api import kube
 from filecleanup.api.config import ConfigError, load_config
 from filecleanup.api.keys import strip_bom
 from filecleanup.api.models import GROUP, PLURAL, FileCleanupStatus, Phase
+from filecleanup.decide import receipts
 from filecleanup.decide.failed_errors import expand
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
 from filecleanup.storage.opening import open_storage
@@ -49,6 +50,8 @@ examples:
   filecleanup undo album-42 -n photos                # cancel it while it waits: nothing deleted
   filecleanup retry album-42 -n photos               # redrive a Failed one: only its failed keys
   filecleanup failed album-42 -n photos              # every failed key with its error (key<TAB>error)
+  filecleanup receipt show album-42 -n photos --storage-config operator.yaml  # what it deleted
+  filecleanup receipt verify receipt.json --key-file receipt-key --keys-file keys.txt
   filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
   filecleanup outbox list --database sqlite:///albums.db          # the rows set aside as dead
   filecleanup outbox redrive --all --database sqlite:///albums.db # once their cause is fixed
@@ -166,6 +169,36 @@ def parser() -> argparse.ArgumentParser:
     failed.add_argument("name", help="the FileCleanup's name, e.g. album-42")
     add_namespace(failed)
 
+    receipt = commands.add_parser(
+        "receipt",
+        help="show and verify erasure receipts: what a finished FileCleanup deleted, signed",
+        description=(
+            "An erasure receipt is a signed JSON record of what a finished FileCleanup deleted, kept in the "
+            "storage after the object is gone. 'show' reads a FileCleanup's receipt from its storage; "
+            "'verify' checks a receipt's signature with the operator's receipt key and, given the keys, "
+            "that it is about exactly those keys."
+        ),
+    )
+    actions = receipt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="a FileCleanup's receipt, as text or JSON")
+    show.add_argument("name", help="the FileCleanup's name, e.g. album-42")
+    add_namespace(show)
+    show.add_argument(
+        "--storage-config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="an operator configuration file: where the receipts storage is, and its credential files",
+    )
+    show.add_argument("--key-file", type=Path, help="the receipt key: check the signature too")
+    show.add_argument("--output", "-o", choices=["text", "json"], default="text", help="(default: text)")
+    verify = actions.add_parser(
+        "verify", help="check a receipt: exit 0 if it is signed with the key (and about the keys), else 1"
+    )
+    verify.add_argument("file", type=Path, help="the receipt ('-' reads standard input)")
+    verify.add_argument("--key-file", type=Path, required=True, help="the receipt key (a Secret's file)")
+    verify.add_argument("--keys-file", type=Path, help="the keys it should be about, one per line")
+
     cli_outbox.add_commands(commands)
     return root
 
@@ -230,7 +263,7 @@ async def submit(client: FileCleanupClient, args: argparse.Namespace) -> int:
     if args.storage_config is None:
         names = await client.submit(args.album, keys, **options)
     else:
-        async with manifest_store(args.storage_config, args.storage) as store:
+        async with object_store(args.storage_config, args.storage) as store:
             names = await client.submit(args.album, keys, manifest_store=store, **options)
     print(f"album {args.album}: {len(set(keys))} keys in {len(names)} FileCleanup(s): {', '.join(names)}")
     if start_after is not None:
@@ -241,9 +274,9 @@ async def submit(client: FileCleanupClient, args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def manifest_store(config_path: Path, name: str | None) -> AsyncIterator[ObjectStore]:
+async def object_store(config_path: Path, name: str | None) -> AsyncIterator[ObjectStore]:
     """The named storage (or the configuration's default) opened from an operator configuration file,
-    for writing a manifest."""
+    for writing a manifest or reading a receipt."""
     try:
         config = load_config(config_path)
     except ConfigError as error:
@@ -255,7 +288,7 @@ async def manifest_store(config_path: Path, name: str | None) -> AsyncIterator[O
     try:
         store = storage if isinstance(storage, ObjectStore) else None
         if store is None:
-            raise ValueError(f"storage {name!r} cannot hold manifests (an HTTP storage needs objectsUrl)")
+            raise ValueError(f"storage {name!r} holds no objects (an HTTP storage needs objectsUrl)")
         yield store
     finally:
         await storage.aclose()
@@ -352,6 +385,122 @@ async def wait(client: FileCleanupClient, args: argparse.Namespace) -> int:
         await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
+MAX_RECEIPT_BYTES = 64 * 1024 * 1024  # 10,000 keys of 1,024 characters, with room to spare
+RECEIPT_PART_BYTES = 1024 * 1024
+
+
+def receipt_secret(path: Path) -> bytes:
+    return path.read_bytes().strip()
+
+
+def verify_receipt(args: argparse.Namespace) -> int:
+    """Exit 0 when the receipt is signed with the key (and is about the keys given); else 1, saying why."""
+    data = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
+    document, problem = receipts.verify(data, receipt_secret(args.key_file))
+    if document is not None and args.keys_file is not None:
+        problem = receipts.keys_problem(document, read_keys(args.keys_file))
+    if problem is not None:
+        print(printable(f"{args.file}: NOT a valid receipt: {problem}"))
+        return 1
+    assert document is not None  # noqa: S101  (no problem: verified)
+    about = "its keys match" if args.keys_file is not None else "keys not compared (--keys-file)"
+    print(
+        printable(f"{args.file}: valid receipt of {describe_subject(document)}; signature verified, {about}")
+    )
+    return 0
+
+
+def describe_subject(document: object) -> str:
+    uid = at(document, "object", "uid")
+    return f"{at(document, 'object', 'namespace')}/{at(document, 'object', 'name')} (uid {uid})"
+
+
+def at(document: object, *path: str) -> str:
+    """The value at ``path`` as text, or "-": a receipt read back is any JSON at all until verified."""
+    for part in path:
+        if not isinstance(document, dict):
+            return "-"
+        document = document.get(part)
+    return "-" if document is None or isinstance(document, dict | list) else str(document)
+
+
+async def show_receipt(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    obj = await client.get(args.name, namespace=args.namespace)
+    place = FileCleanupStatus.model_validate(obj.get("status") or {}).receipt
+    if place is None:
+        print(
+            f"{args.namespace}/{args.name} has no receipt (not finished, or no receipts configured)",
+            file=sys.stderr,
+        )
+        return 1
+    async with object_store(args.storage_config, place.storage) as store:
+        data = await read_whole(store, place.key)
+    document, problem = (
+        receipts.verify(data, receipt_secret(args.key_file)) if args.key_file else (None, None)
+    )
+    if problem is not None:
+        print(printable(f"{place.storage}:{place.key}: NOT a valid receipt: {problem}"), file=sys.stderr)
+        return 1
+    try:
+        shown: object = document or json.loads(data)
+    except (ValueError, RecursionError):
+        print(printable(f"{place.storage}:{place.key}: not a receipt (not JSON)"), file=sys.stderr)
+        return 1
+    if args.output == "json":
+        # A verified receipt is ASCII with JSON's escapes, exactly as stored (it verifies again); any
+        # other text is escaped by JSON's rules first.
+        sys.stdout.write(data.decode() if document is not None else json.dumps(shown) + "\n")
+        return 0
+    signature = "verified" if document is not None else "not checked (--key-file)"
+    print(printable(receipt_text(shown, f"{place.storage}:{place.key}", signature)))
+    return 0
+
+
+async def read_whole(store: ObjectStore, key: str) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        part = (await store.read(key, size, RECEIPT_PART_BYTES)).data
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        size += len(part)
+        if size > MAX_RECEIPT_BYTES:
+            raise ValueError(f"{key}: larger than a receipt can be ({MAX_RECEIPT_BYTES} bytes)")
+
+
+def receipt_text(document: object, where: str, signature: str) -> str:
+    deleted, total, failed = (at(document, "counts", name) for name in ("deleted", "total", "failed"))
+    unrecoverable = at(document, "erasure", "unrecoverableAfter")
+    if unrecoverable == "-":
+        unrecoverable = "a time the storage does not declare"
+    lines = [
+        f"Receipt:        {where}",
+        f"Signature:      {signature}",
+        f"Object:         {describe_subject(document)}",
+        f"Album:          {at(document, 'object', 'album')}",
+        f"Storage:        {at(document, 'storage')}",
+        f"Phase:          {at(document, 'phase')}",
+        f"Keys:           {deleted} of {total} deleted, {failed} failed",
+        f"Deleted:        between {at(document, 'started')} and {at(document, 'finished')}",
+        f"Unrecoverable:  after {unrecoverable}",
+        f"Operator:       {at(document, 'operatorVersion')}",
+    ]
+    if at(document, "keys", "sha256") != "-":
+        lines.append(
+            f"Key list:       {at(document, 'keys', 'count')} keys, SHA-256 {at(document, 'keys', 'sha256')}"
+        )
+        groups = document.get("keys", {}).get("failed") if isinstance(document, dict) else None
+        lines.extend(
+            f"Failed:         {at(group, 'error')} (indexes {at(group, 'indexes')})"
+            for group in (groups if isinstance(groups, list) else [])
+        )
+    if at(document, "manifest", "key") != "-":
+        version, size = at(document, "manifest", "version"), at(document, "manifest", "size")
+        lines.append(f"Manifest:       {at(document, 'manifest', 'key')} (version {version}, {size} bytes)")
+    return "\n".join(lines)
+
+
 COMMANDS: dict[str, Callable[[FileCleanupClient, argparse.Namespace], Awaitable[int]]] = {
     "submit": submit,
     "status": status,
@@ -360,12 +509,15 @@ COMMANDS: dict[str, Callable[[FileCleanupClient, argparse.Namespace], Awaitable[
     "undo": undo,
     "failed": failed,
     "relay": cli_outbox.relay,
+    "receipt": show_receipt,
 }
 
 
 async def run(args: argparse.Namespace) -> int:
     if args.command == "outbox":
         return cli_outbox.outbox(args)
+    if args.command == "receipt" and args.action == "verify":
+        return verify_receipt(args)  # a file and a key: no cluster
     api, context_namespace = await kube.connect_as_kubectl(args.kubeconfig, args.context)
     if getattr(args, "namespace", "unset") is None:
         args.namespace = context_namespace

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from filecleanup.api import kube
 from filecleanup.api.models import (
     ALBUM_DELETED_AT_ANNOTATION,
+    ALBUM_LABEL,
     API_VERSION,
     GROUP,
     KIND,
@@ -41,7 +42,6 @@ from filecleanup.api.models import (
 )
 from filecleanup.storage.base import ObjectStore
 
-ALBUM_LABEL = f"{GROUP}/album"
 PART_LABEL = f"{GROUP}/part"
 PARTS_LABEL = f"{GROUP}/parts"
 # etcd stores about 1.5 MiB per object; leave room for the status (its worst case is about 145 KB:

@@ -133,6 +133,10 @@ class StorageBase(StrictModel):
         """The erasure as declared, else the backend's default; None: not known (the README's table)."""
         return self.erasure
 
+    def holds_objects(self) -> bool:
+        """Whether it keeps whole objects (manifests, reports, receipts) besides deleting keys."""
+        return True
+
     @model_validator(mode="after")
     def _one_class_per_code(self) -> Self:
         both = sorted(set(self.permanent_errors) & set(self.transient_errors))
@@ -183,6 +187,9 @@ class HttpStorageConfig(RemoteStorageBase):
     # ``{"existing": [...], "missing": [...]}``. Never the delete URL. Unset: a dry run on this storage
     # reports every key as unknown.
     dry_run_url: AnyHttpUrl | None = None
+
+    def holds_objects(self) -> bool:
+        return self.objects_url is not None
 
     @model_validator(mode="after")
     def _no_credentials_in_url_or_in_cleartext(self) -> Self:
@@ -291,6 +298,30 @@ class RetentionConfig(StrictModel):
 MIN_REPORT_KEY_BYTES = 32
 
 
+class ReceiptsConfig(StrictModel):
+    """Erasure receipts: a signed record of what each finished object deleted, kept in a storage
+    after the object is gone (decide/receipts.py)."""
+
+    # Where they go; unset: each object's own storage (every storage must then hold objects).
+    storage: str | None = None
+    # Below this key prefix; the operator refuses to delete any key under it on that storage.
+    prefix: Annotated[str, Field(min_length=2, max_length=256)] = "filecleanup-receipts/"
+    # A secret of at least 32 bytes (a mounted Secret) that signs them: `filecleanup receipt verify`
+    # checks a receipt with it.
+    key_file: ReadableFile
+
+    @model_validator(mode="after")
+    def _a_prefix_and_a_secret(self) -> Self:
+        if not self.prefix.endswith("/") or key_problem(self.prefix + "receipt.json") is not None:
+            raise ValueError(f"receipts.prefix {self.prefix!r} must be a valid key prefix ending in '/'")
+        length = len(self.key_file.read_bytes().strip())
+        if length < MIN_REPORT_KEY_BYTES:
+            raise ValueError(
+                f"receipts.keyFile holds {length} bytes; a receipt key needs at least {MIN_REPORT_KEY_BYTES}"
+            )
+        return self
+
+
 class OperatorConfig(StrictModel):
     default_storage: str
     storages: Annotated[dict[str, StorageConfig], Field(min_length=1)]
@@ -301,6 +332,8 @@ class OperatorConfig(StrictModel):
     # A secret of at least 32 bytes (a mounted Secret) that signs the failure reports of manifests,
     # which lie where tenants can write. Unset: the operator runs no manifests.
     report_key_file: ReadableFile | None = None
+    # Unset: no erasure receipts.
+    receipts: ReceiptsConfig | None = None
 
     @model_validator(mode="after")
     def _report_key_is_a_secret(self) -> Self:
@@ -310,6 +343,24 @@ class OperatorConfig(StrictModel):
                 raise ValueError(
                     f"reportKeyFile holds {length} bytes; a report key needs at least {MIN_REPORT_KEY_BYTES}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _receipts_have_a_place(self) -> Self:
+        if self.receipts is None:
+            return self
+        if self.receipts.storage is not None and self.receipts.storage not in self.storages:
+            raise ValueError(
+                f"receipts.storage {self.receipts.storage!r} is not one of the storages: "
+                f"{', '.join(sorted(self.storages))}"
+            )
+        places = [self.receipts.storage] if self.receipts.storage else sorted(self.storages)
+        unable = [name for name in places if not self.storages[name].holds_objects()]
+        if unable:
+            raise ValueError(
+                f"receipts cannot be kept on {', '.join(unable)}: it holds no objects (an http storage needs "
+                "objectsUrl); set receipts.storage to one that does"
+            )
         return self
 
     @model_validator(mode="after")

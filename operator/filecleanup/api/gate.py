@@ -23,6 +23,8 @@ class KeyGate:
 
     policy: StoragePolicy
     namespace: str
+    # Keys under this prefix are the operator's own (its erasure receipts): no object deletes them.
+    protected: str | None = None
 
     @cached_property
     def prefix(self) -> str:
@@ -38,6 +40,8 @@ class KeyGate:
             return problem
         if not key.startswith(self.prefix):
             return f"outside {self.prefix!r}"
+        if self.protected is not None and key.startswith(self.protected):
+            return f"under {self.protected!r}, where the operator keeps its erasure receipts"
         return None
 
     def admit(self, keys: Sequence[str]) -> tuple[list[str], dict[str, str]]:

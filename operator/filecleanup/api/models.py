@@ -25,6 +25,8 @@ MAX_FAILED_ERRORS = 20
 # Who posts the events: `kubectl describe` shows it under From.
 REPORTING_CONTROLLER = "filecleanup-operator"
 DEFAULT_CONTROLLER = f"{GROUP}/operator"  # the installation that handles objects without spec.managedBy
+# The album an object deletes the files of (the client sets it): its receipts are found by it.
+ALBUM_LABEL = f"{GROUP}/album"
 # When the album service deleted the album (RFC 3339): the erasure deadline counts from it.
 ALBUM_DELETED_AT_ANNOTATION = f"{GROUP}/album-deleted-at"
 
@@ -206,6 +208,13 @@ class DryRunCounts(CamelModel):
     unknown: int = 0  # the storage could not tell (or cannot check: an HTTP storage without dryRunUrl)
 
 
+class ReceiptPlace(CamelModel):
+    """Where a finished object's erasure receipt is."""
+
+    storage: str
+    key: str
+
+
 class FileCleanupStatus(CamelModel):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
@@ -230,6 +239,7 @@ class FileCleanupStatus(CamelModel):
     completion_time: datetime.datetime | None = None
     # completion_time plus the storage's erasure horizon, once it deleted keys (see with_erasure).
     unrecoverable_after: datetime.datetime | None = None
+    receipt: ReceiptPlace | None = None  # the erasure receipt, once the object finished
     next_retry_time: datetime.datetime | None = None
     conditions: Annotated[list[Condition], Field(max_length=8)] = []
 

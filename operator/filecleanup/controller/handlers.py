@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from filecleanup.api import kube
 from filecleanup.api.models import (
+    ALBUM_LABEL,
     GROUP,
     PLURAL,
     REPORTING_CONTROLLER,
@@ -195,6 +196,8 @@ async def delete_keys(
         status_problem=status_problem,
         stored_bytes=retention.stored_bytes(spec),
         erasure_started=erasure_started(meta),
+        uid=uid or "",
+        album=labels.get(ALBUM_LABEL),
     )
     try:
         after = await reconciler.run(context)

@@ -80,6 +80,8 @@ class ObjectContext:
     stored_bytes: int = 0  # an estimate of what the object stores in etcd
     clock: Callable[[], datetime.datetime] = field(default=utcnow)  # the run's time; a test moves it
     erasure_started: datetime.datetime | None = None  # when the album was deleted (decide/erasure.py)
+    uid: str = ""
+    album: str | None = None  # its album label, where it carries one
 
     async def storage_unavailable(
         self,

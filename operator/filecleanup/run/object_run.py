@@ -15,12 +15,21 @@ from typing import Generic
 from filecleanup.api.gate import KeyGate
 from filecleanup.api.kube import ApiUnreachable
 from filecleanup.api.metrics import Metrics
-from filecleanup.api.models import Condition, ConditionType, EventReason, FileCleanupStatus, Phase, Reason
+from filecleanup.api.models import (
+    Condition,
+    ConditionType,
+    EventReason,
+    FileCleanupStatus,
+    Phase,
+    Reason,
+    ReceiptPlace,
+)
 from filecleanup.decide import outcomes
 from filecleanup.decide.outcomes import Outcome
 from filecleanup.decide.status import restarted_for_redrive, with_erasure
 from filecleanup.run.api_reach import ApiReachability
 from filecleanup.run.context import ObjectContext, announce
+from filecleanup.run.receipts import ReceiptWriter
 from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS, StopRule, send_chunks
 from filecleanup.run.sources import KeySource, PartT, ProgressNotSaved
 from filecleanup.storage import Storage, StorageUnavailable
@@ -46,9 +55,12 @@ class ObjectRun(Generic[PartT]):
         shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
         paused: Callable[[], frozenset[str]] = frozenset,
         recoverable_seconds: int | None = None,
+        receipts: ReceiptWriter | None = None,
     ) -> None:
         self._context = context
         self._recoverable_seconds = recoverable_seconds  # the storage's erasure horizon, if known
+        self._receipts = receipts
+        self._receipt: ReceiptPlace | None = None  # where this run's receipt went
         self._api = api
         self.writes_failing = False  # a status write is waiting for the API server
         self._source = source
@@ -109,14 +121,7 @@ class ObjectRun(Generic[PartT]):
         failed_since: datetime.datetime | None = None
         attempt = 0
         while True:
-            status = self._source.status(
-                self.latest,
-                outcome,
-                storage=self._storage_name,
-                generation=self._context.generation,
-                now=self._context.clock(),
-            )
-            status = with_erasure(status, self._recoverable_seconds)
+            status = self._status(outcome)
             try:
                 stored = await self._context.sink.write(status)
             except ApiUnreachable as error:
@@ -138,6 +143,19 @@ class ObjectRun(Generic[PartT]):
             )
             self._context.post_event("Warning", EventReason.STATUS_DELAYED, message)
             self._context.logger.warning("Status delayed: %s", message)
+
+    def _status(self, outcome: Outcome) -> FileCleanupStatus:
+        status = self._source.status(
+            self.latest,
+            outcome,
+            storage=self._storage_name,
+            generation=self._context.generation,
+            now=self._context.clock(),
+        )
+        status = with_erasure(status, self._recoverable_seconds)
+        if status.phase.finished and self._receipt is not None:
+            status = status.model_copy(update={"receipt": self._receipt})
+        return status
 
     async def _start_over(self, problem: str) -> None:
         """Status that no run could have written is not followed: the run starts over, said before
@@ -216,6 +234,20 @@ class ObjectRun(Generic[PartT]):
         )
 
     async def _finish(self, outcome: Outcome) -> float | None:
-        """The run's end written, announced as every run announces it; when to run again."""
+        """The run's end written, announced as every run announces it; when to run again. A finished
+        object's erasure receipt is written first: without it the object does not finish, and waits
+        as for a storage outage."""
+        if outcome.phase.finished and self._receipts is not None:
+            try:
+                self._receipt = await self._receipts.write(
+                    self._context,
+                    self._context.spec,
+                    self._status(outcome),
+                    storage=self._storage_name,
+                    recoverable_seconds=self._recoverable_seconds,
+                )
+            except StorageUnavailable as error:
+                return await self._unavailable(error)
+            self._context.logger.info("Receipt written: %s:%s", self._receipt.storage, self._receipt.key)
         await self.write(outcome)
         return announce(self._context, outcome, self.latest.failed_keys, self._metrics, self._storage_name)

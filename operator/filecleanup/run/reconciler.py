@@ -53,6 +53,7 @@ from filecleanup.run.dry_run import dry_run
 from filecleanup.run.manifest_keys import ManifestKeys
 from filecleanup.run.manifests import ReportPlace, report_signer
 from filecleanup.run.object_run import ObjectRun
+from filecleanup.run.receipts import ReceiptWriter
 from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS
 from filecleanup.run.sources import InlineKeys, KeySource, PartT
 from filecleanup.storage import Storage
@@ -91,6 +92,7 @@ class Reconciler:
             )
             for name, storage in storages.items()
         }
+        self._receipts = ReceiptWriter.configured(config, storages)
         self._recoverable_seconds: dict[str, int | None] = {}
         for name in storages:
             horizon = config.storages[name].erasure_horizon()
@@ -258,10 +260,12 @@ class Reconciler:
             shutdown_seconds=self._shutdown_seconds,
             paused=self._paused,
             recoverable_seconds=self._recoverable_seconds[storage_name],
+            receipts=self._receipts,
         )
 
     def _gate(self, context: ObjectContext, storage_name: str) -> KeyGate:
-        return KeyGate(self._config.storages[storage_name].policy, context.namespace)
+        protected = None if self._receipts is None else self._receipts.protected_prefix(storage_name)
+        return KeyGate(self._config.storages[storage_name].policy, context.namespace, protected=protected)
 
     def _workers(self, storage_name: str) -> int:
         """Calls in flight per object: as configured, else as many as the storage takes, so that one
