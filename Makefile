@@ -97,6 +97,10 @@ crds: ## copy the CRD from crds/ (the one source) into the chart
 control-plane: ## build (once) and cache kube-apiserver and etcd
 	tools/envtest/obtain.sh control-plane
 
+.PHONY: seaweedfs
+seaweedfs: ## build (once) and cache SeaweedFS's weed: the real S3-compatible store of the S3 tests
+	tools/envtest/obtain.sh seaweedfs
+
 .PHONY: helm
 helm: ## build (once) and cache helm
 	tools/envtest/obtain.sh helm
@@ -116,7 +120,7 @@ engine-down: ## stop the Docker engine that `make image` started, if it did
 ##@ Test
 
 .PHONY: test
-test: venv control-plane helm ## every test but end-to-end: unit, storage backends, integration (own control plane)
+test: venv control-plane helm seaweedfs ## every test but end-to-end: unit, storage backends, integration (own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -128,7 +132,7 @@ test-storage: venv ## each storage backend against a real server (reference HTTP
 	$(PY) -m pytest tests/storage $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: venv control-plane helm ## the operator, CLI, client and chart against a real kube-apiserver and etcd
+test-integration: venv control-plane helm seaweedfs ## the operator, CLI, client and chart against a real kube-apiserver and etcd
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: e2e

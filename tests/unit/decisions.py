@@ -86,7 +86,7 @@ def status_after(
 
 def conclude(the_spec: FileCleanupSpec, progress: Progress, jitter: float = 0.0) -> Outcome:
     """What the reconciler does when a round ends: decide, and set a retry round up."""
-    outcome = outcomes.after_round(the_spec, outcomes.Tally.of(progress), jitter)
+    outcome = outcomes.after_round(the_spec, outcomes.Tally.of(progress), jitter, now=NOW)
     if outcome.phase == Phase.BACKOFF:
         progress.begin_retry_round()
     return outcome

@@ -10,7 +10,7 @@ from filecleanup.api.models import (
 )
 from filecleanup.decide import outcomes
 from filecleanup.decide.progress import Progress
-from tests.unit.decisions import answer_round, conclude, spec
+from tests.unit.decisions import NOW, answer_round, conclude, spec
 
 
 class TestAfterRound:
@@ -33,7 +33,10 @@ class TestAfterRound:
         progress = Progress.start(the_spec)
         answer_round(progress, failing={"b"})
         before = dataclasses.replace(progress, pending=dict(progress.pending), failed=dict(progress.failed))
-        assert outcomes.after_round(the_spec, outcomes.Tally.of(progress), jitter=0).phase == Phase.BACKOFF
+        assert (
+            outcomes.after_round(the_spec, outcomes.Tally.of(progress), jitter=0, now=NOW).phase
+            == Phase.BACKOFF
+        )
         assert progress == before
 
     def test_budget_exhausted_fails(self) -> None:

@@ -1,5 +1,6 @@
 """Sample storages for the demo and the tests, one per backend: the reference HTTP storage server,
-moto's S3 server (both real processes on loopback) and a plain directory. Each can be seeded with
+moto's S3 server, SeaweedFS (a real S3-compatible store; all real processes on loopback) and a plain
+directory. Each can be seeded with
 files, asked which still exist, and describes itself as an operator storage configuration."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import httpx
 
 from tools.devkit.examples import STORAGE_SERVER
 from tools.devkit.processes import stop_process, wait_until_healthy
-from tools.envtest.controlplane import free_port
+from tools.envtest.controlplane import OBTAIN_SCRIPT, free_port
 from tools.envtest.polling import eventually
 
 T = TypeVar("T")
@@ -282,5 +283,133 @@ class MotoProcess:
             "allowPlainHttp": True,  # moto on loopback (or the test node's own network)
             "keyPrefix": self.key_prefix,
             "credentialsFile": str(self.credentials_file),
+            "policy": OPEN_POLICY,
+        }
+
+
+class SeaweedProcess:
+    """SeaweedFS (``weed mini``: master, volume, filer and S3 gateway in one process) on loopback, every
+    port a free one, with one bucket: a real S3-compatible store, built from its Go module
+    (tools/envtest/obtain.sh seaweedfs). ``object_lock`` makes the bucket with Object Lock (and so
+    versioning) on. With no identities configured it takes any credentials."""
+
+    def __init__(self, workdir: Path, *, object_lock: bool = False, key_prefix: str = "") -> None:
+        self.workdir = workdir
+        self.object_lock = object_lock
+        self.key_prefix = key_prefix
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "seaweedfs.log"
+        self.credentials_file = workdir / "aws-credentials"
+        self.credentials_file.write_text(
+            f"[default]\naws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {S3_SECRET_KEY}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self._client: Any = None
+
+    def start(self) -> None:
+        weed = (
+            subprocess.run([str(OBTAIN_SCRIPT), "seaweedfs"], check=True, stdout=subprocess.PIPE, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        data = self.workdir / "seaweedfs-data"
+        data.mkdir(exist_ok=True)
+        ports = {
+            name: free_port()
+            for name in (
+                "master.port",
+                "master.port.grpc",
+                "volume.port",
+                "volume.port.grpc",
+                "filer.port",
+                "filer.port.grpc",
+                "s3.port.grpc",
+                "admin.port",
+                "admin.port.grpc",
+            )
+        }
+        flags = [f"-{name}={port}" for name, port in ports.items()]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    weed,
+                    "mini",
+                    f"-dir={data}",
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    f"-s3.port={self.port}",
+                    *flags,
+                    "-admin.ui=false",
+                    "-admin.port.legacy=0",
+                    "-webdav=false",
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    f"-filer.localSocket={self.workdir / 'filer.sock'}",
+                    f"-s3.localSocket={self.workdir / 's3.sock'}",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+
+        def bucket_made() -> bool | None:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited ({self.process.returncode}); see {self.log}")
+            try:
+                self.client().create_bucket(Bucket=S3_BUCKET, ObjectLockEnabledForBucket=self.object_lock)
+            except Exception:  # noqa: BLE001  (not up yet: connection refused, or a 5xx while it starts)
+                return None
+            return True
+
+        eventually("SeaweedFS to make its bucket", bucket_made, timeout=120, interval=0.5)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def client(self) -> Any:  # botocore builds the S3 methods at run time
+        if self._client is None:
+            import botocore.session  # noqa: PLC0415  (only the S3 samples need it)
+            from botocore.config import Config  # noqa: PLC0415
+
+            self._client = botocore.session.get_session().create_client(
+                "s3",
+                region_name=S3_REGION,
+                endpoint_url=self.endpoint,
+                aws_access_key_id=S3_ACCESS_KEY,
+                aws_secret_access_key=S3_SECRET_KEY,
+                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+            )
+        return self._client
+
+    def seed(self, keys: list[str]) -> None:
+        s3 = self.client()
+        for key in keys:
+            s3.put_object(Bucket=S3_BUCKET, Key=self.key_prefix + key, Body=b"photo")
+
+    def versions(self, key: str) -> list[str]:
+        """Every version of ``key`` still kept (data versions and delete markers)."""
+        full = self.key_prefix + key
+        listed = self.client().list_object_versions(Bucket=S3_BUCKET, Prefix=full)
+        return [
+            item["VersionId"]
+            for item in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+            if item["Key"] == full
+        ]
+
+    def exists(self, key: str) -> bool:
+        full = self.key_prefix + key
+        listed = self.client().list_objects_v2(Bucket=S3_BUCKET, Prefix=full)
+        return any(item["Key"] == full for item in listed.get("Contents", []))
+
+    def operator_storage(self) -> dict[str, Any]:
+        return {
+            "type": "s3",
+            "bucket": S3_BUCKET,
+            "region": S3_REGION,
+            "endpoint": self.endpoint,
+            "allowPlainHttp": True,  # loopback
+            "keyPrefix": self.key_prefix,
+            "credentialsFile": str(self.credentials_file),
+            "deleteAllVersions": self.object_lock,  # a locked bucket is versioned: only this deletes its data
             "policy": OPEN_POLICY,
         }

@@ -7,6 +7,8 @@
 #   tools/envtest/obtain.sh pause           -> prints the path of a static pause binary (a pod sandbox)
 #   tools/envtest/obtain.sh node            -> prints a directory with kubelet, kube-controller-manager
 #                                              and kube-scheduler (make node)
+#   tools/envtest/obtain.sh seaweedfs       -> prints the path of SeaweedFS's weed (a real S3-compatible
+#                                              store, for the S3 tests), built from tools/seaweedfs
 #
 # KUBEBUILDER_ASSETS (controller-runtime's convention) names a directory of binaries the user
 # already has; it wins when it holds both kube-apiserver and etcd.
@@ -125,10 +127,28 @@ helm_binary() {
     echo "$dir/helm"
 }
 
+seaweedfs_binary() {
+    local module="$here/../seaweedfs" version
+    version=$(awk '$1 == "require" && $2 == "github.com/seaweedfs/seaweedfs" {print $3}' "$module/go.mod")
+    local dir="$cache_root/seaweedfs/$version"
+    if [[ ! -x "$dir/weed" ]]; then
+        need_go
+        log "building SeaweedFS $version into $dir (minutes, once)"
+        local started=$SECONDS
+        mkdir -p "$dir"
+        (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" \
+            -o "$dir/weed.partial" github.com/seaweedfs/seaweedfs/weed)
+        mv "$dir/weed.partial" "$dir/weed"
+        log "built in $((SECONDS - started)) s"
+    fi
+    echo "$dir/weed"
+}
+
 case "${1:-}" in
     control-plane) control_plane ;;
     helm) helm_binary ;;
     node) node_binaries ;;
     pause) pause_binary ;;
-    *) echo "usage: $0 control-plane|helm|node|pause" >&2; exit 2 ;;
+    seaweedfs) seaweedfs_binary ;;
+    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs" >&2; exit 2 ;;
 esac

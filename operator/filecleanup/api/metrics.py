@@ -79,7 +79,10 @@ class ObjectCounts(Collector):
             "filecleanup_oldest_unfinished_seconds",
             "Seconds since the album of the oldest FileCleanup not yet finished was deleted (0: none)",
         )
-        started = min((since for _, _, since in self._working.values()), default=None)
+        # A held key is a lawful reason not to erase yet (a legal hold, a retention): not late.
+        started = min(
+            (since for phase, _, since in self._working.values() if phase != Phase.HELD.value), default=None
+        )
         oldest.add_metric([], 0.0 if started is None else max(0.0, self._clock() - started))
         yield objects
         yield stored

@@ -94,6 +94,8 @@ class Phase(StrEnum):
     IN_PROGRESS = "InProgress"
     BACKOFF = "Backoff"
     SUSPENDED = "Suspended"
+    # Only keys the storage holds (a legal hold, a retention) are left: sent again once it may be over.
+    HELD = "Held"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -144,6 +146,8 @@ class Reason(StrEnum):
     INVALID_STATUS = "InvalidStatus"
     # Pending until spec.startAfter: nothing is sent yet, and the object may still be cancelled.
     GRACE_PERIOD = "GracePeriod"
+    # Held: every key left is under a legal hold or a retention of the storage's.
+    KEYS_HELD = "KeysHeld"
 
 
 class EventReason(StrEnum):

@@ -11,6 +11,7 @@ from typing import TypeGuard
 from filecleanup.api.models import Condition, DryRunCounts, FileCleanupSpec, Phase, Reason
 from filecleanup.decide.backoff import retry_delay, unavailable_delay
 from filecleanup.decide.progress import Progress
+from filecleanup.storage import holds
 from filecleanup.storage.base import ExistsResult
 
 
@@ -36,6 +37,8 @@ class Tally:
     # A manifest's report keeps no error class: a retry round sends its keys failed for good again.
     retries_permanent: bool = False
     report: str = ""  # where every failed key and its error are listed, when not in status
+    # Of the keys failed for good, the errors of those the storage holds (decide/holds.py).
+    held: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, progress: Progress) -> Tally:
@@ -46,6 +49,7 @@ class Tally:
             permanent=len(progress.permanent),
             pending=len(progress.pending),
             retries=progress.retries,
+            held=tuple(error for error, _ in progress.permanent.values() if holds.is_held(error)),
         )
 
     def too_many_failed(self, max_failed_keys: int | None) -> bool:
@@ -56,13 +60,24 @@ class Tally:
         return f"; every failed key and its error: {self.report}*" if self.report else ""
 
 
-def after_round(spec: FileCleanupSpec, tally: Tally, jitter: float) -> Outcome:
+def after_round(spec: FileCleanupSpec, tally: Tally, jitter: float, *, now: datetime.datetime) -> Outcome:
     """Decide what follows a round in which every pending key got an answer. For a retry, the caller
     sets the next round up before the status is built. Keys failed for good (a permanent error) are
-    not retried: once only they are left, the object is Failed."""
+    not retried: once only they are left, the object is Failed; or Held, when the storage holds every
+    one of them (a legal hold, a retention), until the earliest hold may have passed."""
     retryable = tally.failed if tally.retries_permanent else tally.failed - tally.permanent
     if not tally.failed:
         return Outcome(Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {tally.deleted} of {tally.total} keys")
+    if not retryable and tally.held and len(tally.held) == tally.failed:
+        delay = holds.release_in(tally.held, now)
+        return Outcome(
+            Phase.HELD,
+            Reason.KEYS_HELD,
+            f"{len(tally.held)} of {tally.total} keys are held by the storage (legal hold or retention), "
+            f"e.g. {tally.held[0].removeprefix(holds.HELD_PREFIX)}; deleted {tally.deleted}; the held keys "
+            f"are sent again in {delay:.0f} s",
+            delay,
+        )
     if not retryable:
         return Outcome(
             Phase.FAILED,

@@ -152,6 +152,8 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
         return RunManifest(storage, starting=False, deadline=deadline)
     try:
         progress = Progress.resume(spec, status)
+        if status.phase == Phase.HELD:
+            progress.release_held()
     except InvalidStatus as error:
         # Start over from the keys: deletes are idempotent, and the counts are rebuilt from what the
         # storage confirms, so nothing is lost and nothing is counted twice.
@@ -186,7 +188,7 @@ def _held(
             Reason.DEADLINE_EXCEEDED,
             f"not done within activeDeadlineSeconds ({spec.active_deadline_seconds})",
         )
-    if status.phase == Phase.BACKOFF and status.next_retry_time:
+    if status.phase in {Phase.BACKOFF, Phase.HELD} and status.next_retry_time:
         remaining = (status.next_retry_time - now).total_seconds()
         if deadline is not None:
             remaining = min(remaining, (deadline - now).total_seconds())

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from filecleanup.api.indexes import IndexRangeError, parse_ranges
 from filecleanup.api.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupSpec, FileCleanupStatus
 from filecleanup.api.redaction import redact
+from filecleanup.storage import holds
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult
 
 EARLIER_ERROR = "failed in an earlier round"
@@ -50,6 +51,7 @@ class Progress:
     permanent: dict[int, tuple[str, int]] = field(default_factory=dict)  # -> (error, attempts)
     earlier_errors: dict[int, str] = field(default_factory=dict)
     whole_call_failures: int = 0
+    released: bool = False  # the round sends held keys again (release_held)
 
     @classmethod
     def start(cls, spec: FileCleanupSpec) -> Progress:
@@ -143,6 +145,15 @@ class Progress:
             },
         )
 
+    def release_held(self) -> None:
+        """Send the keys the storage held again (an object that was Held): their hold may be over."""
+        held = sorted(i for i, (error, _) in self.permanent.items() if holds.is_held(error))
+        for index in held:
+            error, _ = self.permanent.pop(index)
+            self.earlier_errors[index] = error
+            self.pending[index] = None
+        self.released = bool(held)
+
     def chunks(self) -> list[list[int]]:
         ordered = list(self.pending)
         return [ordered[at : at + self.chunk_size] for at in range(0, len(ordered), self.chunk_size)]
@@ -192,8 +203,9 @@ class Progress:
 
     @property
     def retrying(self) -> bool:
-        """Whether the pending keys all failed before: in a retry round, or in a redrive."""
-        return bool(self.retries or self.redrives)
+        """Whether the pending keys all failed before: in a retry round, a redrive, or a round that
+        sends held keys again."""
+        return bool(self.retries or self.redrives or self.released)
 
     def begin_retry_round(self) -> None:
         """Retry only the failed keys. Halve the chunks after whole-call failures, so that one poison

@@ -212,7 +212,7 @@ class ObjectRun(Generic[PartT]):
             if source.next_part(part):
                 await self.write(deleting)
         outcome = source.round_ended() or outcomes.after_round(
-            self._context.spec, source.tally(), self._jitter()
+            self._context.spec, source.tally(), self._jitter(), now=self._context.clock()
         )
         if outcome.phase == Phase.BACKOFF:
             source.next_round()  # the status then holds the next round, waiting

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from botocore.session import Session
 
 from filecleanup.api import redaction
 from filecleanup.api.config import S3StorageConfig
+from filecleanup.storage import holds
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ExistsResult, ObjectPart, chunk_outcome
 from filecleanup.storage.errors import (
     S3_PERMANENT,
@@ -49,6 +51,7 @@ from filecleanup.storage.errors import (
     ErrorClasses,
     ReplyBroken,
     S3ReplyError,
+    StorageError,
     StorageUnavailable,
 )
 from filecleanup.storage.s3_xml import (
@@ -97,17 +100,25 @@ def read_delete_reply(storage: str, reply: Reply) -> DeleteResult:
 
 
 def outcome(
-    targets: Sequence[Target], result: DeleteResult, classes: ErrorClasses = DEFAULT_CLASSES
+    targets: Sequence[Target],
+    result: DeleteResult,
+    classes: ErrorClasses = DEFAULT_CLASSES,
+    held: Mapping[tuple[str, str | None], str] | None = None,
 ) -> ChunkResult:
     """A key counts as deleted when every version sent for it is confirmed, and none was only hidden
-    by a delete marker; otherwise it failed, with the first reason (permanent if its code is)."""
+    by a delete marker; otherwise it failed, with the first reason (permanent if its code is). A
+    version the storage ``held`` (Object Lock) makes its key held (storage/holds.py): not retried."""
     confirmed: list[str] = []
     errors: dict[str, str] = {}
     permanent: list[str] = []
+    held = held or {}
     for target in targets:
         for version in target.versions:
             sent = (target.full_key, version)
-            if sent in result.errors:
+            if sent in held:
+                errors[target.key] = held[sent]
+                permanent.append(target.key)
+            elif sent in result.errors:
                 errors[target.key] = result.errors[sent]
                 if classes.is_permanent(result.codes.get(sent)):
                     permanent.append(target.key)
@@ -121,6 +132,18 @@ def outcome(
         else:
             confirmed.append(target.key)
     return ChunkResult.from_reply([target.key for target in targets], confirmed, errors, permanent)
+
+
+ACCESS_DENIED = "AccessDenied"
+
+
+def retain_until(text: str) -> datetime.datetime | None:
+    """An Object Lock retain-until date (ISO 8601, as S3 sends it), or None if it is not one."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
 
 
 # What a GetObject or PutObject may answer: a Range past the end is an empty read, not a failure.
@@ -226,7 +249,34 @@ class S3Storage:
                 {**merged.errors, **result.errors},
                 {**merged.codes, **result.codes},
             )
-        return outcome(targets, merged, self._classes)
+        held = await self._locked(merged) if self._config.delete_all_versions else {}
+        return outcome(targets, merged, self._classes, held)
+
+    async def _locked(self, result: DeleteResult) -> dict[tuple[str, str | None], str]:
+        """The versions refused with AccessDenied that Object Lock holds (a legal hold, a retention
+        not yet over), each with its held error: a HeadObject per such version tells. A version that
+        cannot be looked at stays as refused."""
+        held: dict[tuple[str, str | None], str] = {}
+        now = datetime.datetime.now(datetime.UTC)
+        for sent, code in result.codes.items():
+            full_key, version = sent
+            if code != ACCESS_DENIED or version is None:
+                continue
+            url = f"{self._base}/{quote(full_key, safe='/-_.~')}?versionId={quote(version, safe='')}"
+            try:
+                reply = await self._transport.fetch(
+                    "HEAD", url, OBJECT_REPLY_SLACK, headers=await self._signed("HEAD", url)
+                )
+            except StorageError:
+                continue
+            if reply.status != HTTPStatus.OK:
+                continue
+            legal = reply.headers.get("x-amz-object-lock-legal-hold", "").upper() == "ON"
+            until = retain_until(reply.headers.get("x-amz-object-lock-retain-until-date", ""))
+            if legal or (until is not None and until > now):
+                mode = reply.headers.get("x-amz-object-lock-mode", "")[:20] or None
+                held[sent] = holds.held_error(legal_hold=legal, mode=mode, until=until)
+        return held
 
     async def versions(self, keys: Sequence[str]) -> Mapping[str, Sequence[str]]:
         """Each key's version IDs, data versions and delete markers (ListObjectVersions, a listing per
