@@ -36,7 +36,9 @@ def locked_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedPr
 def holds_operator(
     crd: None, kubeconfig: Path, locked_store: SeaweedProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    config = {"defaultStorage": "locked", "storages": {"locked": locked_store.operator_storage()}}
+    locked = locked_store.operator_storage()
+    bypassing = {**locked, "bypassGovernanceRetention": True}
+    config = {"defaultStorage": "locked", "storages": {"locked": locked, "bypassing": bypassing}}
     yield from running_operator(tmp_path_factory.mktemp("holds-operator"), kubeconfig, config, ["holds-*"])
 
 
@@ -90,3 +92,26 @@ def test_held_keys_wait_in_phase_held_and_go_once_their_retention_is_over(
     assert datetime.datetime.fromisoformat(second["nextRetryTime"]) > until + datetime.timedelta(hours=23)
     assert locked_store.versions(retained) == []
     assert locked_store.versions(legal)
+
+
+def test_a_governance_retention_holds_unless_the_storage_may_bypass_it(
+    kube: Kube, holds_operator: OperatorProcess, locked_store: SeaweedProcess
+) -> None:
+    namespace = kube.create_namespace("holds")
+    kept, bypassed = f"{namespace}/kept.jpg", f"{namespace}/bypassed.jpg"
+    locked_store.seed([kept, bypassed])
+    until = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).replace(microsecond=0)
+    for key in (kept, bypassed):
+        locked_store.client().put_object_retention(
+            Bucket=S3_BUCKET,
+            Key=key,
+            VersionId=version_of(locked_store, key),
+            Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
+        )
+    create_cleanup(kube, namespace, "album-kept", [kept])
+    create_cleanup(kube, namespace, "album-bypassed", [bypassed], storage="bypassing")
+    held = wait_for_phase(kube, namespace, "album-kept", "Held")["status"]
+    assert failed_errors(held) == {kept: f"held: GOVERNANCE retention until {until:%Y-%m-%dT%H:%M:%SZ}"}
+    wait_for_phase(kube, namespace, "album-bypassed", "Succeeded")
+    assert locked_store.versions(bypassed) == []
+    assert locked_store.versions(kept)

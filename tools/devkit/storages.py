@@ -5,6 +5,7 @@ files, asked which still exist, and describes itself as an operator storage conf
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -291,7 +292,8 @@ class SeaweedProcess:
     """SeaweedFS (``weed mini``: master, volume, filer and S3 gateway in one process) on loopback, every
     port a free one, with one bucket: a real S3-compatible store, built from its Go module
     (tools/envtest/obtain.sh seaweedfs). ``object_lock`` makes the bucket with Object Lock (and so
-    versioning) on. With no identities configured it takes any credentials."""
+    versioning) on. It knows one identity, the tests' credentials, with every right (Admin: it may
+    bypass a GOVERNANCE retention when a call asks to), and refuses any other."""
 
     def __init__(self, workdir: Path, *, object_lock: bool = False, key_prefix: str = "") -> None:
         self.workdir = workdir
@@ -315,6 +317,20 @@ class SeaweedProcess:
         )
         data = self.workdir / "seaweedfs-data"
         data.mkdir(exist_ok=True)
+        identities = self.workdir / "seaweedfs-s3.json"
+        identities.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "tests",
+                            "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         ports = {
             name: free_port()
             for name in (
@@ -347,6 +363,7 @@ class SeaweedProcess:
                     "-s3.port.lance=0",
                     f"-filer.localSocket={self.workdir / 'filer.sock'}",
                     f"-s3.localSocket={self.workdir / 's3.sock'}",
+                    f"-s3.config={identities}",
                 ],
                 stdout=log,
                 stderr=log,

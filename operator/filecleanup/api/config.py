@@ -230,6 +230,9 @@ class S3StorageConfig(RemoteStorageBase):
     # On a versioned bucket: list and delete every version of each key (delete markers included).
     # Without it, a key that only got a delete marker counts as failed: its data remains.
     delete_all_versions: bool = False
+    # Object Lock: delete versions under a GOVERNANCE-mode retention too (the credentials need
+    # s3:BypassGovernanceRetention). Never the default; COMPLIANCE retention and legal holds still hold.
+    bypass_governance_retention: bool = False
 
     def erasure_horizon(self) -> Erasure | None:
         """AWS: at once (a key whose data versions remain on a versioned bucket is failed, not

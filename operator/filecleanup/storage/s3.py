@@ -171,6 +171,11 @@ class S3Storage:
         self._classes = ErrorClasses.configured(
             S3_PERMANENT, config.permanent_errors, config.transient_errors
         )
+        # Deletes versions under a GOVERNANCE retention (with the s3:BypassGovernanceRetention right),
+        # only where the storage says so; COMPLIANCE retention and legal holds are never bypassed.
+        self._bypass = (
+            {"x-amz-bypass-governance-retention": "true"} if config.bypass_governance_retention else {}
+        )
 
     @staticmethod
     def _session(config: S3StorageConfig) -> Session:
@@ -241,7 +246,7 @@ class S3Storage:
             body = delete_objects_body(sent[start : start + MAX_KEYS_PER_CALL])
             url = f"{self._base}/?delete"
             reply = await self._transport.call(
-                "POST", url, keys, content=body, headers=await self._signed("POST", url, body)
+                "POST", url, keys, content=body, headers=await self._signed("POST", url, body, self._bypass)
             )
             result = read_delete_reply(self.name, reply)
             merged = DeleteResult(
