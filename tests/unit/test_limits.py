@@ -525,6 +525,28 @@ class TestPacing:
         limiter.throttled(retry_after=1.0)
         assert limiter.limit == 11  # later ones cut the pace only
 
+    async def test_a_pace_grown_to_twice_its_cut_unrefused_ends(self) -> None:
+        """A burst refused on an idle storage must not pace it for minutes: once the pace has doubled
+        with no throttle, the storage is not paced any more (and a later throttle paces it again)."""
+        clock = FakeClock()
+        limiter = Limiter(
+            16, adaptive=AdaptiveConcurrency(initial_requests=16), clock=clock, jitter=lambda: 0.0
+        )
+        for _ in range(4):  # an idle storage: 4 calls in the last second
+            clock.now += 0.2
+            limiter.succeeded()
+        limiter.throttled(retry_after=1.0)
+        assert limiter.pacing is not None
+        cut = PACE_CUT_RATIO * limiter.pacing.admitted
+        clock.now += 0.9 * cut / PACE_GROWTH  # grown, but not yet to twice the cut
+        await limiter.pace()
+        assert limiter.pacing is not None
+        clock.now += 0.2 * cut / PACE_GROWTH
+        await limiter.pace()
+        assert limiter.pacing is None
+        limiter.throttled(retry_after=1.0)
+        assert limiter.pacing is not None
+
     async def test_a_cut_retimes_the_calls_already_waiting_for_the_pace(self) -> None:
         """Calls given a time at the old pace would go out as a burst right after a refusal: at a cut,
         each takes its time again, at the new rate."""

@@ -288,7 +288,10 @@ async def object_store(config_path: Path, name: str | None) -> AsyncIterator[Obj
     try:
         store = storage if isinstance(storage, ObjectStore) else None
         if store is None:
-            raise ValueError(f"storage {name!r} holds no objects (an HTTP storage needs objectsUrl)")
+            raise ValueError(
+                f"storage {name!r} cannot hold manifests or receipts: it holds no objects (an HTTP storage "
+                "needs objectsUrl)"
+            )
         yield store
     finally:
         await storage.aclose()

@@ -27,9 +27,11 @@ adaptive retry mode paces it, and later throttles cut the pace, not the slots. A
 set to ``PACE_CUT_RATIO`` of what the storage admitted over the last second (or of the pace, if that
 was higher), and grows by ``PACE_GROWTH`` calls a second every second, never beyond twice what the
 storage is measured to admit: it settles just under the rate the storage takes, and probes above it
-slowly. A cut takes effect at once: the calls already waiting for the pace take their times again, at
-the new rate, so that no burst paced at the old rate follows a refusal (a storage that counts refused
-calls in its window would go on refusing for a second).
+slowly. Once the pace has grown to ``PACE_RELEASE_RATIO`` times its rate at the last cut with no
+throttle since, the throttling has passed (a burst on an idle storage, say): the storage is no longer
+paced, and a later throttle paces it again. A cut takes effect at once: the calls already waiting
+for the pace take their times again, at the new rate, so that no burst paced at the old rate follows
+a refusal (a storage that counts refused calls in its window would go on refusing for a second).
 
 A ``Retry-After`` is a hint from a peer: one of no wait (0, or a date in the past) or shorter than the
 default wait counts for the default wait (about a second, jittered), so that refused calls never come
@@ -168,6 +170,7 @@ class AdaptiveSlots:
 PACE_CUT_RATIO = 0.9  # a cut paces at this share of what the storage admitted
 PACE_GROWTH = 0.5  # calls a second, added to the pace every second without a throttle
 MIN_PACED_RATE = 0.5  # calls a second: a storage that admitted nothing is still asked now and then
+PACE_RELEASE_RATIO = 2.0  # the pace grown to this many times its cut, unrefused: pacing ends
 PACE_BURST_SECONDS = 0.1  # a paced storage gets its calls spread out, not in bursts of a second
 RATE_WINDOW_SECONDS = 1.0  # the admitted rate is measured over this sliding window
 
@@ -272,6 +275,9 @@ class Limiter:
         now (as botocore caps it: the curve never runs far ahead of what is measured), and never less
         than what it admitted at the cut (a storage idle since is not paced below that)."""
         if self.pacing is None or self._pace is None:
+            return
+        if self.pacing.rate(now) >= PACE_RELEASE_RATIO * PACE_CUT_RATIO * self.pacing.admitted:
+            self.pacing = self._pace = None  # grown unrefused far past its cut: the throttling has passed
             return
         measured = 2 * self._admitted.rate(now)
         rate = min(self.pacing.rate(now), max(self.pacing.admitted, measured))
