@@ -15,7 +15,7 @@ from tests.integration.conftest import operator_config, running_operator
 from tests.integration.test_kubectl_like_cli import filecleanup
 from tests.kube import Kube
 from tools.devkit.processes import OperatorProcess
-from tools.devkit.storages import StorageProcess
+from tools.devkit.storages import S3_BUCKET, DirectoryStorage, SeaweedProcess, StorageProcess
 
 PREFIX = "filecleanup-receipts/"
 
@@ -128,3 +128,63 @@ def test_no_object_deletes_a_receipt(
 
 def cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return filecleanup("--kubeconfig", str(kubeconfig), *args)
+
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedProcess]:
+    store = SeaweedProcess(tmp_path_factory.mktemp("seaweedfs"))
+    store.start()
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
+@pytest.mark.parametrize("backend", ["filesystem", "s3"])
+def test_a_receipt_is_kept_on_the_filesystem_and_on_s3(
+    *,
+    crd: None,
+    kube: Kube,
+    kubeconfig: Path,
+    bucket: SeaweedProcess,
+    receipt_key: Path,
+    backend: str,
+    tmp_path: Path,
+) -> None:
+    volume = DirectoryStorage(tmp_path / "volume")
+    storage = volume if backend == "filesystem" else bucket
+    config = {
+        "defaultStorage": backend,
+        "storages": {backend: storage.operator_storage()},
+        "receipts": {"prefix": PREFIX, "keyFile": str(receipt_key)},
+    }
+    namespace = kube.create_namespace(f"receipts-{backend}")
+    keys = album_keys(namespace, 5)
+    storage.seed(keys)
+    operator = OperatorProcess(tmp_path, kubeconfig, config, [namespace])
+    operator.start()
+    try:
+        create_cleanup(kube, namespace, "album-7", keys)
+        done = wait_for_phase(kube, namespace, "album-7", "Succeeded")["status"]
+    finally:
+        operator.stop()
+    assert not any(storage.exists(key) for key in keys)
+    key = done["receipt"]["key"]
+    if backend == "filesystem":
+        stored = volume.root / key
+    else:
+        stored = tmp_path / "receipt.json"
+        stored.write_bytes(bucket.client().get_object(Bucket=S3_BUCKET, Key=key)["Body"].read())
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("".join(f"{key}\n" for key in keys))
+    checked = cli(
+        kubeconfig,
+        "receipt",
+        "verify",
+        str(stored),
+        "--key-file",
+        str(receipt_key),
+        "--keys-file",
+        str(keys_file),
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
