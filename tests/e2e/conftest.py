@@ -78,6 +78,8 @@ def chart_values(storages: Storages, image: str) -> Manifest:
     return {
         "image": {"repository": repository, "tag": tag},
         "config": {
+            # Every finished object's receipt goes to the S3 bucket, signed with the key the chart makes.
+            "receipts": {"storage": "archive", "prefix": "filecleanup-receipts/"},
             "storages": {
                 "photos": {
                     "url": storages.http.url,
@@ -97,7 +99,7 @@ def chart_values(storages: Storages, image: str) -> Manifest:
                     "volume": {"persistentVolumeClaim": {"claimName": VOLUME_CLAIM}},
                     "policy": policy,
                 },
-            }
+            },
         },
     }
 

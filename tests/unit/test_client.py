@@ -4,17 +4,21 @@ import datetime
 import io
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kubernetes.aio.client import ApiException
 
 from filecleanup.album.cli import duration, read_keys, table
 from filecleanup.album.client import (
     MAX_OBJECT_KEY_BYTES,
     PARTS_LABEL,
     AlbumStatus,
+    FileCleanupClient,
     ObjectSummary,
+    Undone,
     _same_request,
     album_label,
     manifest_bytes,
@@ -227,3 +231,64 @@ class TestKeysFile:
             assert [key for part in manifests("1", read) for key in part["spec"]["keys"]] == list(
                 dict.fromkeys(keys)
             )
+
+
+class FakeObjects:
+    """The CustomObjectsApi seam of FileCleanupClient.undo (a fake: the real API server cannot be held
+    between the client's read and its delete). GETs answer ``reads`` in turn, the last one again and
+    again; a DELETE conflicts unless its precondition names ``current``, the newest version."""
+
+    def __init__(self, reads: list[dict[str, object]], current: str) -> None:
+        self.reads = reads
+        self.current = current
+        self.deleted: list[str] = []
+
+    async def get_namespaced_custom_object(self, *_: object) -> dict[str, object]:
+        return self.reads.pop(0) if len(self.reads) > 1 else self.reads[0]
+
+    async def delete_namespaced_custom_object(self, *_: object, body: Any) -> None:
+        if body.preconditions.resource_version != self.current:
+            raise ApiException(status=409, reason="Conflict")
+        self.deleted.append(self.current)
+
+
+def stored(version: str, phase: str, reason: str, **status: object) -> dict[str, object]:
+    condition = {"type": "Progressing", "status": "True", "reason": reason, "message": "m"}
+    condition["lastTransitionTime"] = "2026-12-01T00:00:00Z"
+    return {
+        "metadata": {"name": "album-1", "uid": "u", "resourceVersion": version, "generation": 1},
+        "spec": {"keys": ["a/1", "a/2"], "startAfter": "2026-12-31T00:00:00Z"},
+        "status": {"phase": phase, "observedGeneration": 1, "conditions": [condition], **status},
+    }
+
+
+async def undo_with(objects: FakeObjects) -> Undone:
+    client = FileCleanupClient.__new__(FileCleanupClient)
+    client._objects = objects  # type: ignore[assignment]
+    return await client.undo("album-1", namespace="photos")
+
+
+WAITING = stored("7", "Pending", "GracePeriod")
+
+
+async def test_undo_deletes_at_the_version_that_showed_the_wait() -> None:
+    objects = FakeObjects([WAITING], current="7")
+    assert await undo_with(objects) == Undone("album-1", "photos", "2026-12-31T00:00:00Z", 2, None)
+    assert objects.deleted == ["7"]
+
+
+async def test_undo_of_an_object_that_started_meanwhile_deletes_nothing() -> None:
+    """The operator writes the wait's end before its first call: the delete, conditional on the version
+    that showed the wait, conflicts, and the object read again has started."""
+    started = stored("8", "InProgress", "Deleting", total=2, deleted=1)
+    objects = FakeObjects([WAITING, started], current="8")
+    with pytest.raises(ValueError, match=r"is not waiting for its start \(phase InProgress, 1 of 2 keys"):
+        await undo_with(objects)
+    assert objects.deleted == []
+
+
+async def test_undo_gives_up_on_an_object_that_keeps_changing() -> None:
+    objects = FakeObjects([WAITING], current="9")
+    with pytest.raises(ValueError, match="kept changing while it was undone; nothing was undone"):
+        await undo_with(objects)
+    assert objects.deleted == []

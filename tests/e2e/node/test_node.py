@@ -15,11 +15,13 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from filecleanup.api.indexes import parse_ranges
+from filecleanup.decide import receipts
 from tests.cleanups import album_keys, create_cleanup, get_cleanup, wait_for_phase
-from tests.e2e.conftest import RELEASE, RELEASE_NAMESPACE, Storages
+from tests.e2e.conftest import RELEASE, RELEASE_NAMESPACE, Storages, secret_data
 from tests.e2e.container.pods import grant_group
 from tests.e2e.node.conftest import NODE_NAME, Release, wait_for
 from tests.kube import Kube, Manifest
+from tools.devkit.storages import S3_BUCKET
 from tools.envtest.polling import eventually
 
 CRD = "filecleanups.filecleanup.dev"
@@ -81,6 +83,24 @@ def test_cleanups_complete_on_every_storage(release: Release, storages: Storages
     assert not any(storages.http.exists(key) for key in keys["photos"])
     assert not any(storages.s3.exists(key) for key in keys["archive"])
     assert not any(storages.volume.exists(key) for key in keys["shared"])
+
+
+def test_a_finished_object_has_a_receipt_that_the_releases_key_verifies(
+    release: Release, storages: Storages, kube: Kube
+) -> None:
+    namespace = kube.create_namespace("albums")
+    keys = album_keys(namespace, 3)
+    storages.http.seed(keys)
+    create_cleanup(kube, namespace, "album-receipt", keys)
+    place = wait_for_phase(kube, namespace, "album-receipt", "Succeeded")["status"]["receipt"]
+    assert place["storage"] == "archive"
+    stored = storages.s3.client().get_object(Bucket=S3_BUCKET, Key=place["key"])["Body"].read()
+    (secret,) = secret_data(release.cli, f"{release.deployment}-receipt-key").values()
+    document, problem = receipts.verify(stored, secret.strip())
+    assert problem is None
+    assert document is not None
+    assert document["keys"]["list"] == keys
+    assert document["counts"] == {"total": 3, "deleted": 3, "failed": 0}
 
 
 def test_helm_test_passes_and_fails_without_the_operator(release: Release) -> None:
@@ -242,8 +262,11 @@ def test_helm_upgrade_rolls_the_pod_and_uninstall_keeps_the_crd_and_the_objects(
     create_cleanup(kube, namespace, "keep-me", [f"{namespace}/a.jpg"])
     wait_for_phase(kube, namespace, "keep-me", "Succeeded")
     (before,) = release.pods()
+    receipt_key = f"{release.deployment}-receipt-key"
+    signing = secret_data(release.cli, receipt_key)
     release.upgrade("--set", "logFormat=plain")
     (after,) = release.pods()
+    assert secret_data(release.cli, receipt_key) == signing  # receipts signed before still verify
     assert after["metadata"]["name"] != before["metadata"]["name"]
     assert "--log-format=plain" in after["spec"]["containers"][0]["args"]
     crd = json.loads(release.cli.kubectl("get", "crd", CRD, "-o", "json").stdout)
@@ -253,3 +276,4 @@ def test_helm_upgrade_rolls_the_pod_and_uninstall_keeps_the_crd_and_the_objects(
     wait_for("the operator's pod to go", lambda: not release.pods(), 120)
     assert release.cli.kubectl("get", "crd", CRD, "-o", "name").stdout.strip().endswith(CRD)
     assert get_cleanup(kube, namespace, "keep-me")["status"]["phase"] == "Succeeded"
+    assert secret_data(release.cli, receipt_key) == signing  # the receipts outlive the release: so does it
