@@ -4,6 +4,7 @@ verify` passes on the receipt as written and fails on one changed by a single by
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,24 @@ def test_each_finished_object_has_a_receipt_that_verifies_and_a_changed_one_does
     assert "Signature:      verified" in shown.stdout
     assert "Keys:           5 of 6 deleted, 1 failed" in shown.stdout
     assert "Failed:         injected failure (indexes 3)" in shown.stdout
+
+    by_key = cli(
+        receipts_operator.kubeconfig,
+        "receipt",
+        "show",
+        "--key",
+        ok["status"]["receipt"]["key"],
+        "--storage",
+        "photos",
+        "--storage-config",
+        str(receipts_operator.config_path),
+        "--key-file",
+        str(receipt_key),
+        "-o",
+        "json",
+    )
+    assert by_key.returncode == 0, by_key.stderr
+    assert json.loads(by_key.stdout)["object"]["album"] == "ok"
 
     stored = storage.root / ok["status"]["receipt"]["key"]
     data = stored.read_bytes()

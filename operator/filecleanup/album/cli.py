@@ -32,7 +32,7 @@ from filecleanup.album.tables import columns, printable
 from filecleanup.api import kube
 from filecleanup.api.config import ConfigError, load_config
 from filecleanup.api.keys import strip_bom
-from filecleanup.api.models import GROUP, PLURAL, FileCleanupStatus, Phase
+from filecleanup.api.models import GROUP, PLURAL, FileCleanupStatus, Phase, ReceiptPlace
 from filecleanup.decide import receipts
 from filecleanup.decide.failed_errors import expand
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
@@ -181,7 +181,17 @@ def parser() -> argparse.ArgumentParser:
     )
     actions = receipt.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="a FileCleanup's receipt, as text or JSON")
-    show.add_argument("name", help="the FileCleanup's name, e.g. album-42")
+    show.add_argument("name", nargs="?", help="the FileCleanup's name, e.g. album-42 (while it exists)")
+    show.add_argument(
+        "--key",
+        help=(
+            "the receipt's key instead, once its FileCleanup is gone: "
+            "<prefix><namespace>/<album>/<name>/<uid>.json"
+        ),
+    )
+    show.add_argument(
+        "--storage", help="with --key: the storage that holds it (default: the receipts storage)"
+    )
     add_namespace(show)
     show.add_argument(
         "--storage-config",
@@ -428,14 +438,20 @@ def at(document: object, *path: str) -> str:
 
 
 async def show_receipt(client: FileCleanupClient, args: argparse.Namespace) -> int:
-    obj = await client.get(args.name, namespace=args.namespace)
-    place = FileCleanupStatus.model_validate(obj.get("status") or {}).receipt
-    if place is None:
-        print(
-            f"{args.namespace}/{args.name} has no receipt (not finished, or no receipts configured)",
-            file=sys.stderr,
-        )
-        return 1
+    if (args.name is None) == (args.key is None):
+        raise ValueError("name a FileCleanup, or give --key (the receipt's key), not both")
+    if args.key is not None:
+        place = ReceiptPlace(storage=args.storage or receipts_storage(args.storage_config), key=args.key)
+    else:
+        obj = await client.get(args.name, namespace=args.namespace)
+        found = FileCleanupStatus.model_validate(obj.get("status") or {}).receipt
+        if found is None:
+            print(
+                f"{args.namespace}/{args.name} has no receipt (not finished, or no receipts configured)",
+                file=sys.stderr,
+            )
+            return 1
+        place = found
     async with object_store(args.storage_config, place.storage) as store:
         data = await read_whole(store, place.key)
     document, problem = (
@@ -457,6 +473,17 @@ async def show_receipt(client: FileCleanupClient, args: argparse.Namespace) -> i
     signature = "verified" if document is not None else "not checked (--key-file)"
     print(printable(receipt_text(shown, f"{place.storage}:{place.key}", signature)))
     return 0
+
+
+def receipts_storage(config_path: Path) -> str:
+    """The storage that keeps the receipts, as the operator configuration names it."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise ValueError(str(error)) from error
+    if config.receipts is None or config.receipts.storage is None:
+        raise ValueError(f"{config_path} names no receipts storage: give --storage")
+    return config.receipts.storage
 
 
 async def read_whole(store: ObjectStore, key: str) -> bytes:
