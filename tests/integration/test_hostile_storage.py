@@ -27,7 +27,7 @@ from tests.kube import Kube, Manifest
 from tests.storage_fixtures import RunningServer, http_backend, storage_server
 from tools.devkit.gates import OPEN_GATE
 from tools.devkit.processes import OperatorProcess
-from tools.devkit.storages import OPEN_POLICY, S3_BUCKET, MotoProcess, StorageProcess
+from tools.devkit.storages import OPEN_POLICY, S3_BUCKET, MotoProcess, SeaweedProcess, StorageProcess
 from tools.envtest.polling import eventually
 
 __all__ = ["storage_server"]
@@ -152,22 +152,24 @@ async def test_a_root_that_is_a_symlink_is_followed_keys_still_are_not(tmp_path:
     assert not (real / "a" / "1.jpg").exists()
 
 
-@pytest.fixture(scope="module")
-def versioned(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = MotoProcess(tmp_path_factory.mktemp("moto"))
+@pytest.fixture(scope="module", params=["moto", "seaweedfs"])
+def versioned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A bucket with versioning on: moto's, and a real S3-compatible store's (SeaweedFS)."""
+    workdir = tmp_path_factory.mktemp(request.param)
+    server = MotoProcess(workdir) if request.param == "moto" else SeaweedProcess(workdir)
     server.start()
     server.client().put_bucket_versioning(Bucket=S3_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     yield server
     server.stop()
 
 
-def versions_left(server: MotoProcess, key: str) -> int:
+def versions_left(server: MotoProcess | SeaweedProcess, key: str) -> int:
     listed = server.client().list_object_versions(Bucket=S3_BUCKET, Prefix=key)
     return sum(1 for item in listed.get("Versions", []) if item["Key"] == key)
 
 
 async def test_a_versioned_bucket_keeps_data_behind_a_delete_marker_and_we_say_so(
-    versioned: MotoProcess,
+    versioned: MotoProcess | SeaweedProcess,
 ) -> None:
     versioned.seed(["v/hidden.jpg"])
     storage = open_storage("bucket", S3StorageConfig.model_validate(versioned.operator_storage()))
@@ -177,7 +179,9 @@ async def test_a_versioned_bucket_keeps_data_behind_a_delete_marker_and_we_say_s
     assert versions_left(versioned, "v/hidden.jpg") == 1
 
 
-async def test_delete_all_versions_removes_every_version_and_marker(versioned: MotoProcess) -> None:
+async def test_delete_all_versions_removes_every_version_and_marker(
+    versioned: MotoProcess | SeaweedProcess,
+) -> None:
     for _ in range(3):
         versioned.seed(["v/gone.jpg"])  # three versions
     config = {**versioned.operator_storage(), "deleteAllVersions": True}

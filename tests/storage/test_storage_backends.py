@@ -1,6 +1,6 @@
 """One behavioural suite for every backend, each against a real peer: the reference HTTP server, moto's
-S3 server, and a real directory; and what each can do besides deleting (storage/base.py's
-capabilities), as its configuration gives it."""
+S3 server, SeaweedFS (a real S3-compatible store), and a real directory; and what each can do besides
+deleting (storage/base.py's capabilities), as its configuration gives it."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from filecleanup.storage.limits import Limiter
 from filecleanup.storage.opening import open_storage
 from tests.storage_fixtures import RunningServer, storage_server
 from tools.devkit.gates import OPEN_GATE
-from tools.devkit.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess
+from tools.devkit.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess, SeaweedProcess
 
 PREFIX = "tenants/acme/"
 __all__ = ["storage_server"]  # a fixture
@@ -73,6 +73,23 @@ async def s3_backend(moto: MotoProcess) -> AsyncIterator[BackendUnderTest]:
         moto.start()  # taken down by the test: bring it back for the next one
 
 
+@pytest.fixture(scope="module")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedProcess]:
+    store = SeaweedProcess(tmp_path_factory.mktemp("seaweedfs"), key_prefix=PREFIX)
+    store.start()
+    yield store
+    store.stop()
+
+
+async def seaweedfs_backend(store: SeaweedProcess) -> AsyncIterator[BackendUnderTest]:
+    config = S3StorageConfig.model_validate({**store.operator_storage(), "connectTimeoutSeconds": 0.5})
+    storage = open_storage("seaweedfs", config)
+    yield BackendUnderTest(storage, store.seed, store.exists, store.stop)
+    await storage.aclose()
+    if store.process is not None and store.process.poll() is not None:
+        store.start()  # taken down by the test: bring it back (its data kept) for the next one
+
+
 async def filesystem_backend(tmp_path: Path) -> AsyncIterator[BackendUnderTest]:
     volume = DirectoryStorage(tmp_path / "volume")
     storage = open_storage("volume", FilesystemStorageConfig.model_validate(volume.operator_storage()))
@@ -80,7 +97,7 @@ async def filesystem_backend(tmp_path: Path) -> AsyncIterator[BackendUnderTest]:
     await storage.aclose()
 
 
-@pytest.fixture(params=["http", "s3", "filesystem"])
+@pytest.fixture(params=["http", "s3", "seaweedfs", "filesystem"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, storage_server: RunningServer
 ) -> AsyncIterator[BackendUnderTest]:
@@ -89,6 +106,8 @@ async def backend(
             made = http_backend(storage_server)
         case "s3":
             made = s3_backend(request.getfixturevalue("moto"))
+        case "seaweedfs":
+            made = seaweedfs_backend(request.getfixturevalue("seaweedfs"))
         case _:
             made = filesystem_backend(tmp_path)
     async for value in made:

@@ -101,6 +101,23 @@ def test_every_version_must_be_confirmed() -> None:
     assert confirmed.failed == {"k2": "AccessDenied"}
 
 
+def test_a_delete_marker_deleted_by_version_is_confirmed_by_its_marker_version_id() -> None:
+    """SeaweedFS names a delete marker it deleted by version ID as DeleteMarkerVersionId alone, without
+    VersionId (recorded from weed 4.53); AWS names both. Either confirms the marker's deletion; an
+    unversioned delete's new marker confirms nothing."""
+    reply = (
+        f"<DeleteResult {NS}><Deleted><Key>k1</Key><VersionId>v1</VersionId></Deleted>"
+        "<Deleted><Key>k1</Key><DeleteMarker>true</DeleteMarker>"
+        "<DeleteMarkerVersionId>m1</DeleteMarkerVersionId></Deleted>"
+        "<Deleted><Key>k2</Key><DeleteMarker>true</DeleteMarker>"
+        "<DeleteMarkerVersionId>m9</DeleteMarkerVersionId></Deleted></DeleteResult>"
+    ).encode()
+    result = parse_delete_result(reply)
+    confirmed = outcome([Target("k1", "k1", ["v1", "m1"]), Target("k2", "k2", [None])], result)
+    assert confirmed.deleted == {"k1"}
+    assert confirmed.failed == {"k2": DELETE_MARKER_ONLY}
+
+
 def test_listing_versions_reads_only_the_exact_key_and_follows_pages() -> None:
     page = f"""<ListVersionsResult {NS}><IsTruncated>true</IsTruncated>
       <NextKeyMarker>a.jpg</NextKeyMarker><NextVersionIdMarker>v2</NextVersionIdMarker>

@@ -374,8 +374,9 @@ class SeaweedProcess:
                 raise RuntimeError(f"SeaweedFS exited ({self.process.returncode}); see {self.log}")
             try:
                 self.client().create_bucket(Bucket=S3_BUCKET, ObjectLockEnabledForBucket=self.object_lock)
-            except Exception:  # noqa: BLE001  (not up yet: connection refused, or a 5xx while it starts)
-                return None
+            except Exception as error:  # noqa: BLE001  (not up yet: connection refused, or a 5xx while it starts)
+                code = getattr(error, "response", {}).get("Error", {}).get("Code")
+                return True if code == "BucketAlreadyOwnedByYou" else None  # started again on its data
             return True
 
         eventually("SeaweedFS to make its bucket", bucket_made, timeout=120, interval=0.5)

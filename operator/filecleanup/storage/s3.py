@@ -122,7 +122,9 @@ def outcome(
                 errors[target.key] = result.errors[sent]
                 if classes.is_permanent(result.codes.get(sent)):
                     permanent.append(target.key)
-            elif sent not in result.deleted:
+            elif sent not in result.deleted and (
+                version is None or (target.full_key, version) not in result.deleted_markers
+            ):
                 errors[target.key] = NOT_CONFIRMED
             elif version is None and result.deleted[sent]:
                 errors[target.key] = DELETE_MARKER_ONLY
@@ -253,6 +255,7 @@ class S3Storage:
                 {**merged.deleted, **result.deleted},
                 {**merged.errors, **result.errors},
                 {**merged.codes, **result.codes},
+                {**merged.deleted_markers, **result.deleted_markers},
             )
         held = await self._locked(merged) if self._config.delete_all_versions else {}
         return outcome(targets, merged, self._classes, held)

@@ -21,6 +21,9 @@ class DeleteResult:
     deleted: Mapping[tuple[str, str | None], bool] = field(default_factory=dict)  # -> only a marker added
     errors: Mapping[tuple[str, str | None], str] = field(default_factory=dict)  # -> "Code: Message"
     codes: Mapping[tuple[str, str | None], str] = field(default_factory=dict)  # -> "Code"
+    # Delete markers deleted by version ID where the reply names them only as DeleteMarkerVersionId, with
+    # no VersionId (as SeaweedFS answers): (key, the marker's version ID).
+    deleted_markers: Mapping[tuple[str, str], bool] = field(default_factory=dict)
 
 
 def delete_objects_body(objects: Sequence[tuple[str, str | None]]) -> bytes:
@@ -56,10 +59,17 @@ def parse_delete_result(body: bytes) -> DeleteResult:
     deleted: dict[tuple[str, str | None], bool] = {}
     errors: dict[tuple[str, str | None], str] = {}
     codes: dict[tuple[str, str | None], str] = {}
+    deleted_markers: dict[tuple[str, str], bool] = {}
     for entry in root.iter(f"{_NS}Deleted"):
         key = _text(entry, "Key")
-        if key is not None:
-            deleted[key, _text(entry, "VersionId")] = (_text(entry, "DeleteMarker") or "").strip() == "true"
+        if key is None:
+            continue
+        version = _text(entry, "VersionId")
+        marker = (_text(entry, "DeleteMarker") or "").strip() == "true"
+        deleted[key, version] = marker
+        marker_version = _text(entry, "DeleteMarkerVersionId")
+        if version is None and marker and marker_version is not None:
+            deleted_markers[key, marker_version] = True
     for entry in root.iter(f"{_NS}Error"):
         key = _text(entry, "Key")
         if key is not None:
@@ -67,7 +77,7 @@ def parse_delete_result(body: bytes) -> DeleteResult:
             message = (_text(entry, "Message") or "").strip()
             errors[key, _text(entry, "VersionId")] = f"{code}: {message}" if message else code
             codes[key, _text(entry, "VersionId")] = code
-    return DeleteResult(deleted, errors, codes)
+    return DeleteResult(deleted, errors, codes, deleted_markers)
 
 
 def parse_versions(body: bytes, key: str) -> tuple[list[str], str | None, str | None]:
