@@ -93,3 +93,34 @@ def test_the_start_is_immutable_and_must_name_its_offset(kube: Kube, namespace: 
     with pytest.raises(ApiException) as bare:
         create_cleanup(kube, namespace, "bare", ["albums/x/1.jpg"], startAfter="2099-01-01T00:00:00")
     assert "spec.startAfter" in rejection_message(bare.value)
+
+
+def test_submit_with_a_grace_period_sets_the_start_and_undo_takes_it_back(
+    kube: Kube, kubeconfig: Path, namespace: str, storage: StorageProcess, tmp_path: Path
+) -> None:
+    keys = album_keys(f"{namespace}/g", 2)
+    storage.seed(keys)
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("".join(f"{key}\n" for key in keys))
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    submitted = filecleanup(
+        "--kubeconfig",
+        str(kubeconfig),
+        "submit",
+        "--album",
+        "g1",
+        "--keys-file",
+        str(keys_file),
+        "-n",
+        namespace,
+        "--grace",
+        "2d",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert "until then: filecleanup undo NAME" in submitted.stdout
+    start = datetime.datetime.fromisoformat(get_cleanup(kube, namespace, "album-g1")["spec"]["startAfter"])
+    assert before + datetime.timedelta(days=2) <= start <= before + datetime.timedelta(days=2, seconds=60)
+    wait_for_grace(kube, namespace, "album-g1")
+    undone = filecleanup("--kubeconfig", str(kubeconfig), "undo", "album-g1", "-n", namespace)
+    assert undone.returncode == 0, undone.stderr
+    assert all(storage.exists(key) for key in keys)

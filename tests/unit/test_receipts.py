@@ -15,9 +15,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from filecleanup.album.cli import receipt_text
 from filecleanup.api.config import OperatorConfig
 from filecleanup.api.metrics import Metrics
-from filecleanup.api.models import ConditionType, FailedError, FileCleanupStatus, Phase, Reason
+from filecleanup.api.models import (
+    ConditionType,
+    FailedError,
+    FileCleanupSpec,
+    FileCleanupStatus,
+    ManifestProgress,
+    Phase,
+    Reason,
+)
 from filecleanup.decide import receipts
 from filecleanup.run.context import ObjectContext
 from filecleanup.run.reconciler import Reconciler
@@ -217,3 +226,44 @@ def test_a_receipts_prefix_must_be_a_key_prefix(prefix: str, tmp_path: Path) -> 
                 "receipts": {"prefix": prefix, "keyFile": str(key_file)},
             }
         )
+
+
+def test_a_manifests_receipt_names_the_manifest_and_its_failure_report() -> None:
+    the_spec = FileCleanupSpec.model_validate({"manifest": {"key": "albums/7/.manifest.txt"}})
+    final = FileCleanupStatus(
+        phase=Phase.FAILED,
+        total=3,
+        deleted=2,
+        failed=1,
+        completion_time=NOW,
+        manifest=ManifestProgress(
+            checked=True, version='"etag-1"', size=42, report="albums/7/.manifest.txt.report-"
+        ),
+    )
+    document = receipts.receipt(SUBJECT, the_spec, final, storage="photos", recoverable_seconds=None)
+    assert document["manifest"] == {
+        "key": "albums/7/.manifest.txt",
+        "version": '"etag-1"',
+        "size": 42,
+        "failureReport": "albums/7/.manifest.txt.report-",
+    }
+    assert "keys" not in document
+    assert document["erasure"] == {"recoverableForSeconds": None, "unrecoverableAfter": None}
+    assert receipts.verify(receipts.sign(document, SECRET), SECRET) == (document, None)
+    assert receipts.keys_problem(document, ["a"]) == "the receipt is about a manifest, not a key list"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(
+    document=json_values
+    | st.fixed_dictionaries({"counts": json_values, "keys": json_values, "object": json_values})
+)
+def test_any_json_read_back_prints_as_text_never_an_exception(document: object) -> None:
+    text = receipt_text(document, "photos:r.json", "not checked (--key-file)")
+    assert text.startswith("Receipt:        photos:r.json\n")
