@@ -267,3 +267,21 @@ json_values = st.recursive(
 def test_any_json_read_back_prints_as_text_never_an_exception(document: object) -> None:
     text = receipt_text(document, "photos:r.json", "not checked (--key-file)")
     assert text.startswith("Receipt:        photos:r.json\n")
+
+
+def test_a_receipt_written_after_a_recheck_names_the_keys_found_again() -> None:
+    from filecleanup.api.models import Verification  # noqa: PLC0415  (this test only)
+
+    checked = Verification(
+        after_seconds=[60, 3600], done=1, resurrected=1, resurrected_keys=["a/2"], last="re-check 1 of 2: ..."
+    )
+    document, signed = finished(["a/1", "a/2"], deleted=2, verification=checked)
+    assert document["rechecks"] == {
+        "afterSeconds": [60, 3600],
+        "done": 1,
+        "next": None,
+        "resurrected": 1,
+        "resurrectedKeys": ["a/2"],
+        "last": "re-check 1 of 2: ...",
+    }
+    assert receipts.verify(signed, SECRET)[1] is None

@@ -117,8 +117,26 @@ GCS_SOFT_DELETE = Erasure(
 )
 
 
+class Verify(StrictModel):
+    """Re-checks of a Succeeded object's keys at these ages (seconds after it finished), with a dry
+    run's existence checks: a key found again is counted, named and deleted again."""
+
+    after_seconds: Annotated[list[Annotated[int, Field(ge=1, le=YEAR)]], Field(min_length=1, max_length=5)]
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Self:
+        if any(
+            later <= earlier
+            for earlier, later in zip(self.after_seconds, self.after_seconds[1:], strict=False)
+        ):
+            raise ValueError(f"verify.afterSeconds {self.after_seconds} must be ascending")
+        return self
+
+
 class StorageBase(StrictModel):
     policy: StoragePolicy
+    # Unset: a Succeeded object's keys are not looked for again.
+    verify: Verify | None = None
     # Unset: the backend's default (erasure_horizon), where it has one.
     erasure: Erasure | None = None
     max_concurrent_requests: Annotated[int, Field(ge=1, le=1024)] = 8

@@ -162,6 +162,12 @@ class Metrics:
             buckets=ERASURE_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self.resurrected_keys = Counter(
+            "filecleanup_resurrected_keys",
+            "Keys a re-check after Succeeded found again (each was deleted again)",
+            ["storage"],
+            registry=self.registry,
+        )
         self.retry_rounds = Counter(
             "filecleanup_retry_rounds",
             "Retry rounds scheduled for failed keys",

@@ -157,6 +157,8 @@ class EventReason(StrEnum):
     REDRIVEN = "Redriven"
     EXPIRED = "Expired"
     STATUS_DELAYED = "StatusDelayed"  # status writes waited for the API server; the progress was kept
+    REVERIFIED = "Reverified"  # a re-check after Succeeded found none of the keys again
+    RESURRECTED = "Resurrected"  # a re-check found deleted keys again: they were deleted again
 
 
 class Condition(CamelModel):
@@ -219,6 +221,17 @@ class ReceiptPlace(CamelModel):
     key: str
 
 
+class Verification(CamelModel):
+    """Re-checks after Succeeded: when the next one is due, and what they found (storage ``verify``)."""
+
+    after_seconds: Annotated[list[int], Field(max_length=5)] = []  # the checks' ages, from completionTime
+    done: int = 0  # re-checks done
+    next_time: datetime.datetime | None = None  # when the next is due; None: all done
+    resurrected: int = 0  # keys found again, over every re-check (each deleted again)
+    resurrected_keys: Annotated[list[str], Field(max_length=20)] = []  # the latest ones found again
+    last: Annotated[str, Field(max_length=1000)] = ""  # what the last re-check found
+
+
 class FileCleanupStatus(CamelModel):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
@@ -244,6 +257,7 @@ class FileCleanupStatus(CamelModel):
     # completion_time plus the storage's erasure horizon, once it deleted keys (see with_erasure).
     unrecoverable_after: datetime.datetime | None = None
     receipt: ReceiptPlace | None = None  # the erasure receipt, once the object finished
+    verification: Verification | None = None  # re-checks after Succeeded, where the storage has them
     next_retry_time: datetime.datetime | None = None
     conditions: Annotated[list[Condition], Field(max_length=8)] = []
 

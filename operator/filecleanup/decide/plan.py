@@ -76,6 +76,13 @@ class Suspend:
 
 
 @dataclass(frozen=True)
+class Recheck:
+    """A Succeeded object's re-check is due: look for its keys again, and delete any found."""
+
+    storage: str
+
+
+@dataclass(frozen=True)
 class Grace:
     """Not started, and spec.startAfter still to come: nothing is sent before it."""
 
@@ -94,7 +101,7 @@ class DryRun:
     deadline: datetime.datetime | None = None
 
 
-Action = Finished | Wait | Reject | Suspend | Grace | Run | RunManifest | DryRun
+Action = Finished | Wait | Reject | Suspend | Grace | Recheck | Run | RunManifest | DryRun
 
 
 def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
@@ -109,7 +116,7 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
 ) -> Action:
     redrive = status.phase == Phase.FAILED and spec.retry_nonce != status.retry_nonce
     if status.phase.finished and not redrive:
-        return Finished()
+        return _after_success(status, now)
     if status.storage and spec.storage and spec.storage != status.storage:
         return Reject(
             Reason.STORAGE_CHANGED,
@@ -159,6 +166,17 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
         # storage confirms, so nothing is lost and nothing is counted twice.
         return Run(storage, Progress.start(spec), starting=True, deadline=deadline, invalid_status=str(error))
     return Run(storage, progress, starting=False, deadline=deadline)
+
+
+def _after_success(status: FileCleanupStatus, now: datetime.datetime) -> Finished | Wait | Recheck:
+    """A finished object: nothing to do, unless a re-check is to come (then wait for it, or run it)."""
+    verification = status.verification
+    if status.phase != Phase.SUCCEEDED or verification is None or verification.next_time is None:
+        return Finished()
+    remaining = (verification.next_time - now).total_seconds()
+    if remaining > WAKE_TOLERANCE_SECONDS:
+        return Wait(remaining)
+    return Recheck(status.storage or "")
 
 
 def _dry_run(

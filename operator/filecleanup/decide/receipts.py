@@ -94,6 +94,16 @@ def receipt(
         },
         "operatorVersion": __version__,
     }
+    if status.verification is not None:
+        verification = status.verification
+        document["rechecks"] = {
+            "afterSeconds": verification.after_seconds,
+            "done": verification.done,
+            "next": _time(verification.next_time),
+            "resurrected": verification.resurrected,
+            "resurrectedKeys": verification.resurrected_keys,
+            "last": verification.last,
+        }
     if spec.manifest is not None:
         progress = status.manifest
         document["manifest"] = {

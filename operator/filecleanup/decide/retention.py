@@ -5,7 +5,8 @@ requeue.
 Labels a finished object carries (the handler sets them in Kopf's own end-of-handling patch, so they
 cost no extra write):
 
-- ``filecleanup.dev/phase``: Succeeded or Failed;
+- ``filecleanup.dev/phase``: Succeeded or Failed, or Verifying for a Succeeded object with re-checks to
+  come (it stays watched, and is not deleted, until the last one);
 - ``filecleanup.dev/bytes``: an estimate of what the object stores in etcd (its spec);
 - ``filecleanup.dev/controller``: a digest of the controller name that manages it (a label value
   cannot hold the name), so that each installation sweeps and counts only its own objects;
@@ -53,6 +54,8 @@ CONTROLLER_LABEL = f"{GROUP}/controller"
 EXPIRES_LABEL = f"{GROUP}/expires-at"
 GENERATION_LABEL = f"{GROUP}/generation"
 UID_LABEL = f"{GROUP}/uid"
+# The phase label of a Succeeded object with re-checks to come (status.verification).
+VERIFYING = "Verifying"
 # Kopf's watch: every object of this kind but those labelled Succeeded (see above: the sweeper makes
 # sure that such a label is true).
 WATCHED_SELECTOR = f"{PHASE_LABEL}!={Phase.SUCCEEDED.value}"
@@ -81,11 +84,16 @@ def owner(spec: Mapping[str, Any]) -> str:
     return str(spec.get("managedBy") or DEFAULT_CONTROLLER)
 
 
+def verifying(status: FileCleanupStatus) -> bool:
+    """Whether a Succeeded object still has re-checks to come: it stays, and watched, until the last."""
+    return status.verification is not None and status.verification.next_time is not None
+
+
 def expiry(
     spec: FileCleanupSpec, status: FileCleanupStatus, retention: RetentionConfig
 ) -> datetime.datetime | None:
-    """When a finished object is deleted; None: it is kept."""
-    if not status.phase.finished or status.completion_time is None:
+    """When a finished object is deleted; None: it is kept (re-checks to come included)."""
+    if not status.phase.finished or status.completion_time is None or verifying(status):
         return None
     if status.phase == Phase.SUCCEEDED:
         seconds = spec.ttl_seconds_after_finished
@@ -110,7 +118,8 @@ def finished_labels(
     at = expiry(spec, status, retention)
     generation = status.observed_generation
     return {
-        PHASE_LABEL: status.phase.value,
+        # A Succeeded object with re-checks to come stays in the watch until the last one.
+        PHASE_LABEL: VERIFYING if verifying(status) else status.phase.value,
         BYTES_LABEL: str(stored_bytes),
         CONTROLLER_LABEL: controller_label(controller),
         EXPIRES_LABEL: None if at is None else str(int(at.timestamp())),

@@ -20,6 +20,7 @@ from filecleanup.api.models import (
     ManifestProgress,
     Phase,
     Reason,
+    Verification,
 )
 from filecleanup.api.redaction import redact
 from filecleanup.decide.backoff import retry_delay
@@ -161,6 +162,22 @@ def with_erasure(status: FileCleanupStatus, recoverable_seconds: int | None) -> 
         return status.model_copy(update={"unrecoverable_after": None})
     after = status.completion_time + datetime.timedelta(seconds=recoverable_seconds)
     return status.model_copy(update={"unrecoverable_after": after})
+
+
+def with_verification(status: FileCleanupStatus, after_seconds: list[int] | None) -> FileCleanupStatus:
+    """A status that just Succeeded, with its re-checks set up (the storage's verify.afterSeconds):
+    the first is due that long after completion."""
+    if (
+        not after_seconds
+        or status.phase != Phase.SUCCEEDED
+        or status.completion_time is None
+        or status.verification is not None
+    ):
+        return status
+    first = status.completion_time + datetime.timedelta(seconds=after_seconds[0])
+    return status.model_copy(
+        update={"verification": Verification(after_seconds=after_seconds, next_time=first)}
+    )
 
 
 def next_status(

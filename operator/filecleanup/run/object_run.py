@@ -26,7 +26,7 @@ from filecleanup.api.models import (
 )
 from filecleanup.decide import outcomes
 from filecleanup.decide.outcomes import Outcome
-from filecleanup.decide.status import restarted_for_redrive, with_erasure
+from filecleanup.decide.status import restarted_for_redrive, with_erasure, with_verification
 from filecleanup.run.api_reach import ApiReachability
 from filecleanup.run.context import ObjectContext, announce
 from filecleanup.run.receipts import ReceiptWriter
@@ -56,10 +56,12 @@ class ObjectRun(Generic[PartT]):
         paused: Callable[[], frozenset[str]] = frozenset,
         recoverable_seconds: int | None = None,
         receipts: ReceiptWriter | None = None,
+        verify_after: list[int] | None = None,
     ) -> None:
         self._context = context
         self._recoverable_seconds = recoverable_seconds  # the storage's erasure horizon, if known
         self._receipts = receipts
+        self._verify_after = verify_after  # the re-checks once it Succeeded (the storage's verify)
         self._receipt: ReceiptPlace | None = None  # where this run's receipt went
         self._api = api
         self.writes_failing = False  # a status write is waiting for the API server
@@ -152,7 +154,7 @@ class ObjectRun(Generic[PartT]):
             generation=self._context.generation,
             now=self._context.clock(),
         )
-        status = with_erasure(status, self._recoverable_seconds)
+        status = with_verification(with_erasure(status, self._recoverable_seconds), self._verify_after)
         if status.phase.finished and self._receipt is not None:
             status = status.model_copy(update={"receipt": self._receipt})
         return status

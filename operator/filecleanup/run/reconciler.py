@@ -21,6 +21,7 @@ from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import (
     DEFAULT_CONTROLLER,
     ConditionType,
+    EventReason,
     FileCleanupStatus,
     Phase,
     Reason,
@@ -30,6 +31,7 @@ from filecleanup.decide.plan import (
     DryRun,
     Finished,
     Grace,
+    Recheck,
     Reject,
     Run,
     RunManifest,
@@ -38,7 +40,7 @@ from filecleanup.decide.plan import (
     Wait,
     plan,
 )
-from filecleanup.decide.retention import finished_labels
+from filecleanup.decide.retention import finished_labels, verifying
 from filecleanup.decide.status import (
     grace_status,
     internal_error_status,
@@ -48,7 +50,7 @@ from filecleanup.decide.status import (
     suspended_status,
 )
 from filecleanup.run.api_reach import ApiReachability
-from filecleanup.run.context import InvalidObject, LastWritten, Next, ObjectContext, utcnow
+from filecleanup.run.context import EVENT_KEYS_SHOWN, InvalidObject, LastWritten, Next, ObjectContext, utcnow
 from filecleanup.run.dry_run import dry_run
 from filecleanup.run.manifest_keys import ManifestKeys
 from filecleanup.run.manifests import ReportPlace, report_signer
@@ -56,9 +58,10 @@ from filecleanup.run.object_run import ObjectRun
 from filecleanup.run.receipts import ReceiptWriter
 from filecleanup.run.rounds import DEFAULT_SHUTDOWN_SECONDS
 from filecleanup.run.sources import InlineKeys, KeySource, PartT
-from filecleanup.storage import Storage
+from filecleanup.storage import Storage, StorageUnavailable
 
 SUPERSEDED_RETRY_SECONDS = 1.0
+RECHECK_RETRY_SECONDS = 60.0  # a re-check the storage could not answer is tried again this much later
 
 
 class Reconciler:
@@ -117,6 +120,9 @@ class Reconciler:
 
     def _next(self, context: ObjectContext, sink: LastWritten, delay: float | None) -> Next:
         status = sink.latest or context.status
+        if delay is None and verifying(status) and status.verification and status.verification.next_time:
+            # Succeeded, with re-checks to come: the handler runs again for each (and after a restart).
+            delay = max(1.0, (status.verification.next_time - context.clock()).total_seconds())
         labels = finished_labels(
             context.spec,
             status,
@@ -191,6 +197,8 @@ class Reconciler:
                 return await self._suspend(context, storage, reason, message)
             case Grace(storage, until, seconds):
                 return await self._wait_for_start(context, storage, until, seconds)
+            case Recheck(storage):
+                return await self._recheck(context, storage)
             case Reject(reason, message):
                 await context.sink.write(
                     rejected_status(
@@ -261,7 +269,13 @@ class Reconciler:
             paused=self._paused,
             recoverable_seconds=self._recoverable_seconds[storage_name],
             receipts=self._receipts,
+            verify_after=self._verify_after(context, storage_name),
         )
+
+    def _verify_after(self, context: ObjectContext, storage_name: str) -> list[int] | None:
+        """The re-checks an object gets once it Succeeded: its storage's, for an object's own keys."""
+        verify = self._config.storages[storage_name].verify
+        return None if verify is None or context.spec.manifest is not None else verify.after_seconds
 
     def _gate(self, context: ObjectContext, storage_name: str) -> KeyGate:
         protected = None if self._receipts is None else self._receipts.protected_prefix(storage_name)
@@ -272,6 +286,88 @@ class Reconciler:
         object alone (the first of a burst, the last of a backlog) keeps the storage busy."""
         configured = self._config.chunks_in_flight_per_object
         return configured or self._config.storages[storage_name].max_concurrent_requests
+
+    async def _recheck(self, context: ObjectContext, storage_name: str) -> float | None:
+        """A Succeeded object's re-check: its keys are looked for with a dry run's checks, and any
+        found again is counted, named in a Warning event and deleted again. The status says what was
+        found and when the next is due, and the receipt is written again with it."""
+        status, spec = context.status, context.spec
+        verification = status.verification
+        assert verification is not None  # noqa: S101  (plan asks for a re-check only with one)
+        storage = self._storages.get(storage_name)
+        keys = list(dict.fromkeys(spec.keys))
+        number = f"re-check {verification.done + 1} of {len(verification.after_seconds)}"
+        found: set[str] = set()
+        still: dict[str, str] = {}
+        known = 0
+        try:
+            if storage is not None:
+                gate = self._gate(context, storage_name)
+                for start in range(0, len(keys), spec.chunk_size):
+                    result = await storage.exists(keys[start : start + spec.chunk_size], gate=gate)
+                    found |= result.existing
+                    known += len(result.existing) + len(result.missing) + len(result.forbidden)
+                for start in range(0, len(found), spec.chunk_size):
+                    again = await storage.delete(sorted(found)[start : start + spec.chunk_size], gate=gate)
+                    still.update(again.failed)
+        except StorageUnavailable as error:
+            context.logger.warning("%s postponed: %s", number.capitalize(), error)
+            return RECHECK_RETRY_SECONDS
+        if storage is None or not known:
+            message = (
+                f"{number}: storage {storage_name!r} cannot tell which keys exist (an http storage needs "
+                "dryRunUrl), so no re-check is possible"
+            )
+            last = True
+        elif found:
+            shown = ", ".join(sorted(found)[:EVENT_KEYS_SHOWN])
+            message = (
+                f"{number}: {len(found)} of {len(keys)} keys were found again (e.g. {shown}); "
+                f"{len(found) - len(still)} deleted again, {len(still)} not"
+            )
+            last = verification.done + 1 >= len(verification.after_seconds)
+        else:
+            unchecked = f", {len(keys) - known} could not be checked" if known < len(keys) else ""
+            message = f"{number}: none of the {len(keys)} keys was found again{unchecked}"
+            last = verification.done + 1 >= len(verification.after_seconds)
+        done = verification.done + 1
+        completion = status.completion_time or context.clock()
+        next_time = (
+            None if last else completion + datetime.timedelta(seconds=verification.after_seconds[done])
+        )
+        checked = verification.model_copy(
+            update={
+                "done": done,
+                "next_time": next_time,
+                "resurrected": verification.resurrected + len(found),
+                "resurrected_keys": sorted(found)[:20] if found else verification.resurrected_keys,
+                "last": message,
+            }
+        )
+        updated = status.model_copy(
+            update={"verification": checked, "observed_generation": context.generation}
+        )
+        if self._receipts is not None:
+            try:
+                place = await self._receipts.write(
+                    context,
+                    spec,
+                    updated,
+                    storage=storage_name,
+                    recoverable_seconds=self._recoverable_seconds.get(storage_name),
+                )
+                updated = updated.model_copy(update={"receipt": place})
+            except StorageUnavailable as error:
+                context.logger.warning("Receipt not written again after the %s: %s", number, error)
+        await context.sink.write(updated)
+        if found:
+            self._metrics.resurrected_keys.labels(storage_name).inc(len(found))
+            context.post_event("Warning", EventReason.RESURRECTED, message)
+            context.logger.warning("Resurrected: %s", message)
+        else:
+            context.post_event("Normal", EventReason.REVERIFIED, message)
+            context.logger.info("Re-checked: %s", message)
+        return None if next_time is None else max(0.0, (next_time - context.clock()).total_seconds())
 
     async def _wait_for_start(
         self, context: ObjectContext, storage: str, until: datetime.datetime, seconds: float
