@@ -285,3 +285,34 @@ def test_a_receipt_written_after_a_recheck_names_the_keys_found_again() -> None:
         "last": "re-check 1 of 2: ...",
     }
     assert receipts.verify(signed, SECRET)[1] is None
+
+
+def test_a_prefixs_receipt_names_its_listing_by_count_and_digest() -> None:
+    from filecleanup.api.models import Listing  # noqa: PLC0415  (this test only)
+
+    listed = ["albums/9/a.jpg", "albums/9/b.jpg"]
+    the_spec = FileCleanupSpec.model_validate({"prefix": "albums/9/"})
+    final = FileCleanupStatus(
+        phase=Phase.SUCCEEDED,
+        total=2,
+        deleted=2,
+        completion_time=NOW,
+        listing=Listing(
+            key="albums/9/.filecleanup-listing-u.txt",
+            listed=2,
+            skipped=1,
+            skipped_keys=["albums/9/a//b"],
+            sha256=receipts.keys_digest(listed),
+        ),
+    )
+    document = receipts.receipt(SUBJECT, the_spec, final, storage="photos", recoverable_seconds=0)
+    assert document["prefix"] == {
+        "prefix": "albums/9/",
+        "listed": 2,
+        "listingSha256": receipts.keys_digest(listed),
+        "skipped": 1,
+        "skippedKeys": ["albums/9/a//b"],
+        "failureReport": "",
+    }
+    assert receipts.keys_problem(document, listed) is None
+    assert "differ from the prefix's listing" in (receipts.keys_problem(document, listed[:1]) or "")

@@ -59,9 +59,23 @@ class Manifest(CamelModel):
     key: Key
 
 
+def _valid_prefix(prefix: str) -> str:
+    if not prefix.endswith("/"):
+        raise ValueError("a prefix must end in '/'")
+    problem = key_problem(prefix + "x")
+    if problem is not None:
+        raise ValueError(problem)
+    return prefix
+
+
+# Every key under it, when keys would be too many to list (as `aws s3 rm --recursive` deletes).
+KeyPrefix = Annotated[str, Field(min_length=2, max_length=MAX_KEY_LENGTH - 1), AfterValidator(_valid_prefix)]
+
+
 class FileCleanupSpec(CamelModel):
     keys: Annotated[list[Key], Field(min_length=1, max_length=MAX_KEYS, default_factory=list)]
     manifest: Manifest | None = None
+    prefix: KeyPrefix | None = None
     managed_by: Annotated[str | None, Field(max_length=63)] = None
     storage: Annotated[str | None, Field(min_length=1, max_length=63)] = None
     chunk_size: Annotated[int, Field(ge=1, le=1000)] = 100
@@ -82,8 +96,8 @@ class FileCleanupSpec(CamelModel):
 
     @model_validator(mode="after")
     def _keys_or_a_manifest(self) -> Self:
-        if bool(self.keys) == (self.manifest is not None):
-            raise ValueError("exactly one of keys and manifest is required")
+        if [bool(self.keys), self.manifest is not None, self.prefix is not None].count(True) != 1:
+            raise ValueError("exactly one of keys, manifest and prefix is required")
         if self.dry_run and self.manifest is not None:
             raise ValueError("dryRun is not supported with a manifest")
         return self
@@ -214,6 +228,16 @@ class DryRunCounts(CamelModel):
     unknown: int = 0  # the storage could not tell (or cannot check: an HTTP storage without dryRunUrl)
 
 
+class Listing(CamelModel):
+    """A deletion by prefix: the keys listed under it, kept in the storage as the run's manifest."""
+
+    key: str  # where the listing is (a manifest: one key per line)
+    listed: int = 0  # keys listed, and so to delete
+    skipped: int = 0  # keys under the prefix that no FileCleanup key can name, left as they are
+    skipped_keys: Annotated[list[str], Field(max_length=10)] = []  # some of them
+    sha256: str = ""  # of the listing as kept: what the receipt names, once the listing is gone
+
+
 class ReceiptPlace(CamelModel):
     """Where a finished object's erasure receipt is."""
 
@@ -251,6 +275,7 @@ class FileCleanupStatus(CamelModel):
     failed_keys_omitted: int = 0
     internal_errors: int = 0
     manifest: ManifestProgress | None = None
+    listing: Listing | None = None  # spec.prefix: what was listed, once it was
     dry_run: DryRunCounts | None = None
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None

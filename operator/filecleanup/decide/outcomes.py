@@ -247,6 +247,21 @@ def status_not_trusted(problem: str, start: str) -> Outcome:
     )
 
 
+def listing_prefix(prefix: str) -> Outcome:
+    return Outcome(Phase.IN_PROGRESS, Reason.DELETING, f"listing the keys under {prefix}")
+
+
+def prefix_empty(prefix: str, skipped: int) -> Outcome:
+    """A prefix with nothing under it to delete: done at once."""
+    left = f"; {skipped} keys there no FileCleanup key can name were left" if skipped else ""
+    return Outcome(Phase.SUCCEEDED, Reason.SUCCEEDED, f"no key under {prefix} to delete{left}")
+
+
+def prefix_refused(why: str) -> Outcome:
+    """A prefix whose keys cannot be listed, or whose listing cannot be kept: nothing was deleted."""
+    return Outcome(Phase.FAILED, Reason.INVALID_MANIFEST, f"{why}; nothing was deleted")
+
+
 def checking_manifest(manifest: str) -> Outcome:
     return Outcome(Phase.IN_PROGRESS, Reason.DELETING, f"checking the manifest {manifest}")
 

@@ -53,6 +53,7 @@ class StorageRules:
     policy: StoragePolicy
     max_keys_per_call: int | None = None
     holds_manifests: bool = False  # it serves whole objects: manifests and their reports
+    lists_keys: bool = False  # it lists the keys under a prefix: deletions by prefix
     signs_reports: bool = True  # the operator has a report key (reportKeyFile): it runs manifests
 
 
@@ -136,7 +137,7 @@ def plan(  # noqa: PLR0911, PLR0912  (a decision table reads best as one)
         return Grace(storage, spec.start_after, (spec.start_after - now).total_seconds())
     if spec.dry_run:
         return _dry_run(spec, status, storage, now, redrive=redrive)
-    manifest = spec.manifest is not None
+    manifest = spec.manifest is not None or spec.prefix is not None  # a prefix's listing is one
     if redrive:
         if manifest:
             return RunManifest(storage, starting=True, redrive=True, deadline=_deadline(spec, now))
@@ -240,6 +241,8 @@ def _check_storage(  # noqa: PLR0911  (a decision table)
     if not rules.policy.allows(namespace):
         return Reject(Reason.FORBIDDEN, f"namespace {namespace!r} may not use storage {storage!r}")
     prefix = rules.policy.prefix_for(namespace)
+    if spec.prefix is not None:
+        return _check_prefix(spec.prefix, rules, storage, namespace, prefix)
     if spec.manifest is not None:
         if not rules.holds_manifests:
             return Reject(
@@ -266,5 +269,31 @@ def _check_storage(  # noqa: PLR0911  (a decision table)
             Reason.FORBIDDEN,
             f"{len(outside)} keys are outside {prefix!r}, the prefix storage {storage!r} allows namespace "
             f"{namespace!r}, e.g. {shown}; nothing was deleted",
+        )
+    return None
+
+
+def _check_prefix(
+    deleted: str, rules: StorageRules, storage: str, namespace: str, allowed: str
+) -> Reject | None:
+    """A deletion by prefix: a storage that lists and keeps the listing, a report key, and a prefix
+    inside the one the namespace is allowed. Every listed key is checked again as it is sent."""
+    if not (rules.lists_keys and rules.holds_manifests):
+        return Reject(
+            Reason.INVALID_SPEC,
+            f"storage {storage!r} cannot list keys under a prefix (S3 and filesystem storages can); "
+            "nothing was deleted",
+        )
+    if not rules.signs_reports:
+        return Reject(
+            Reason.INVALID_MANIFEST,
+            "the operator has no reportKeyFile to sign the failure reports of a prefix's listing with, so it "
+            "runs no deletion by prefix; nothing was deleted",
+        )
+    if not deleted.startswith(allowed):
+        return Reject(
+            Reason.FORBIDDEN,
+            f"the prefix {deleted!r} is not inside {allowed!r}, the prefix storage {storage!r} allows "
+            f"namespace {namespace!r}; nothing was deleted",
         )
     return None

@@ -104,6 +104,19 @@ def receipt(
             "resurrectedKeys": verification.resurrected_keys,
             "last": verification.last,
         }
+    if spec.prefix is not None:
+        listing = status.listing
+        document["prefix"] = {
+            "prefix": spec.prefix,
+            # The listing (one key and a line feed each) is removed once the object Succeeded: its
+            # digest and count stand for it.
+            "listed": listing.listed if listing else 0,
+            "listingSha256": listing.sha256 if listing else "",
+            "skipped": listing.skipped if listing else 0,
+            "skippedKeys": listing.skipped_keys if listing else [],
+            "failureReport": status.manifest.report if status.manifest else "",
+        }
+        return document
     if spec.manifest is not None:
         progress = status.manifest
         document["manifest"] = {
@@ -183,6 +196,12 @@ def _parsed(data: bytes) -> dict[str, Any] | str:
 
 def keys_problem(document: dict[str, Any], keys: Sequence[str]) -> str | None:
     """Whether ``keys`` are the keys a verified receipt is about (its SHA-256); why not, else None."""
+    listing = document.get("prefix")
+    if isinstance(listing, dict):  # a prefix's: its listing's digest, as the same bytes give it
+        if listing.get("listingSha256") != keys_digest(keys):
+            listed = listing.get("listed")
+            return f"the keys differ from the prefix's listing ({len(keys)} given, {listed} listed)"
+        return None
     recorded = document.get("keys")
     if not isinstance(recorded, dict):
         return "the receipt is about a manifest, not a key list"

@@ -17,6 +17,7 @@ from filecleanup.api.models import (
     FailedKey,
     FileCleanupSpec,
     FileCleanupStatus,
+    Listing,
     ManifestProgress,
     Phase,
     Reason,
@@ -155,6 +156,20 @@ def grace_status(
     return previous.model_copy(update={**decided, "storage": previous.storage or storage})
 
 
+def listing_status(
+    previous: FileCleanupStatus,
+    *,
+    storage: str,
+    listing: Listing | None,
+    outcome: Outcome,
+    generation: int | None,
+    now: datetime.datetime,
+) -> FileCleanupStatus:
+    """A deletion by prefix while it lists (or once its listing is kept, before the run reads it)."""
+    decided = _decided(previous, outcome, generation=generation, now=now)
+    return previous.model_copy(update={**decided, "storage": storage, "listing": listing or previous.listing})
+
+
 def with_erasure(status: FileCleanupStatus, recoverable_seconds: int | None) -> FileCleanupStatus:
     """A finished status that deleted keys says when they become unrecoverable: its completion plus
     the storage's erasure horizon (None: not known, and not claimed)."""
@@ -285,6 +300,7 @@ def manifest_status(
         failed_keys_omitted=max(0, counts.failed - len(listed[:MAX_LISTED_FAILED_KEYS])),
         internal_errors=previous.internal_errors,
         manifest=progress,
+        listing=previous.listing,
     )
 
 

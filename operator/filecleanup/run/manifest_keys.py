@@ -58,12 +58,15 @@ class ManifestKeys:
         *,
         gate: KeyGate,
         signer: ReportSigner,
+        manifest: str | None = None,
     ) -> None:
-        if spec.manifest is None:
+        """``manifest``: the manifest's key, when it is not spec.manifest's (a prefix's listing)."""
+        manifest = manifest or (spec.manifest.key if spec.manifest is not None else None)
+        if manifest is None:
             raise ValueError("not a manifest object")
         self._spec = spec
         self._status = status
-        self._manifest = spec.manifest.key
+        self._manifest = manifest
         self._place = place
         self._store = store
         self._gate = gate

@@ -49,6 +49,7 @@ from filecleanup.decide.status import (
     restarted_for_redrive,
     suspended_status,
 )
+from filecleanup.run import prefix
 from filecleanup.run.api_reach import ApiReachability
 from filecleanup.run.context import EVENT_KEYS_SHOWN, InvalidObject, LastWritten, Next, ObjectContext, utcnow
 from filecleanup.run.dry_run import dry_run
@@ -91,6 +92,7 @@ class Reconciler:
                 policy=config.storages[name].policy,
                 max_keys_per_call=storage.max_keys_per_call,
                 holds_manifests=storage.holds_manifests,
+                lists_keys=storage.lists_keys,
                 signs_reports=self._signer is not None,
             )
             for name, storage in storages.items()
@@ -223,6 +225,10 @@ class Reconciler:
                     restarted = restarted_for_redrive(context.status)
                     restarted = restarted.model_copy(update={"redrives": restarted.redrives + 1})
                     context = dataclasses.replace(context, status=restarted)
+                if context.spec.prefix is not None:
+                    return await prefix.dry_run(
+                        context, self._storages[storage], self._gate(context, storage), self._jitter
+                    )
                 return await dry_run(
                     context,
                     self._storages[storage],
@@ -232,19 +238,46 @@ class Reconciler:
                     jitter=self._jitter,
                 )
             case RunManifest(storage, starting, redrive, deadline):
-                assert self._signer is not None  # noqa: S101  (plan runs no manifest without one)
-                assert context.spec.manifest is not None  # noqa: S101  (plan runs no other)
-                manifest = ManifestKeys(
-                    context.spec,
-                    context.status,
-                    ReportPlace(context.spec.manifest.key, context.namespace, context.name),
-                    self._storages[storage],
-                    gate=self._gate(context, storage),
-                    signer=self._signer,
+                return await self._run_manifest(
+                    context, storage, deadline, starting=starting, redrive=redrive
                 )
-                return await self._delete(context, manifest, storage, deadline).run(
-                    starting=starting, redrive=redrive
-                )
+
+    async def _run_manifest(
+        self,
+        context: ObjectContext,
+        storage: str,
+        deadline: datetime.datetime | None,
+        *,
+        starting: bool,
+        redrive: bool,
+    ) -> float | None:
+        """A manifest's deletion; or a prefix's, once its listing is kept as the manifest (run/prefix.py),
+        which goes once the object Succeeded."""
+        assert self._signer is not None  # noqa: S101  (plan runs no manifest without one)
+        gate = self._gate(context, storage)
+        if context.spec.prefix is not None:
+            prepared = await prefix.prepare(
+                context, self._storages[storage], gate, self._metrics, self._jitter
+            )
+            if not isinstance(prepared, ObjectContext):
+                return prepared
+            context = prepared
+        listing, manifest = context.status.listing, context.spec.manifest
+        key = listing.key if listing is not None else manifest.key if manifest is not None else ""
+        source = ManifestKeys(
+            context.spec,
+            context.status,
+            ReportPlace(key, context.namespace, context.name),
+            self._storages[storage],
+            gate=gate,
+            signer=self._signer,
+            manifest=key,
+        )
+        run = self._delete(context, source, storage, deadline)
+        delay = await run.run(starting=starting, redrive=redrive)
+        if context.spec.prefix is not None and run.latest.phase == Phase.SUCCEEDED:
+            await prefix.remove_listing(context, self._storages[storage], gate)
+        return delay
 
     def _delete(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
@@ -176,6 +176,15 @@ class ChecksExistence(Protocol):
 
 
 @runtime_checkable
+class ListsKeys(Protocol):
+    """A capability: listing the keys under a prefix, for a deletion by prefix."""
+
+    def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:
+        """The keys under ``prefix``, a page at a time, in order. Raises as ``delete`` does."""
+        ...
+
+
+@runtime_checkable
 class ListsVersions(Protocol):
     """A capability: listing every version a key has (data versions and delete markers), so that a
     versioned store can delete them all (S3's ``deleteAllVersions``)."""
@@ -213,6 +222,7 @@ class Storage(Protocol):
     name: str
     max_keys_per_call: int | None
     holds_manifests: bool  # its backend is an ObjectStore: manifests can be run from it
+    lists_keys: bool  # its backend lists keys under a prefix: deletions by prefix can be run on it
 
     async def delete(
         self, keys: Sequence[str], *, gate: KeyGate, may_start: Callable[[], bool] = always
@@ -237,6 +247,11 @@ class Storage(Protocol):
         """As :meth:`ObjectStore.write`, or :class:`ObjectRefused` as :meth:`read`."""
         ...
 
+    def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:
+        """As :meth:`ListsKeys.list_keys`, from a backend that lists (``lists_keys``); any other
+        refuses it for good (:class:`ObjectRefused`)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -258,8 +273,11 @@ class ConcurrencyLimited:
         self._objects = storage if isinstance(storage, ObjectStore) else None
         self._checker = storage if isinstance(storage, ChecksExistence) else None
         self.holds_manifests = self._objects is not None
+        self._lister = storage if isinstance(storage, ListsKeys) else None
+        self.lists_keys = self._lister is not None
         can = {
             "hold manifests": self.holds_manifests,
+            "list keys": self.lists_keys,
             "check existence": self._checker is not None,
             "list versions": isinstance(storage, ListsVersions),
         }
@@ -394,6 +412,13 @@ class ConcurrencyLimited:
 
     async def write(self, key: str, data: bytes) -> None:
         await self._object_store(key).write(key, data)
+
+    def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:
+        """The keys under ``prefix`` (outside the cap on calls: one listing at a time per object);
+        a storage that cannot list refuses it for good."""
+        if self._lister is None:
+            raise ObjectRefused(f"storage {self.name} cannot list keys: {prefix!r}")
+        return self._lister.list_keys(prefix)
 
     def _object_store(self, key: str) -> ObjectStore:
         """The backend as an object store; a storage that holds no objects refuses ``key`` for good

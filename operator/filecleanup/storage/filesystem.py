@@ -21,7 +21,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from filecleanup.api.config import FilesystemStorageConfig
@@ -39,6 +39,7 @@ from filecleanup.storage.errors import (
 _T = TypeVar("_T")
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MANIFEST_THREADS = 2
+LIST_PAGE_KEYS = 1000  # a listing's keys are handed on this many at a time
 # A manifest or report path that can never be read or written as it is: the fault of whoever named it.
 OBJECT_REFUSED_ERRNOS = frozenset(
     {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.EACCES, errno.EPERM}
@@ -205,6 +206,34 @@ def _prune(opened: list[int], directories: list[str]) -> None:
             raise
 
 
+def list_below(root: int, prefix: str) -> list[str]:
+    """The keys of the regular files below the directory ``prefix`` names (which ends in '/'), sorted;
+    symlinks are neither followed nor listed. A missing directory lists nothing."""
+    opened = _walk(root, path_segments(prefix), create=False)
+    if opened is None:
+        return []
+    keys: list[str] = []
+    try:
+        _list_into(opened[-1], prefix, keys)
+    finally:
+        _close(opened)
+    return sorted(keys)
+
+
+def _list_into(directory: int, prefix: str, keys: list[str]) -> None:
+    for entry in os.scandir(directory):
+        if entry.is_symlink():
+            continue
+        if entry.is_file(follow_symlinks=False):
+            keys.append(prefix + entry.name)
+        elif entry.is_dir(follow_symlinks=False):
+            child = os.open(entry.name, _DIRECTORY_FLAGS, dir_fd=directory)
+            try:
+                _list_into(child, f"{prefix}{entry.name}/", keys)
+            finally:
+                os.close(child)
+
+
 def open_root(name: str, config: FilesystemStorageConfig) -> int:
     """A descriptor of the storage's root, once it is known to be the volume. Raises
     :class:`StorageUnavailable` when it is missing, not a directory, not mounted, or without its marker."""
@@ -302,6 +331,13 @@ class FilesystemStorage:
         finally:
             os.close(root)
         return ExistsResult.from_reply(keys, existing, missing, forbidden)
+
+    async def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:
+        """The regular files below ``prefix``, walked as a delete walks (no symlink followed, none
+        listed), in sorted order, a page at a time."""
+        keys = await self._in_pool(self._with_root, list_below, prefix)
+        for start in range(0, len(keys), LIST_PAGE_KEYS):
+            yield keys[start : start + LIST_PAGE_KEYS]
 
     async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
         return await self._in_pool(self._with_root, read_below, key, offset, size, version)

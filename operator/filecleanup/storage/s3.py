@@ -29,7 +29,7 @@ import asyncio
 import base64
 import datetime
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -59,6 +59,7 @@ from filecleanup.storage.s3_xml import (
     delete_objects_body,
     error_code,
     parse_delete_result,
+    parse_list_objects,
     parse_versions,
 )
 from filecleanup.storage.transport import (
@@ -137,6 +138,8 @@ def outcome(
 
 
 ACCESS_DENIED = "AccessDenied"
+# A ListObjectsV2 page: 1,000 keys of at most 1,024 bytes, escaped, with their metadata.
+MAX_LIST_REPLY_BYTES = 16 * 1024 * 1024
 
 
 def retain_until(text: str) -> datetime.datetime | None:
@@ -319,6 +322,33 @@ class S3Storage:
                     break
             listed[key] = versions
         return listed
+
+    async def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:
+        """ListObjectsV2 under ``keyPrefix`` + ``prefix``, a page (at most 1,000 keys) at a time, in
+        the store's order; keys come back without the storage's ``keyPrefix``."""
+        full = self._config.key_prefix + prefix
+        token: str | None = None
+        while True:
+            query = {
+                "list-type": "2",
+                "prefix": full,
+                "max-keys": str(MAX_KEYS_PER_CALL),
+                "continuation-token": token,
+            }
+            url = f"{self._base}/?" + "&".join(
+                f"{name}={quote(value, safe='')}" for name, value in query.items() if value is not None
+            )
+            reply = await self._transport.fetch(
+                "GET", url, MAX_LIST_REPLY_BYTES, headers=await self._signed("GET", url)
+            )
+            check_status(self.name, reply, error_code(reply.body))
+            try:
+                keys, token = parse_list_objects(reply.body)
+            except S3ReplyError as error:
+                raise ReplyBroken(f"listing keys: the reply breaks the contract: {error}") from error
+            yield [key.removeprefix(self._config.key_prefix) for key in keys if key.startswith(full)]
+            if token is None:
+                return
 
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
         """A dry run's check: HeadObject per key, one after another (the storage's limits count a call

@@ -80,6 +80,18 @@ def parse_delete_result(body: bytes) -> DeleteResult:
     return DeleteResult(deleted, errors, codes, deleted_markers)
 
 
+def parse_list_objects(body: bytes) -> tuple[list[str], str | None]:
+    """From a ListObjectsV2 page: its keys, and the token of the next page (None after the last)."""
+    root = _root(body, "ListBucketResult")
+    keys = [key for entry in root.iter(f"{_NS}Contents") if (key := _text(entry, "Key")) is not None]
+    if (_text(root, "IsTruncated") or "").strip() != "true":
+        return keys, None
+    token = _text(root, "NextContinuationToken")
+    if not token:
+        raise S3ReplyError("a truncated listing without NextContinuationToken")
+    return keys, token
+
+
 def parse_versions(body: bytes, key: str) -> tuple[list[str], str | None, str | None]:
     """From a ListObjectVersions page: the version IDs of exactly ``key`` (data and delete markers),
     and the markers of the next page (None, None when this was the last)."""
