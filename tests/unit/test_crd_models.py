@@ -121,3 +121,45 @@ def test_every_field_is_described_for_kubectl_explain(schema: dict[str, Any]) ->
         path for name, node in schema.items() if name != "metadata" for path in undescribed(node, name)
     ]
     assert not missing, f"fields without a description (kubectl explain shows none): {missing}"
+
+
+SCHEMA_KEYWORDS = {
+    "type",
+    "description",
+    "properties",
+    "items",
+    "required",
+    "default",
+    "enum",
+    "format",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "additionalProperties",
+    "x-kubernetes-validations",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "nullable",
+}
+
+
+def test_every_schema_node_holds_only_schema_keywords(schema: dict[str, Any]) -> None:
+    """A flow mapping whose description has a comma (`{type: integer, description: a, b}`) parses into a
+    stray keyword, which the API server refuses at apply time: caught here instead."""
+    stray: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        stray.extend(f"{path}: {key!r}" for key in node if key not in SCHEMA_KEYWORDS)
+        for name, child in (node.get("properties") or {}).items():
+            walk(child, f"{path}.{name}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    for name, node in schema.items():
+        walk(node, name)
+    assert stray == []
