@@ -101,6 +101,10 @@ control-plane: ## build (once) and cache kube-apiserver and etcd
 seaweedfs: ## build (once) and cache SeaweedFS's weed: the real S3-compatible store of the S3 tests
 	tools/envtest/obtain.sh seaweedfs
 
+.PHONY: fake-gcs-server
+fake-gcs-server: ## build (once) and cache fake-gcs-server: Google Cloud Storage's JSON API for the gcs tests
+	tools/envtest/obtain.sh fake-gcs-server
+
 .PHONY: helm
 helm: ## build (once) and cache helm
 	tools/envtest/obtain.sh helm
@@ -120,7 +124,7 @@ engine-down: ## stop the Docker engine that `make image` started, if it did
 ##@ Test
 
 .PHONY: test
-test: venv control-plane helm seaweedfs ## every test but end-to-end: unit, storage backends, integration (own control plane)
+test: venv control-plane helm seaweedfs fake-gcs-server ## every test but end-to-end: unit, storage backends, integration (own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -128,11 +132,11 @@ test-unit: venv ## the unit tests alone: pure logic and in-process fakes, no ser
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test-storage
-test-storage: venv ## each storage backend against a real server (reference HTTP server, moto, a directory)
+test-storage: venv seaweedfs fake-gcs-server ## each storage backend against a real server (reference HTTP server, moto, a directory)
 	$(PY) -m pytest tests/storage $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: venv control-plane helm seaweedfs ## the operator, CLI, client and chart against a real kube-apiserver and etcd
+test-integration: venv control-plane helm seaweedfs fake-gcs-server ## the operator, CLI, client and chart against a real kube-apiserver and etcd
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: e2e

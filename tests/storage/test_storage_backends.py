@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from filecleanup.api.config import FilesystemStorageConfig, HttpStorageConfig, RateLimit, S3StorageConfig
+from filecleanup.api.config import (
+    FilesystemStorageConfig,
+    GcsStorageConfig,
+    HttpStorageConfig,
+    RateLimit,
+    S3StorageConfig,
+)
 from filecleanup.api.metrics import Metrics
 from filecleanup.storage import Backend, StorageUnavailable
 from filecleanup.storage.base import (
@@ -29,7 +35,14 @@ from filecleanup.storage.limits import Limiter
 from filecleanup.storage.opening import open_storage
 from tests.storage_fixtures import RunningServer, storage_server
 from tools.devkit.gates import OPEN_GATE
-from tools.devkit.storages import OPEN_POLICY, S3_BUCKET, DirectoryStorage, MotoProcess, SeaweedProcess
+from tools.devkit.storages import (
+    OPEN_POLICY,
+    S3_BUCKET,
+    DirectoryStorage,
+    FakeGcsProcess,
+    MotoProcess,
+    SeaweedProcess,
+)
 
 PREFIX = "tenants/acme/"
 __all__ = ["storage_server"]  # a fixture
@@ -90,6 +103,23 @@ async def seaweedfs_backend(store: SeaweedProcess) -> AsyncIterator[BackendUnder
         store.start()  # taken down by the test: bring it back (its data kept) for the next one
 
 
+@pytest.fixture(scope="module")
+def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcsProcess]:
+    server = FakeGcsProcess(tmp_path_factory.mktemp("fake-gcs"), key_prefix=PREFIX)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def gcs_backend(server: FakeGcsProcess) -> AsyncIterator[BackendUnderTest]:
+    config = GcsStorageConfig.model_validate({**server.operator_storage(), "connectTimeoutSeconds": 0.5})
+    storage = open_storage("gcs", config)
+    yield BackendUnderTest(storage, server.seed, server.exists, server.stop)
+    await storage.aclose()
+    if server.process is not None and server.process.poll() is not None:
+        server.start()  # taken down by the test (in memory: empty again) for the next one
+
+
 async def filesystem_backend(tmp_path: Path) -> AsyncIterator[BackendUnderTest]:
     volume = DirectoryStorage(tmp_path / "volume")
     storage = open_storage("volume", FilesystemStorageConfig.model_validate(volume.operator_storage()))
@@ -97,7 +127,7 @@ async def filesystem_backend(tmp_path: Path) -> AsyncIterator[BackendUnderTest]:
     await storage.aclose()
 
 
-@pytest.fixture(params=["http", "s3", "seaweedfs", "filesystem"])
+@pytest.fixture(params=["http", "s3", "seaweedfs", "gcs", "filesystem"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, storage_server: RunningServer
 ) -> AsyncIterator[BackendUnderTest]:
@@ -108,6 +138,8 @@ async def backend(
             made = s3_backend(request.getfixturevalue("moto"))
         case "seaweedfs":
             made = seaweedfs_backend(request.getfixturevalue("seaweedfs"))
+        case "gcs":
+            made = gcs_backend(request.getfixturevalue("fake_gcs"))
         case _:
             made = filesystem_backend(tmp_path)
     async for value in made:

@@ -10,6 +10,7 @@ from filecleanup.api.config import (
     CONFIG_ENV,
     ConfigError,
     FilesystemStorageConfig,
+    GcsStorageConfig,
     HttpStorageConfig,
     RetentionConfig,
     S3StorageConfig,
@@ -193,9 +194,11 @@ CHART_SCHEMA = Path(__file__).parents[2] / "charts/filecleanup-operator/values.s
 CHART_ONLY = {"tokenSecret": "tokenFile", "credentialsSecret": "credentialsFile", "volume": None}
 
 
-@pytest.mark.parametrize("model", [HttpStorageConfig, S3StorageConfig, FilesystemStorageConfig])
+@pytest.mark.parametrize(
+    "model", [HttpStorageConfig, S3StorageConfig, GcsStorageConfig, FilesystemStorageConfig]
+)
 def test_the_charts_storage_schema_knows_every_configuration_field(
-    model: type[HttpStorageConfig | S3StorageConfig | FilesystemStorageConfig],
+    model: type[HttpStorageConfig | S3StorageConfig | GcsStorageConfig | FilesystemStorageConfig],
 ) -> None:
     schema = json.loads(CHART_SCHEMA.read_text())
     choices = schema["properties"]["config"]["properties"]["storages"]["additionalProperties"]["oneOf"]

@@ -9,8 +9,10 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -429,5 +431,79 @@ class SeaweedProcess:
             "keyPrefix": self.key_prefix,
             "credentialsFile": str(self.credentials_file),
             "deleteAllVersions": self.object_lock,  # a locked bucket is versioned: only this deletes its data
+            "policy": OPEN_POLICY,
+        }
+
+
+class FakeGcsProcess:
+    """fake-gcs-server (Google Cloud Storage's JSON API, built from its Go module: tools/envtest/obtain.sh
+    fake-gcs-server) on loopback, in memory, with one bucket. It takes no credentials."""
+
+    def __init__(self, workdir: Path, key_prefix: str = "", preload: list[str] | None = None) -> None:
+        """``preload``: keys the server starts with, loaded from files (uploading many keys one at a
+        time is slow on it)."""
+        self.key_prefix = key_prefix
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "fake-gcs-server.log"
+        self.data = workdir / "fake-gcs-data"
+        self.preload = preload or []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = (
+            subprocess.run(
+                [str(OBTAIN_SCRIPT), "fake-gcs-server"], check=True, stdout=subprocess.PIPE, text=True
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        Directory(self.data / S3_BUCKET).seed([self.key_prefix + key for key in self.preload])
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *(binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port)),
+                    *("-backend", "memory", "-data", str(self.data)),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+
+        def bucket_made() -> bool | None:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"fake-gcs-server exited ({self.process.returncode}); see {self.log}")
+            try:
+                made = httpx.post(f"{self.endpoint}/storage/v1/b", json={"name": S3_BUCKET}, timeout=5)
+            except httpx.TransportError:
+                return None
+            return True if made.status_code in {HTTPStatus.OK, HTTPStatus.CONFLICT} else None
+
+        eventually("fake-gcs-server to make its bucket", bucket_made, timeout=60, interval=0.2)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def seed(self, keys: list[str]) -> None:
+        with httpx.Client(timeout=10) as client:
+            for key in keys:
+                client.post(
+                    f"{self.endpoint}/upload/storage/v1/b/{S3_BUCKET}/o",
+                    params={"uploadType": "media", "name": self.key_prefix + key},
+                    content=b"photo",
+                ).raise_for_status()
+
+    def exists(self, key: str) -> bool:
+        name = quote(self.key_prefix + key, safe="")
+        found = httpx.get(f"{self.endpoint}/storage/v1/b/{S3_BUCKET}/o/{name}", timeout=5)
+        return found.status_code == HTTPStatus.OK
+
+    def operator_storage(self) -> dict[str, Any]:
+        return {
+            "type": "gcs",
+            "bucket": S3_BUCKET,
+            "endpoint": self.endpoint,
+            "auth": "none",  # an emulator's
+            "allowPlainHttp": True,  # loopback
+            "keyPrefix": self.key_prefix,
             "policy": OPEN_POLICY,
         }

@@ -9,6 +9,8 @@
 #                                              and kube-scheduler (make node)
 #   tools/envtest/obtain.sh seaweedfs       -> prints the path of SeaweedFS's weed (a real S3-compatible
 #                                              store, for the S3 tests), built from tools/seaweedfs
+#   tools/envtest/obtain.sh fake-gcs-server -> prints the path of fake-gcs-server (Google Cloud Storage's
+#                                              JSON API, for the gcs tests), built from its Go module
 #
 # KUBEBUILDER_ASSETS (controller-runtime's convention) names a directory of binaries the user
 # already has; it wins when it holds both kube-apiserver and etcd.
@@ -144,11 +146,28 @@ seaweedfs_binary() {
     echo "$dir/weed"
 }
 
+fake_gcs_server_version=v1.56.1
+
+fake_gcs_server_binary() {
+    local dir="$cache_root/fake-gcs-server/$fake_gcs_server_version"
+    if [[ ! -x "$dir/fake-gcs-server" ]]; then
+        need_go
+        log "building fake-gcs-server $fake_gcs_server_version into $dir (a minute or two, once)"
+        local started=$SECONDS
+        mkdir -p "$dir"
+        CGO_ENABLED=0 GOBIN="$dir" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
+            "github.com/fsouza/fake-gcs-server@$fake_gcs_server_version"
+        log "built in $((SECONDS - started)) s"
+    fi
+    echo "$dir/fake-gcs-server"
+}
+
 case "${1:-}" in
     control-plane) control_plane ;;
     helm) helm_binary ;;
     node) node_binaries ;;
     pause) pause_binary ;;
     seaweedfs) seaweedfs_binary ;;
-    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs" >&2; exit 2 ;;
+    fake-gcs-server) fake_gcs_server_binary ;;
+    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs|fake-gcs-server" >&2; exit 2 ;;
 esac

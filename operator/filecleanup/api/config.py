@@ -275,6 +275,35 @@ class S3StorageConfig(RemoteStorageBase):
         return self
 
 
+class GcsStorageConfig(RemoteStorageBase):
+    """A Google Cloud Storage bucket through its JSON API: batch deletes of 100 (storage/gcs.py)."""
+
+    type: Literal["gcs"]
+    bucket: Annotated[str, Field(min_length=3, max_length=222)]
+    # Unset: Google's. Set: an emulator (fake-gcs-server), or a private endpoint.
+    endpoint: AnyHttpUrl = AnyHttpUrl("https://storage.googleapis.com")
+    key_prefix: str = ""
+    # adc: Application Default Credentials (Workload Identity, GOOGLE_APPLICATION_CREDENTIALS, the
+    # metadata server); none: no credentials, for an emulator only.
+    auth: Literal["adc", "none"] = "adc"
+    # A service account key or external-account file mounted from a Secret: this storage's own
+    # credentials, before Application Default Credentials.
+    credentials_file: ReadableFile | None = None
+
+    def erasure_horizon(self) -> Erasure | None:
+        """GCS keeps a deleted object for the bucket's soft-delete retention: 7 days unless set."""
+        return self.erasure or GCS_SOFT_DELETE
+
+    @model_validator(mode="after")
+    def _no_token_in_cleartext(self) -> Self:
+        if self.endpoint.scheme == "http" and not self.allow_plain_http:
+            raise ValueError(
+                "a plain http:// endpoint sends the access token in cleartext; use https://, or set "
+                "allowPlainHttp: true for an emulator on a trusted network"
+            )
+        return self
+
+
 class FilesystemStorageConfig(StorageBase):
     """Files on a mounted volume (NFS, a PVC); keys are paths relative to ``root``."""
 
@@ -299,7 +328,8 @@ class FilesystemStorageConfig(StorageBase):
 
 
 StorageConfig = Annotated[
-    HttpStorageConfig | S3StorageConfig | FilesystemStorageConfig, Field(discriminator="type")
+    HttpStorageConfig | S3StorageConfig | GcsStorageConfig | FilesystemStorageConfig,
+    Field(discriminator="type"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from filecleanup.api.config import (
     FilesystemStorageConfig,
+    GcsStorageConfig,
     HttpStorageConfig,
     OperatorConfig,
     S3StorageConfig,
@@ -12,6 +13,7 @@ from filecleanup.api.config import (
 from filecleanup.api.metrics import Metrics
 from filecleanup.storage.base import Backend, ConcurrencyLimited, Storage
 from filecleanup.storage.filesystem import FilesystemStorage
+from filecleanup.storage.gcs import GcsStorage
 from filecleanup.storage.http import open_http
 from filecleanup.storage.limits import Limiter
 from filecleanup.storage.s3 import S3Storage
@@ -26,6 +28,8 @@ def open_storage(name: str, config: StorageConfig) -> Backend:
             return open_http(name, config)
         case S3StorageConfig():
             return S3Storage(name, config)
+        case GcsStorageConfig():
+            return GcsStorage(name, config)
         case FilesystemStorageConfig():
             return FilesystemStorage(name, config)
 
