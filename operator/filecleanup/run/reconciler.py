@@ -308,7 +308,8 @@ class Reconciler:
     def _verify_after(self, context: ObjectContext, storage_name: str) -> list[int] | None:
         """The re-checks an object gets once it Succeeded: its storage's, for an object's own keys."""
         verify = self._config.storages[storage_name].verify
-        return None if verify is None or context.spec.manifest is not None else verify.after_seconds
+        listed_elsewhere = context.spec.manifest is not None or context.spec.prefix is not None
+        return None if verify is None or listed_elsewhere else verify.after_seconds
 
     def _gate(self, context: ObjectContext, storage_name: str) -> KeyGate:
         protected = None if self._receipts is None else self._receipts.protected_prefix(storage_name)
