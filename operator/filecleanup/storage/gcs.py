@@ -44,7 +44,13 @@ from filecleanup.storage.errors import (
     ReplyBroken,
     StorageUnavailable,
 )
-from filecleanup.storage.transport import OBJECT_REPLY_SLACK, BatchDeleteTransport, Reply, check_status
+from filecleanup.storage.transport import (
+    OBJECT_REPLY_SLACK,
+    BatchDeleteTransport,
+    Reply,
+    check_status,
+    existence,
+)
 
 MAX_KEYS_PER_BATCH = 100  # the JSON API's limit on sub-requests per batch
 GCS_PERMANENT = frozenset({"AccessDenied"})
@@ -217,20 +223,10 @@ class GcsStorage:
                 reply = await self._transport.fetch(
                     "GET", url, OBJECT_REPLY_SLACK, headers=await self._headers()
                 )
+                found = existence(self.name, reply)
             except CallFailed:
                 continue
-            match reply.status:
-                case HTTPStatus.OK:
-                    existing.append(key)
-                case HTTPStatus.NOT_FOUND:
-                    missing.append(key)
-                case HTTPStatus.FORBIDDEN:
-                    forbidden.append(key)
-                case _:
-                    try:
-                        check_status(self.name, reply)
-                    except CallFailed:
-                        continue
+            (existing if found else missing if found is False else forbidden).append(key)
         return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
     async def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:

@@ -67,6 +67,7 @@ from filecleanup.storage.transport import (
     BatchDeleteTransport,
     Reply,
     check_status,
+    existence,
     object_part,
     version_condition,
 )
@@ -363,17 +364,10 @@ class S3Storage:
             headers = await self._signed("HEAD", url)
             try:
                 reply = await self._transport.fetch("HEAD", url, OBJECT_REPLY_SLACK, headers=headers)
-                match reply.status:
-                    case HTTPStatus.OK:
-                        existing.append(key)
-                    case HTTPStatus.NOT_FOUND:
-                        missing.append(key)
-                    case HTTPStatus.FORBIDDEN:
-                        forbidden.append(key)
-                    case _:
-                        check_status(self.name, reply, error_code(reply.body))
+                found = existence(self.name, reply, error_code(reply.body))
             except CallFailed:
                 continue
+            (existing if found else missing if found is False else forbidden).append(key)
         return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
     async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:

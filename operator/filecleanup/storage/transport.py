@@ -150,6 +150,20 @@ def check_status(storage: str, reply: Reply, detail: str = "") -> None:
             raise CallRefused(f"storage answered HTTP {answer}")
 
 
+def existence(storage: str, reply: Reply, detail: str = "") -> bool | None:
+    """A dry run's check of one object, from its reply: True (200), False (404), None for forbidden
+    (403); any other status is read as every call's is (check_status raises)."""
+    match reply.status:
+        case HTTPStatus.OK:
+            return True
+        case HTTPStatus.NOT_FOUND:
+            return False
+        case HTTPStatus.FORBIDDEN:
+            return None
+    check_status(storage, reply, detail)
+    raise CallRefused(f"{reply.status} from the storage")  # check_status raises for any other status
+
+
 def version_condition(version: str) -> dict[str, str]:
     """The header that makes a read of an object fail (412) unless it is still ``version``."""
     return {"If-Match": version} if version else {}
