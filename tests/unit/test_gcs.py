@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from filecleanup.api.config import GcsStorageConfig
+from filecleanup.storage import multipart
 from filecleanup.storage.errors import ReplyBroken, StorageThrottled, StorageUnavailable
-from filecleanup.storage.gcs import MAX_KEYS_PER_BATCH, GcsStorage, batch_body, batch_statuses
+from filecleanup.storage.gcs import CONTENT_ID, MAX_KEYS_PER_BATCH, GcsStorage, delete_requests
 
 CONFIG = GcsStorageConfig.model_validate(
     {
@@ -129,7 +130,7 @@ def test_a_reply_that_names_no_part_confirms_nothing() -> None:
 
 
 def test_a_batch_body_frames_each_delete_as_google_and_fake_gcs_server_read_it() -> None:
-    boundary, body = batch_body("photos", ["t/a b/1.jpg"])
+    boundary, body = multipart.batch_body(delete_requests("photos", ["t/a b/1.jpg"]), "<{index}>")
     assert body.startswith(f"--{boundary}\r\nContent-Type: application/http\r\n".encode())
     assert b"DELETE /storage/v1/b/photos/o/t%2Fa%20b%2F1.jpg HTTP/1.1\r\n" in body
     assert body.endswith(f"\r\n\r\n\r\n--{boundary}--\r\n".encode())  # the blank line ends the headers
@@ -138,7 +139,7 @@ def test_a_batch_body_frames_each_delete_as_google_and_fake_gcs_server_read_it()
 @given(st.binary(max_size=600), st.text(max_size=60))
 def test_any_batch_reply_gives_statuses_or_a_classified_error(body: bytes, content_type: str) -> None:
     try:
-        statuses = batch_statuses(content_type, body, 3)
+        replies = multipart.sub_replies(content_type, body, 3, CONTENT_ID)
     except (ReplyBroken, ValueError, IndexError, TypeError):
         return  # ReplyBroken, or made one by the backend: the chunk's keys fail
-    assert all(0 <= index < 3 and 100 <= status <= 999 for index, status in statuses.items())
+    assert all(0 <= index < 3 and 100 <= reply.status <= 999 for index, reply in replies.items())

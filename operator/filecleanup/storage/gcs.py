@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator, Sequence
-from email.parser import BytesParser
-from email.policy import HTTP
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from filecleanup.api import redaction
 from filecleanup.api.config import GcsStorageConfig
+from filecleanup.storage import multipart
 from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectPart, chunk_outcome
 from filecleanup.storage.errors import (
     CallFailed,
@@ -55,7 +53,6 @@ from filecleanup.storage.transport import (
 MAX_KEYS_PER_BATCH = 100  # the JSON API's limit on sub-requests per batch
 GCS_PERMANENT = frozenset({"AccessDenied"})
 DEFAULT_CLASSES = ErrorClasses(GCS_PERMANENT)
-STATUS_LINE = re.compile(rb"^HTTP/1\.[01] ([0-9]{3})")
 CONTENT_ID = re.compile(r"^<response-([0-9]{1,4})>$")
 LIST_REPLY_LIMIT = 16 * 1024 * 1024  # a page of 1,000 objects' metadata
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
@@ -64,38 +61,13 @@ OBJECT_REPLY_STATUSES = frozenset(
 )
 
 
-def batch_body(bucket: str, names: Sequence[str]) -> tuple[str, bytes]:
-    """A batch of DELETE sub-requests, one per object name: its boundary, and its body. Each part's
-    request ends with the blank line that ends its headers (a part's last CRLF belongs to the
-    delimiter that follows it)."""
-    boundary = f"batch_{uuid.uuid4().hex}"
-    parts = [
-        f"--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-        f"Content-ID: <{index}>\r\n\r\n"
+def delete_requests(bucket: str, names: Sequence[str]) -> list[str]:
+    """One DELETE sub-request per object name."""
+    return [
         f"DELETE /storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')} HTTP/1.1\r\n"
-        "Content-Length: 0\r\nAccept: application/json\r\n\r\n\r\n"
-        for index, name in enumerate(names)
+        "Content-Length: 0\r\nAccept: application/json\r\n"
+        for name in names
     ]
-    return boundary, ("".join(parts) + f"--{boundary}--\r\n").encode()
-
-
-def batch_statuses(content_type: str, body: bytes, count: int) -> dict[int, int]:
-    """Each sub-response's HTTP status, by the index of its sub-request; a part that names no index
-    of ours, or no status line, is left out (its key then failed: unconfirmed)."""
-    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    if not message.is_multipart():
-        raise ReplyBroken("a batch reply that is not multipart/mixed")
-    statuses: dict[int, int] = {}
-    for part in message.iter_parts():
-        found = CONTENT_ID.match(str(part.get("Content-ID", "")).strip())
-        payload = part.get_payload(decode=True)
-        if found is None or not isinstance(payload, bytes):
-            continue
-        index = int(found.group(1))
-        status = STATUS_LINE.match(payload)
-        if status is not None and 0 <= index < count and index not in statuses:
-            statuses[index] = int(status.group(1))
-    return statuses
 
 
 def key_outcome(status: int) -> tuple[bool, str, str | None]:
@@ -189,20 +161,24 @@ class GcsStorage:
         permanent: list[str] = []
         for start in range(0, len(keys), MAX_KEYS_PER_BATCH):
             batch = keys[start : start + MAX_KEYS_PER_BATCH]
-            boundary, body = batch_body(self._config.bucket, [self._name(key) for key in batch])
+            boundary, body = multipart.batch_body(
+                delete_requests(self._config.bucket, [self._name(key) for key in batch]), "<{index}>"
+            )
             headers = await self._headers({"Content-Type": f"multipart/mixed; boundary={boundary}"})
             reply = await self._transport.call(
                 "POST", f"{self._base}/batch/storage/v1", batch, content=body, headers=headers
             )
             check_status(self.name, reply)
             try:
-                statuses = batch_statuses(reply.headers.get("Content-Type", ""), reply.body, len(batch))
+                replies = multipart.sub_replies(
+                    reply.headers.get("Content-Type", ""), reply.body, len(batch), CONTENT_ID
+                )
             except (ValueError, IndexError, TypeError) as error:
                 raise ReplyBroken(f"the batch reply breaks the contract ({type(error).__name__})") from error
             for index, key in enumerate(batch):
-                if index not in statuses:
+                if index not in replies:
                     continue  # unconfirmed: failed
-                deleted, reason, code = key_outcome(statuses[index])
+                deleted, reason, code = key_outcome(replies[index].status)
                 if deleted:
                     confirmed.append(key)
                 else:
