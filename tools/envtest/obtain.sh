@@ -11,6 +11,9 @@
 #                                              store, for the S3 tests), built from tools/seaweedfs
 #   tools/envtest/obtain.sh fake-gcs-server -> prints the path of fake-gcs-server (Google Cloud Storage's
 #                                              JSON API, for the gcs tests), built from its Go module
+#   tools/envtest/obtain.sh azurite         -> prints the path of Azurite's azurite-blob (Microsoft's Azure
+#                                              Blob emulator, for the azureblob tests), from npm, pinned
+#                                              by tools/azurite/package-lock.json
 #
 # KUBEBUILDER_ASSETS (controller-runtime's convention) names a directory of binaries the user
 # already has; it wins when it holds both kube-apiserver and etcd.
@@ -162,6 +165,24 @@ fake_gcs_server_binary() {
     echo "$dir/fake-gcs-server"
 }
 
+azurite_binary() {
+    local module="$here/../azurite" version
+    version=$(sed -n 's/^ *"azurite": "\(.*\)"$/\1/p' "$module/package.json")
+    local dir="$cache_root/azurite/$version"
+    if [[ ! -x "$dir/node_modules/.bin/azurite-blob" ]]; then
+        command -v npm >/dev/null || { log "Node.js and npm are required for Azurite (see README, Prerequisites)"; exit 1; }
+        log "installing Azurite $version into $dir (a minute, once)"
+        local started=$SECONDS
+        rm -rf "$dir.partial" && mkdir -p "$dir.partial"
+        cp "$module/package.json" "$module/package-lock.json" "$dir.partial/"
+        # The lock pins every package; no install script is needed to run the emulator.
+        (cd "$dir.partial" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+        rm -rf "$dir" && mv "$dir.partial" "$dir"
+        log "installed in $((SECONDS - started)) s"
+    fi
+    echo "$dir/node_modules/.bin/azurite-blob"
+}
+
 case "${1:-}" in
     control-plane) control_plane ;;
     helm) helm_binary ;;
@@ -169,5 +190,6 @@ case "${1:-}" in
     pause) pause_binary ;;
     seaweedfs) seaweedfs_binary ;;
     fake-gcs-server) fake_gcs_server_binary ;;
-    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs|fake-gcs-server" >&2; exit 2 ;;
+    azurite) azurite_binary ;;
+    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs|fake-gcs-server|azurite" >&2; exit 2 ;;
 esac
