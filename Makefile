@@ -105,6 +105,10 @@ seaweedfs: ## build (once) and cache SeaweedFS's weed: the real S3-compatible st
 fake-gcs-server: ## build (once) and cache fake-gcs-server: Google Cloud Storage's JSON API for the gcs tests
 	tools/envtest/obtain.sh fake-gcs-server
 
+.PHONY: azurite
+azurite: ## install (once) and cache Azurite: Microsoft's Azure Blob emulator for the azureblob tests
+	tools/envtest/obtain.sh azurite
+
 .PHONY: helm
 helm: ## build (once) and cache helm
 	tools/envtest/obtain.sh helm
@@ -124,7 +128,7 @@ engine-down: ## stop the Docker engine that `make image` started, if it did
 ##@ Test
 
 .PHONY: test
-test: venv control-plane helm seaweedfs fake-gcs-server ## every test but end-to-end: unit, storage backends, integration (own control plane)
+test: venv control-plane helm seaweedfs fake-gcs-server azurite ## every test but end-to-end: unit, storage backends, integration (own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -132,11 +136,11 @@ test-unit: venv ## the unit tests alone: pure logic and in-process fakes, no ser
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test-storage
-test-storage: venv seaweedfs fake-gcs-server ## each storage backend against a real server (reference HTTP server, moto, a directory)
+test-storage: venv seaweedfs fake-gcs-server azurite ## each storage backend against a real server or its vendor's emulator
 	$(PY) -m pytest tests/storage $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: venv control-plane helm seaweedfs fake-gcs-server ## the operator, CLI, client and chart against a real kube-apiserver and etcd
+test-integration: venv control-plane helm seaweedfs fake-gcs-server azurite ## the operator, CLI, client and chart against a real kube-apiserver and etcd
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: e2e
@@ -172,7 +176,7 @@ cluster-down: ## stop the local control plane, and the node if `make node` start
 
 .PHONY: demo
 STORAGE ?= http
-demo: cluster ## the main job on the local cluster: storage, operator, a FileCleanup (STORAGE=http|s3|filesystem)
+demo: cluster ## the main job on the local cluster: storage, operator, a FileCleanup (STORAGE=http|s3|gcs|azureblob|filesystem)
 	$(PY) -m tools.demo.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig --workdir $(CLUSTER_DIR)/demo \
 		--storage $(STORAGE)
 

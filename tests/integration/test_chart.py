@@ -142,9 +142,17 @@ def test_namespaced_scope_needs_namespaces(cli: Cli) -> None:
             "config.storages.shared.volume.persistentVolumeClaim.claimName": "photos",
             "config.storages.shared.policy.allowedNamespaces": "*",
             "config.storages.shared.policy.keyPrefix": "",
+            "config.storages.blobs.type": "azureblob",
+            "config.storages.blobs.account": "photostore",
+            "config.storages.blobs.container": "photos",
+            "config.storages.blobs.auth": "sharedKey",
+            "config.storages.blobs.accountKeySecret.name": "blobs-key",
+            "config.storages.blobs.accountKeySecret.key": "key",
+            "config.storages.blobs.policy.allowedNamespaces": "*",
+            "config.storages.blobs.policy.keyPrefix": "",
         },
     ],
-    ids=["default", "namespaced-pdb-metrics-four-storages"],
+    ids=["default", "namespaced-pdb-metrics-five-storages"],
 )
 def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_security(
     cli: Cli, kube: Kube, values: dict[str, str]
@@ -194,6 +202,8 @@ def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_securi
         storages = operator_config["storages"]
         assert storages["videos"]["tokenFile"] == "/var/run/secrets/filecleanup/videos/token"
         assert storages["archive"]["credentialsFile"] == "/var/run/secrets/filecleanup/archive/credentials"
+        assert storages["blobs"]["accountKeyFile"] == "/var/run/secrets/filecleanup/blobs/key"
+        assert "accountKeySecret" not in storages["blobs"]
         assert storages["shared"] == {
             "type": "filesystem",
             "root": "/data/photos",
@@ -206,11 +216,18 @@ def test_rendered_chart_passes_a_server_side_dry_run_under_restricted_pod_securi
         }
         assert mounts["volume-shared"] == "/data/photos"
         assert mounts["secret-archive"] == "/var/run/secrets/filecleanup/archive"
+        assert mounts["secret-blobs"] == "/var/run/secrets/filecleanup/blobs"
         # The operator accepts what the chart renders; only the files the pod would mount are missing here.
         with pytest.raises(ValidationError) as invalid:
             OperatorConfig.model_validate(yaml.safe_load(config["data"]["config.yaml"]))
         missing = sorted(".".join(map(str, error["loc"][:2])) for error in invalid.value.errors())
-        assert missing == ["receipts.keyFile", "reportKeyFile", "storages.archive", "storages.videos"]
+        assert missing == [
+            "receipts.keyFile",
+            "reportKeyFile",
+            "storages.archive",
+            "storages.blobs",
+            "storages.videos",
+        ]
         assert all("is not a readable file" in error["msg"] for error in invalid.value.errors())
     else:
         assert {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment"} <= set(kinds)

@@ -1,8 +1,8 @@
-"""A loopback proxy in front of a real storage (the reference HTTP server, moto's S3 server) that answers
-chosen calls with a status of its own, as a storage in trouble does, or the load balancer in front of
-one: before the call reaches the storage, or after the storage acted on it (the answer lost). Every
-other request goes through as it came, signature and all. It runs in its own threads, so the same proxy
-serves a backend in the test's event loop and an operator process."""
+"""A loopback proxy in front of a real storage (the reference HTTP server, moto's S3 server, Azurite)
+that answers chosen calls with a status of its own, as a storage in trouble does, or the load balancer
+in front of one: before the call reaches the storage, or after the storage acted on it (the answer
+lost). Every other request goes through as it came, signature and all. It runs in its own threads, so
+the same proxy serves a backend in the test's event loop and an operator process."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class Fault:
     body: bytes = b""
     after_acting: bool = False  # forward the call first: the storage acts, and its answer is lost
     retry_after: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # more of the answer's headers (an error code, a content type)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class FaultProxy:
     def __post_init__(self) -> None:
         self.upstream = self.upstream.rstrip("/")
         self._lock = threading.Lock()
-        self._client = httpx.Client(timeout=30)
+        self._client = httpx.Client(timeout=httpx.Timeout(30, read=300))  # a slow store's reply still comes
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -94,7 +95,9 @@ class FaultProxy:
             reply_headers = [(k, v) for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP]
         else:
             status, content = fault.status, fault.body
-            reply_headers = [("Retry-After", fault.retry_after)] if fault.retry_after else []
+            reply_headers = list(fault.headers)
+            if fault.retry_after:
+                reply_headers.append(("Retry-After", fault.retry_after))
         with self._lock:
             self.seen.append(Seen(method, path, status, forwarded=answer is not None))
         request.send_response(status)

@@ -1,6 +1,6 @@
 """One behavioural suite for every backend, each against a real peer: the reference HTTP server, moto's
-S3 server, SeaweedFS (a real S3-compatible store), and a real directory; and what each can do besides
-deleting (storage/base.py's capabilities), as its configuration gives it."""
+S3 server, SeaweedFS (a real S3-compatible store), fake-gcs-server, Azurite, and a real directory; and
+what each can do besides deleting (storage/base.py's capabilities), as its configuration gives it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from filecleanup.api.config import (
+    AzureBlobStorageConfig,
     FilesystemStorageConfig,
     GcsStorageConfig,
     HttpStorageConfig,
@@ -38,6 +39,7 @@ from tools.devkit.gates import OPEN_GATE
 from tools.devkit.storages import (
     OPEN_POLICY,
     S3_BUCKET,
+    AzuriteProcess,
     DirectoryStorage,
     FakeGcsProcess,
     MotoProcess,
@@ -120,6 +122,25 @@ async def gcs_backend(server: FakeGcsProcess) -> AsyncIterator[BackendUnderTest]
         server.start()  # taken down by the test (in memory: empty again) for the next one
 
 
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteProcess]:
+    server = AzuriteProcess(tmp_path_factory.mktemp("azurite"), key_prefix=PREFIX)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def azureblob_backend(server: AzuriteProcess) -> AsyncIterator[BackendUnderTest]:
+    config = AzureBlobStorageConfig.model_validate(
+        {**server.operator_storage(), "connectTimeoutSeconds": 0.5}
+    )
+    storage = open_storage("azureblob", config)
+    yield BackendUnderTest(storage, server.seed, server.exists, server.stop)
+    await storage.aclose()
+    if server.process is not None and server.process.poll() is not None:
+        server.start()  # taken down by the test (in memory: empty again) for the next one
+
+
 async def filesystem_backend(tmp_path: Path) -> AsyncIterator[BackendUnderTest]:
     volume = DirectoryStorage(tmp_path / "volume")
     storage = open_storage("volume", FilesystemStorageConfig.model_validate(volume.operator_storage()))
@@ -127,7 +148,7 @@ async def filesystem_backend(tmp_path: Path) -> AsyncIterator[BackendUnderTest]:
     await storage.aclose()
 
 
-@pytest.fixture(params=["http", "s3", "seaweedfs", "gcs", "filesystem"])
+@pytest.fixture(params=["http", "s3", "seaweedfs", "gcs", "azureblob", "filesystem"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, storage_server: RunningServer
 ) -> AsyncIterator[BackendUnderTest]:
@@ -140,6 +161,8 @@ async def backend(
             made = seaweedfs_backend(request.getfixturevalue("seaweedfs"))
         case "gcs":
             made = gcs_backend(request.getfixturevalue("fake_gcs"))
+        case "azureblob":
+            made = azureblob_backend(request.getfixturevalue("azurite"))
         case _:
             made = filesystem_backend(tmp_path)
     async for value in made:

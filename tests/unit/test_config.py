@@ -8,6 +8,7 @@ import pytest
 
 from filecleanup.api.config import (
     CONFIG_ENV,
+    AzureBlobStorageConfig,
     ConfigError,
     FilesystemStorageConfig,
     GcsStorageConfig,
@@ -191,15 +192,24 @@ def test_invalid_storages(tmp_path: Path, storage: str, message: str) -> None:
 
 CHART_SCHEMA = Path(__file__).parents[2] / "charts/filecleanup-operator/values.schema.json"
 # The chart takes credentials as Secret references and mounts them where the config's files are.
-CHART_ONLY = {"tokenSecret": "tokenFile", "credentialsSecret": "credentialsFile", "volume": None}
+CHART_ONLY = {
+    "tokenSecret": "tokenFile",
+    "credentialsSecret": "credentialsFile",
+    "accountKeySecret": "accountKeyFile",
+    "volume": None,
+}
+
+
+StorageModel = (
+    HttpStorageConfig | S3StorageConfig | GcsStorageConfig | AzureBlobStorageConfig | FilesystemStorageConfig
+)
 
 
 @pytest.mark.parametrize(
-    "model", [HttpStorageConfig, S3StorageConfig, GcsStorageConfig, FilesystemStorageConfig]
+    "model",
+    [HttpStorageConfig, S3StorageConfig, GcsStorageConfig, AzureBlobStorageConfig, FilesystemStorageConfig],
 )
-def test_the_charts_storage_schema_knows_every_configuration_field(
-    model: type[HttpStorageConfig | S3StorageConfig | GcsStorageConfig | FilesystemStorageConfig],
-) -> None:
+def test_the_charts_storage_schema_knows_every_configuration_field(model: type[StorageModel]) -> None:
     schema = json.loads(CHART_SCHEMA.read_text())
     choices = schema["properties"]["config"]["properties"]["storages"]["additionalProperties"]["oneOf"]
     (kind,) = typing.get_args(model.model_fields["type"].annotation)

@@ -27,9 +27,17 @@ from filecleanup.album.client import file_cleanup
 from filecleanup.api.models import GROUP, PLURAL
 from tools.devkit.chart import installed_operator, service_account_kubeconfig
 from tools.devkit.processes import OperatorProcess
-from tools.devkit.storages import DirectoryStorage, MotoProcess, SampleStorage, StorageProcess
+from tools.devkit.storages import (
+    AzuriteProcess,
+    DirectoryStorage,
+    FakeGcsProcess,
+    SampleStorage,
+    SeaweedProcess,
+    StorageProcess,
+)
 from tools.envtest.polling import eventually
 
+STORAGES = ["http", "s3", "gcs", "azureblob", "filesystem"]
 REPOSITORY = Path(__file__).parents[2]
 CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
 CHART = REPOSITORY / "charts" / "filecleanup-operator"
@@ -61,12 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--helm", type=Path, help="install the chart with this helm binary first")
-    parser.add_argument("--storage", choices=["http", "s3", "filesystem"], default="http", help="the backend")
+    parser.add_argument("--storage", choices=STORAGES, default="http", help="the backend")
     args = parser.parse_args(argv)
     if args.helm and args.storage != "http":
-        parser.error(
-            "--helm runs with the HTTP storage: the chart mounts S3 credentials and volumes in a pod"
-        )
+        parser.error("--helm runs with the HTTP storage: the chart mounts credentials and volumes in a pod")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep order with kubectl's output
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
@@ -133,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
 def sample_storage(kind: str, workdir: Path) -> SampleStorage:
     match kind:
         case "s3":
-            return MotoProcess(workdir)
+            return SeaweedProcess(workdir)
+        case "gcs":
+            return FakeGcsProcess(workdir)
+        case "azureblob":
+            return AzuriteProcess(workdir)
         case "filesystem":
             return DirectoryStorage(workdir / "volume")
         case _:

@@ -1,14 +1,17 @@
 """Sample storages for the demo and the tests, one per backend: the reference HTTP storage server,
-moto's S3 server, SeaweedFS (a real S3-compatible store; all real processes on loopback) and a plain
-directory. Each can be seeded with
+moto's S3 server, SeaweedFS (a real S3-compatible store), fake-gcs-server, Azurite (all real processes
+on loopback) and a plain directory. Each can be seeded with
 files, asked which still exist, and describes itself as an operator storage configuration."""
 
 from __future__ import annotations
 
+import base64
+import email.utils
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -16,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from filecleanup.storage.azureblob import API_VERSION, shared_key_signature
 from tools.devkit.examples import STORAGE_SERVER
 from tools.devkit.processes import stop_process, wait_until_healthy
 from tools.envtest.controlplane import OBTAIN_SCRIPT, free_port
@@ -30,6 +34,17 @@ S3_BUCKET = "photos"
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY = "filecleanup-test"  # moto accepts any credentials; these open nothing real
 S3_SECRET_KEY = "filecleanup-test-secret"  # noqa: S105  (moto accepts any)
+
+
+# Azurite's one account and its key, as Microsoft documents them for development: they open nothing real.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def obtained(what: str) -> str:
+    """The path of a binary that tools/envtest/obtain.sh builds (or installs) once and caches."""
+    found = subprocess.run([str(OBTAIN_SCRIPT), what], check=True, stdout=subprocess.PIPE, text=True)
+    return found.stdout.strip().splitlines()[-1]
 
 
 class SampleStorage(Protocol):
@@ -312,11 +327,7 @@ class SeaweedProcess:
         self._client: Any = None
 
     def start(self) -> None:
-        weed = (
-            subprocess.run([str(OBTAIN_SCRIPT), "seaweedfs"], check=True, stdout=subprocess.PIPE, text=True)
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        weed = obtained("seaweedfs")
         data = self.workdir / "seaweedfs-data"
         data.mkdir(exist_ok=True)
         identities = self.workdir / "seaweedfs-s3.json"
@@ -451,13 +462,7 @@ class FakeGcsProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        binary = (
-            subprocess.run(
-                [str(OBTAIN_SCRIPT), "fake-gcs-server"], check=True, stdout=subprocess.PIPE, text=True
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        binary = obtained("fake-gcs-server")
         Directory(self.data / S3_BUCKET).seed([self.key_prefix + key for key in self.preload])
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -503,6 +508,111 @@ class FakeGcsProcess:
             "bucket": S3_BUCKET,
             "endpoint": self.endpoint,
             "auth": "none",  # an emulator's
+            "allowPlainHttp": True,  # loopback
+            "keyPrefix": self.key_prefix,
+            "policy": OPEN_POLICY,
+        }
+
+
+class AzuriteProcess:
+    """Azurite's Blob service (Microsoft's Azure Storage emulator, installed from npm:
+    tools/envtest/obtain.sh azurite) on loopback, in memory, with one container. It knows one account,
+    ``devstoreaccount1``, and takes only requests signed with its key (SharedKey), which the operator
+    reads from a file, as it would from a mounted Secret."""
+
+    def __init__(self, workdir: Path, key_prefix: str = "") -> None:
+        self.workdir = workdir
+        self.key_prefix = key_prefix
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+        self.log = workdir / "azurite.log"
+        self.key_file = workdir / "azure-account-key"
+        self.key_file.write_text(AZURITE_KEY + "\n")
+        self.process: subprocess.Popen[bytes] | None = None
+        self._client: httpx.Client
+
+    def start(self) -> None:
+        azurite = obtained("azurite")
+        self._client = httpx.Client(timeout=10)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *(azurite, "--blobHost", "127.0.0.1", "--blobPort", str(self.port)),
+                    *("--inMemoryPersistence", "--disableTelemetry", "--silent"),
+                ],
+                cwd=self.workdir,  # where Azurite keeps its settings
+                stdout=log,
+                stderr=log,
+            )
+
+        def container_made() -> bool | None:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"Azurite exited ({self.process.returncode}); see {self.log}")
+            try:
+                made = self.call("PUT", f"/{S3_BUCKET}", {"restype": "container"})
+            except httpx.TransportError:
+                return None
+            return True if made.status_code in {HTTPStatus.CREATED, HTTPStatus.CONFLICT} else None
+
+        eventually("Azurite to make its container", container_made, timeout=60, interval=0.2)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self._client.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: bytes = b"",
+    ) -> httpx.Response:
+        """A request to the account (``path`` encoded, below the account's name), signed with its key."""
+        query = dict(query or {})
+        full_path = f"/{AZURITE_ACCOUNT}{path}"
+        signed = {
+            "x-ms-date": email.utils.formatdate(usegmt=True),
+            "x-ms-version": API_VERSION,
+            **({"content-length": str(len(content))} if method == "PUT" else {}),
+            **(headers or {}),
+        }
+        signature = shared_key_signature(
+            base64.b64decode(AZURITE_KEY), AZURITE_ACCOUNT, method, full_path, query=query, headers=signed
+        )
+        signed["authorization"] = f"SharedKey {AZURITE_ACCOUNT}:{signature}"
+        return self._client.request(
+            method, f"http://127.0.0.1:{self.port}{full_path}", params=query, headers=signed, content=content
+        )
+
+    def _blob(self, key: str) -> str:
+        return f"/{S3_BUCKET}/{quote(self.key_prefix + key)}"
+
+    def seed(self, keys: list[str]) -> None:
+        def put(key: str) -> None:
+            made = self.call(
+                "PUT", self._blob(key), headers={"x-ms-blob-type": "BlockBlob"}, content=b"photo"
+            )
+            made.raise_for_status()
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(put, keys))
+
+    def snapshot(self, key: str) -> None:
+        """A snapshot of the blob: a copy of its data, kept as long as the snapshot is."""
+        self.call("PUT", self._blob(key), {"comp": "snapshot"}).raise_for_status()
+
+    def exists(self, key: str) -> bool:
+        return self.call("HEAD", self._blob(key)).status_code == HTTPStatus.OK
+
+    def operator_storage(self) -> dict[str, Any]:
+        return {
+            "type": "azureblob",
+            "account": AZURITE_ACCOUNT,
+            "container": S3_BUCKET,
+            "endpoint": self.endpoint,
+            "auth": "sharedKey",
+            "accountKeyFile": str(self.key_file),
             "allowPlainHttp": True,  # loopback
             "keyPrefix": self.key_prefix,
             "policy": OPEN_POLICY,

@@ -304,6 +304,53 @@ class GcsStorageConfig(RemoteStorageBase):
         return self
 
 
+AZURE_SOFT_DELETE = Erasure(
+    recoverable_for_seconds=7 * 86_400,
+    note="Azure Blob soft delete, on for 7 days in a new account; declare erasure for the account's own",
+)
+
+
+class AzureBlobStorageConfig(RemoteStorageBase):
+    """An Azure Blob Storage container: Blob Batch deletes of 256 (storage/azureblob.py)."""
+
+    type: Literal["azureblob"]
+    account: Annotated[str, Field(pattern=r"^[a-z0-9]{3,24}$")]
+    container: Annotated[
+        str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9]|-[a-z0-9])+$")
+    ]
+    # Unset: https://<account>.blob.core.windows.net. Set: Azurite (its URL ends with the account's
+    # name), a sovereign cloud, a private endpoint.
+    endpoint: AnyHttpUrl | None = None
+    key_prefix: str = ""
+    # entraId: Microsoft Entra ID tokens (AKS workload identity, a managed identity, the environment)
+    # through azure-identity; sharedKey: the account key in accountKeyFile, mounted from a Secret.
+    auth: Literal["entraId", "sharedKey"] = "entraId"
+    account_key_file: ReadableFile | None = None
+    # A blob with snapshots is deleted with them; without this, such a blob fails (SnapshotsPresent)
+    # and keeps its data.
+    delete_snapshots: bool = False
+
+    def blob_endpoint(self) -> str:
+        return str(self.endpoint or f"https://{self.account}.blob.core.windows.net").rstrip("/")
+
+    def erasure_horizon(self) -> Erasure | None:
+        """Azure keeps a deleted blob for the account's soft-delete retention: 7 days unless declared."""
+        return self.erasure or AZURE_SOFT_DELETE
+
+    @model_validator(mode="after")
+    def _credentials_as_declared(self) -> Self:
+        if self.auth == "sharedKey" and self.account_key_file is None:
+            raise ValueError("auth: sharedKey needs accountKeyFile (the account key, mounted from a Secret)")
+        if self.auth == "entraId" and self.account_key_file is not None:
+            raise ValueError("accountKeyFile is only read with auth: sharedKey")
+        if self.endpoint is not None and self.endpoint.scheme == "http" and not self.allow_plain_http:
+            raise ValueError(
+                "a plain http:// endpoint sends the credentials in cleartext; use https://, or set "
+                "allowPlainHttp: true for an emulator on a trusted network"
+            )
+        return self
+
+
 class FilesystemStorageConfig(StorageBase):
     """Files on a mounted volume (NFS, a PVC); keys are paths relative to ``root``."""
 
@@ -328,7 +375,7 @@ class FilesystemStorageConfig(StorageBase):
 
 
 StorageConfig = Annotated[
-    HttpStorageConfig | S3StorageConfig | GcsStorageConfig | FilesystemStorageConfig,
+    HttpStorageConfig | S3StorageConfig | GcsStorageConfig | AzureBlobStorageConfig | FilesystemStorageConfig,
     Field(discriminator="type"),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from filecleanup.api.config import (
+    AzureBlobStorageConfig,
     FilesystemStorageConfig,
     GcsStorageConfig,
     HttpStorageConfig,
@@ -11,6 +12,7 @@ from filecleanup.api.config import (
     StorageConfig,
 )
 from filecleanup.api.metrics import Metrics
+from filecleanup.storage.azureblob import AzureBlobStorage
 from filecleanup.storage.base import Backend, ConcurrencyLimited, Storage
 from filecleanup.storage.filesystem import FilesystemStorage
 from filecleanup.storage.gcs import GcsStorage
@@ -30,6 +32,8 @@ def open_storage(name: str, config: StorageConfig) -> Backend:
             return S3Storage(name, config)
         case GcsStorageConfig():
             return GcsStorage(name, config)
+        case AzureBlobStorageConfig():
+            return AzureBlobStorage(name, config)
         case FilesystemStorageConfig():
             return FilesystemStorage(name, config)
 
