@@ -25,6 +25,7 @@ EVERYTHING = {
     "metrics.prometheusRule.enabled": "true",
     "podDisruptionBudget.enabled": "true",
     "config.receipts.storage": "photos",
+    "dashboards.enabled": "true",
 }
 
 
@@ -69,7 +70,16 @@ def test_resources_are_named_once_and_referred_to_by_that_name(  # noqa: PLR0917
         by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
 
     names = {doc["metadata"]["name"] for doc in documents if doc["kind"] != "CustomResourceDefinition"}
-    suffixes = {"pause", "leader-election", "report-key", "receipt-key", "test", "editor", "viewer"}
+    suffixes = {
+        "pause",
+        "leader-election",
+        "report-key",
+        "receipt-key",
+        "test",
+        "editor",
+        "viewer",
+        "dashboard",
+    }
     assert names == {fullname} | {f"{fullname}-{suffix}" for suffix in suffixes}
     assert {
         doc["metadata"]["labels"]["app.kubernetes.io/name"]

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from filecleanup.api.config import StoragePolicy
+from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import API_VERSION, KIND, FileCleanupSpec
 
 ROOT = Path(__file__).parents[2]
@@ -146,3 +147,29 @@ def test_chart_readme_documents_every_value_with_its_default() -> None:
     documented = {path.split(".")[0] for paths, _ in table for path in paths}
     problems += [f"{name}: not in the README's values table" for name in values if name not in documented]
     assert not problems, "\n".join(problems)
+
+
+def exported_series() -> set[str]:
+    """The series names the operator's metrics are scraped as."""
+    suffixes = {"counter": ["_total"], "info": ["_info"], "histogram": ["_bucket", "_sum", "_count"]}
+    return {
+        f"{family.name}{suffix}"
+        for family in Metrics().registry.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+
+
+def test_grafana_dashboard_queries_only_metrics_the_operator_exports() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboards" / "filecleanup-operator.json").read_text())
+    assert dashboard["uid"]
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+    targets = [target for panel in panels for target in panel["targets"]]
+    assert targets
+    queries = [target["expr"] for target in targets] + [variables["namespace"]["definition"]]
+    queried = {name for query in queries for name in re.findall(r"\bfilecleanup_[a-z_]+", query)}
+    assert queried, queries
+    assert queried <= exported_series(), queried - exported_series()
+    # Whatever Prometheus the viewer picks, and the installation's namespace alone.
+    assert {panel["datasource"]["uid"] for panel in panels + targets} == {"${datasource}"}
+    assert all('namespace="$namespace"' in target["expr"] for target in targets)
