@@ -559,6 +559,29 @@ def test_the_operator_and_its_check_run_the_image_the_values_name(
     assert operator == check == expected.format(app_version=app_version)
 
 
+def test_grafana_dashboard_is_a_configmap_the_sidecar_loads(cli: Cli, kube: Kube) -> None:
+    monitoring = kube.create_namespace("monitoring")
+    values = {
+        "dashboards.enabled": "true",
+        "dashboards.namespace": monitoring,
+        "dashboards.annotations.grafana_folder": "Storage",
+    }
+    rendered = cli.helm(
+        "template", "fc", str(CHART), "--show-only", "templates/dashboard-configmap.yaml", *set_flags(values)
+    ).stdout
+    configmap = yaml.safe_load(rendered)
+    assert configmap["metadata"]["namespace"] == monitoring  # where the sidecar looks
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Storage"}
+    (dashboard,) = configmap["data"].values()
+    shipped = (CHART / "files" / "dashboards" / "filecleanup-operator.json").read_text()
+    assert json.loads(dashboard) == json.loads(shipped)
+    cli.kubectl("apply", "--dry-run=server", "-f", "-", stdin=rendered)
+
+    off = cli.helm("template", "fc", str(CHART), "--set", "metrics.enabled=false", *set_flags(values)).stdout
+    assert "grafana_dashboard" not in off  # no metrics, nothing to show
+
+
 def test_a_digest_that_is_not_one_is_refused(cli: Cli) -> None:
     refused = cli.helm("template", "fc", str(CHART), "--set", "image.digest=latest", check=False)
     assert refused.returncode != 0

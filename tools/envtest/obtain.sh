@@ -18,7 +18,8 @@
 # KUBEBUILDER_ASSETS (controller-runtime's convention) names a directory of binaries the user
 # already has; it wins when it holds both kube-apiserver and etcd.
 # Binaries are built from Go modules pinned in go.mod/go.sum next to this script: no prebuilt
-# download is needed, only the Go module proxy.
+# download is needed, only the Go module proxy. They are cached under FILECLEANUP_CACHE (default
+# ~/.cache/filecleanup), each built once even when several of these scripts want it at the same time.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,34 +35,58 @@ need_go() {
     command -v go >/dev/null || { log "Go is required to build the control plane (see README, Prerequisites)"; exit 1; }
 }
 
+# Whether directory $1 holds every executable named after it.
+complete() {
+    local dir=$1 file
+    shift
+    for file in "$@"; do
+        [[ -x "$dir/$file" ]] || return 1
+    done
+}
+
+# Fills the cache directory $1 with the executables $3... by running the function $2 with a directory
+# to build into, unless it holds them already. Several obtain.sh may want the same artifact at once
+# (two CI jobs, a test and a demo): they take turns under a lock next to the directory, a later one
+# finds the earlier one's result, and each builds into a directory of its own, renamed into place
+# whole, so the cached directory is never half-written nor written by two at once.
+build_once() {
+    local dir=$1 build=$2
+    shift 2
+    complete "$dir" "$@" && return
+    command -v flock >/dev/null || { log "flock (util-linux) is required to build into the cache"; exit 1; }
+    mkdir -p "$(dirname "$dir")"
+    (
+        flock 9
+        complete "$dir" "$@" && exit
+        # Left by a build that was killed: none runs now, this one holds the lock.
+        rm -rf "$dir".building.*
+        staging=$(mktemp -d "$dir.building.XXXXXX")
+        trap 'rm -rf "$staging"' EXIT
+        started=$SECONDS
+        "$build" "$staging" >&2  # stdout carries only the path this script prints
+        chmod 755 "$staging"  # not mktemp's 700: the cache's binaries are for every user
+        rm -rf "$dir"
+        mv "$staging" "$dir"
+        log "built $dir in $((SECONDS - started)) s"
+    ) 9>"$dir.lock"
+}
+
 control_plane() {
     if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
         echo "$KUBEBUILDER_ASSETS"
         return
     fi
     local dir="$cache_root/envtest/kubernetes-$kubernetes_version-etcd-$etcd_version"
-    if [[ -x "$dir/kube-apiserver" && -x "$dir/etcd" ]]; then
-        echo "$dir"
-        return
-    fi
-    need_go
-    log "building kube-apiserver $kubernetes_version and etcd $etcd_version into $dir (a few minutes, once)"
-    local started=$SECONDS minor=${kubernetes_version#v1.}
-    minor=${minor%%.*}
-    local stamp="k8s.io/component-base/version"
-    local ldflags="-s -w -X $stamp.gitVersion=$kubernetes_version -X $stamp.gitMajor=1 -X $stamp.gitMinor=$minor"
-    ldflags+=" -X $stamp.buildDate=1970-01-01T00:00:00Z"
-    mkdir -p "$dir.partial"
-    (
-        cd "$here"
-        export CGO_ENABLED=0 GOFLAGS=-mod=mod
-        go build -trimpath -tags providerless -ldflags "$ldflags" -o "$dir.partial/kube-apiserver" \
-            k8s.io/kubernetes/cmd/kube-apiserver
-        go build -trimpath -ldflags "-s -w" -o "$dir.partial/etcd" ./etcd
-    )
-    rm -rf "$dir" && mv "$dir.partial" "$dir"
-    log "built in $((SECONDS - started)) s"
+    build_once "$dir" build_control_plane kube-apiserver etcd
     echo "$dir"
+}
+
+build_control_plane() {
+    local into=$1
+    need_go
+    log "building kube-apiserver $kubernetes_version and etcd $etcd_version (a few minutes, once)"
+    build_kubernetes "$into" kube-apiserver
+    (cd "$here" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$into/etcd" ./etcd)
 }
 
 # Builds Kubernetes commands from the pinned module into $1, stamped with the version.
@@ -83,32 +108,29 @@ build_kubernetes() {
 
 node_binaries() {
     local dir="$cache_root/envtest/node-$kubernetes_version"
-    if [[ -x "$dir/kubelet" && -x "$dir/kube-controller-manager" && -x "$dir/kube-scheduler" ]]; then
-        echo "$dir"
-        return
-    fi
-    need_go
-    log "building kubelet, kube-controller-manager and kube-scheduler $kubernetes_version into $dir (minutes, once)"
-    local started=$SECONDS
-    mkdir -p "$dir.partial"
-    build_kubernetes "$dir.partial" kubelet kube-controller-manager kube-scheduler
-    rm -rf "$dir" && mv "$dir.partial" "$dir"
-    log "built in $((SECONDS - started)) s"
+    build_once "$dir" build_node kubelet kube-controller-manager kube-scheduler
     echo "$dir"
+}
+
+build_node() {
+    need_go
+    log "building kubelet, kube-controller-manager and kube-scheduler $kubernetes_version (minutes, once)"
+    build_kubernetes "$1" kubelet kube-controller-manager kube-scheduler
 }
 
 # The pod sandbox's pause process, from the Kubernetes module's own source: no image registry needed.
 pause_binary() {
     local dir="$cache_root/envtest/pause-$kubernetes_version"
-    if [[ ! -x "$dir/pause" ]]; then
-        need_go
-        local module
-        module=$(cd "$here" && GOFLAGS=-mod=mod go mod download -json k8s.io/kubernetes | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-        mkdir -p "$dir"
-        gcc -Os -static -DVERSION="$kubernetes_version" -o "$dir/pause.partial" "$module/build/pause/linux/pause.c"
-        mv "$dir/pause.partial" "$dir/pause"
-    fi
+    build_once "$dir" build_pause pause
     echo "$dir/pause"
+}
+
+build_pause() {
+    need_go
+    log "building pause $kubernetes_version"
+    local module
+    module=$(cd "$here" && GOFLAGS=-mod=mod go mod download -json k8s.io/kubernetes | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    gcc -Os -static -DVERSION="$kubernetes_version" -o "$1/pause" "$module/build/pause/linux/pause.c"
 }
 
 helm_binary() {
@@ -117,70 +139,72 @@ helm_binary() {
         return
     fi
     local dir="$cache_root/helm/$helm_version-kube1.$helm_kube_minor"
-    if [[ ! -x "$dir/helm" ]]; then
-        need_go
-        log "building helm $helm_version into $dir"
-        mkdir -p "$dir"
-        local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
-        # As helm's own Makefile does; otherwise `helm template` assumes Kubernetes 1.20.
-        local package
-        for package in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
-            ldflags+=" -X $package.k8sVersionMajor=1 -X $package.k8sVersionMinor=$helm_kube_minor"
-        done
-        CGO_ENABLED=0 GOBIN="$dir" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$helm_version"
-    fi
+    build_once "$dir" build_helm helm
     echo "$dir/helm"
 }
 
+build_helm() {
+    need_go
+    log "building helm $helm_version"
+    local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
+    # As helm's own Makefile does; otherwise `helm template` assumes Kubernetes 1.20.
+    local package
+    for package in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+        ldflags+=" -X $package.k8sVersionMajor=1 -X $package.k8sVersionMinor=$helm_kube_minor"
+    done
+    CGO_ENABLED=0 GOBIN="$1" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$helm_version"
+}
+
+seaweedfs_module="$here/../seaweedfs"
+
 seaweedfs_binary() {
-    local module="$here/../seaweedfs" version
-    version=$(awk '$1 == "require" && $2 == "github.com/seaweedfs/seaweedfs" {print $3}' "$module/go.mod")
+    local version
+    version=$(awk '$1 == "require" && $2 == "github.com/seaweedfs/seaweedfs" {print $3}' "$seaweedfs_module/go.mod")
     local dir="$cache_root/seaweedfs/$version"
-    if [[ ! -x "$dir/weed" ]]; then
-        need_go
-        log "building SeaweedFS $version into $dir (minutes, once)"
-        local started=$SECONDS
-        mkdir -p "$dir"
-        (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" \
-            -o "$dir/weed.partial" github.com/seaweedfs/seaweedfs/weed)
-        mv "$dir/weed.partial" "$dir/weed"
-        log "built in $((SECONDS - started)) s"
-    fi
+    build_once "$dir" build_seaweedfs weed
     echo "$dir/weed"
+}
+
+build_seaweedfs() {
+    local into=$1
+    need_go
+    log "building SeaweedFS (minutes, once)"
+    (cd "$seaweedfs_module" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" \
+        -o "$into/weed" github.com/seaweedfs/seaweedfs/weed)
 }
 
 fake_gcs_server_version=v1.56.1
 
 fake_gcs_server_binary() {
     local dir="$cache_root/fake-gcs-server/$fake_gcs_server_version"
-    if [[ ! -x "$dir/fake-gcs-server" ]]; then
-        need_go
-        log "building fake-gcs-server $fake_gcs_server_version into $dir (a minute or two, once)"
-        local started=$SECONDS
-        mkdir -p "$dir"
-        CGO_ENABLED=0 GOBIN="$dir" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
-            "github.com/fsouza/fake-gcs-server@$fake_gcs_server_version"
-        log "built in $((SECONDS - started)) s"
-    fi
+    build_once "$dir" build_fake_gcs_server fake-gcs-server
     echo "$dir/fake-gcs-server"
 }
 
+build_fake_gcs_server() {
+    need_go
+    log "building fake-gcs-server $fake_gcs_server_version (a minute or two, once)"
+    CGO_ENABLED=0 GOBIN="$1" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
+        "github.com/fsouza/fake-gcs-server@$fake_gcs_server_version"
+}
+
+azurite_module="$here/../azurite"
+
 azurite_binary() {
-    local module="$here/../azurite" version
-    version=$(sed -n 's/^ *"azurite": "\(.*\)"$/\1/p' "$module/package.json")
+    local version
+    version=$(sed -n 's/^ *"azurite": "\(.*\)"$/\1/p' "$azurite_module/package.json")
     local dir="$cache_root/azurite/$version"
-    if [[ ! -x "$dir/node_modules/.bin/azurite-blob" ]]; then
-        command -v npm >/dev/null || { log "Node.js and npm are required for Azurite (see README, Prerequisites)"; exit 1; }
-        log "installing Azurite $version into $dir (a minute, once)"
-        local started=$SECONDS
-        rm -rf "$dir.partial" && mkdir -p "$dir.partial"
-        cp "$module/package.json" "$module/package-lock.json" "$dir.partial/"
-        # The lock pins every package; no install script is needed to run the emulator.
-        (cd "$dir.partial" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
-        rm -rf "$dir" && mv "$dir.partial" "$dir"
-        log "installed in $((SECONDS - started)) s"
-    fi
+    build_once "$dir" install_azurite node_modules/.bin/azurite-blob
     echo "$dir/node_modules/.bin/azurite-blob"
+}
+
+install_azurite() {
+    local into=$1
+    command -v npm >/dev/null || { log "Node.js and npm are required for Azurite (see README, Prerequisites)"; exit 1; }
+    log "installing Azurite from npm (a minute, once)"
+    cp "$azurite_module/package.json" "$azurite_module/package-lock.json" "$into/"
+    # The lock pins every package; no install script is needed to run the emulator.
+    (cd "$into" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 }
 
 case "${1:-}" in

@@ -3,13 +3,15 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Full name: release-chart, unless the release name already contains the chart name. */}}
+{{/* Full name: release-chart, unless that would say the chart's name twice: a release whose name
+contains the chart's name ("filecleanup-operator", "prod-filecleanup-operator") or is its first words
+("filecleanup") goes by the release name alone. */}}
 {{- define "filecleanup.fullname" -}}
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
+{{- if or (contains $name .Release.Name) (hasPrefix (printf "%s-" .Release.Name) $name) }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
