@@ -391,5 +391,5 @@ def test_the_cli_lists_and_redrives_dead_rows(tmp_path: Path) -> None:
 
     listed = outbox_cli("list")
     assert "conflict: stale" in listed and " dead " in listed
-    assert outbox_cli("redrive", "--all").strip() == "redriven: 1 dead row(s) pending again"
+    assert outbox_cli("redrive", "--all").strip() == "redriven: 1 dead row pending again"
     assert "albums" not in outbox_cli("list") and " 5 " in outbox_cli("list", "--state", "pending")

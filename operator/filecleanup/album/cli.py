@@ -33,6 +33,7 @@ from filecleanup.api import kube
 from filecleanup.api.config import ConfigError, load_config
 from filecleanup.api.keys import strip_bom
 from filecleanup.api.models import GROUP, PLURAL, FileCleanupStatus, Phase, ReceiptPlace
+from filecleanup.api.wording import agreeing, plural
 from filecleanup.decide import receipts
 from filecleanup.decide.failed_errors import expand
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
@@ -275,7 +276,8 @@ async def submit(client: FileCleanupClient, args: argparse.Namespace) -> int:
     else:
         async with object_store(args.storage_config, args.storage) as store:
             names = await client.submit(args.album, keys, manifest_store=store, **options)
-    print(f"album {args.album}: {len(set(keys))} keys in {len(names)} FileCleanup(s): {', '.join(names)}")
+    counted = f"{plural(len(set(keys)), 'key')} in {plural(len(names), 'FileCleanup')}"
+    print(f"album {args.album}: {counted}: {', '.join(names)}")
     if start_after is not None:
         print(
             f"nothing is deleted before {start_after:%Y-%m-%dT%H:%M:%SZ}; until then: filecleanup undo NAME"
@@ -325,8 +327,8 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
     album = await client.status(args.album, namespace=args.namespace)
     print(table(album.objects, with_namespace=False))
     summary = (
-        f"album {album.album}: {album.phase}, {album.deleted} of {album.total} keys deleted, "
-        f"{album.failed} failed, {len(album.objects)} of {album.parts} part(s) found"
+        f"album {album.album}: {album.phase}, {album.deleted} of {plural(album.total, 'key')} deleted, "
+        f"{album.failed} failed, {len(album.objects)} of {plural(album.parts, 'part')} found"
     )
     print(f"\n{printable(summary)}")
     return 0 if album.objects else 1
@@ -334,7 +336,11 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
 
 async def undo(client: FileCleanupClient, args: argparse.Namespace) -> int:
     undone = await client.undo(args.name, namespace=args.namespace)
-    kept = f"the keys listed in manifest {undone.manifest}" if undone.manifest else f"its {undone.keys} keys"
+    kept = (
+        f"the keys listed in manifest {undone.manifest}"
+        if undone.manifest
+        else f"its {plural(undone.keys, 'key')}"
+    )
     print(
         printable(
             f"{args.namespace}/{args.name}: undone before its start at {undone.start_after}; nothing was "
@@ -359,8 +365,8 @@ async def failed(client: FileCleanupClient, args: argparse.Namespace) -> int:
     if status.manifest is not None:
         report = printable(status.manifest.report) or "(none yet)"
         print(
-            f"{PLURAL}.{GROUP}/{args.name}: {status.failed} failed keys; a manifest's failure report is in "
-            f"its storage, one key and its error per line: {report}*",
+            f"{PLURAL}.{GROUP}/{args.name}: {plural(status.failed, 'failed key')}; a manifest's failure "
+            f"report is in its storage, one key and its error per line: {report}*",
             file=sys.stderr,
         )
         return 0
@@ -373,7 +379,11 @@ async def failed(client: FileCleanupClient, args: argparse.Namespace) -> int:
         print(f"{printable(key)}\t{printable(error)}")
     missing = status.failed - len(listed)
     if missing > 0:
-        print(f"{missing} more failed keys are not listed in status (an older operator)", file=sys.stderr)
+        print(
+            f"{plural(missing, 'more failed key')} {agreeing(missing, 'is', 'are')} not listed in status "
+            "(an older operator)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -517,9 +527,9 @@ def receipt_text(document: object, where: str, signature: str) -> str:
         f"Operator:       {at(document, 'operatorVersion')}",
     ]
     if at(document, "keys", "sha256") != "-":
-        lines.append(
-            f"Key list:       {at(document, 'keys', 'count')} keys, SHA-256 {at(document, 'keys', 'sha256')}"
-        )
+        count = at(document, "keys", "count")  # text: a receipt read back is any JSON until verified
+        keys = "key" if count == "1" else "keys"
+        lines.append(f"Key list:       {count} {keys}, SHA-256 {at(document, 'keys', 'sha256')}")
         groups = document.get("keys", {}).get("failed") if isinstance(document, dict) else None
         lines.extend(
             f"Failed:         {at(group, 'error')} (indexes {at(group, 'indexes')})"
@@ -527,7 +537,10 @@ def receipt_text(document: object, where: str, signature: str) -> str:
         )
     if at(document, "manifest", "key") != "-":
         version, size = at(document, "manifest", "version"), at(document, "manifest", "size")
-        lines.append(f"Manifest:       {at(document, 'manifest', 'key')} (version {version}, {size} bytes)")
+        size_bytes = "byte" if size == "1" else "bytes"
+        lines.append(
+            f"Manifest:       {at(document, 'manifest', 'key')} (version {version}, {size} {size_bytes})"
+        )
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from filecleanup.album.client import FileCleanupClient
 from filecleanup.album.outbox import DAY, Outbox, Relay, State, connect_url
 from filecleanup.album.tables import columns
+from filecleanup.api.wording import plural
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,7 +76,7 @@ async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
     if args.metrics:
         serve_outbox_metrics(outbox.outbox, args.metrics)
     if args.once:
-        print(f"delivered {await outbox.run_once()} outbox row(s)")
+        print(f"delivered {plural(await outbox.run_once(), 'outbox row')}")
         return 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,7 +90,7 @@ def outbox(args: argparse.Namespace) -> int:
     """The outbox's rows, or a redrive of its dead ones: no API server needed."""
     rows = Outbox(*connect_url(args.database))
     if args.action == "redrive":
-        print(f"redriven: {rows.redrive(None if args.all else args.ids)} dead row(s) pending again")
+        print(f"redriven: {plural(rows.redrive(None if args.all else args.ids), 'dead row')} pending again")
         return 0
     listed = rows.rows(State(args.state))
     table_rows = [["ID", "ALBUM", "NAMESPACE", "STATE", "ATTEMPTS", "CREATED", "LAST ERROR"]]
