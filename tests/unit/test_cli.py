@@ -87,7 +87,10 @@ class FakeClient:
         self.objects = list(objects)
 
     async def get(self, name: str, *, namespace: str = "default") -> dict[str, Any]:
-        return next(obj for obj in self.list(namespace) if obj["metadata"]["name"] == name)
+        found = [obj for obj in self.list(namespace) if obj["metadata"]["name"] == name]
+        if not found:
+            raise ApiException(status=404, reason="Not Found")
+        return found[0]
 
     async def list_cleanups(
         self, *, namespace: str | None = None, album_id: str | None = None

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 from kubernetes.aio.client import ApiException
@@ -46,7 +47,7 @@ examples:
   filecleanup status -n photos                       # every FileCleanup in the namespace
   filecleanup status -A -o yaml                      # every namespace, as YAML
   filecleanup status --album 42 -n photos            # one album, all of its parts
-  filecleanup wait album-42 -n photos --timeout 10m  # exit 0 Succeeded, 1 Failed, 2 timed out
+  filecleanup wait album-42 -n photos --timeout 10m  # exit 0 Succeeded, 1 Failed, 2 timed out, ...
   filecleanup submit --album 42 --keys-file keys.txt -n photos --grace 7d  # undoable for 7 days
   filecleanup undo album-42 -n photos                # cancel it while it waits: nothing deleted
   filecleanup retry album-42 -n photos               # redrive a Failed one: only its failed keys
@@ -56,11 +57,35 @@ examples:
   filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
   filecleanup outbox list --database sqlite:///albums.db          # the rows set aside as dead
   filecleanup outbox redrive --all --database sqlite:///albums.db # once their cause is fixed
+
+exit codes:
+  0  done
+  1  wait: the FileCleanup ended Failed (status --album: no object of the album found)
+  2  wait: --timeout passed first; other commands: an error (the API server refused, a conflict, ...)
+  3  wait: the FileCleanup does not exist
+  4  a usage or configuration error (a bad flag, no kubeconfig); wait: any other error too
 """
+
+# Exit codes, as the epilog above lists them.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_ERROR = 2
+EXIT_TIMED_OUT = 2
+EXIT_NOT_FOUND = 3
+EXIT_USAGE = 4
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, exiting with the usage error's own code (argparse's 2 would read as wait's
+    timeout)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = Parser(
         prog=program_name(),
         description=(
             "Delete an album's storage keys through FileCleanup objects, follow their progress, and redrive "
@@ -122,11 +147,11 @@ def parser() -> argparse.ArgumentParser:
 
     wait = commands.add_parser(
         "wait",
-        help="wait until a FileCleanup finishes: exit 0 Succeeded, 1 Failed, 2 timed out",
+        help="wait until a FileCleanup finishes: exit 0 Succeeded, 1 Failed, 2 timed out, 3 not found",
         description=(
             "Wait until the FileCleanup is Succeeded (exit 0) or Failed (exit 1); exit 2 when --timeout "
-            "passes first, or the object does not exist. kubectl wait --for=condition=Complete cannot "
-            "stop on a failure; this can."
+            "passes first, 3 when the object does not exist, 4 on a usage or configuration error (or any "
+            "other error). kubectl wait --for=condition=Complete cannot stop on a failure; this can."
         ),
     )
     wait.add_argument("name", help="the FileCleanup's name, e.g. album-42")
@@ -394,17 +419,24 @@ async def wait(client: FileCleanupClient, args: argparse.Namespace) -> int:
     """Poll the object's phase (one small GET a second) until it finishes or the timeout passes."""
     deadline = time.monotonic() + args.timeout
     while True:
-        phase = (await client.get(args.name, namespace=args.namespace)).get("status", {}).get("phase")
+        try:
+            obj = await client.get(args.name, namespace=args.namespace)
+        except ApiException as error:
+            if error.status != HTTPStatus.NOT_FOUND:
+                raise
+            print(f"error: {printable(api_error(error, args))}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        phase = (obj.get("status") or {}).get("phase")
         if phase in {Phase.SUCCEEDED, Phase.FAILED}:
             print(f"{PLURAL}.{GROUP}/{args.name} {phase}")
-            return 0 if phase == Phase.SUCCEEDED else 1
+            return EXIT_OK if phase == Phase.SUCCEEDED else EXIT_FAILED
         if time.monotonic() >= deadline:
             print(
                 printable(
                     f"{PLURAL}.{GROUP}/{args.name}: still {phase or 'Pending'} after {args.timeout:g} s"
                 )
             )
-            return 2
+            return EXIT_TIMED_OUT
         await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
@@ -596,11 +628,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         return asyncio.run(run(args))
-    except (ValueError, SubmitConflict, OSError, StorageUnavailable, ConfigException) as error:
+    except ConfigException as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, SubmitConflict, OSError, StorageUnavailable) as error:
+        print(f"error: {printable(str(error))}", file=sys.stderr)
+        return error_code(args)
     except ApiException as error:
         print(f"error: {printable(api_error(error, args))}", file=sys.stderr)
-    return 2
+        return error_code(args)
+
+
+def error_code(args: argparse.Namespace) -> int:
+    """An error's exit code: 2, but for wait, whose 2 says that it timed out."""
+    return EXIT_USAGE if args.command == "wait" else EXIT_ERROR
 
 
 if __name__ == "__main__":

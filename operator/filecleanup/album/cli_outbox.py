@@ -8,6 +8,7 @@ import asyncio
 import datetime
 import signal
 from collections.abc import Iterator
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -18,8 +19,10 @@ from filecleanup.album.outbox import DAY, Outbox, Relay, State, connect_url
 from filecleanup.album.tables import columns
 from filecleanup.api.wording import plural
 
+ParserT = TypeVar("ParserT", bound=argparse.ArgumentParser)
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
+def add_commands(commands: argparse._SubParsersAction[ParserT]) -> None:
     relay = commands.add_parser(
         "relay",
         help="drain an album service's outbox table into FileCleanups",

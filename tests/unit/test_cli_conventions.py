@@ -1,0 +1,70 @@
+"""``filecleanup`` keeps the conventions of a kubectl-like tool, so that scripts and people who know
+kubectl are not surprised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.aio.client import ApiException
+from kubernetes.aio.config import ConfigException
+
+from filecleanup.album import cli
+from tests.unit.test_cli import FakeClient, hostile_object, run
+
+
+def failed_with(phase: str) -> FakeClient:
+    obj = hostile_object()
+    obj["status"]["phase"] = phase
+    return FakeClient(obj)
+
+
+class TestWaitExitCodes:
+    def test_done_failed_timed_out_and_not_found(self, capsys: pytest.CaptureFixture[str]) -> None:
+        wait: dict[str, Any] = {"name": "album-1", "namespace": "photos", "timeout": 0.0}
+        assert run(cli.wait, failed_with("Succeeded"), **wait) == 0
+        assert run(cli.wait, failed_with("Failed"), **wait) == 1
+        assert run(cli.wait, failed_with("InProgress"), **wait) == 2
+        assert run(cli.wait, failed_with("Succeeded"), **{**wait, "name": "album-nope"}) == 3
+        assert 'filecleanups.filecleanup.dev "album-nope" not found in namespace photos' in (
+            capsys.readouterr().err
+        )
+
+    def test_a_usage_error_is_4(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["wait"])
+        assert exited.value.code == 4
+        assert "the following arguments are required: name" in capsys.readouterr().err
+
+    @pytest.mark.parametrize(
+        ("command", "error", "code"),
+        [
+            ("wait", ConfigException("context 'x' not found in the kubeconfig"), 4),
+            ("status", ConfigException("context 'x' not found in the kubeconfig"), 4),
+            ("wait", ApiException(status=403, reason="Forbidden"), 4),
+            ("retry", ApiException(status=403, reason="Forbidden"), 2),
+        ],
+    )
+    def test_a_configuration_error_is_4_and_wait_has_no_2_but_its_timeout(
+        self, command: str, error: Exception, code: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def failing(_: object) -> int:
+            raise error
+
+        monkeypatch.setattr(cli, "run", failing)
+        argv = [command] if command == "status" else [command, "album-1"]
+        assert cli.main(argv) == code
+
+
+def test_without_any_kubeconfig_the_error_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert cli.main(["status"]) == 4
+    assert capsys.readouterr().err == (
+        "error: no kubeconfig found (looked for ~/.kube/config), and not in a pod: set KUBECONFIG or give "
+        "--kubeconfig\n"
+    )
