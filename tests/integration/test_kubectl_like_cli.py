@@ -48,6 +48,10 @@ def test_the_context_namespace_output_formats_and_errors(
     assert listed.returncode == 0, listed.stderr
     assert "album-1" in listed.stdout and "REDRIVES" in listed.stdout  # the context's namespace, not default
 
+    after = filecleanup("status", "--kubeconfig", str(config), "--context", "team")  # flags after the command
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == listed.stdout
+
     as_json = json.loads(
         filecleanup("--kubeconfig", str(config), "--context", "team", "status", "-o", "json").stdout
     )

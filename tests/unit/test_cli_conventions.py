@@ -14,6 +14,41 @@ from filecleanup.album import cli
 from tests.unit.test_cli import FakeClient, hostile_object, run
 
 
+def parsed(*argv: str) -> dict[str, Any]:
+    return vars(cli.parser().parse_args(argv))
+
+
+class TestGlobalFlags:
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["--kubeconfig", "k", "--context", "c", "status"],
+            ["status", "--kubeconfig", "k", "--context", "c"],
+            ["--kubeconfig", "k", "status", "--context", "c"],
+            ["wait", "album-1", "--context", "c", "--kubeconfig", "k"],
+            [
+                "receipt",
+                "show",
+                "album-1",
+                "--storage-config",
+                "o.yaml",
+                "--context",
+                "c",
+                "--kubeconfig",
+                "k",
+            ],
+            ["relay", "--database", "sqlite:///a.db", "--context", "c", "--kubeconfig", "k"],
+        ],
+    )
+    def test_before_or_after_the_command(self, argv: list[str]) -> None:
+        args = parsed(*argv)
+        assert (args["kubeconfig"], args["context"]) == ("k", "c")
+
+    def test_unset_they_are_none_and_after_the_command_wins(self) -> None:
+        assert (parsed("status")["kubeconfig"], parsed("status")["context"]) == (None, None)
+        assert parsed("--context", "before", "status", "--context", "after")["context"] == "after"
+
+
 def failed_with(phase: str) -> FakeClient:
     obj = hostile_object()
     obj["status"]["phase"] = phase

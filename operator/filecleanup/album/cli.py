@@ -58,6 +58,8 @@ examples:
   filecleanup outbox list --database sqlite:///albums.db          # the rows set aside as dead
   filecleanup outbox redrive --all --database sqlite:///albums.db # once their cause is fixed
 
+global flags (--kubeconfig, --context) go before or after the command, as kubectl's do.
+
 exit codes:
   0  done
   1  wait: the FileCleanup ended Failed (status --album: no object of the album found)
@@ -96,8 +98,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    root.add_argument("--kubeconfig", help="the kubeconfig file (default: KUBECONFIG, else ~/.kube/config)")
-    root.add_argument("--context", help="the kubeconfig context (default: the current one)")
+    add_cluster_flags(root, default=None)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     submit = commands.add_parser(
@@ -236,11 +237,26 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--keys-file", type=Path, help="the keys it should be about, one per line")
 
     cli_outbox.add_commands(commands)
+    add_cluster_flags(commands.choices["relay"])
     return root
 
 
 def add_namespace(command: argparse.ArgumentParser) -> None:
+    """-n, and the cluster's flags: a command with a namespace reaches the cluster."""
     command.add_argument("--namespace", "-n", help="namespace (default: the kubeconfig context's)")
+    add_cluster_flags(command)
+
+
+def add_cluster_flags(command: argparse.ArgumentParser, default: str | None = argparse.SUPPRESS) -> None:
+    """--kubeconfig and --context, on the root parser (``default`` None) and again on each command that
+    reaches the cluster, as kubectl takes its global flags anywhere. A command's copy sets nothing
+    unless given (argparse.SUPPRESS), so that it does not undo the flag given before the command."""
+    command.add_argument(
+        "--kubeconfig", default=default, help="the kubeconfig file (default: KUBECONFIG, else ~/.kube/config)"
+    )
+    command.add_argument(
+        "--context", default=default, help="the kubeconfig context (default: the current one)"
+    )
 
 
 def duration(text: str) -> float:
