@@ -163,6 +163,7 @@ def test_json_and_yaml_escape_by_themselves_and_read_back(
         namespace="photos",
         all_namespaces=False,
         output=output,
+        show_managed_fields=False,
         album=None,
     )
     printed = capsys.readouterr().out

@@ -103,3 +103,16 @@ def test_without_any_kubeconfig_the_error_says_where_it_looked(
         "error: no kubeconfig found (looked for ~/.kube/config), and not in a pod: set KUBECONFIG or give "
         "--kubeconfig\n"
     )
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_managed_fields_only_when_asked(output: str, capsys: pytest.CaptureFixture[str]) -> None:
+    obj = hostile_object()
+    obj["metadata"]["managedFields"] = [{"manager": "filecleanup-operator", "operation": "Update"}]
+    status: dict[str, Any] = {"namespace": "photos", "all_namespaces": False, "output": output, "album": None}
+    for show, expected in ((False, False), (True, True)):
+        run(cli.status, FakeClient(obj), **status, show_managed_fields=show)
+        printed = capsys.readouterr().out
+        assert ("managedFields" in printed) is expected
+        assert "filecleanup.dev/album" in printed  # the rest of the metadata stays
+    assert "managedFields" in obj["metadata"]  # the object itself is left as it was

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import yaml
 from kubernetes.aio.client import ApiException
@@ -144,6 +144,11 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace")
     status.add_argument(
         "--output", "-o", choices=["table", "json", "yaml"], default="table", help="(default: table)"
+    )
+    status.add_argument(
+        "--show-managed-fields",
+        action="store_true",
+        help="keep metadata.managedFields in -o json and -o yaml (left out by default, as kubectl does)",
     )
 
     wait = commands.add_parser(
@@ -354,6 +359,8 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
     namespace = None if args.all_namespaces else args.namespace
     if args.output != "table":
         objects = await client.list_cleanups(namespace=namespace, album_id=args.album)
+        if not args.show_managed_fields:
+            objects = [without_managed_fields(obj) for obj in objects]
         listing = {"apiVersion": "v1", "kind": "List", "items": objects}
         print(
             json.dumps(listing, indent=2)
@@ -373,6 +380,13 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
     )
     print(f"\n{printable(summary)}")
     return 0 if album.objects else 1
+
+
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without metadata.managedFields: the API server's bookkeeping of who set which field,
+    often longer than the rest of the object."""
+    metadata = {key: value for key, value in obj["metadata"].items() if key != "managedFields"}
+    return {**obj, "metadata": metadata}
 
 
 async def undo(client: FileCleanupClient, args: argparse.Namespace) -> int:
