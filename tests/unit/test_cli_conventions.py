@@ -3,6 +3,10 @@ kubectl are not surprised."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +120,57 @@ def test_managed_fields_only_when_asked(output: str, capsys: pytest.CaptureFixtu
         assert ("managedFields" in printed) is expected
         assert "filecleanup.dev/album" in printed  # the rest of the metadata stays
     assert "managedFields" in obj["metadata"]  # the object itself is left as it was
+
+
+def cli_process(body: str) -> subprocess.Popen[str]:
+    """``filecleanup status`` in a process of its own, its command replaced by ``body`` (a coroutine's
+    body, given ``args``)."""
+    script = "\n".join(
+        [
+            "import asyncio, logging, sys",
+            "from filecleanup.album import cli",
+            "async def command(args):",
+            textwrap.indent(textwrap.dedent(body), "    "),
+            "cli.run = command",
+            "sys.exit(cli.main(['status']))",
+        ]
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": ""},  # buffered, as in a pipeline, whatever the caller set
+    )
+
+
+def test_a_reader_that_goes_away_ends_it_quietly_with_0() -> None:
+    printing = cli_process(
+        """
+        for item in range(1_000_000):
+            print(f"line {item}")
+        return 0
+        """
+    )
+    assert printing.stdout is not None
+    assert printing.stdout.readline() == "line 0\n"
+    printing.stdout.close()  # as `| head -1` does
+    assert printing.wait(timeout=60) == 0
+    assert printing.stderr is not None
+    assert printing.stderr.read() == ""
+
+
+def test_a_reader_gone_after_the_command_finished_keeps_its_exit_code() -> None:
+    finished = cli_process(
+        """
+        print("filecleanups.filecleanup.dev/album-1 Failed")  # buffered: flushed once it returns
+        sys.stdin.read()  # until the reader has gone
+        return 1
+        """
+    )
+    assert finished.stdout is not None and finished.stdin is not None and finished.stderr is not None
+    finished.stdout.close()
+    finished.stdin.close()
+    assert finished.wait(timeout=60) == 1
+    assert finished.stderr.read() == ""

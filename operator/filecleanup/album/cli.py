@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -656,8 +657,12 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(TerminalFormatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    code: int | None = None
     try:
-        return asyncio.run(run(args))
+        code = asyncio.run(run(args))
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        return reader_gone(code)
     except ConfigException as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)
         return EXIT_USAGE
@@ -667,11 +672,21 @@ def main(argv: list[str] | None = None) -> int:
     except ApiException as error:
         print(f"error: {printable(api_error(error, args))}", file=sys.stderr)
         return error_code(args)
+    return code
 
 
 def error_code(args: argparse.Namespace) -> int:
     """An error's exit code: 2, but for wait, whose 2 says that it timed out."""
     return EXIT_USAGE if args.command == "wait" else EXIT_ERROR
+
+
+def reader_gone(code: int | None) -> int:
+    """Standard output's reader stopped reading (``| head -1``). That is no failure of the command: exit
+    with its own code if it had finished, else 0, as kubectl does when its output fits the pipe, and
+    not 141 (killed by SIGPIPE), which ``set -o pipefail`` would take for a failure. The output still
+    buffered goes to /dev/null, so that the interpreter's last flush does not fail in turn."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK if code is None else code
 
 
 if __name__ == "__main__":
