@@ -174,3 +174,20 @@ def test_a_reader_gone_after_the_command_finished_keeps_its_exit_code() -> None:
     finished.stdin.close()
     assert finished.wait(timeout=60) == 1
     assert finished.stderr.read() == ""
+
+
+def test_no_library_info_lines_but_warnings_and_the_clis_own() -> None:
+    logging_ = cli_process(
+        """
+        logging.getLogger("httpx").info('HTTP Request: PUT http://storage/a "HTTP/1.1 200 OK"')
+        logging.getLogger("httpx").warning("a library's warning")
+        logging.getLogger("filecleanup.album.outbox").info("the relay's own line")
+        print("album 42: 3 keys in 1 FileCleanup: album-42")
+        return 0
+        """
+    )
+    out, err = logging_.communicate(timeout=60)
+    assert logging_.returncode == 0
+    assert out == "album 42: 3 keys in 1 FileCleanup: album-42\n"
+    assert "HTTP Request" not in err
+    assert "a library's warning" in err and "the relay's own line" in err

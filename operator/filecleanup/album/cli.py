@@ -652,11 +652,18 @@ class TerminalFormatter(logging.Formatter):
         return "\n".join(printable(line) for line in super().formatException(ei).split("\n"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def configure_logging() -> None:
+    """Warnings from anyone, and the CLI's own INFO lines (the relay's), but not the libraries' INFO
+    lines: httpx's, one per request, would bury what the CLI prints."""
     handler = logging.StreamHandler()
     handler.setFormatter(TerminalFormatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("filecleanup").setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure_logging()
     code: int | None = None
     try:
         code = asyncio.run(run(args))
