@@ -30,6 +30,7 @@ from kubernetes.aio.config import ConfigException
 from filecleanup import __version__
 from filecleanup.album import cli_outbox
 from filecleanup.album.client import FileCleanupClient, ObjectSummary, SubmitConflict
+from filecleanup.album.outbox import OutboxMissing
 from filecleanup.album.tables import columns, printable
 from filecleanup.api import kube
 from filecleanup.api.config import ConfigError, load_config
@@ -55,6 +56,7 @@ examples:
   filecleanup failed album-42 -n photos              # every failed key with its error (key<TAB>error)
   filecleanup receipt show album-42 -n photos --storage-config operator.yaml  # what it deleted
   filecleanup receipt verify receipt.json --key-file receipt-key --keys-file keys.txt
+  filecleanup outbox init --database sqlite:///albums.db          # make the outbox table, once
   filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
   filecleanup outbox list --database sqlite:///albums.db          # the rows set aside as dead
   filecleanup outbox redrive --all --database sqlite:///albums.db # once their cause is fixed
@@ -66,7 +68,7 @@ exit codes:
   1  wait: the FileCleanup ended Failed (status --album: no object of the album found)
   2  wait: --timeout passed first; other commands: an error (the API server refused, a conflict, ...)
   3  wait: the FileCleanup does not exist
-  4  a usage or configuration error (a bad flag, no kubeconfig); wait: any other error too
+  4  a usage or configuration error (a bad flag, no kubeconfig, no outbox table); wait: any other error too
 """
 
 # Exit codes, as the epilog above lists them.
@@ -670,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
     except BrokenPipeError:
         return reader_gone(code)
-    except ConfigException as error:
+    except (ConfigException, OutboxMissing) as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, SubmitConflict, OSError, StorageUnavailable) as error:
