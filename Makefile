@@ -17,10 +17,24 @@ export UV_NO_PROGRESS := 1
 
 ##@ General
 
-# Each line `target: ## text` is listed under the `##@ Section` above it (kubebuilder's recipe).
+# Each line `target: ## text` is listed under the `##@ Section` above it (kubebuilder's recipe). awk
+# reads the Makefile's text, not make's: a variable a help text names is handed to it in the
+# environment and expanded there (HELP_VARIABLES), so that help shows the value that applies.
+HELP_VARIABLES := CHART CLUSTER_DIR NODE_DIR
 .PHONY: help
 help: ## list the targets, section by section
-	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+	@$(foreach name,$(HELP_VARIABLES),$(name)='$($(name))') awk ' \
+		function expand(text,  name) { \
+			while (match(text, /\$$\([A-Za-z_]+\)/)) { \
+				name = substr(text, RSTART + 2, RLENGTH - 3); \
+				if (!(name in ENVIRON)) break; \
+				text = substr(text, 1, RSTART - 1) ENVIRON[name] substr(text, RSTART + RLENGTH); \
+			} \
+			return text; \
+		} \
+		BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} \
+		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, expand($$2) } \
+		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, tools and cluster state (not the binary cache)

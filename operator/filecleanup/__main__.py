@@ -169,9 +169,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_SETUP
     import filecleanup.controller.handlers  # noqa: F401, PLC0415  (registers the handlers)
 
+    configure_logging(args.log_format, verbose=args.verbose)
+    return asyncio.run(run(args, config, timing))
+
+
+def configure_logging(log_format: str, *, verbose: bool) -> None:
+    """Log lines about an object name it: a plain line starts with ``[namespace/name]``, a JSON line
+    carries it as ``object``."""
+    json_lines = log_format == "json"
     kopf.configure(
-        verbose=args.verbose,
-        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if json_lines else kopf.LogFormat.FULL,
+        log_prefix=not json_lines,  # a JSON line has its "object" field: the prefix would say it twice
     )
     # One line per storage call is noise, and the HTTP and signing libraries' debug lines quote request
     # headers (a bearer token, an S3 session token): they log warnings at most, even with --verbose.
@@ -179,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(library).setLevel(logging.WARNING)
     redaction.install_log_filter()
     kopf_logs.install()
-    return asyncio.run(run(args, config, timing))
 
 
 async def run(args: argparse.Namespace, config: OperatorConfig, timing: LeaseTiming) -> int:

@@ -79,7 +79,7 @@ def test_cli_submit_and_status(kubeconfig: Path, kube: Kube, namespace: str, tmp
         kubeconfig, "submit", "--album", "42", "--keys-file", str(keys_file), "--namespace", namespace
     )
     assert submitted.returncode == 0, submitted.stderr
-    assert "album 42: 12 keys in 1 FileCleanup(s): album-42" in submitted.stdout
+    assert "album 42: 12 keys in 1 FileCleanup: album-42" in submitted.stdout
     wait_for_phase(kube, namespace, "album-42", "Succeeded")
 
     shown = cli(kubeconfig, "status", "--album", "42", "--namespace", namespace)
@@ -97,7 +97,7 @@ def test_cli_submit_and_status(kubeconfig: Path, kube: Kube, namespace: str, tmp
         "REDRIVES",
     ]
     assert lines[1].split() == ["album-42", "42", "Succeeded", "100%", "12", "12", "0", "0", "0"]
-    assert "album 42: Succeeded, 12 of 12 keys deleted, 0 failed, 1 of 1 part(s) found" in shown.stdout
+    assert "album 42: Succeeded, 12 of 12 keys deleted, 0 failed, 1 of 1 part found" in shown.stdout
 
     listed = cli(kubeconfig, "status", "--all-namespaces")
     assert any(line.split()[:2] == [namespace, "album-42"] for line in listed.stdout.splitlines())
@@ -115,7 +115,7 @@ def test_cli_puts_a_big_album_in_a_manifest(
     args = ["submit", "--album", "huge", "--keys-file", str(keys_file), "-n", namespace]
     submitted = cli(kubeconfig, *args, "--storage-config", str(config))
     assert submitted.returncode == 0, submitted.stderr
-    assert "12000 keys in 1 FileCleanup(s): album-huge" in submitted.stdout
+    assert "12000 keys in 1 FileCleanup: album-huge" in submitted.stdout
     obj = get_cleanup(kube, namespace, "album-huge")
     assert "keys" not in obj["spec"]
     manifest = obj["spec"]["manifest"]["key"]

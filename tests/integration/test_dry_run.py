@@ -137,7 +137,7 @@ def test_a_dry_run_outside_the_policy_fails_as_the_real_run_would(
     create_cleanup(kube, dry_run_operator, "outside", keys, dryRun=True, storage="strict")
     failed = wait_for_phase(kube, dry_run_operator, "outside", "Failed")
     assert condition(failed, "Failed")["reason"] == "Forbidden"
-    assert "1 keys are outside" in condition(failed, "Failed")["message"]
+    assert "1 key is outside" in condition(failed, "Failed")["message"]
     assert storage.stats()["exists_calls"] == 0
     assert all(storage.exists(key) for key in keys)
 

@@ -48,6 +48,10 @@ def test_the_context_namespace_output_formats_and_errors(
     assert listed.returncode == 0, listed.stderr
     assert "album-1" in listed.stdout and "REDRIVES" in listed.stdout  # the context's namespace, not default
 
+    after = filecleanup("status", "--kubeconfig", str(config), "--context", "team")  # flags after the command
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == listed.stdout
+
     as_json = json.loads(
         filecleanup("--kubeconfig", str(config), "--context", "team", "status", "-o", "json").stdout
     )
@@ -62,13 +66,13 @@ def test_the_context_namespace_output_formats_and_errors(
     assert f'filecleanups.filecleanup.dev "album-nope" not found in namespace {namespace}' in missing.stderr
 
     unknown = filecleanup("--kubeconfig", str(config), "--context", "nowhere", "status")
-    assert unknown.returncode == 2 and "context 'nowhere' not found" in unknown.stderr
+    assert unknown.returncode == 4 and "context 'nowhere' not found" in unknown.stderr
 
     version = filecleanup("--version")
     assert version.returncode == 0 and version.stdout.startswith("filecleanup 0.")
 
 
-def test_wait_exits_0_on_success_1_on_failure_2_on_timeout(
+def test_wait_exits_0_on_success_1_on_failure_2_on_timeout_3_not_found(
     crd: None, kube: Kube, kubeconfig: Path, namespace: str, storage: StorageProcess
 ) -> None:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
@@ -81,7 +85,7 @@ def test_wait_exits_0_on_success_1_on_failure_2_on_timeout(
     failed = filecleanup("wait", "fails", "-n", namespace, "--timeout", "1m", env=env)
     assert (failed.returncode, failed.stdout.strip()) == (1, "filecleanups.filecleanup.dev/fails Failed")
     gone = filecleanup("wait", "never-created", "-n", namespace, "--timeout", "1s", env=env)
-    assert gone.returncode == 2 and '"never-created" not found' in gone.stderr
+    assert gone.returncode == 3 and '"never-created" not found' in gone.stderr
 
     # Another installation's object: this operator leaves it alone, so it never finishes here.
     create_cleanup(kube, namespace, "never-done", album_keys(namespace, 1), managedBy="example.com/other")

@@ -47,7 +47,7 @@ def test_policy_forbids_other_namespaces_and_keys_outside_the_prefix_before_any_
         operator.stop()
 
     assert condition(sneaky, "Failed")["reason"] == "Forbidden"
-    assert f"1 keys are outside 'tenants/{allowed}/'" in condition(sneaky, "Failed")["message"]
+    assert f"1 key is outside 'tenants/{allowed}/'" in condition(sneaky, "Failed")["message"]
     assert condition(elsewhere, "Failed")["message"] == f"namespace '{other}' may not use storage 'photos'"
     requested = storage.stats()["requested"]
     assert set(requested) == set(own)  # only the allowed object's keys reached the storage, once each

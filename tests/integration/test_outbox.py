@@ -367,6 +367,18 @@ def test_a_table_made_before_grace_periods_gains_the_column_and_keeps_its_rows(d
     assert 59 < new.start_after - time.time() <= 60
 
 
+def test_the_outbox_knows_whether_its_table_is_there(database: Database) -> None:
+    connect, dialect = database
+    outbox = Outbox(connect, dialect)
+    assert outbox.has_table()
+    with contextlib.closing(connect()) as connection:
+        connection.cursor().execute(f"DROP TABLE {TABLE}")
+        connection.commit()
+    assert not outbox.has_table()
+    outbox.create()
+    assert outbox.has_table()
+
+
 def test_the_cli_lists_and_redrives_dead_rows(tmp_path: Path) -> None:
     path = tmp_path / "albums.db"
     with contextlib.closing(sqlite3.connect(path)) as connection:
@@ -391,5 +403,5 @@ def test_the_cli_lists_and_redrives_dead_rows(tmp_path: Path) -> None:
 
     listed = outbox_cli("list")
     assert "conflict: stale" in listed and " dead " in listed
-    assert outbox_cli("redrive", "--all").strip() == "redriven: 1 dead row(s) pending again"
+    assert outbox_cli("redrive", "--all").strip() == "redriven: 1 dead row pending again"
     assert "albums" not in outbox_cli("list") and " 5 " in outbox_cli("list", "--state", "pending")

@@ -87,7 +87,10 @@ class FakeClient:
         self.objects = list(objects)
 
     async def get(self, name: str, *, namespace: str = "default") -> dict[str, Any]:
-        return next(obj for obj in self.list(namespace) if obj["metadata"]["name"] == name)
+        found = [obj for obj in self.list(namespace) if obj["metadata"]["name"] == name]
+        if not found:
+            raise ApiException(status=404, reason="Not Found")
+        return found[0]
 
     async def list_cleanups(
         self, *, namespace: str | None = None, album_id: str | None = None
@@ -160,6 +163,7 @@ def test_json_and_yaml_escape_by_themselves_and_read_back(
         namespace="photos",
         all_namespaces=False,
         output=output,
+        show_managed_fields=False,
         album=None,
     )
     printed = capsys.readouterr().out
@@ -235,3 +239,21 @@ def test_outbox_list_escapes_a_rows_error(tmp_path: Path, capsys: pytest.Capture
     printed = capsys.readouterr().out
     assert printable(f"conflict: {HOSTILE}") in printed
     assert len(printed.splitlines()) == 2 and not CONTROL.search(printed.replace("\n", ""))
+
+
+def test_counts_read_as_english(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    obj = hostile_object()
+    obj["status"] = {"phase": "Failed", "total": 2, "failed": 1, "manifest": {"report": "r/"}}
+    run(cli.failed, FakeClient(obj), name="album-1", namespace="photos")
+    assert "album-1: 1 failed key; a manifest's failure report" in capsys.readouterr().err
+
+    database = tmp_path / "albums.db"
+    with sqlite3.connect(database) as connection:
+        create_table(connection, Dialect.SQLITE)
+        enqueue(connection, Dialect.SQLITE, "7", ["albums/7/a.jpg"], namespace="photos")
+    rows = Outbox(lambda: sqlite3.connect(database), Dialect.SQLITE)
+    (row,) = rows.claim(1, 60)
+    rows.finish(row, State.DEAD, "conflict")
+    args = argparse.Namespace(database=f"sqlite:///{database}", action="redrive", all=True, ids=[])
+    assert cli_outbox.outbox(args) == 0
+    assert capsys.readouterr().out == "redriven: 1 dead row pending again\n"

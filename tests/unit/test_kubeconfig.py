@@ -107,7 +107,10 @@ async def test_a_missing_kubeconfig_named_by_the_flag_is_an_error(in_a_pod: Path
 
 
 async def test_a_context_asked_for_needs_a_kubeconfig(in_a_pod: Path) -> None:
-    with pytest.raises(ConfigException, match=r"no kubeconfig found \(~/\.kube/config\): give"):
+    with pytest.raises(
+        ConfigException,
+        match=r"no kubeconfig found \(looked for ~/\.kube/config\): set KUBECONFIG or give --kubeconfig",
+    ):
         await connected(context="team")
 
 
@@ -132,7 +135,10 @@ async def test_outside_a_pod_without_a_kubeconfig_the_error_says_where_it_looked
     in_a_pod: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
-    with pytest.raises(ConfigException, match=r"no kubeconfig found \(~/\.kube/config\), and not in a pod"):
+    with pytest.raises(
+        ConfigException,
+        match=r"no kubeconfig found \(looked for ~/\.kube/config\), and not in a pod: set KUBECONFIG",
+    ):
         await connected()
 
 

@@ -172,5 +172,5 @@ async def test_a_manifests_retry_is_announced_as_every_retry_is(tmp_path: Path) 
     events, metrics = Events(), Metrics()
     sink = await run_once(storage, FileCleanupStatus(), key_file, events, metrics)
     assert sink.written[-1].phase == Phase.BACKOFF
-    assert events == [("Normal", "RetryScheduled", "retry 1 of 5 for 1 failed keys in 1 s")]
+    assert events == [("Normal", "RetryScheduled", "retry 1 of 5 for 1 failed key in 1 s")]
     assert metrics.retry_rounds.labels("photos")._value.get() == 1

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import generate_latest
 
 from filecleanup import __version__
+from filecleanup.__main__ import configure_logging
 from filecleanup.api.metrics import Metrics
 from filecleanup.controller.kopf_logs import KopfLogLevels
 
@@ -57,3 +61,43 @@ def test_kopf_lines_at_the_right_level(
     assert kept
     assert (item.levelno, item.getMessage()) == (expected[0], expected[1] or message)
     assert item.levelname == logging.getLevelName(expected[0])
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """The operator's logging set up for one test, and the test process's own put back after it."""
+    root, objects = logging.getLogger(), logging.getLogger("kopf.objects")
+    handlers, level, filters, object_filters = (
+        root.handlers[:],
+        root.level,
+        root.filters[:],
+        objects.filters[:],
+    )
+    yield
+    root.handlers[:], root.filters[:], objects.filters[:] = handlers, filters, object_filters
+    root.setLevel(level)
+
+
+def operator_log_line(log_format: str) -> str:
+    """What the operator prints for a line about an object, as the reconciler logs one."""
+    configure_logging(log_format, verbose=False)
+    output = io.StringIO()
+    handler = logging.getLogger().handlers[-1]  # the one Kopf's configure added
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(output)
+    reference = {"apiVersion": "filecleanup.dev/v1alpha1", "kind": "FileCleanup"}
+    reference |= {"namespace": "photos", "name": "album-42", "uid": "u"}
+    logging.getLogger("kopf.objects").info("Completed: deleted 3 of 3 keys", extra={"k8s_ref": reference})
+    return output.getvalue()
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_a_plain_log_line_names_its_object() -> None:
+    assert "] [photos/album-42] Completed: deleted 3 of 3 keys\n" in operator_log_line("plain")
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_a_json_log_line_names_its_object_once() -> None:
+    line = json.loads(operator_log_line("json"))
+    assert (line["object"]["namespace"], line["object"]["name"]) == ("photos", "album-42")
+    assert line["message"] == "Completed: deleted 3 of 3 keys"

@@ -47,10 +47,33 @@ class TestAfterRound:
         answer_round(progress, failing={"b"})
         outcome = conclude(the_spec, progress, jitter=0)
         assert (outcome.phase, outcome.reason) == (Phase.FAILED, Reason.RETRIES_EXHAUSTED)
-        assert "1 of 2 keys not deleted after 1 retries" in outcome.message
+        assert "1 of 2 keys not deleted after 1 retry;" in outcome.message
 
     def test_zero_retries_fails_after_the_first_round(self) -> None:
         the_spec = spec(["a"], maxRetries=0)
         progress = Progress.start(the_spec)
         answer_round(progress, failing={"a"})
         assert conclude(the_spec, progress, jitter=0).phase == Phase.FAILED
+
+
+class TestCountsReadAsEnglish:
+    def test_one_failed_key_and_one_retry_are_singular(self) -> None:
+        the_spec = spec(["a", "b"], maxRetries=1, backoff={"initialSeconds": 2, "maxSeconds": 60})
+        progress = Progress.start(the_spec)
+        answer_round(progress, failing={"b"})
+        assert conclude(the_spec, progress, jitter=0).message == "retry 1 of 1 for 1 failed key in 2 s"
+        answer_round(progress, failing={"b"})
+        assert conclude(the_spec, progress, jitter=0).message.startswith(
+            "1 of 2 keys not deleted after 1 retry; deleted 1"
+        )
+
+    def test_one_key_is_singular_and_none_plural(self) -> None:
+        assert outcomes.deleting(1, 100).message == "deleting 1 key in chunks of 100"
+        assert outcomes.dry_run_checking(0).message == "dry run: checking 0 keys; nothing is deleted"
+        assert outcomes.prefix_empty("a/", 1).message == (
+            "no key under a/ to delete; 1 key there no FileCleanup key can name was left"
+        )
+        single = spec(["a"])
+        progress = Progress.start(single)
+        answer_round(progress)
+        assert conclude(single, progress, jitter=0).message == "deleted 1 of 1 key"

@@ -117,3 +117,14 @@ def test_an_unreadable_file_says_so_once_not_at_every_poll(
         for _ in range(3):
             pause.read()
     assert len([record for record in caplog.records if "every storage paused" in record.getMessage()]) == 1
+
+
+def test_a_pause_is_a_warning_and_its_end_is_info(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "paused"
+    path.write_text("photos")
+    with caplog.at_level(logging.INFO, logger="filecleanup.controller.pause"):
+        pause, _ = switch(path)
+        path.write_text("")
+        pause.read()
+    said = [(record.levelno, record.getMessage()) for record in caplog.records]
+    assert said == [(logging.WARNING, "Paused storages: photos"), (logging.INFO, "Paused storages: none")]

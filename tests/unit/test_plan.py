@@ -103,7 +103,7 @@ class TestPolicy:
         action = plan(spec(keys, storage="tenants"), FileCleanupStatus(), "team-a")
         assert isinstance(action, Reject)
         assert action.reason == Reason.FORBIDDEN
-        assert "1 keys are outside 't/team-a/'" in action.message
+        assert "1 key is outside 't/team-a/'" in action.message
         assert "'t/team-b/theirs.jpg'" in action.message
 
     def test_the_policy_is_checked_again_on_a_redrive(self) -> None:

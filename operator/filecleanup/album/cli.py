@@ -15,11 +15,13 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any, NoReturn
 
 import yaml
 from kubernetes.aio.client import ApiException
@@ -28,11 +30,13 @@ from kubernetes.aio.config import ConfigException
 from filecleanup import __version__
 from filecleanup.album import cli_outbox
 from filecleanup.album.client import FileCleanupClient, ObjectSummary, SubmitConflict
+from filecleanup.album.outbox import OutboxMissing
 from filecleanup.album.tables import columns, printable
 from filecleanup.api import kube
 from filecleanup.api.config import ConfigError, load_config
 from filecleanup.api.keys import strip_bom
 from filecleanup.api.models import GROUP, PLURAL, FileCleanupStatus, Phase, ReceiptPlace
+from filecleanup.api.wording import agreeing, plural
 from filecleanup.decide import receipts
 from filecleanup.decide.failed_errors import expand
 from filecleanup.storage.base import ObjectStore, StorageUnavailable
@@ -45,21 +49,48 @@ examples:
   filecleanup status -n photos                       # every FileCleanup in the namespace
   filecleanup status -A -o yaml                      # every namespace, as YAML
   filecleanup status --album 42 -n photos            # one album, all of its parts
-  filecleanup wait album-42 -n photos --timeout 10m  # exit 0 Succeeded, 1 Failed, 2 timed out
+  filecleanup wait album-42 -n photos --timeout 10m  # exit 0 Succeeded, 1 Failed, 2 timed out, ...
   filecleanup submit --album 42 --keys-file keys.txt -n photos --grace 7d  # undoable for 7 days
   filecleanup undo album-42 -n photos                # cancel it while it waits: nothing deleted
   filecleanup retry album-42 -n photos               # redrive a Failed one: only its failed keys
   filecleanup failed album-42 -n photos              # every failed key with its error (key<TAB>error)
   filecleanup receipt show album-42 -n photos --storage-config operator.yaml  # what it deleted
   filecleanup receipt verify receipt.json --key-file receipt-key --keys-file keys.txt
+  filecleanup outbox init --database sqlite:///albums.db          # make the outbox table, once
   filecleanup relay --database sqlite:///albums.db   # drain an album service's outbox
   filecleanup outbox list --database sqlite:///albums.db          # the rows set aside as dead
   filecleanup outbox redrive --all --database sqlite:///albums.db # once their cause is fixed
+
+global flags (--kubeconfig, --context) go before or after the command, as kubectl's do.
+
+exit codes:
+  0  done
+  1  wait: the FileCleanup ended Failed (status --album: no object of the album found)
+  2  wait: --timeout passed first; other commands: an error (the API server refused, a conflict, ...)
+  3  wait: the FileCleanup does not exist
+  4  a usage or configuration error (a bad flag, no kubeconfig, no outbox table); wait: any other error too
 """
+
+# Exit codes, as the epilog above lists them.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_ERROR = 2
+EXIT_TIMED_OUT = 2
+EXIT_NOT_FOUND = 3
+EXIT_USAGE = 4
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, exiting with the usage error's own code (argparse's 2 would read as wait's
+    timeout)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = Parser(
         prog=program_name(),
         description=(
             "Delete an album's storage keys through FileCleanup objects, follow their progress, and redrive "
@@ -70,8 +101,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    root.add_argument("--kubeconfig", help="the kubeconfig file (default: KUBECONFIG, else ~/.kube/config)")
-    root.add_argument("--context", help="the kubeconfig context (default: the current one)")
+    add_cluster_flags(root, default=None)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     submit = commands.add_parser(
@@ -118,14 +148,19 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--output", "-o", choices=["table", "json", "yaml"], default="table", help="(default: table)"
     )
+    status.add_argument(
+        "--show-managed-fields",
+        action="store_true",
+        help="keep metadata.managedFields in -o json and -o yaml (left out by default, as kubectl does)",
+    )
 
     wait = commands.add_parser(
         "wait",
-        help="wait until a FileCleanup finishes: exit 0 Succeeded, 1 Failed, 2 timed out",
+        help="wait until a FileCleanup finishes: exit 0 Succeeded, 1 Failed, 2 timed out, 3 not found",
         description=(
             "Wait until the FileCleanup is Succeeded (exit 0) or Failed (exit 1); exit 2 when --timeout "
-            "passes first, or the object does not exist. kubectl wait --for=condition=Complete cannot "
-            "stop on a failure; this can."
+            "passes first, 3 when the object does not exist, 4 on a usage or configuration error (or any "
+            "other error). kubectl wait --for=condition=Complete cannot stop on a failure; this can."
         ),
     )
     wait.add_argument("name", help="the FileCleanup's name, e.g. album-42")
@@ -210,11 +245,26 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--keys-file", type=Path, help="the keys it should be about, one per line")
 
     cli_outbox.add_commands(commands)
+    add_cluster_flags(commands.choices["relay"])
     return root
 
 
 def add_namespace(command: argparse.ArgumentParser) -> None:
+    """-n, and the cluster's flags: a command with a namespace reaches the cluster."""
     command.add_argument("--namespace", "-n", help="namespace (default: the kubeconfig context's)")
+    add_cluster_flags(command)
+
+
+def add_cluster_flags(command: argparse.ArgumentParser, default: str | None = argparse.SUPPRESS) -> None:
+    """--kubeconfig and --context, on the root parser (``default`` None) and again on each command that
+    reaches the cluster, as kubectl takes its global flags anywhere. A command's copy sets nothing
+    unless given (argparse.SUPPRESS), so that it does not undo the flag given before the command."""
+    command.add_argument(
+        "--kubeconfig", default=default, help="the kubeconfig file (default: KUBECONFIG, else ~/.kube/config)"
+    )
+    command.add_argument(
+        "--context", default=default, help="the kubeconfig context (default: the current one)"
+    )
 
 
 def duration(text: str) -> float:
@@ -275,7 +325,8 @@ async def submit(client: FileCleanupClient, args: argparse.Namespace) -> int:
     else:
         async with object_store(args.storage_config, args.storage) as store:
             names = await client.submit(args.album, keys, manifest_store=store, **options)
-    print(f"album {args.album}: {len(set(keys))} keys in {len(names)} FileCleanup(s): {', '.join(names)}")
+    counted = f"{plural(len(set(keys)), 'key')} in {plural(len(names), 'FileCleanup')}"
+    print(f"album {args.album}: {counted}: {', '.join(names)}")
     if start_after is not None:
         print(
             f"nothing is deleted before {start_after:%Y-%m-%dT%H:%M:%SZ}; until then: filecleanup undo NAME"
@@ -311,6 +362,8 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
     namespace = None if args.all_namespaces else args.namespace
     if args.output != "table":
         objects = await client.list_cleanups(namespace=namespace, album_id=args.album)
+        if not args.show_managed_fields:
+            objects = [without_managed_fields(obj) for obj in objects]
         listing = {"apiVersion": "v1", "kind": "List", "items": objects}
         print(
             json.dumps(listing, indent=2)
@@ -325,16 +378,27 @@ async def status(client: FileCleanupClient, args: argparse.Namespace) -> int:
     album = await client.status(args.album, namespace=args.namespace)
     print(table(album.objects, with_namespace=False))
     summary = (
-        f"album {album.album}: {album.phase}, {album.deleted} of {album.total} keys deleted, "
-        f"{album.failed} failed, {len(album.objects)} of {album.parts} part(s) found"
+        f"album {album.album}: {album.phase}, {album.deleted} of {plural(album.total, 'key')} deleted, "
+        f"{album.failed} failed, {len(album.objects)} of {plural(album.parts, 'part')} found"
     )
     print(f"\n{printable(summary)}")
     return 0 if album.objects else 1
 
 
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without metadata.managedFields: the API server's bookkeeping of who set which field,
+    often longer than the rest of the object."""
+    metadata = {key: value for key, value in obj["metadata"].items() if key != "managedFields"}
+    return {**obj, "metadata": metadata}
+
+
 async def undo(client: FileCleanupClient, args: argparse.Namespace) -> int:
     undone = await client.undo(args.name, namespace=args.namespace)
-    kept = f"the keys listed in manifest {undone.manifest}" if undone.manifest else f"its {undone.keys} keys"
+    kept = (
+        f"the keys listed in manifest {undone.manifest}"
+        if undone.manifest
+        else f"its {plural(undone.keys, 'key')}"
+    )
     print(
         printable(
             f"{args.namespace}/{args.name}: undone before its start at {undone.start_after}; nothing was "
@@ -359,8 +423,8 @@ async def failed(client: FileCleanupClient, args: argparse.Namespace) -> int:
     if status.manifest is not None:
         report = printable(status.manifest.report) or "(none yet)"
         print(
-            f"{PLURAL}.{GROUP}/{args.name}: {status.failed} failed keys; a manifest's failure report is in "
-            f"its storage, one key and its error per line: {report}*",
+            f"{PLURAL}.{GROUP}/{args.name}: {plural(status.failed, 'failed key')}; a manifest's failure "
+            f"report is in its storage, one key and its error per line: {report}*",
             file=sys.stderr,
         )
         return 0
@@ -373,7 +437,11 @@ async def failed(client: FileCleanupClient, args: argparse.Namespace) -> int:
         print(f"{printable(key)}\t{printable(error)}")
     missing = status.failed - len(listed)
     if missing > 0:
-        print(f"{missing} more failed keys are not listed in status (an older operator)", file=sys.stderr)
+        print(
+            f"{plural(missing, 'more failed key')} {agreeing(missing, 'is', 'are')} not listed in status "
+            "(an older operator)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -384,17 +452,24 @@ async def wait(client: FileCleanupClient, args: argparse.Namespace) -> int:
     """Poll the object's phase (one small GET a second) until it finishes or the timeout passes."""
     deadline = time.monotonic() + args.timeout
     while True:
-        phase = (await client.get(args.name, namespace=args.namespace)).get("status", {}).get("phase")
+        try:
+            obj = await client.get(args.name, namespace=args.namespace)
+        except ApiException as error:
+            if error.status != HTTPStatus.NOT_FOUND:
+                raise
+            print(f"error: {printable(api_error(error, args))}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        phase = (obj.get("status") or {}).get("phase")
         if phase in {Phase.SUCCEEDED, Phase.FAILED}:
             print(f"{PLURAL}.{GROUP}/{args.name} {phase}")
-            return 0 if phase == Phase.SUCCEEDED else 1
+            return EXIT_OK if phase == Phase.SUCCEEDED else EXIT_FAILED
         if time.monotonic() >= deadline:
             print(
                 printable(
                     f"{PLURAL}.{GROUP}/{args.name}: still {phase or 'Pending'} after {args.timeout:g} s"
                 )
             )
-            return 2
+            return EXIT_TIMED_OUT
         await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
@@ -517,9 +592,9 @@ def receipt_text(document: object, where: str, signature: str) -> str:
         f"Operator:       {at(document, 'operatorVersion')}",
     ]
     if at(document, "keys", "sha256") != "-":
-        lines.append(
-            f"Key list:       {at(document, 'keys', 'count')} keys, SHA-256 {at(document, 'keys', 'sha256')}"
-        )
+        count = at(document, "keys", "count")  # text: a receipt read back is any JSON until verified
+        keys = "key" if count == "1" else "keys"
+        lines.append(f"Key list:       {count} {keys}, SHA-256 {at(document, 'keys', 'sha256')}")
         groups = document.get("keys", {}).get("failed") if isinstance(document, dict) else None
         lines.extend(
             f"Failed:         {at(group, 'error')} (indexes {at(group, 'indexes')})"
@@ -527,7 +602,10 @@ def receipt_text(document: object, where: str, signature: str) -> str:
         )
     if at(document, "manifest", "key") != "-":
         version, size = at(document, "manifest", "version"), at(document, "manifest", "size")
-        lines.append(f"Manifest:       {at(document, 'manifest', 'key')} (version {version}, {size} bytes)")
+        size_bytes = "byte" if size == "1" else "bytes"
+        lines.append(
+            f"Manifest:       {at(document, 'manifest', 'key')} (version {version}, {size} {size_bytes})"
+        )
     return "\n".join(lines)
 
 
@@ -576,18 +654,48 @@ class TerminalFormatter(logging.Formatter):
         return "\n".join(printable(line) for line in super().formatException(ei).split("\n"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def configure_logging() -> None:
+    """Warnings from anyone, and the CLI's own INFO lines (the relay's), but not the libraries' INFO
+    lines: httpx's, one per request, would bury what the CLI prints."""
     handler = logging.StreamHandler()
     handler.setFormatter(TerminalFormatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("filecleanup").setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure_logging()
+    code: int | None = None
     try:
-        return asyncio.run(run(args))
-    except (ValueError, SubmitConflict, OSError, StorageUnavailable, ConfigException) as error:
+        code = asyncio.run(run(args))
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        return reader_gone(code)
+    except (ConfigException, OutboxMissing) as error:
         print(f"error: {printable(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, SubmitConflict, OSError, StorageUnavailable) as error:
+        print(f"error: {printable(str(error))}", file=sys.stderr)
+        return error_code(args)
     except ApiException as error:
         print(f"error: {printable(api_error(error, args))}", file=sys.stderr)
-    return 2
+        return error_code(args)
+    return code
+
+
+def error_code(args: argparse.Namespace) -> int:
+    """An error's exit code: 2, but for wait, whose 2 says that it timed out."""
+    return EXIT_USAGE if args.command == "wait" else EXIT_ERROR
+
+
+def reader_gone(code: int | None) -> int:
+    """Standard output's reader stopped reading (``| head -1``). That is no failure of the command: exit
+    with its own code if it had finished, else 0, as kubectl does when its output fits the pipe, and
+    not 141 (killed by SIGPIPE), which ``set -o pipefail`` would take for a failure. The output still
+    buffered goes to /dev/null, so that the interpreter's last flush does not fail in turn."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK if code is None else code
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Layer album. The outbox's commands of ``filecleanup``: ``relay`` drains an album service's outbox table
-into FileCleanups; ``outbox list|redrive`` looks after the rows set aside as dead."""
+into FileCleanups; ``outbox init`` makes the table, ``outbox list|redrive`` looks after the rows set aside
+as dead."""
 
 from __future__ import annotations
 
@@ -8,23 +9,28 @@ import asyncio
 import datetime
 import signal
 from collections.abc import Iterator
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from filecleanup.album.client import FileCleanupClient
-from filecleanup.album.outbox import DAY, Outbox, Relay, State, connect_url
+from filecleanup.album.outbox import DAY, TABLE, Outbox, OutboxMissing, Relay, State, connect_url
 from filecleanup.album.tables import columns
+from filecleanup.api.wording import plural
+
+ParserT = TypeVar("ParserT", bound=argparse.ArgumentParser)
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: argparse._SubParsersAction[ParserT]) -> None:
     relay = commands.add_parser(
         "relay",
         help="drain an album service's outbox table into FileCleanups",
         description=(
             "Submit the rows of the filecleanup_outbox table, marking each delivered once the API server "
-            "has accepted its objects; rows that fail wait with back-off. Runs until interrupted."
+            "has accepted its objects; rows that fail wait with back-off. Runs until interrupted. The table "
+            "must be there: 'filecleanup outbox init' makes it."
         ),
     )
     relay.add_argument("--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db")
@@ -43,14 +49,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     outbox = commands.add_parser(
         "outbox",
-        help="list an outbox's rows, and redrive the dead ones",
+        help="make an outbox's table, list its rows, and redrive the dead ones",
         description=(
-            "Rows that can never succeed as they are (a conflicting FileCleanup, keys or an album id the "
-            "API server refuses) are set aside as dead, with the reason. List them, fix the cause, then "
-            "redrive them: they are pending again, due at once."
+            "'init' makes the outbox table (or brings one an older version made up to date); the other "
+            "commands and the relay need it there. Rows that can never succeed as they are (a conflicting "
+            "FileCleanup, keys or an album id the API server refuses) are set aside as dead, with the "
+            "reason. List them, fix the cause, then redrive them: they are pending again, due at once."
         ),
     )
     actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = actions.add_parser(
+        "init", help="make the outbox table (and a SQLite database file); safe to repeat"
+    )
+    init.add_argument("--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db")
     listing = actions.add_parser("list", help="a table of the rows (default: the dead ones)")
     listing.add_argument(
         "--database", required=True, help="sqlite:///path/to.db or postgresql://user@host/db"
@@ -67,7 +78,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     which.add_argument("--all", action="store_true", help="every dead row")
 
 
+def opened(url: str) -> Outbox:
+    """The outbox at ``url``, whose table ``outbox init`` made: else :class:`OutboxMissing`, naming it."""
+    rows = Outbox(*connect_url(url))
+    if not rows.has_table():
+        raise OutboxMissing(
+            f"{url} has no outbox table ({TABLE}): make it with filecleanup outbox init --database {url}"
+        )
+    return rows
+
+
 async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
+    await asyncio.to_thread(opened, args.database)
     connect, dialect = connect_url(args.database)
     outbox = Relay(
         connect, dialect, client, poll_seconds=args.poll_seconds, retention_seconds=args.retention_days * DAY
@@ -75,7 +97,7 @@ async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
     if args.metrics:
         serve_outbox_metrics(outbox.outbox, args.metrics)
     if args.once:
-        print(f"delivered {await outbox.run_once()} outbox row(s)")
+        print(f"delivered {plural(await outbox.run_once(), 'outbox row')}")
         return 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,10 +108,14 @@ async def relay(client: FileCleanupClient, args: argparse.Namespace) -> int:
 
 
 def outbox(args: argparse.Namespace) -> int:
-    """The outbox's rows, or a redrive of its dead ones: no API server needed."""
-    rows = Outbox(*connect_url(args.database))
+    """The outbox's table made, its rows, or a redrive of its dead ones: no API server needed."""
+    if args.action == "init":
+        Outbox(*connect_url(args.database, create=True)).create()
+        print(f"outbox table {TABLE} ready in {args.database}")
+        return 0
+    rows = opened(args.database)
     if args.action == "redrive":
-        print(f"redriven: {rows.redrive(None if args.all else args.ids)} dead row(s) pending again")
+        print(f"redriven: {plural(rows.redrive(None if args.all else args.ids), 'dead row')} pending again")
         return 0
     listed = rows.rows(State(args.state))
     table_rows = [["ID", "ALBUM", "NAMESPACE", "STATE", "ATTEMPTS", "CREATED", "LAST ERROR"]]

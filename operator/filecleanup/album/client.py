@@ -7,7 +7,10 @@ follow them.
 
 Object names derive from the album (``album-42``, or ``album-42-0`` ... when the keys need several
 objects), so a retried submission finds the objects it created before. ``SyncFileCleanupClient`` offers
-the same calls without ``await``.
+the same calls without ``await``::
+
+    with SyncFileCleanupClient.connect(kubeconfig="~/.kube/config", context="prod") as client:
+        names = client.submit("42", keys, namespace="photos")
 """
 
 from __future__ import annotations
@@ -261,9 +264,14 @@ class FileCleanupClient:
         self._objects = k8s.CustomObjectsApi(api)
 
     @classmethod
-    async def connect(cls) -> FileCleanupClient:
-        """In a pod, its service account; elsewhere the current kubeconfig (KUBECONFIG)."""
-        return cls(await kube.connect())
+    async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> FileCleanupClient:
+        """Without arguments: in a pod, its service account; elsewhere the kubeconfig as kubectl finds it
+        (KUBECONFIG, else ~/.kube/config) and its current context. With ``kubeconfig`` (a file) or
+        ``context``, that file and context, as the CLI's --kubeconfig and --context."""
+        if kubeconfig is None and context is None:
+            return cls(await kube.connect())
+        api, _ = await kube.connect_as_kubectl(kubeconfig, context)
+        return cls(api)
 
     async def __aenter__(self) -> Self:
         return self
@@ -462,11 +470,24 @@ def _same_request(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 
 class SyncFileCleanupClient:
-    """:class:`FileCleanupClient` for code without an event loop; one private loop serves every call."""
+    """:class:`FileCleanupClient` for code without an event loop; one private loop serves every call.
 
-    def __init__(self) -> None:
+    It connects as it is made, as :meth:`FileCleanupClient.connect` does, from the same arguments: the
+    Kubernetes client it wraps belongs to that private loop, so it cannot be handed one made elsewhere."""
+
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
         self._runner = asyncio.Runner()
-        self._client = self._runner.run(FileCleanupClient.connect())
+        try:
+            self._client = self._runner.run(FileCleanupClient.connect(kubeconfig, context))
+        except BaseException:
+            self._runner.close()  # no loop left open behind a connection that failed
+            raise
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> SyncFileCleanupClient:
+        """:meth:`FileCleanupClient.connect`, without ``await``: ``with SyncFileCleanupClient.connect() as
+        client: ...``."""
+        return cls(kubeconfig, context)
 
     def __enter__(self) -> Self:
         return self
@@ -491,3 +512,11 @@ class SyncFileCleanupClient:
 
     def undo(self, name: str, *, namespace: str = "default") -> Undone:
         return self._runner.run(self._client.undo(name, namespace=namespace))
+
+    def get(self, name: str, *, namespace: str = "default") -> dict[str, Any]:
+        return self._runner.run(self._client.get(name, namespace=namespace))
+
+    def list_cleanups(
+        self, *, namespace: str | None = None, album_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._runner.run(self._client.list_cleanups(namespace=namespace, album_id=album_id))

@@ -13,6 +13,9 @@ at least once; since submissions are idempotent, the effect is exactly once, eve
 Each relay claims the rows it works on for a while (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a write
 transaction on SQLite), so that relays seldom submit the same row twice.
 
+The table is made by ``filecleanup outbox init`` (or :func:`create_table`); the relay and the commands
+that look after the rows need it there, and say so rather than make it.
+
 A row that can never succeed (an album whose FileCleanup exists with other keys, keys or an album id
 the API refuses) is set aside as ``dead`` with the reason, to be listed and redriven by a person
 (``filecleanup outbox list|redrive``). Delivered rows are pruned after a retention period.
@@ -29,6 +32,7 @@ import json
 import logging
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -48,6 +52,11 @@ REFUSED_FOR_GOOD = {HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY}
 DAY = 86_400.0
 
 
+class OutboxMissing(Exception):  # noqa: N818  (a state of the database, not an error of the code)
+    """The database has no outbox table (for SQLite, perhaps no database file): ``filecleanup outbox init``
+    makes it."""
+
+
 class Dialect(StrEnum):
     SQLITE = "sqlite"
     POSTGRESQL = "postgresql"
@@ -59,6 +68,13 @@ class Dialect(StrEnum):
     @property
     def id_column(self) -> str:
         return "INTEGER PRIMARY KEY AUTOINCREMENT" if self is Dialect.SQLITE else "BIGSERIAL PRIMARY KEY"
+
+    @property
+    def table_named(self) -> str:
+        """A query of one row whose one column is NULL, or no row, unless the table it is given exists."""
+        if self is Dialect.SQLITE:
+            return "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return "SELECT to_regclass(%s)"
 
 
 class State(StrEnum):
@@ -179,6 +195,25 @@ class Outbox:
     def __init__(self, connect: Callable[[], Connection], dialect: Dialect) -> None:
         self._connect = connect
         self._dialect = dialect
+
+    def create(self) -> None:
+        """Create the table, or bring one an older version made up to date (:func:`create_table`)."""
+        with contextlib.closing(self._connect()) as connection:
+            create_table(connection, self._dialect)
+            connection.commit()
+
+    def has_table(self) -> bool:
+        """Whether the table is there; for SQLite opened by :func:`connect_url`, no database file is made
+        by asking."""
+        try:
+            connection = self._connect()
+        except sqlite3.OperationalError:  # opened read-write only: no database file there
+            return False
+        with contextlib.closing(connection):
+            cursor = connection.cursor()
+            cursor.execute(self._dialect.table_named, (TABLE,))
+            found = cursor.fetchone()
+        return found is not None and found[0] is not None
 
     def claim(self, batch: int, claim_seconds: float) -> list[Row]:
         """The due rows, claimed for ``claim_seconds``: another relay skips them meanwhile."""
@@ -365,11 +400,13 @@ def _utc(timestamp: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
 
 
-def connect_url(url: str) -> tuple[Callable[[], Connection], Dialect]:
-    """A connection factory for ``sqlite:///path/to.db`` or ``postgresql://user@host/db``."""
+def connect_url(url: str, *, create: bool = False) -> tuple[Callable[[], Connection], Dialect]:
+    """A connection factory for ``sqlite:///path/to.db`` or ``postgresql://user@host/db``. A SQLite
+    database file is made only with ``create``: a mistyped path must not leave an empty database."""
     if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        return (lambda: sqlite3.connect(path, timeout=30)), Dialect.SQLITE
+        path = urllib.parse.quote(url.removeprefix("sqlite:///"))
+        mode = "rwc" if create else "rw"
+        return (lambda: sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=30)), Dialect.SQLITE
     if url.startswith(("postgresql://", "postgres://")):
         try:
             import psycopg  # noqa: PLC0415  (optional: only PostgreSQL users install it)

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from filecleanup.api.keys import key_problem
+from filecleanup.api.wording import plural
 
 CONFIG_ENV = "FILECLEANUP_CONFIG"
 
@@ -415,7 +416,8 @@ class ReceiptsConfig(StrictModel):
         length = len(self.key_file.read_bytes().strip())
         if length < MIN_REPORT_KEY_BYTES:
             raise ValueError(
-                f"receipts.keyFile holds {length} bytes; a receipt key needs at least {MIN_REPORT_KEY_BYTES}"
+                f"receipts.keyFile holds {plural(length, 'byte')}; a receipt key needs at least "
+                f"{MIN_REPORT_KEY_BYTES}"
             )
         return self
 
@@ -439,7 +441,8 @@ class OperatorConfig(StrictModel):
             length = len(self.report_key_file.read_bytes().strip())
             if length < MIN_REPORT_KEY_BYTES:
                 raise ValueError(
-                    f"reportKeyFile holds {length} bytes; a report key needs at least {MIN_REPORT_KEY_BYTES}"
+                    f"reportKeyFile holds {plural(length, 'byte')}; a report key needs at least "
+                    f"{MIN_REPORT_KEY_BYTES}"
                 )
         return self
 

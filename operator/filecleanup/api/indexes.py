@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from filecleanup.api.wording import plural
+
 
 class IndexRangeError(ValueError):
     """A range string that is not ``N`` or ``A-B`` items, ascending, separated by commas."""
@@ -44,7 +46,7 @@ def parse_ranges(text: str, size: int) -> list[int]:
         if end < start or (indexes and start <= indexes[-1]):
             raise IndexRangeError(f"index range {part!r} is not ascending")
         if end >= size:
-            raise IndexRangeError(f"index range {part!r} goes past the {size} keys")
+            raise IndexRangeError(f"index range {part!r} goes past the {plural(size, 'key')}")
         indexes.extend(range(start, end + 1))
     return indexes
 

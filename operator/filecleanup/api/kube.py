@@ -122,7 +122,9 @@ async def connect_as_kubectl(
         listed = os.environ.get("KUBECONFIG")
         where = kubeconfig or (f"KUBECONFIG={listed}" if listed else DEFAULT_KUBECONFIG)
         pod = "" if context else ", and not in a pod"
-        raise config.ConfigException(f"no kubeconfig found ({where}){pod}: give --kubeconfig")
+        raise config.ConfigException(
+            f"no kubeconfig found (looked for {where}){pod}: set KUBECONFIG or give --kubeconfig"
+        )
     name = context or current
     if name is None:
         where = ", ".join(files)

@@ -60,7 +60,9 @@ class PauseSwitch(Collector):
             self._readable()
         paused = paused_storages(text, self._storages)
         if paused != self.paused:
-            logger.warning("Paused storages: %s", ", ".join(sorted(paused)) or "none")
+            # A pause is worth a warning; its end is news, not trouble.
+            level = logging.WARNING if paused else logging.INFO
+            logger.log(level, "Paused storages: %s", ", ".join(sorted(paused)) or "none")
         self.paused = paused
         for storage in self._storages:
             self._metrics.paused.labels(storage).set(1 if storage in paused else 0)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TypeGuard
 
 from filecleanup.api.models import Condition, DryRunCounts, FileCleanupSpec, Phase, Reason
+from filecleanup.api.wording import agreeing, plural
 from filecleanup.decide.backoff import retry_delay, unavailable_delay
 from filecleanup.decide.progress import Progress
 from filecleanup.storage import holds
@@ -67,13 +68,16 @@ def after_round(spec: FileCleanupSpec, tally: Tally, jitter: float, *, now: date
     one of them (a legal hold, a retention), until the earliest hold may have passed."""
     retryable = tally.failed if tally.retries_permanent else tally.failed - tally.permanent
     if not tally.failed:
-        return Outcome(Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {tally.deleted} of {tally.total} keys")
+        return Outcome(
+            Phase.SUCCEEDED, Reason.SUCCEEDED, f"deleted {tally.deleted} of {plural(tally.total, 'key')}"
+        )
     if not retryable and tally.held and len(tally.held) == tally.failed:
         delay = holds.release_in(tally.held, now)
         return Outcome(
             Phase.HELD,
             Reason.KEYS_HELD,
-            f"{len(tally.held)} of {tally.total} keys are held by the storage (legal hold or retention), "
+            f"{len(tally.held)} of {plural(tally.total, 'key')} {agreeing(len(tally.held), 'is', 'are')} "
+            "held by the storage (legal hold or retention), "
             f"e.g. {tally.held[0].removeprefix(holds.HELD_PREFIX)}; deleted {tally.deleted}; the held keys "
             f"are sent again in {delay:.0f} s",
             delay,
@@ -82,14 +86,15 @@ def after_round(spec: FileCleanupSpec, tally: Tally, jitter: float, *, now: date
         return Outcome(
             Phase.FAILED,
             Reason.PERMANENT_ERRORS,
-            f"{tally.permanent} of {tally.total} keys failed with an error no retry can fix; "
+            f"{tally.permanent} of {plural(tally.total, 'key')} failed with an error no retry can fix; "
             f"deleted {tally.deleted}{tally.listed_at}",
         )
     if tally.retries >= spec.max_retries:
         return Outcome(
             Phase.FAILED,
             Reason.RETRIES_EXHAUSTED,
-            f"{tally.failed} of {tally.total} keys not deleted after {tally.retries} retries; deleted "
+            f"{tally.failed} of {plural(tally.total, 'key')} not deleted after "
+            f"{plural(tally.retries, 'retry', 'retries')}; deleted "
             f"{tally.deleted}{tally.listed_at}",
         )
     retry = tally.retries + 1
@@ -97,7 +102,7 @@ def after_round(spec: FileCleanupSpec, tally: Tally, jitter: float, *, now: date
     return Outcome(
         Phase.BACKOFF,
         Reason.RETRY_SCHEDULED,
-        f"retry {retry} of {spec.max_retries} for {retryable} failed keys in {delay:.0f} s",
+        f"retry {retry} of {spec.max_retries} for {plural(retryable, 'failed key')} in {delay:.0f} s",
         delay=delay,
     )
 
@@ -174,7 +179,8 @@ def max_failed_keys_exceeded(spec: FileCleanupSpec, tally: Tally) -> Outcome:
     return Outcome(
         Phase.FAILED,
         Reason.MAX_FAILED_KEYS_EXCEEDED,
-        f"{tally.permanent} keys failed for good, more than maxFailedKeys ({spec.max_failed_keys}); "
+        f"{plural(tally.permanent, 'key')} failed for good, more than maxFailedKeys "
+        f"({spec.max_failed_keys}); "
         f"deleted {tally.deleted} of {tally.total}, {tally.pending} not sent{tally.listed_at}",
     )
 
@@ -205,7 +211,9 @@ def dry_run_counts(results: Iterable[ExistsResult], total: int) -> DryRunCounts:
 
 
 def dry_run_checking(total: int) -> Outcome:
-    return Outcome(Phase.IN_PROGRESS, Reason.DRY_RUN, f"dry run: checking {total} keys; nothing is deleted")
+    return Outcome(
+        Phase.IN_PROGRESS, Reason.DRY_RUN, f"dry run: checking {plural(total, 'key')}; nothing is deleted"
+    )
 
 
 def dry_run_done(counts: DryRunCounts, total: int) -> Outcome:
@@ -213,7 +221,8 @@ def dry_run_done(counts: DryRunCounts, total: int) -> Outcome:
     return Outcome(
         Phase.SUCCEEDED,
         Reason.DRY_RUN,
-        f"dry run of {total} keys: {counts.would_delete} would be deleted, {counts.missing} missing, "
+        f"dry run of {plural(total, 'key')}: {counts.would_delete} would be deleted, "
+        f"{counts.missing} missing, "
         f"{counts.forbidden} forbidden, {counts.unknown} unknown; nothing was deleted",
     )
 
@@ -234,7 +243,7 @@ def deleting(keys: int, chunk_size: int, source: str = "") -> Outcome:
     """In progress: ``keys`` to delete (``source``: where a manifest's round reads them)."""
     where = f" from {source}" if source else ""
     return Outcome(
-        Phase.IN_PROGRESS, Reason.DELETING, f"deleting {keys} keys{where} in chunks of {chunk_size}"
+        Phase.IN_PROGRESS, Reason.DELETING, f"deleting {plural(keys, 'key')}{where} in chunks of {chunk_size}"
     )
 
 
@@ -253,7 +262,8 @@ def listing_prefix(prefix: str) -> Outcome:
 
 def prefix_empty(prefix: str, skipped: int) -> Outcome:
     """A prefix with nothing under it to delete: done at once."""
-    left = f"; {skipped} keys there no FileCleanup key can name were left" if skipped else ""
+    were = agreeing(skipped, "was", "were")
+    left = f"; {plural(skipped, 'key')} there no FileCleanup key can name {were} left" if skipped else ""
     return Outcome(Phase.SUCCEEDED, Reason.SUCCEEDED, f"no key under {prefix} to delete{left}")
 
 
@@ -273,7 +283,7 @@ def manifest_refused(reason: Reason, why: str) -> Outcome:
 
 def manifest_keys_forbidden(count: int, shown: list[str]) -> Outcome:
     return manifest_refused(
-        Reason.FORBIDDEN, f"{count} keys of the manifest may not be deleted ({'; '.join(shown)})"
+        Reason.FORBIDDEN, f"{plural(count, 'key')} of the manifest may not be deleted ({'; '.join(shown)})"
     )
 
 
@@ -282,7 +292,8 @@ def keys_refused(refused: list[str], source: str, tally: Tally) -> Outcome:
     return Outcome(
         Phase.FAILED,
         Reason.FORBIDDEN,
-        f"{len(refused)} keys read from {source} were refused before sending and never sent (e.g. "
+        f"{plural(len(refused), 'key')} read from {source} {agreeing(len(refused), 'was', 'were')} refused "
+        "before sending and never sent (e.g. "
         f"{refused[0]}); deleted {tally.deleted} of {tally.total}, the rest of the round not sent",
     )
 
@@ -301,7 +312,8 @@ def source_miscounted(source: str, held: int, expected: int, tally: Tally) -> Ou
     return Outcome(
         Phase.FAILED,
         Reason.INVALID_MANIFEST,
-        f"{source} held {held} keys where {expected} were expected: it was changed outside the operator; "
+        f"{source} held {plural(held, 'key')} where {expected} {agreeing(expected, 'was', 'were')} expected: "
+        "it was changed outside the operator; "
         f"deleted {tally.deleted} of {tally.total}",
     )
 

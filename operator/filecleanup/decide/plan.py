@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from filecleanup.api.config import StoragePolicy
 from filecleanup.api.models import FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.api.wording import agreeing, plural
 from filecleanup.decide.outcomes import suspended
 from filecleanup.decide.progress import InvalidStatus, Progress
 
@@ -267,8 +268,8 @@ def _check_storage(  # noqa: PLR0911  (a decision table)
         shown = ", ".join(repr(key) for key in outside[:3])
         return Reject(
             Reason.FORBIDDEN,
-            f"{len(outside)} keys are outside {prefix!r}, the prefix storage {storage!r} allows namespace "
-            f"{namespace!r}, e.g. {shown}; nothing was deleted",
+            f"{plural(len(outside), 'key')} {agreeing(len(outside), 'is', 'are')} outside {prefix!r}, the "
+            f"prefix storage {storage!r} allows namespace {namespace!r}, e.g. {shown}; nothing was deleted",
         )
     return None
 

@@ -24,6 +24,7 @@ from filecleanup.api.models import (
     Verification,
 )
 from filecleanup.api.redaction import redact
+from filecleanup.api.wording import plural
 from filecleanup.decide.backoff import retry_delay
 from filecleanup.decide.failed_errors import group_by_error
 from filecleanup.decide.outcomes import Outcome
@@ -253,7 +254,8 @@ def internal_error_status(
         outcome = Outcome(
             Phase.FAILED,
             Reason.INTERNAL_ERROR,
-            f"internal error in the operator ({error}) in {count} runs; see the operator's log, then redrive",
+            f"internal error in the operator ({error}) in {plural(count, 'run')}; see the operator's log, "
+            "then redrive",
         )
     else:
         delay = retry_delay(spec.backoff, count, jitter)

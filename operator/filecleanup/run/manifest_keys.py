@@ -23,6 +23,7 @@ from filecleanup.api.models import (
     ManifestProgress,
     Reason,
 )
+from filecleanup.api.wording import plural
 from filecleanup.decide import outcomes
 from filecleanup.decide.outcomes import Outcome, Tally, in_outage
 from filecleanup.decide.progress import Counts
@@ -103,7 +104,8 @@ class ManifestKeys:
             self._commit()
             return "redriving: the manifest is checked again, with a fresh retry budget"
         self._next_round(fresh_budget=True)
-        return f"redriving {self.progress.round_total} failed keys of the manifest with a fresh retry budget"
+        failed = plural(self.progress.round_total, "failed key")
+        return f"redriving {failed} of the manifest with a fresh retry budget"
 
     async def prepare(self, write: Write, *, since: Condition | None, resuming: bool) -> Outcome | None:
         if self.progress.checked:

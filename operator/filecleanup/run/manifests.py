@@ -32,6 +32,7 @@ from filecleanup.api.config import MIN_REPORT_KEY_BYTES, OperatorConfig
 from filecleanup.api.gate import KeyGate
 from filecleanup.api.keys import key_problem
 from filecleanup.api.models import MAX_LISTED_FAILED_KEYS, FailedKey, FileCleanupStatus, ManifestProgress
+from filecleanup.api.wording import plural
 from filecleanup.decide.progress import readable_error
 from filecleanup.storage.base import (
     NOT_CONFIRMED,
@@ -363,12 +364,15 @@ def _count_problem(  # noqa: PLR0911  (one rule, one message)
     if not 0 <= progress.permanent_now <= progress.failed_now <= progress.sent <= progress.round_total:
         return "the round's counts do not add up"
     if progress.round_total > status.total or (progress.round == 0 and progress.round_total != status.total):
-        return f"a round of {progress.round_total} keys in a manifest of {status.total}"
+        return f"a round of {plural(progress.round_total, 'key')} in a manifest of {status.total}"
     if progress.round == 0 and progress.sources != 1:
         return "round 0 reads the manifest alone"
     # Every round after the first is a retry or a redrive (which starts the retries again at 0).
     if progress.round < status.retries or (progress.round > 0 and not status.retries + status.redrives):
-        return f"round {progress.round} after {status.retries} retries and {status.redrives} redrives"
+        return (
+            f"round {progress.round} after {plural(status.retries, 'retry', 'retries')} and "
+            f"{plural(status.redrives, 'redrive')}"
+        )
     if not 0 <= progress.source <= progress.sources or progress.sources < 1:
         return "a source out of range"
     if progress.failed_now and not progress.segments:

@@ -24,6 +24,7 @@ from filecleanup.api.models import (
     Reason,
     ReceiptPlace,
 )
+from filecleanup.api.wording import plural
 from filecleanup.decide import outcomes
 from filecleanup.decide.outcomes import Outcome
 from filecleanup.decide.status import restarted_for_redrive, with_erasure, with_verification
@@ -140,7 +141,8 @@ class ObjectRun(Generic[PartT]):
         if failed_since is not None:
             waited = (self._context.clock() - failed_since).total_seconds()
             message = (
-                f"status writes waited {waited:.0f} s for the Kubernetes API server ({attempt} tries); "
+                f"status writes waited {waited:.0f} s for the Kubernetes API server "
+                f"({plural(attempt, 'try', 'tries')}); "
                 "the progress was kept and is written"
             )
             self._context.post_event("Warning", EventReason.STATUS_DELAYED, message)

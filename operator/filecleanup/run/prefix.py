@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from filecleanup.api.gate import KeyGate
 from filecleanup.api.metrics import Metrics
 from filecleanup.api.models import ConditionType, DryRunCounts, Listing
+from filecleanup.api.wording import agreeing, plural
 from filecleanup.decide import outcomes
 from filecleanup.decide.outcomes import Outcome
 from filecleanup.decide.status import dry_run_status, listing_status
@@ -99,9 +100,10 @@ async def prepare(
     await write(outcomes.deleting(len(listed.keys), context.spec.chunk_size, key), listing)
     if listed.skipped:
         context.logger.warning(
-            "%d keys under %s cannot be named by a FileCleanup key and were left, e.g. %s",
-            len(listed.skipped),
+            "%s under %s cannot be named by a FileCleanup key and %s left, e.g. %s",
+            plural(len(listed.skipped), "key"),
             prefix,
+            agreeing(len(listed.skipped), "was", "were"),
             listed.skipped[0],
         )
     return dataclasses.replace(context, status=latest)

@@ -26,6 +26,7 @@ from filecleanup.api.models import (
     Phase,
     Reason,
 )
+from filecleanup.api.wording import agreeing, plural
 from filecleanup.decide import outcomes
 from filecleanup.decide.plan import (
     DryRun,
@@ -356,13 +357,14 @@ class Reconciler:
         elif found:
             shown = ", ".join(sorted(found)[:EVENT_KEYS_SHOWN])
             message = (
-                f"{number}: {len(found)} of {len(keys)} keys were found again (e.g. {shown}); "
+                f"{number}: {len(found)} of {plural(len(keys), 'key')} {agreeing(len(found), 'was', 'were')} "
+                f"found again (e.g. {shown}); "
                 f"{len(found) - len(still)} deleted again, {len(still)} not"
             )
             last = verification.done + 1 >= len(verification.after_seconds)
         else:
             unchecked = f", {len(keys) - known} could not be checked" if known < len(keys) else ""
-            message = f"{number}: none of the {len(keys)} keys was found again{unchecked}"
+            message = f"{number}: none of the {plural(len(keys), 'key')} was found again{unchecked}"
             last = verification.done + 1 >= len(verification.after_seconds)
         done = verification.done + 1
         completion = status.completion_time or context.clock()

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from filecleanup.api.models import Condition, FileCleanupStatus
+from filecleanup.api.wording import plural
 from filecleanup.decide import outcomes
 from filecleanup.decide.outcomes import Outcome, Tally
 from filecleanup.decide.progress import Progress
@@ -143,7 +144,7 @@ class InlineKeys:
         """Nothing to forget: the plan started the progress afresh."""
 
     def redrive(self) -> str:
-        return f"redriving {len(self._progress.pending)} failed keys with a fresh retry budget"
+        return f"redriving {plural(len(self._progress.pending), 'failed key')} with a fresh retry budget"
 
     async def prepare(
         self,
