@@ -73,7 +73,7 @@ def set_suspend(kube: Kube, namespace: str, name: str, *, suspend: bool) -> None
     kube.patch(API_VERSION, KIND, name, {"spec": {"suspend": suspend}}, namespace)
 
 
-def condition_of(obj: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
+def condition_of(obj: dict[str, Any], kind: str = "Failed") -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == kind)
 
 
@@ -105,9 +105,9 @@ def test_a_line_forged_into_a_failure_report_is_never_sent(
     failed = wait_for_phase(kube, namespace, "album", "Failed")
     assert storage.exists(VICTIM)
     assert VICTIM not in storage.stats()["requested"]
-    ready = condition_of(failed)
-    assert ready["reason"] == "InvalidManifest"
-    assert "is not one this operator wrote" in ready["message"]
+    reason = condition_of(failed)
+    assert reason["reason"] == "InvalidManifest"
+    assert "is not one this operator wrote" in reason["message"]
     assert ("Warning", "InvalidManifest") in {
         (kind, reason) for kind, reason, _ in kube.events(namespace, "album")
     }
@@ -178,9 +178,9 @@ def test_a_report_that_can_never_be_written_is_no_success(
     create_manifest_cleanup(kube, namespace, "album", f"{mine}/m.keys", backoff=HOUR)
 
     failed = wait_for_phase(kube, namespace, "album", "Failed")
-    ready = condition_of(failed)
-    assert ready["reason"] == "InvalidManifest"
-    assert "a failure report cannot be written" in ready["message"]
+    reason = condition_of(failed)
+    assert reason["reason"] == "InvalidManifest"
+    assert "a failure report cannot be written" in reason["message"]
     assert failed["status"]["deleted"] <= 1  # never more than the storage confirmed, and the failed key
     assert volume.exists(f"{mine}/dir.jpg")  # not reported as deleted
 

@@ -173,6 +173,15 @@ async def test_the_concurrency_limit_passes_the_check_through_and_knows_a_storag
     assert await limited.exists(["a", "b"], gate=OPEN_GATE) == ExistsResult(
         existing=frozenset({"a"}), missing=frozenset({"b"})
     )
+    # A check is timed as a check, never as a delete call.
+    samples = {
+        (sample.name, sample.labels.get("outcome"))
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name.endswith("_count") and sample.value
+    }
+    assert ("filecleanup_check_call_duration_seconds_count", "checked") in samples
+    assert not any(name.startswith("filecleanup_delete_call") for name, _ in samples)
 
     @dataclass
     class DeleteOnly:

@@ -112,8 +112,15 @@ class Metrics:
         )
         self.call_seconds = Histogram(
             "filecleanup_delete_call_duration_seconds",
-            "Duration of batch-delete calls; outcome is deleted, partial, failed, throttled, unavailable "
-            "or checked (a dry run)",
+            "Duration of batch-delete calls; outcome is deleted, partial, failed, throttled or unavailable",
+            ["storage", "outcome"],
+            buckets=CALL_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.check_seconds = Histogram(
+            "filecleanup_check_call_duration_seconds",
+            "Duration of a dry run's existence checks (nothing deleted); outcome is checked, throttled "
+            "or unavailable",
             ["storage", "outcome"],
             buckets=CALL_SECONDS_BUCKETS,
             registry=self.registry,

@@ -288,3 +288,9 @@ class FileCleanupStatus(CamelModel):
 
     def condition(self, condition_type: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)
+
+    @property
+    def message(self) -> str:
+        """What is happening, in words: the message of the one condition that carries it (Complete,
+        Failed, Suspended or Progressing, as the phase is); the others say only their state."""
+        return next((c.message for c in self.conditions if c.status == "True" and c.message), "")

@@ -58,19 +58,41 @@ def set_condition(conditions: list[Condition], update: Condition) -> list[Condit
 def phase_conditions(
     conditions: list[Condition], phase: Phase, stamp: functools.partial[Condition]
 ) -> list[Condition]:
-    """Every condition that follows from the phase, stamped with the reason and message of the moment:
-    a Job's (Progressing, then Complete or Failed) and kstatus's (Reconciling, then Ready or Stalled:
-    exactly one of the three is True, except while Suspended, when none is: docs/gitops.md)."""
+    """Every condition that follows from the phase, stamped with the reason of the moment: a Job's
+    (Progressing, then Complete or Failed) and kstatus's (Reconciling, then Ready or Stalled: exactly
+    one of the three is True, except while Suspended, when none is: docs/gitops.md). One condition
+    carries the message, the Job's one that says the phase (:func:`message_carrier`); the others say
+    only their own state, by status and reason."""
+    carrier = message_carrier(phase)
+
+    def state(condition_type: ConditionType, *, true: bool) -> Condition:
+        made = stamp(condition_type, true=true)
+        return made if condition_type == carrier else made.model_copy(update={"message": ""})
+
     working = not phase.finished and phase != Phase.SUSPENDED
-    conditions = set_condition(conditions, stamp(ConditionType.PROGRESSING, true=working))
+    conditions = set_condition(conditions, state(ConditionType.PROGRESSING, true=working))
     if phase == Phase.SUCCEEDED:
-        conditions = set_condition(conditions, stamp(ConditionType.COMPLETE, true=True))
+        conditions = set_condition(conditions, state(ConditionType.COMPLETE, true=True))
     if phase == Phase.FAILED:
-        conditions = set_condition(conditions, stamp(ConditionType.FAILED, true=True))
-    conditions = set_condition(conditions, stamp(ConditionType.READY, true=phase == Phase.SUCCEEDED))
-    conditions = set_condition(conditions, stamp(ConditionType.RECONCILING, true=working))
-    conditions = set_condition(conditions, stamp(ConditionType.STALLED, true=phase == Phase.FAILED))
+        conditions = set_condition(conditions, state(ConditionType.FAILED, true=True))
+    conditions = set_condition(conditions, state(ConditionType.READY, true=phase == Phase.SUCCEEDED))
+    conditions = set_condition(conditions, state(ConditionType.RECONCILING, true=working))
+    conditions = set_condition(conditions, state(ConditionType.STALLED, true=phase == Phase.FAILED))
     return suspension_conditions(conditions, phase, stamp)
+
+
+def message_carrier(phase: Phase) -> ConditionType:
+    """The condition whose message says what is happening: Complete, Failed, Suspended, else
+    Progressing (working, waiting, or held)."""
+    match phase:
+        case Phase.SUCCEEDED:
+            return ConditionType.COMPLETE
+        case Phase.FAILED:
+            return ConditionType.FAILED
+        case Phase.SUSPENDED:
+            return ConditionType.SUSPENDED
+        case _:
+            return ConditionType.PROGRESSING
 
 
 def _condition(

@@ -22,6 +22,8 @@ from filecleanup.storage.errors import (
 )
 
 if TYPE_CHECKING:
+    from prometheus_client import Histogram
+
     from filecleanup.api.gate import KeyGate
     from filecleanup.api.metrics import Metrics
     from filecleanup.storage.limits import Limiter
@@ -302,7 +304,9 @@ class ConcurrencyLimited:
                 f"internal error in the operator's {self.name} backend ({type(error).__name__}); see its log",
             )
 
-        sent, started = await self._limited(admitted, self._storage.delete, failed, may_start)
+        sent, started = await self._limited(
+            admitted, self._storage.delete, failed, may_start, seconds=self._metrics.call_seconds
+        )
         result = sent.with_refused(refused)
         outcome = "failed" if result.whole_call_failed else "partial" if result.failed else "deleted"
         self._metrics.call_seconds.labels(self.name, outcome).observe(time.monotonic() - started)
@@ -326,9 +330,14 @@ class ConcurrencyLimited:
             return ExistsResult.unknown()
         # A check may be a request per key (S3's HeadObject): it takes a call token per key.
         result, started = await self._limited(
-            keys, checker.exists, lambda _: ExistsResult.unknown(), always, calls=len(keys)
+            keys,
+            checker.exists,
+            lambda _: ExistsResult.unknown(),
+            always,
+            calls=len(keys),
+            seconds=self._metrics.check_seconds,
         )
-        self._metrics.call_seconds.labels(self.name, "checked").observe(time.monotonic() - started)
+        self._metrics.check_seconds.labels(self.name, "checked").observe(time.monotonic() - started)
         return result
 
     async def _limited(
@@ -338,10 +347,12 @@ class ConcurrencyLimited:
         internal_error: Callable[[Exception], _R],
         may_start: Callable[[], bool],
         *,
+        seconds: Histogram,
         calls: int = 1,
     ) -> tuple[_R, float]:
         """The call's result under the storage's limits, sent again while throttled; and when the last
-        try started. Each try takes the rate limits' tokens: ``calls`` calls and a key per key."""
+        try started. Each try takes the rate limits' tokens: ``calls`` calls and a key per key. Tries
+        that were throttled or met an outage are timed in ``seconds`` (a delete's, or a check's)."""
         metrics, name = self._metrics, self.name
         await self._limiter.acquire(len(keys), calls)
         holding = True  # a slot under the in-flight limit
@@ -357,10 +368,11 @@ class ConcurrencyLimited:
                 try:
                     result = await call(keys)
                 except StorageThrottled as throttled:
-                    wait = self._throttled(throttled, started)
+                    seconds.labels(name, "throttled").observe(time.monotonic() - started)
+                    wait = self._throttled(throttled)
                 except StorageUnavailable:
                     metrics.storage_available.labels(name).set(0)
-                    metrics.call_seconds.labels(name, "unavailable").observe(time.monotonic() - started)
+                    seconds.labels(name, "unavailable").observe(time.monotonic() - started)
                     raise
                 except Exception as error:
                     # The traceback goes to the log (secrets redacted there); status gets the kind only.
@@ -390,12 +402,11 @@ class ConcurrencyLimited:
         metrics.storage_available.labels(name).set(1)
         return result, started
 
-    def _throttled(self, throttled: StorageThrottled, started: float) -> float:
+    def _throttled(self, throttled: StorageThrottled) -> float:
         """The wait before the refused call goes again; raises :class:`StorageUnavailable` once the
         throttling has lasted past the limiter's bound."""
         metrics, name = self._metrics, self.name
         metrics.throttled_calls.labels(name).inc()
-        metrics.call_seconds.labels(name, "throttled").observe(time.monotonic() - started)
         wait = self._limiter.throttled(throttled.retry_after)
         metrics.concurrency_limit.labels(name).set(self._limiter.limit)
         if wait is None:
