@@ -56,18 +56,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--liveness",
-        default="0.0.0.0:8080",
         metavar="HOST:PORT",
         help=(
             "serve the liveness probe at http://HOST:PORT/healthz, and /readyz (this replica works); "
-            "'off' disables them (default: %(default)s)"
+            "'off' disables them (default: 0.0.0.0:8080 in a pod, 127.0.0.1:8080 elsewhere)"
         ),
     )
     parser.add_argument(
         "--metrics",
-        default="0.0.0.0:9090",
         metavar="HOST:PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics; 'off' disables it (default: %(default)s)",
+        help=(
+            "serve Prometheus metrics at http://HOST:PORT/metrics; 'off' disables it "
+            "(default: 0.0.0.0:9090 in a pod, 127.0.0.1:9090 elsewhere)"
+        ),
     )
     parser.add_argument(
         "--log-format", choices=["plain", "json"], default="plain", help="log line format (default: plain)"
@@ -146,6 +147,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    # In a pod, the kubelet's probes and Prometheus come over the pod's network; on a workstation,
+    # nothing outside it should reach the operator's endpoints.
+    host = "0.0.0.0" if os.environ.get("KUBERNETES_SERVICE_HOST") else "127.0.0.1"  # noqa: S104
+    args.liveness = args.liveness or f"{host}:8080"
+    args.metrics = args.metrics or f"{host}:9090"
     if args.leader_elect and not args.leader_election_namespace:
         parser.error("--leader-elect needs --leader-election-namespace (or POD_NAMESPACE)")
     return args
@@ -184,7 +190,7 @@ def configure_logging(log_format: str, *, verbose: bool) -> None:
     )
     # One line per storage call is noise, and the HTTP and signing libraries' debug lines quote request
     # headers (a bearer token, an S3 session token): they log warnings at most, even with --verbose.
-    for library in ("httpx", "httpcore", "h11", "botocore", "urllib3"):
+    for library in ("httpx", "httpcore", "h11", "botocore", "urllib3", "azure", "msal"):
         logging.getLogger(library).setLevel(logging.WARNING)
     redaction.install_log_filter()
     kopf_logs.install()

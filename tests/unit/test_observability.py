@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from filecleanup import __version__
-from filecleanup.__main__ import configure_logging
+from filecleanup.__main__ import configure_logging, parse_args
 from filecleanup.api.metrics import Metrics
 from filecleanup.controller.kopf_logs import KopfLogLevels
 
@@ -101,3 +101,20 @@ def test_a_json_log_line_names_its_object_once() -> None:
     line = json.loads(operator_log_line("json"))
     assert (line["object"]["namespace"], line["object"]["name"]) == ("photos", "album-42")
     assert line["message"] == "Completed: deleted 3 of 3 keys"
+
+
+@pytest.mark.parametrize(
+    ("in_a_pod", "host"),
+    [(True, "0.0.0.0"), (False, "127.0.0.1")],  # noqa: S104  (a pod's probes)
+)
+def test_the_probe_and_metrics_endpoints_are_loopback_outside_a_pod(
+    monkeypatch: pytest.MonkeyPatch, in_a_pod: bool, host: str
+) -> None:
+    if in_a_pod:
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    else:
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    args = parse_args([])
+    assert (args.liveness, args.metrics) == (f"{host}:8080", f"{host}:9090")
+    chosen = parse_args(["--liveness", "off", "--metrics", "10.0.0.5:9100"])
+    assert (chosen.liveness, chosen.metrics) == ("off", "10.0.0.5:9100")
