@@ -182,11 +182,18 @@ node: venv control-plane node-binaries image ## a one-node cluster with a kubele
 	@echo "use it: tools/node/node.sh exec $(NODE_DIR) kubectl get pods -A"
 
 .PHONY: cluster-down
-cluster-down: ## stop the local control plane, and the node if `make node` started one
-	@if [ -x $(PY) ]; then $(PY) -m tools.envtest.controlplane down --dir $(CLUSTER_DIR); fi
+cluster-down: ## stop the local control plane (and what `make dev` left running), and the node if `make node` started one
+	@if [ -x $(PY) ]; then $(PY) -m tools.dev.dev down --dir $(CLUSTER_DIR); fi
 	@if [ -f $(NODE_DIR)/netns ]; then tools/node/node.sh down $(NODE_DIR); fi
 
 ##@ Demo
+
+.PHONY: dev
+dev: venv control-plane ## leave a control plane, the reference storage server and an operator running on loopback (prints where)
+	$(PY) -m tools.dev.dev up --dir $(CLUSTER_DIR)
+
+.PHONY: dev-down
+dev-down: cluster-down ## stop what `make dev` started
 
 .PHONY: demo
 STORAGE ?= http

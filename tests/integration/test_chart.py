@@ -423,6 +423,8 @@ def test_a_second_release_uses_the_crd_another_release_owns(cli: Cli, kube: Kube
         assert "The FileCleanup CRD is managed by something other than Helm; this release uses it" in (
             installed.stdout
         )
+        adopt = f"meta.helm.sh/release-name=team-a meta.helm.sh/release-namespace={first}"
+        assert adopt in installed.stdout
         # Once the first release owns it, its upgrades render it; a second release leaves it alone.
         adopt_crd(cli, "team-a", first)
         cli.helm("upgrade", "team-a", str(CHART), "-n", first, "--set", "controllerName=example.com/team-a")

@@ -78,14 +78,15 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_url = ""
 
-    def start(self, *extra_args: str, wait_ready: bool = True) -> None:
+    def start(self, *extra_args: str, wait_ready: bool = True, detached: bool = False) -> None:
         """Start the operator; wait until it works (``/readyz``), or only until it answers
         (``/healthz``: a standby replica never becomes ready while another works). A free port can be
-        taken by another process before the operator binds it: it is then started again on others."""
+        taken by another process before the operator binds it: it is then started again on others.
+        ``detached``: in a session of its own, to outlive whoever started it (``make dev``)."""
         for attempt in range(PORT_ATTEMPTS):
             logged = self.log.stat().st_size if self.log.exists() else 0
             try:
-                self._start(extra_args, wait_ready=wait_ready)
+                self._start(extra_args, wait_ready=wait_ready, detached=detached)
             except RuntimeError:
                 with self.log.open("rb") as log:
                     log.seek(logged)
@@ -95,7 +96,7 @@ class OperatorProcess:
             else:
                 return
 
-    def _start(self, extra_args: tuple[str, ...], *, wait_ready: bool) -> None:
+    def _start(self, extra_args: tuple[str, ...], *, wait_ready: bool, detached: bool) -> None:
         port, metrics_port = free_port(), free_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         namespace_args = [arg for namespace in self.namespaces for arg in ("--namespace", namespace)]
@@ -115,9 +116,11 @@ class OperatorProcess:
                     *namespace_args,
                     *extra_args,
                 ],
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 env=env,
+                start_new_session=detached,
             )
         probe = "readyz" if wait_ready else "healthz"
         wait_until_healthy(f"http://127.0.0.1:{port}/{probe}", self.process, self.log)

@@ -117,7 +117,8 @@ class StorageProcess(Directory):
         self.url = f"{self.base}/delete"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, detached: bool = False) -> None:
+        """``detached``: in a session of its own, to outlive whoever started it (``make dev``)."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -125,8 +126,10 @@ class StorageProcess(Directory):
                     *("--root", str(self.root), "--host", self.host, "--port", str(self.port)),
                     *(("--token-file", str(self.token_file)) if self.token_file else ()),
                 ],
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                start_new_session=detached,
             )
         wait_until_healthy(f"{self.base}/healthz", self.process, self.log)
 

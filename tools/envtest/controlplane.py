@@ -203,7 +203,7 @@ def kubeconfig_text(server: str, pki: Path) -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -217,14 +217,14 @@ def _alive(pid: int) -> bool:
 
 
 def stop_pid(pid: int) -> None:
-    if not _alive(pid):
+    if not alive(pid):
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        if not _alive(pid):
+        if not alive(pid):
             return
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
@@ -252,8 +252,8 @@ class ControlPlane:
         state = self.load_state()
         return (
             state is not None
-            and _alive(state.etcd_pid)
-            and _alive(state.apiserver_pid)
+            and alive(state.etcd_pid)
+            and alive(state.apiserver_pid)
             and self._ready(state.server)
         )
 
@@ -365,7 +365,7 @@ class ControlPlane:
 
     def _wait(self, check: Callable[[], bool], name: str, pid: int) -> None:
         def ready() -> bool:
-            if not _alive(pid):
+            if not alive(pid):
                 raise RuntimeError(f"{name} exited during startup; see {self.workdir / (name + '.log')}")
             return check()
 
