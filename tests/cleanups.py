@@ -62,9 +62,10 @@ def finished_event(cleanup: Manifest) -> str | None:
     conditions = {item["type"]: item for item in status.get("conditions", [])}
     if status.get("phase") == "Failed" and "Failed" in conditions:
         return str(conditions["Failed"]["reason"])
+    if status.get("phase") == "Checked":
+        return "DryRun"
     if status.get("phase") == "Succeeded":
-        dry_run = conditions.get("Complete", {}).get("reason") == "DryRun"
-        return "DryRun" if dry_run else "Completed"
+        return "Completed"
     return None
 
 

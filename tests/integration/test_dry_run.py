@@ -60,8 +60,9 @@ def dry_run_operator(
 
 def dry_run_of(kube: Kube, namespace: str, name: str, keys: list[str], **spec: object) -> dict[str, object]:
     create_cleanup(kube, namespace, name, keys, dryRun=True, chunkSize=10, **spec)
-    done = wait_for_phase(kube, namespace, name, "Succeeded")
-    assert condition(done, "Complete")["reason"] == "DryRun"
+    done = wait_for_phase(kube, namespace, name, "Checked")
+    assert condition(done, "Ready")["reason"] == "DryRun"
+    assert "Complete" not in {c["type"] for c in done["status"]["conditions"]}
     status: dict[str, object] = done["status"]
     assert (status["total"], status["deleted"], status["failed"]) == (len(set(keys)), 0, 0)
     # Kopf posts events in the background: the status can be read before its event is.

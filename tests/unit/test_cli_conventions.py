@@ -63,6 +63,7 @@ class TestWaitExitCodes:
     def test_done_failed_timed_out_and_not_found(self, capsys: pytest.CaptureFixture[str]) -> None:
         wait: dict[str, Any] = {"name": "album-1", "namespace": "photos", "timeout": 0.0}
         assert run(cli.wait, failed_with("Succeeded"), **wait) == 0
+        assert run(cli.wait, failed_with("Checked"), **wait) == 0  # a dry run that is done
         assert run(cli.wait, failed_with("Failed"), **wait) == 1
         assert run(cli.wait, failed_with("InProgress"), **wait) == 2
         assert run(cli.wait, failed_with("Succeeded"), **{**wait, "name": "album-nope"}) == 3

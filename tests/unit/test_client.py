@@ -36,7 +36,7 @@ def keys(count: int, prefix: str = "albums/1") -> list[str]:
 
 def test_the_status_table_says_dry_run_instead_of_a_progress() -> None:
     real = ObjectSummary("album-1", "ns", "1", "Succeeded", 4, 4, 0, 0, 0, "photos")
-    dry = ObjectSummary("album-1-dry", "ns", "1", "Succeeded", 4, 0, 0, 0, 0, "photos", dry_run=True)
+    dry = ObjectSummary("album-1-dry", "ns", "1", "Checked", 4, 0, 0, 0, 0, "photos", dry_run=True)
     rows = [line.split() for line in table([real, dry], with_namespace=False).splitlines()]
     assert [row[3] for row in rows] == ["PROGRESS", "100%", "dry-run"]
 
@@ -159,6 +159,7 @@ class TestAlbumStatus:
         [
             ([], 0, "NotFound"),
             (["Succeeded", "Succeeded"], 2, "Succeeded"),
+            (["Checked", "Checked"], 2, "Checked"),  # a dry run's parts
             (["Succeeded"], 2, "Pending"),  # a part is not there yet
             (["Succeeded", "Failed"], 2, "Failed"),
             (["Succeeded", "Backoff", "InProgress"], 3, "Backoff"),

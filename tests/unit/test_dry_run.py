@@ -14,7 +14,14 @@ from pydantic import ValidationError
 
 from filecleanup.api.config import HttpStorageConfig
 from filecleanup.api.metrics import Metrics
-from filecleanup.api.models import DryRunCounts, FileCleanupSpec, FileCleanupStatus, Phase, Reason
+from filecleanup.api.models import (
+    ConditionType,
+    DryRunCounts,
+    FileCleanupSpec,
+    FileCleanupStatus,
+    Phase,
+    Reason,
+)
 from filecleanup.decide import outcomes
 from filecleanup.decide.plan import DryRun, Finished, Reject, Suspend, Wait
 from filecleanup.decide.status import dry_run_status
@@ -62,7 +69,7 @@ def test_a_dry_run_waits_out_a_storage_outage_and_keeps_its_deadline() -> None:
 
 
 def test_a_finished_dry_run_is_finished() -> None:
-    assert plan(spec(["a"], dryRun=True), FileCleanupStatus(phase=Phase.SUCCEEDED)) == Finished()
+    assert plan(spec(["a"], dryRun=True), FileCleanupStatus(phase=Phase.CHECKED)) == Finished()
 
 
 def test_a_dry_run_over_a_manifest_is_refused() -> None:
@@ -80,7 +87,7 @@ def test_exists_result_counts_only_requested_keys_and_a_contradiction_is_unknown
     assert counts == DryRunCounts(would_delete=1, missing=1, forbidden=1, unknown=3)
 
 
-def test_a_finished_dry_run_is_succeeded_with_reason_dry_run_and_deleted_nothing() -> None:
+def test_a_finished_dry_run_is_checked_ready_and_never_complete() -> None:
     counts = DryRunCounts(would_delete=3, missing=1, forbidden=0, unknown=0)
     outcome = outcomes.dry_run_done(counts, 4)
     status = dry_run_status(
@@ -93,12 +100,15 @@ def test_a_finished_dry_run_is_succeeded_with_reason_dry_run_and_deleted_nothing
         generation=1,
         now=NOW,
     )
-    assert (status.phase, status.total, status.deleted, status.failed) == (Phase.SUCCEEDED, 4, 0, 0)
+    assert (status.phase, status.total, status.deleted, status.failed) == (Phase.CHECKED, 4, 0, 0)
     assert status.dry_run == counts
     assert status.completion_time == NOW
-    complete = status.condition("Complete")  # type: ignore[arg-type]
-    assert complete is not None
-    assert (complete.status, complete.reason) == ("True", "DryRun")
+    # `kubectl wait --for=condition=Complete` waits for deletions: a dry run completed none.
+    assert status.condition(ConditionType.COMPLETE) is None
+    ready = status.condition(ConditionType.READY)
+    assert ready is not None
+    assert (ready.status, ready.reason, ready.message) == ("True", "DryRun", outcome.message)
+    assert status.message == outcome.message
     assert outcome.message == (
         "dry run of 4 keys: 3 would be deleted, 1 missing, 0 forbidden, 0 unknown; nothing was deleted"
     )
@@ -144,7 +154,7 @@ async def test_a_dry_run_reports_the_counts_and_deletes_nothing() -> None:
     assert after.requeue_after is None
     assert storage.deleted == []
     assert [len(chunk) for chunk in storage.asked] == [2] * 5  # chunkSize at a time
-    assert [status.phase for status in sink.written] == [Phase.IN_PROGRESS, Phase.SUCCEEDED]
+    assert [status.phase for status in sink.written] == [Phase.IN_PROGRESS, Phase.CHECKED]
     final = sink.written[-1]
     assert final.dry_run == DryRunCounts(would_delete=6, missing=3, forbidden=1, unknown=0)
     assert (final.deleted, final.total) == (0, 10)
@@ -280,6 +290,6 @@ async def test_a_failed_dry_run_is_redriven_by_a_new_retry_nonce() -> None:
     sink, events = FakeSink(), Events()
     await make_reconciler(storage).run(context(sink, events, failed, dryRun=True, retryNonce="again"))  # type: ignore[arg-type]
     final = sink.written[-1]
-    assert (final.phase, final.redrives, final.retry_nonce) == (Phase.SUCCEEDED, 1, "again")
+    assert (final.phase, final.redrives, final.retry_nonce) == (Phase.CHECKED, 1, "again")
     assert final.start_time != NOW  # the deadline's clock starts again
     assert storage.deleted == []

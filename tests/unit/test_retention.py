@@ -61,6 +61,11 @@ def test_a_succeeded_object_expires_after_its_own_ttl_or_the_default() -> None:
     assert labels(Phase.SUCCEEDED)[EXPIRES_LABEL] == at(600)  # the configuration's default
 
 
+def test_a_checked_dry_run_goes_as_a_succeeded_object_does() -> None:
+    assert labels(Phase.CHECKED, ttlSecondsAfterFinished=60, dryRun=True)[EXPIRES_LABEL] == at(60)
+    assert labels(Phase.CHECKED, dryRun=True)[EXPIRES_LABEL] == at(600)
+
+
 def test_a_failed_object_is_kept_for_the_failed_retention_whatever_its_ttl() -> None:
     assert labels(Phase.FAILED, ttlSecondsAfterFinished=60)[EXPIRES_LABEL] == at(7 * 86_400)
 

@@ -460,9 +460,9 @@ async def wait(client: FileCleanupClient, args: argparse.Namespace) -> int:
             print(f"error: {printable(api_error(error, args))}", file=sys.stderr)
             return EXIT_NOT_FOUND
         phase = (obj.get("status") or {}).get("phase")
-        if phase in {Phase.SUCCEEDED, Phase.FAILED}:
+        if phase in {Phase.SUCCEEDED, Phase.CHECKED, Phase.FAILED}:
             print(f"{PLURAL}.{GROUP}/{args.name} {phase}")
-            return EXIT_OK if phase == Phase.SUCCEEDED else EXIT_FAILED
+            return EXIT_FAILED if phase == Phase.FAILED else EXIT_OK
         if time.monotonic() >= deadline:
             print(
                 printable(

@@ -232,14 +232,16 @@ class AlbumStatus:
 
     @property
     def phase(self) -> str:
-        """Failed if any part failed, Succeeded when every part did, else the least advanced phase."""
+        """Failed if any part failed, Succeeded (Checked, for a dry run) when every part did, else the
+        least advanced phase."""
         phases = {summary.phase for summary in self.objects}
         if not self.objects:
             return "NotFound"
         if Phase.FAILED.value in phases:
             return Phase.FAILED.value
-        if phases == {Phase.SUCCEEDED.value} and len(self.objects) == self.parts:
-            return Phase.SUCCEEDED.value
+        for done in (Phase.SUCCEEDED, Phase.CHECKED):
+            if phases == {done.value} and len(self.objects) == self.parts:
+                return done.value
         for phase in (Phase.BACKOFF, Phase.IN_PROGRESS):
             if phase.value in phases:
                 return phase.value

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from filecleanup import __version__
 from filecleanup.api.models import Phase
 
-FINISHED = {Phase.SUCCEEDED.value, Phase.FAILED.value}
+FINISHED = {phase.value for phase in Phase if phase.finished}
 # A *_created series per counter and histogram doubles what Prometheus stores and nobody graphs it.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 CALL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

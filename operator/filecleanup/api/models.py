@@ -112,10 +112,12 @@ class Phase(StrEnum):
     HELD = "Held"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    # A dry run that checked every key: nothing was deleted, so it did not succeed at deleting.
+    CHECKED = "Checked"
 
     @property
     def finished(self) -> bool:
-        return self in {Phase.SUCCEEDED, Phase.FAILED}
+        return self in {Phase.SUCCEEDED, Phase.FAILED, Phase.CHECKED}
 
 
 class ConditionType(StrEnum):

@@ -217,9 +217,9 @@ def dry_run_checking(total: int) -> Outcome:
 
 
 def dry_run_done(counts: DryRunCounts, total: int) -> Outcome:
-    """A dry run always ends Succeeded: what it found is in the counts, and nothing was deleted."""
+    """A dry run ends Checked: what it found is in the counts, and nothing was deleted."""
     return Outcome(
-        Phase.SUCCEEDED,
+        Phase.CHECKED,
         Reason.DRY_RUN,
         f"dry run of {plural(total, 'key')}: {counts.would_delete} would be deleted, "
         f"{counts.missing} missing, "

@@ -95,7 +95,7 @@ def expiry(
     """When a finished object is deleted; None: it is kept (re-checks to come included)."""
     if not status.phase.finished or status.completion_time is None or verifying(status):
         return None
-    if status.phase == Phase.SUCCEEDED:
+    if status.phase in {Phase.SUCCEEDED, Phase.CHECKED}:
         seconds = spec.ttl_seconds_after_finished
         if seconds is None:
             seconds = retention.succeeded_seconds

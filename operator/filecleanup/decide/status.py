@@ -75,18 +75,22 @@ def phase_conditions(
         conditions = set_condition(conditions, state(ConditionType.COMPLETE, true=True))
     if phase == Phase.FAILED:
         conditions = set_condition(conditions, state(ConditionType.FAILED, true=True))
-    conditions = set_condition(conditions, state(ConditionType.READY, true=phase == Phase.SUCCEEDED))
+    # A dry run is done, and healthy, but it completed no deletion: Ready, never Complete.
+    done = phase in {Phase.SUCCEEDED, Phase.CHECKED}
+    conditions = set_condition(conditions, state(ConditionType.READY, true=done))
     conditions = set_condition(conditions, state(ConditionType.RECONCILING, true=working))
     conditions = set_condition(conditions, state(ConditionType.STALLED, true=phase == Phase.FAILED))
     return suspension_conditions(conditions, phase, stamp)
 
 
 def message_carrier(phase: Phase) -> ConditionType:
-    """The condition whose message says what is happening: Complete, Failed, Suspended, else
-    Progressing (working, waiting, or held)."""
+    """The condition whose message says what is happening: Complete, Failed, Suspended, Ready for a
+    dry run that checked its keys, else Progressing (working, waiting, or held)."""
     match phase:
         case Phase.SUCCEEDED:
             return ConditionType.COMPLETE
+        case Phase.CHECKED:
+            return ConditionType.READY
         case Phase.FAILED:
             return ConditionType.FAILED
         case Phase.SUSPENDED:
