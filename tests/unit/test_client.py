@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime
 import io
 import tempfile
@@ -13,6 +14,7 @@ from kubernetes.aio.client import ApiException
 
 from filecleanup.album.cli import duration, read_keys, table
 from filecleanup.album.client import (
+    CREATES_IN_FLIGHT,
     MAX_OBJECT_KEY_BYTES,
     PARTS_LABEL,
     AlbumStatus,
@@ -293,3 +295,38 @@ async def test_undo_gives_up_on_an_object_that_keeps_changing() -> None:
     with pytest.raises(ValueError, match="kept changing while it was undone; nothing was undone"):
         await undo_with(objects)
     assert objects.deleted == []
+
+
+class CreatingObjects:
+    """The CustomObjectsApi seam of FileCleanupClient.submit: each create waits until the test has seen
+    as many creates in flight as the client may send at once, so that a sequential client never gets
+    there (the test then fails on its timeout instead of racing one)."""
+
+    def __init__(self, in_flight_wanted: int) -> None:
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.created: list[str] = []
+        self.enough = asyncio.Event()
+        self.in_flight_wanted = in_flight_wanted
+
+    async def create_namespaced_custom_object(self, *args: Any) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= self.in_flight_wanted:
+            self.enough.set()
+        await self.enough.wait()
+        self.created.append(args[-1]["metadata"]["name"])
+        self.in_flight -= 1
+
+
+async def test_an_albums_parts_are_created_a_few_at_a_time_and_named_in_order() -> None:
+    objects = CreatingObjects(in_flight_wanted=CREATES_IN_FLIGHT)
+    client = FileCleanupClient.__new__(FileCleanupClient)
+    client._objects = objects  # type: ignore[assignment]
+    parts = 2 * CREATES_IN_FLIGHT + 1
+    album = keys(parts * 10_000 - 5)
+    names = await asyncio.wait_for(client.submit("7", album, namespace="photos"), timeout=30)
+    assert len(names) == parts
+    assert names == [manifest["metadata"]["name"] for manifest in manifests("7", album)]
+    assert objects.most_in_flight == CREATES_IN_FLIGHT
+    assert sorted(objects.created) == sorted(names)

@@ -55,6 +55,7 @@ _KEY_OVERHEAD_BYTES = 4  # quotes, comma and space around each key in the stored
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _NAME_SAFE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 CONFLICT = 409
+CREATES_IN_FLIGHT = 4  # an album's parts created at once (submit)
 
 
 class SubmitConflict(Exception):  # noqa: N818  (a conflict, not an error of the caller's code)
@@ -310,8 +311,7 @@ class FileCleanupClient:
         if manifest_store is not None and len(split_keys(distinct)) > 1:
             manifest = manifest_key(distinct)
             await manifest_store.write(manifest, manifest_bytes(distinct))
-        created = []
-        for manifest_object in manifests(
+        wanted = manifests(
             album_id,
             distinct,
             storage=storage,
@@ -319,21 +319,36 @@ class FileCleanupClient:
             manifest=manifest,
             start_after=start_after,
             deleted_at=deleted_at,
-        ):
-            name = manifest_object["metadata"]["name"]
-            try:
-                await self._objects.create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, manifest_object
-                )
-            except k8s.ApiException as error:
-                if error.status != CONFLICT:
-                    raise
-                existing = await self.get(name, namespace=namespace)
-                if not _same_request(existing, manifest_object):
-                    message = f"{namespace}/{name} exists with other keys or settings than album {album_id!r}"
-                    raise SubmitConflict(message) from error
-            created.append(name)
-        return created
+        )
+        # Several at once, so that the operator starts on the first while the API server stores the
+        # others; a few only, so that an album of many parts does not crowd other clients out.
+        turns = asyncio.Semaphore(CREATES_IN_FLIGHT)
+
+        async def create(manifest_object: dict[str, Any]) -> str:
+            async with turns:
+                return await self._create(album_id, namespace, manifest_object)
+
+        outcomes = await asyncio.gather(*map(create, wanted), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the first failure, in the parts' order; the others were created
+        return [str(name) for name in outcomes]
+
+    async def _create(self, album_id: str, namespace: str, manifest_object: dict[str, Any]) -> str:
+        """Create one part; an identical one that exists counts as created."""
+        name = str(manifest_object["metadata"]["name"])
+        try:
+            await self._objects.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, manifest_object
+            )
+        except k8s.ApiException as error:
+            if error.status != CONFLICT:
+                raise
+            existing = await self.get(name, namespace=namespace)
+            if not _same_request(existing, manifest_object):
+                message = f"{namespace}/{name} exists with other keys or settings than album {album_id!r}"
+                raise SubmitConflict(message) from error
+        return name
 
     async def status(self, album_id: str, *, namespace: str = "default") -> AlbumStatus:
         objects = await self.list_cleanups(namespace=namespace, album_id=album_id)
