@@ -183,7 +183,7 @@ class TestFailedErrors:
 
 
 STATUS_BOUND = 256 * 1024  # well below etcd's 1.5 MiB per object, leaving room for the keys
-LONG_KEY = 150  # the longest keys that let 10,000 of them fit in an object (docs/benchmarks.md, object size limits)
+LONG_KEY = 150  # the longest keys that let 10,000 of them fit in an object (docs/benchmarks.md)
 
 
 @pytest.mark.parametrize(
