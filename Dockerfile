@@ -1,6 +1,6 @@
 # The operator image: dependencies pinned by hash from requirements.lock, no build tools and no pip in
 # the final stage, any non-root UID (no passwd entry needed), a root filesystem that may be read-only.
-# `make image` builds it (tools/image/image.sh); see the README, "The image".
+# `make image` builds it (tools/image/image.sh); see docs/development.md, "The image".
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 

@@ -38,7 +38,7 @@ help: ## list the targets, section by section
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, tools and cluster state (not the binary cache)
-	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR) $(NODE_DIR) .build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR) $(NODE_DIR) .build site .mypy_cache .ruff_cache .pytest_cache
 
 ##@ Development
 
@@ -69,12 +69,18 @@ fmt: venv ## apply ruff's fixes and formatting
 
 # The import contracts are [tool.importlinter] in pyproject.toml. No cache: the graph takes milliseconds.
 .PHONY: lint
-lint: venv ## ruff, ruff format --check, mypy --strict, hadolint, the import contracts (lint-imports)
+lint: venv ## ruff, ruff format --check, mypy --strict, hadolint, the import contracts, mkdocs build --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+# mkdocs.yml; --strict turns a link to a missing page or heading into an error.
+.PHONY: docs
+docs: venv ## build the documentation site (mkdocs.yml, docs/) into site/
+	$(VENV)/bin/mkdocs build --strict
 
 CHART := charts/filecleanup-operator
 NAMESPACED_NEEDS_NAMESPACES := scope: namespaced needs watchNamespaces to list at least one namespace

@@ -1,6 +1,6 @@
 """A reference HTTP storage server with fault injection, for the demo, tests and benchmarks.
 
-It implements the operator's HTTP storage contract (README, "The HTTP storage API") over files
+It implements the operator's HTTP storage contract (docs/storage.md, "The HTTP storage API") over files
 in a directory:
 
     POST /delete  {"keys": [...]}  ->  200 {"deleted": [...], "errors": [{"key", "message", "code"?}]}

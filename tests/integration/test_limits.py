@@ -103,7 +103,7 @@ def test_throttled_storage_gets_its_rate_and_every_key_is_deleted_once(
     after = [rate for at, rate in rates if at >= settled]
     middle = start + (end - start) / 2
     achieved = sum(1 for t in times if middle <= t < end) / (end - middle)
-    print(  # noqa: T201  (the figures the README quotes)
+    print(  # noqa: T201  (the figures docs/benchmarks.md quotes)
         f"\nthrottled storage: converged {settled - start + WINDOW_SECONDS:.1f} s after the first call "
         f"(the end of the first {WINDOW_SECONDS:g} s window within 0.7N..1.1N); windows after it "
         f"{min(after):.1f} to {max(after):.1f} calls/s; last half of the run {achieved:.1f} calls/s = "
@@ -159,7 +159,7 @@ def test_against_a_storage_that_admits_exactly_n_calls_a_second_the_pace_converg
     what the storage admits (as the AWS SDKs' adaptive mode does) instead of only cutting its
     in-flight limit, whose refused calls would all wait the same Retry-After and come back together.
     On a quiet machine it holds about 0.94 of the rate over the second half with about 5 % of the
-    calls throttled (README, rate limits); the bounds here leave room for a busy machine and still
+    calls throttled (docs/storage.md, rate limits); the bounds here leave room for a busy machine and still
     refuse a limiter that only cuts its in-flight limit (0.77 of the rate, 23 % throttled). No retry
     is spent and every key is deleted once. Whether the storage counts the calls it refused in its
     window or only those it admitted."""
@@ -203,7 +203,7 @@ def test_against_a_storage_that_admits_exactly_n_calls_a_second_the_pace_converg
     middle = start + (end - start) / 2
     achieved = sum(1 for t in times if middle <= t < end) / (end - middle)
     throttled_share = stats["throttled"] / (stats["calls"] + stats["throttled"])
-    print(  # noqa: T201  (the figures the README quotes)
+    print(  # noqa: T201  (the figures docs/benchmarks.md quotes)
         f"\nstrict storage ({'refused calls count' if counts_refused else 'admitted calls only'}): last half "
         f"{achieved:.1f} calls/s = {achieved / ALLOWED_CALLS_PER_SECOND:.2f} of {ALLOWED_CALLS_PER_SECOND}; "
         f"{stats['throttled']} of {stats['calls'] + stats['throttled']} calls throttled "

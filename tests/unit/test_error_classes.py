@@ -183,7 +183,7 @@ class TestFailedErrors:
 
 
 STATUS_BOUND = 256 * 1024  # well below etcd's 1.5 MiB per object, leaving room for the keys
-LONG_KEY = 150  # the longest keys that let 10,000 of them fit in an object (README, Size)
+LONG_KEY = 150  # the longest keys that let 10,000 of them fit in an object (docs/benchmarks.md)
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ def test_status_of_10000_failed_keys_stays_small(case: str, error_of: object) ->
         progress.record(chunk, ChunkResult.from_reply(requested, [], errors, requested[::2]))
     status = status_after(progress, conclude(the_spec, progress))
     size = len(json.dumps(status.model_dump(mode="json", by_alias=True)))
-    print(f"\nstatus of {MAX_KEYS} failed keys, {case}: {size} bytes")  # noqa: T201  (the README's figures)
+    print(f"\nstatus of {MAX_KEYS} failed keys, {case}: {size} bytes")  # noqa: T201  (docs/benchmarks.md's figures)
     assert status.failed == MAX_KEYS
     assert len(expand(status.failed_errors, names)) == MAX_KEYS
     assert size < STATUS_BOUND

@@ -4,8 +4,6 @@ it. The statuses come from the operator's own status code, not from hand-written
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,16 +15,18 @@ from filecleanup.decide.outcomes import Outcome
 from filecleanup.decide.plan import Reject
 from filecleanup.decide.progress import Progress
 from filecleanup.decide.status import next_status, rejected_status, suspended_status
+from tests.docblocks import marked_blocks
 from tests.unit.decisions import NOW, answer_round, spec
 
-GITOPS_DOC = Path(__file__).parents[2] / "docs" / "gitops.md"
 HEALTH_KEY = "resource.customizations.health.filecleanup.dev_FileCleanup"
 
 
 def argocd_health_script() -> str:
-    block = re.search(r"<!-- tested: argocd-health -->\n```yaml\n(.*?)```", GITOPS_DOC.read_text(), re.DOTALL)
-    assert block is not None, "docs/gitops.md lost its tested Argo CD block"
-    script: str = yaml.safe_load(block[1])["data"][HEALTH_KEY]
+    blocks = marked_blocks("argocd-health")
+    assert [(block.path.name, block.language) for block in blocks] == [("gitops.md", "yaml")], (
+        "docs/gitops.md must hold the one tested Argo CD block"
+    )
+    script: str = yaml.safe_load(blocks[0].text)["data"][HEALTH_KEY]
     return script
 
 

@@ -28,7 +28,7 @@ from tools.envtest.polling import eventually
 T = TypeVar("T")
 
 # Any namespace, any key: the tests' and demo's storages are their own. A real configuration names
-# namespaces and a prefix (see the README, Operating).
+# namespaces and a prefix (see docs/operating.md, the security policy).
 OPEN_POLICY = {"allowedNamespaces": "*", "keyPrefix": ""}
 S3_BUCKET = "photos"
 S3_REGION = "us-east-1"

@@ -49,7 +49,7 @@ PART_LABEL = f"{GROUP}/part"
 PARTS_LABEL = f"{GROUP}/parts"
 # etcd stores about 1.5 MiB per object; leave room for the status (its worst case is about 145 KB:
 # every key failed, errors interleaved) and metadata. Measured: 10,000 keys of 130 characters fit with
-# it, 140 do not (README, Size).
+# it, 140 do not (docs/benchmarks.md, "Object size limits").
 MAX_OBJECT_KEY_BYTES = 1_300_000
 _KEY_OVERHEAD_BYTES = 4  # quotes, comma and space around each key in the stored JSON
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")

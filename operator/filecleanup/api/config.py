@@ -149,7 +149,7 @@ class StorageBase(StrictModel):
     transient_errors: list[ErrorCode] = []
 
     def erasure_horizon(self) -> Erasure | None:
-        """The erasure as declared, else the backend's default; None: not known (the README's table)."""
+        """The erasure as declared, else the backend's default; None: not known (docs/storage.md's table)."""
         return self.erasure
 
     def holds_objects(self) -> bool:

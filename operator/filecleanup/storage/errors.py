@@ -141,7 +141,7 @@ S3_PERMANENT = frozenset(
 # For reference: SlowDown, InternalError, ServiceUnavailable, RequestTimeout and OperationAborted are
 # S3's transient ones, as is any code not above.
 
-# The HTTP contract's codes (README, "The HTTP storage API"): an error item may carry one.
+# The HTTP contract's codes (docs/storage.md, "The HTTP storage API"): an error item may carry one.
 HTTP_PERMANENT = frozenset({"AccessDenied", "InvalidKey"})
 
 # The filesystem backend's codes: errno names, and KeyRejected for a key that cannot name a file

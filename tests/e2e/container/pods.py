@@ -8,7 +8,7 @@ the in-cluster path. The container joins the sandbox's network namespace, as a p
 their sandbox's.
 
 A container run cannot show what only a kubelet does: its probes and restarts, token rotation through
-the TokenRequest API, and eviction; the README lists them.
+the TokenRequest API, and eviction; docs/development.md lists them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The chart as a real cluster runs it: the controller-manager makes the pod, the scheduler places it,
 the kubelet runs it from the image, probes it, projects its token, stops it within its grace period
-and replaces it; `helm test`, `helm upgrade` and `helm uninstall` behave as the README says."""
+and replaces it; `helm test`, `helm upgrade` and `helm uninstall` behave as the README's Install with
+Helm says."""
 
 from __future__ import annotations
 
