@@ -102,14 +102,14 @@ chart-lint: ## helm lint --strict and helm template with each $(CHART)/ci/*-valu
 	grep -qF "$(NAMESPACED_NEEDS_NAMESPACES)" <<<"$$refused" || { echo "$$refused" >&2; exit 1; }; \
 	echo "scope=namespaced without watchNamespaces: refused"
 
-CRD_SOURCE := crds/filecleanup.dev_filecleanups.yaml
-CHART_CRD := charts/filecleanup-operator/files/crds/filecleanup.dev_filecleanups.yaml
+CRD_SOURCES := $(wildcard crds/*.yaml)
+CHART_CRDS := charts/filecleanup-operator/files/crds
 
 # A copy, not a symlink: helm logs "found symbolic link in path" on every command that loads a chart
 # with one, and `helm package` would copy it anyway. tests/unit/test_chart_files.py checks they match.
 .PHONY: crds
-crds: ## copy the CRD from crds/ (the one source) into the chart
-	cp $(CRD_SOURCE) $(CHART_CRD)
+crds: ## copy the CRD and its admission policy from crds/ (the one source) into the chart
+	cp $(CRD_SOURCES) $(CHART_CRDS)/
 
 ##@ Build
 
@@ -169,7 +169,7 @@ e2e: venv control-plane node-binaries helm image ## end-to-end: the image as the
 	FILECLEANUP_IMAGE=$(IMAGE) tools/node/node.sh run $$(mktemp -d) $(IMAGE) -- $(PY) -m pytest tests/e2e/node $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: venv control-plane ## benchmarks: a table of ratios, JSON in bench/results/ (BENCH_ARGS=--quick)
+bench: venv control-plane helm ## benchmarks: a table of ratios, JSON in bench/results/ (BENCH_ARGS=--quick)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: bench-footprint

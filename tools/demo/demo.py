@@ -39,7 +39,12 @@ from tools.envtest.polling import eventually
 
 STORAGES = ["http", "s3", "gcs", "azureblob", "filesystem"]
 REPOSITORY = Path(__file__).parents[2]
-CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
+CRDS = REPOSITORY / "crds"  # the CRD, and the admission policy that checks a new object's keys
+ADOPTED = [
+    ("crd", f"{PLURAL}.{GROUP}"),
+    ("validatingadmissionpolicy", f"keys.{GROUP}"),
+    ("validatingadmissionpolicybinding", f"keys.{GROUP}"),
+]
 CHART = REPOSITORY / "charts" / "filecleanup-operator"
 RELEASE = "filecleanup"
 RELEASE_NAMESPACE = "filecleanup-system"
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         url = str(storage.operator_storage()["url"])
         operator, operator_args = install_chart(args.helm, args.kubeconfig, url, args.workdir)
     else:
-        kubectl(args.kubeconfig, "apply", "--server-side", "-f", str(CRD))
+        kubectl(args.kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
         # The policy a real installation would have: only this namespace, only album keys.
         policy = {"allowedNamespaces": ["default"], "keyPrefix": "albums/"}
         config = {
@@ -153,19 +158,23 @@ def sample_storage(kind: str, workdir: Path) -> SampleStorage:
 def install_chart(
     helm: Path, kubeconfig: Path, storage_url: str, workdir: Path
 ) -> tuple[OperatorProcess, list[str]]:
-    crd = f"{PLURAL}.{GROUP}"
-    if kubectl(kubeconfig, "get", "crd", crd, "--ignore-not-found", "-o", "name", capture=True).strip():
-        # Adopt a CRD that `make demo` or kubectl created, so that the release can manage it.
-        kubectl(kubeconfig, "annotate", "--overwrite", "crd", crd, f"meta.helm.sh/release-name={RELEASE}")
+    # Adopt the CRD and its key policy that `make demo` or kubectl applied, so that the release can
+    # manage them.
+    for kind, name in ADOPTED:
+        if not kubectl(
+            kubeconfig, "get", kind, name, "--ignore-not-found", "-o", "name", capture=True
+        ).strip():
+            continue
         kubectl(
             kubeconfig,
             "annotate",
             "--overwrite",
-            "crd",
-            crd,
+            kind,
+            name,
+            f"meta.helm.sh/release-name={RELEASE}",
             f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}",
         )
-        kubectl(kubeconfig, "label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
+        kubectl(kubeconfig, "label", "--overwrite", kind, name, "app.kubernetes.io/managed-by=Helm")
     command = [
         str(helm),
         "upgrade",

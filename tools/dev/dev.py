@@ -21,7 +21,7 @@ from tools.envtest import controlplane
 from tools.envtest.controlplane import ControlPlane, stop_pid
 
 REPOSITORY = Path(__file__).parents[2]
-CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
+CRDS = REPOSITORY / "crds"  # the CRD, and the admission policy that checks a new object's keys
 NAMESPACE = "default"
 STORAGE = "photos"
 POLICY = {"allowedNamespaces": [NAMESPACE], "keyPrefix": "albums/"}
@@ -41,7 +41,16 @@ def up(cluster_dir: Path) -> int:
         down_processes(state)
     workdir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["kubectl", "--kubeconfig", str(plane.kubeconfig), "apply", "--server-side", "-f", str(CRD)],
+        [
+            "kubectl",
+            "--kubeconfig",
+            str(plane.kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(CRDS),
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
