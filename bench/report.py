@@ -16,7 +16,7 @@ def workload_rows(name: str, run: dict[str, Any], baseline: dict[str, Any] | Non
     api_context = "per 1,000 keys deleted"
     if baseline is not None and name in baseline:
         before = baseline[name]["api_server_cpu_s_per_1000_keys"]
-        api_context = f"{api_cpu / before:.2f}x the operator before issue 16 ({before:.3f} s), same run"
+        api_context = f"{api_cpu / before:.2f}x the baseline commit's ({before:.3f} s), same run"
     return [
         ("a", f"{label}: direct (storage limit)", f"{run['direct_keys_per_s']:,.0f} keys/s", "baseline"),
         ("a", f"{label}: sequential loop", f"{run['loop_keys_per_s']:,.0f} keys/s", "baseline"),
@@ -134,6 +134,21 @@ def table(results: dict[str, Any]) -> str:
             )
             for count in memory["finished_objects"]
         ]
+    if "fairness" in results:
+        fairness = results["fairness"]
+        for label, words in (("without_apf", "without"), ("with_apf", "with")):
+            run = fairness[label]
+            rows.append(
+                (
+                    "f",
+                    (
+                        f"a neighbour's list pods during a flood of {fairness['objects']:,} creates, "
+                        f"{words} the chart's flow control"
+                    ),
+                    f"p50 {run['neighbour_p50_ms']:.0f} ms, p99 {run['neighbour_p99_ms']:.0f} ms",
+                    f"flood {run['flood_objects_per_s']:.0f} objects/s; {run['neighbour_requests']} lists",
+                )
+            )
     lines = ["| # | what | measured | ratio / context |", "|---|---|---|---|"]
     lines += [
         f"| {scenario} | {what} | {measured} | {context} |" for scenario, what, measured, context in rows

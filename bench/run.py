@@ -28,11 +28,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from bench.fairness import fairness
 from bench.harness import MAX_CONCURRENT_REQUESTS, REPOSITORY, Bench
 from bench.report import table
 from bench.scenarios import api_cost, burst, latency, memory, workload
 
-# The operator as it was before issue 16's changes to its writes, checkpoints and CRD: the same-run
+# The operator as it was before its writes, checkpoints and CRD were made lighter: the same-run
 # baseline of the API server's CPU per key.
 BASELINE_REF = "ca01ad2"
 WORKLOAD_LATENCIES = (0.020, 0.050)
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Scenario] = {
     "burst": burst,
     "latency": latency,
     "memory": memory,
+    "fairness": fairness,
 }
 
 
@@ -61,7 +63,7 @@ def baseline_operator(ref: str, directory: Path) -> tuple[Path, dict[str, str]]:
 
 def run_baseline(ref: str, directory: Path, *, quick: bool) -> dict[str, Any]:
     crd, env = baseline_operator(ref, directory / "code")
-    bench = Bench(directory / "bench", quick=quick, crd=crd, operator_env=env)
+    bench = Bench(directory / "bench", quick=quick, crd=crd, admission=None, operator_env=env)
     try:
         return {
             f"workload_{round(seconds * 1000)}ms": workload(bench, seconds) for seconds in WORKLOAD_LATENCIES
