@@ -23,6 +23,7 @@ TESTED_BY = {
     "helm-quickstart": "tests/integration/test_doc_blocks.py",
     "after-helm-quickstart": "tests/integration/test_doc_blocks.py",
     "argocd-health": "tests/unit/test_gitops_health.py",
+    "try-it": "tests/integration/test_dev.py",
 }
 
 MARKER = re.compile(r"^<!-- tested: (?P<name>[a-z0-9-]+) -->$", re.MULTILINE)

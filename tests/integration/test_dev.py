@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.docblocks import ROOT, marked_blocks
 from tools.envtest.controlplane import ControlPlane, alive
 from tools.envtest.polling import eventually
 
@@ -69,3 +70,28 @@ def test_make_dev_leaves_what_the_docs_need_running_and_dev_down_stops_it(tmp_pa
     assert not alive(state["storage_pid"])
     assert not ControlPlane(cluster_dir).is_running()
     assert not (cluster_dir / "dev.json").exists()
+
+
+def test_the_readmes_try_it_block_runs_as_written(tmp_path: Path) -> None:
+    """The README's `make dev` walk-through, with bash -euo pipefail from the repository root; only the
+    control plane's directory is a temporary one instead of .cluster, so that a cluster of the
+    developer's own is left alone."""
+    (block,) = marked_blocks("try-it")
+    cluster_dir = tmp_path / "cluster"
+    text = block.text.replace("$PWD/.cluster", str(cluster_dir)).replace(".cluster", str(cluster_dir))
+    env = {**os.environ, "CLUSTER_DIR": str(cluster_dir)}
+    try:
+        ran = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", text],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert ran.returncode == 0, f"{block.where}\n{ran.stdout[-3000:]}\n{ran.stderr[-3000:]}"
+        assert "filecleanups.filecleanup.dev/album-7 Succeeded" in ran.stdout
+    finally:
+        dev("down", cluster_dir)  # whatever the block reached
+    assert not ControlPlane(cluster_dir).is_running()

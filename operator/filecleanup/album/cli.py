@@ -156,11 +156,12 @@ def parser() -> argparse.ArgumentParser:
 
     wait = commands.add_parser(
         "wait",
-        help="wait until a FileCleanup finishes: exit 0 Succeeded, 1 Failed, 2 timed out, 3 not found",
+        help="wait until a FileCleanup finishes: exit 0 done, 1 Failed, 2 timed out, 3 not found",
         description=(
-            "Wait until the FileCleanup is Succeeded (exit 0) or Failed (exit 1); exit 2 when --timeout "
-            "passes first, 3 when the object does not exist, 4 on a usage or configuration error (or any "
-            "other error). kubectl wait --for=condition=Complete cannot stop on a failure; this can."
+            "Wait until the FileCleanup is Succeeded, or Checked for a dry run (exit 0), or Failed "
+            "(exit 1); exit 2 when --timeout passes first, 3 when the object does not exist, 4 on a "
+            "usage or configuration error (or any other error). kubectl wait --for=condition=Complete "
+            "cannot stop on a failure; this can."
         ),
     )
     wait.add_argument("name", help="the FileCleanup's name, e.g. album-42")
