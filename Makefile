@@ -125,6 +125,10 @@ seaweedfs: ## build (once) and cache SeaweedFS's weed: the real S3-compatible st
 fake-gcs-server: ## build (once) and cache fake-gcs-server: Google Cloud Storage's JSON API for the gcs tests
 	tools/envtest/obtain.sh fake-gcs-server
 
+.PHONY: promtool
+promtool: ## build (once) and cache Prometheus's promtool: the chart's alert rules are checked with it
+	tools/envtest/obtain.sh promtool
+
 .PHONY: azurite
 azurite: ## install (once) and cache Azurite: Microsoft's Azure Blob emulator for the azureblob tests
 	tools/envtest/obtain.sh azurite
@@ -148,7 +152,7 @@ engine-down: ## stop the Docker engine that `make image` started, if it did
 ##@ Test
 
 .PHONY: test
-test: venv control-plane helm seaweedfs fake-gcs-server azurite ## every test but end-to-end: unit, storage backends, integration (own control plane)
+test: venv control-plane helm seaweedfs fake-gcs-server azurite promtool ## every test but end-to-end: unit, storage backends, integration (own control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -160,7 +164,7 @@ test-storage: venv seaweedfs fake-gcs-server azurite ## each storage backend aga
 	$(PY) -m pytest tests/storage $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: venv control-plane helm seaweedfs fake-gcs-server azurite ## the operator, CLI, client and chart against a real kube-apiserver and etcd
+test-integration: venv control-plane helm seaweedfs fake-gcs-server azurite promtool ## the operator, CLI, client and chart against a real kube-apiserver and etcd
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: e2e

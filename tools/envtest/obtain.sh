@@ -11,6 +11,9 @@
 #                                              store, for the S3 tests), built from tools/seaweedfs
 #   tools/envtest/obtain.sh fake-gcs-server -> prints the path of fake-gcs-server (Google Cloud Storage's
 #                                              JSON API, for the gcs tests), built from its Go module
+#   tools/envtest/obtain.sh promtool        -> prints the path of Prometheus's promtool (the chart's alert
+#                                              rules are checked and unit-tested with it), built from its
+#                                              Go module
 #   tools/envtest/obtain.sh azurite         -> prints the path of Azurite's azurite-blob (Microsoft's Azure
 #                                              Blob emulator, for the azureblob tests), from npm, pinned
 #                                              by tools/azurite/package-lock.json
@@ -188,6 +191,21 @@ build_fake_gcs_server() {
         "github.com/fsouza/fake-gcs-server@$fake_gcs_server_version"
 }
 
+prometheus_version=v0.316.0
+
+promtool_binary() {
+    local dir="$cache_root/promtool/$prometheus_version"
+    build_once "$dir" build_promtool promtool
+    echo "$dir/promtool"
+}
+
+build_promtool() {
+    need_go
+    log "building promtool $prometheus_version (minutes, once)"
+    CGO_ENABLED=0 GOBIN="$1" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
+        "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
+}
+
 azurite_module="$here/../azurite"
 
 azurite_binary() {
@@ -215,5 +233,6 @@ case "${1:-}" in
     seaweedfs) seaweedfs_binary ;;
     fake-gcs-server) fake_gcs_server_binary ;;
     azurite) azurite_binary ;;
-    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs|fake-gcs-server|azurite" >&2; exit 2 ;;
+    promtool) promtool_binary ;;
+    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs|fake-gcs-server|azurite|promtool" >&2; exit 2 ;;
 esac
