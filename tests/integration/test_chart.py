@@ -68,9 +68,16 @@ def assert_alerts_name_exported_metrics(rules: dict[str, Any]) -> None:
     """Every metric an alert reads is one the operator exports (a renamed metric would leave an alert
     that never fires), and the erasure deadline is the configured one."""
     families = list(Metrics().registry.collect())
-    exported = {family.name for family in families} | {
-        f"{family.name}_total" for family in families if family.type == "counter"
-    }
+    exported = (
+        {family.name for family in families}
+        | {f"{family.name}_total" for family in families if family.type == "counter"}
+        | {
+            f"{family.name}_{suffix}"
+            for family in families
+            if family.type == "histogram"
+            for suffix in ("count", "sum", "bucket")
+        }
+    )
     exprs = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
     named = {name for expr in exprs.values() for name in re.findall(r"filecleanup_[a-z_]+", expr)}
     assert named <= exported, named - exported
