@@ -20,7 +20,7 @@ export UV_NO_PROGRESS := 1
 # Each line `target: ## text` is listed under the `##@ Section` above it (kubebuilder's recipe). awk
 # reads the Makefile's text, not make's: a variable a help text names is handed to it in the
 # environment and expanded there (HELP_VARIABLES), so that help shows the value that applies.
-HELP_VARIABLES := CHART CLUSTER_DIR NODE_DIR
+HELP_VARIABLES := CHART CLUSTER_DIR DIST NODE_DIR
 .PHONY: help
 help: ## list the targets, section by section
 	@$(foreach name,$(HELP_VARIABLES),$(name)='$($(name))') awk ' \
@@ -33,7 +33,7 @@ help: ## list the targets, section by section
 			return text; \
 		} \
 		BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} \
-		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, expand($$2) } \
+		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-20s\033[0m %s\n", $$1, expand($$2) } \
 		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
 
 .PHONY: clean
@@ -138,6 +138,32 @@ image: ## build the operator image (IMAGE=...); starts Debian's dockerd if no en
 .PHONY: engine-down
 engine-down: ## stop the Docker engine that `make image` started, if it did
 	tools/image/image.sh engine-down
+
+##@ Release
+
+# One version for every artifact: VERSION=x.y.z, else the vX.Y.Z tag on HEAD; a tagged HEAD is released
+# under its tag only (docs/versioning.md). Built from a stamped copy of the tree: the tree stays as it is.
+VERSION ?=
+DIST ?= dist
+RELEASE_FLAGS = --version '$(VERSION)' --dist $(DIST) $(if $(ALLOW_DIRTY),--allow-dirty)
+
+.PHONY: release-version
+release-version: venv ## print the version a release would take (VERSION, else HEAD's vX.Y.Z tag)
+	@$(PY) -m tools.release.build version --version '$(VERSION)'
+
+.PHONY: release-python-chart
+release-python-chart: venv helm ## no docker: wheel, sdist, chart, the wheel's SBOM and SHA256SUMS into $(DIST)/
+	$(PY) -m tools.release.build python-chart $(RELEASE_FLAGS)
+
+.PHONY: release-image
+release-image: venv ## the image as an OCI archive and its SBOM (syft) into $(DIST)/, and SHA256SUMS again
+	$(PY) -m tools.release.build image $(RELEASE_FLAGS)
+
+# In this order: release-python-chart empties $(DIST)/ first. ALLOW_DIRTY=1 builds uncommitted changes.
+.PHONY: release
+release: venv helm ## every artifact of VERSION=x.y.z (default: HEAD's vX.Y.Z tag) into $(DIST)/
+	$(PY) -m tools.release.build python-chart $(RELEASE_FLAGS)
+	$(PY) -m tools.release.build image $(RELEASE_FLAGS)
 
 ##@ Test
 
