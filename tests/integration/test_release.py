@@ -19,24 +19,12 @@ import yaml
 
 from tests.commands import Cli, set_flags
 from tests.kube import Kube
-from tools.release.versioning import Version, parse
+from tests.release import trial_version
+from tools.release.versioning import Version
 
 ROOT = Path(__file__).parents[2]
 UV = ROOT / ".tools" / "uv" / "bin" / "uv"
 IMAGE = "filecleanup/filecleanup-operator"
-
-
-def release_version() -> str:
-    """HEAD's tag when it has one (the release must take it), else the newest release in CHANGELOG.md."""
-    tags = subprocess.run(
-        ["git", "-C", str(ROOT), "tag", "--points-at", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    tagged = [tag[1:] for tag in tags if re.fullmatch(r"v\d+\.\d+\.\d+(-(alpha|beta|rc)\.\d+)?", tag)]
-    if tagged:
-        return tagged[0]
-    newest = re.search(r"^## \[(\d+\.\d+\.\d+)\]", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
-    assert newest, "CHANGELOG.md has no release section"
-    return newest[1]
 
 
 def tree_status() -> str:
@@ -62,7 +50,7 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Release:
-    version = parse(release_version())
+    version = trial_version()
     dist = tmp_path_factory.mktemp("dist")
     before = tree_status()
     started = time.monotonic()
