@@ -127,6 +127,10 @@ azurite: ## install (once) and cache Azurite: Microsoft's Azure Blob emulator fo
 helm: ## build (once) and cache helm
 	tools/envtest/obtain.sh helm
 
+.PHONY: syft
+syft: ## build (once) and cache syft: the SBOM of the release's image
+	tools/envtest/obtain.sh syft
+
 .PHONY: node-binaries
 node-binaries: ## build (once) and cache kubelet, kube-controller-manager and kube-scheduler
 	tools/envtest/obtain.sh node
@@ -156,12 +160,12 @@ release-python-chart: venv helm ## no docker: wheel, sdist, chart, the wheel's S
 	$(PY) -m tools.release.build python-chart $(RELEASE_FLAGS)
 
 .PHONY: release-image
-release-image: venv ## the image as an OCI archive and its SBOM (syft) into $(DIST)/, and SHA256SUMS again
+release-image: venv syft ## the image as an OCI archive and its SBOM (syft) into $(DIST)/, and SHA256SUMS again
 	$(PY) -m tools.release.build image $(RELEASE_FLAGS)
 
 # In this order: release-python-chart empties $(DIST)/ first. ALLOW_DIRTY=1 builds uncommitted changes.
 .PHONY: release
-release: venv helm ## every artifact of VERSION=x.y.z (default: HEAD's vX.Y.Z tag) into $(DIST)/
+release: venv helm syft ## every artifact of VERSION=x.y.z (default: HEAD's vX.Y.Z tag) into $(DIST)/
 	$(PY) -m tools.release.build python-chart $(RELEASE_FLAGS)
 	$(PY) -m tools.release.build image $(RELEASE_FLAGS)
 
@@ -184,7 +188,8 @@ test-integration: venv control-plane helm seaweedfs fake-gcs-server azurite ## t
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: venv control-plane node-binaries helm image ## end-to-end: the image as the chart's pod, in docker and under a kubelet
+# syft before the sandbox: inside it there is no network to build it with (the release image's test).
+e2e: venv control-plane node-binaries helm syft image ## end-to-end: the image as the chart's pod, in docker and under a kubelet
 	FILECLEANUP_IMAGE=$(IMAGE) tools/e2e/sandbox.sh $(PY) -m pytest tests/e2e/container $(PYTEST_ARGS)
 	FILECLEANUP_IMAGE=$(IMAGE) tools/node/node.sh run $$(mktemp -d) $(IMAGE) -- $(PY) -m pytest tests/e2e/node $(PYTEST_ARGS)
 
