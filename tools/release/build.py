@@ -197,12 +197,14 @@ def python_sbom(copy: Path, dist: Path, wheel: Path, version: Version) -> Path:
         run(UV, "pip", "check", "--quiet", "--python", python)
         # The root component: the project as pyproject.toml describes it, at the release's version.
         root = Path(scratch) / "pyproject.toml"
-        project = re.sub(
+        project, count = re.subn(
             r'^dynamic = \["version"\]$',
             f'version = "{version.python}"',
             (copy / "pyproject.toml").read_text(),
             flags=re.MULTILINE,
         )
+        if count != 1:
+            raise SystemExit('release: pyproject.toml must hold one line dynamic = ["version"]')
         root.write_text(project)
         sbom = dist / f"filecleanup_operator-{version.python}.cdx.json"
         cyclonedx = Path(sys.executable).parent / "cyclonedx-py"
