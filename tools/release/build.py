@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from tools.release.oci import docker_save_to_oci
 from tools.release.versioning import Version, VersionError, changelog_section, changes, resolve
 
 ROOT = Path(__file__).parents[2]
@@ -233,7 +234,8 @@ def package_chart(copy: Path, dist: Path, version: Version) -> Path:
 
 def build_image(copy: Path, dist: Path, version: Version) -> tuple[Path, Path]:
     """The image built from the stamped copy (its own tools/image/image.sh and Dockerfile), saved as an
-    OCI archive, and its SBOM: syft reads the archive (Debian's packages and the Python environment)."""
+    archive that is an OCI image layout and loads into docker (oci.py), and its SBOM: syft reads the
+    archive as an OCI one (Debian's packages and the Python environment)."""
     image = f"{image_repository(copy)}:{version.semver}"
     revision = git("rev-parse", "HEAD").strip()
     run(
@@ -241,11 +243,15 @@ def build_image(copy: Path, dist: Path, version: Version) -> tuple[Path, Path]:
         env={"FILECLEANUP_IMAGE_VERSION": version.semver, "FILECLEANUP_IMAGE_REVISION": revision},
     )  # fmt: skip
     archive = dist / f"filecleanup-operator-{version.semver}.oci.tar"
-    run("docker", "save", "-o", archive, image)
+    with tempfile.TemporaryDirectory(prefix="release-image-") as scratch:
+        saved = Path(scratch) / "saved.tar"
+        run("docker", "save", "-o", saved, image)
+        docker_save_to_oci(saved, archive, image, int(source_date_epoch()))
     sbom = dist / f"filecleanup-operator-{version.semver}.image.cdx.json"
     syft = obtain("syft")
     run(
-        syft, "scan", f"docker-archive:{archive}", "--quiet", "-o", f"cyclonedx-json={sbom}",
+        syft, "scan", f"oci-archive:{archive}", "--quiet", "-o", f"cyclonedx-json={sbom}",
+        "--source-name", image_repository(copy), "--source-version", version.semver,
         env={"SYFT_CHECK_FOR_APP_UPDATE": "false", "SOURCE_DATE_EPOCH": source_date_epoch()},
     )  # fmt: skip
     return archive, sbom
