@@ -20,10 +20,15 @@ COPY operator/filecleanup /opt/app/filecleanup
 RUN /opt/venv/bin/python -m compileall -q /opt/app
 
 FROM ${PYTHON_IMAGE}
+# VERSION and REVISION: the release's version and commit, which `make release` passes (dev otherwise).
+ARG VERSION=dev
+ARG REVISION=""
 LABEL org.opencontainers.image.title="filecleanup-operator" \
       org.opencontainers.image.description="Deletes the storage keys listed in FileCleanup resources" \
       org.opencontainers.image.source="https://github.com/filecleanup/filecleanup-operator" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/app /opt/app
 ENV PATH=/opt/venv/bin:$PATH \

@@ -20,7 +20,7 @@ export UV_NO_PROGRESS := 1
 # Each line `target: ## text` is listed under the `##@ Section` above it (kubebuilder's recipe). awk
 # reads the Makefile's text, not make's: a variable a help text names is handed to it in the
 # environment and expanded there (HELP_VARIABLES), so that help shows the value that applies.
-HELP_VARIABLES := CHART CLUSTER_DIR NODE_DIR
+HELP_VARIABLES := CHART CLUSTER_DIR DIST NODE_DIR
 .PHONY: help
 help: ## list the targets, section by section
 	@$(foreach name,$(HELP_VARIABLES),$(name)='$($(name))') awk ' \
@@ -33,7 +33,7 @@ help: ## list the targets, section by section
 			return text; \
 		} \
 		BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} \
-		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, expand($$2) } \
+		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-20s\033[0m %s\n", $$1, expand($$2) } \
 		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
 
 .PHONY: clean
@@ -137,6 +137,10 @@ azurite: ## install (once) and cache Azurite: Microsoft's Azure Blob emulator fo
 helm: ## build (once) and cache helm
 	tools/envtest/obtain.sh helm
 
+.PHONY: syft
+syft: ## build (once) and cache syft: the SBOM of the release's image
+	tools/envtest/obtain.sh syft
+
 .PHONY: node-binaries
 node-binaries: ## build (once) and cache kubelet, kube-controller-manager and kube-scheduler
 	tools/envtest/obtain.sh node
@@ -148,6 +152,32 @@ image: ## build the operator image (IMAGE=...); starts Debian's dockerd if no en
 .PHONY: engine-down
 engine-down: ## stop the Docker engine that `make image` started, if it did
 	tools/image/image.sh engine-down
+
+##@ Release
+
+# One version for every artifact: VERSION=x.y.z, else the vX.Y.Z tag on HEAD; a tagged HEAD is released
+# under its tag only (docs/versioning.md). Built from a stamped copy of the tree: the tree stays as it is.
+VERSION ?=
+DIST ?= dist
+RELEASE_FLAGS = --version '$(VERSION)' --dist $(DIST) $(if $(ALLOW_DIRTY),--allow-dirty)
+
+.PHONY: release-version
+release-version: venv ## print the version a release would take (VERSION, else HEAD's vX.Y.Z tag)
+	@$(PY) -m tools.release.build version --version '$(VERSION)'
+
+.PHONY: release-python-chart
+release-python-chart: venv helm ## no docker: wheel, sdist, chart, the wheel's SBOM and SHA256SUMS into $(DIST)/
+	$(PY) -m tools.release.build python-chart $(RELEASE_FLAGS)
+
+.PHONY: release-image
+release-image: venv syft ## the image as an OCI archive and its SBOM (syft) into $(DIST)/, and SHA256SUMS again
+	$(PY) -m tools.release.build image $(RELEASE_FLAGS)
+
+# In this order: release-python-chart empties $(DIST)/ first. ALLOW_DIRTY=1 builds uncommitted changes.
+.PHONY: release
+release: venv helm syft ## every artifact of VERSION=x.y.z (default: HEAD's vX.Y.Z tag) into $(DIST)/
+	$(PY) -m tools.release.build python-chart $(RELEASE_FLAGS)
+	$(PY) -m tools.release.build image $(RELEASE_FLAGS)
 
 ##@ Test
 
@@ -168,7 +198,8 @@ test-integration: venv control-plane helm seaweedfs fake-gcs-server azurite prom
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: venv control-plane node-binaries helm image ## end-to-end: the image as the chart's pod, in docker and under a kubelet
+# syft before the sandbox: inside it there is no network to build it with (the release image's test).
+e2e: venv control-plane node-binaries helm syft image ## end-to-end: the image as the chart's pod, in docker and under a kubelet
 	FILECLEANUP_IMAGE=$(IMAGE) tools/e2e/sandbox.sh $(PY) -m pytest tests/e2e/container $(PYTEST_ARGS)
 	FILECLEANUP_IMAGE=$(IMAGE) tools/node/node.sh run $$(mktemp -d) $(IMAGE) -- $(PY) -m pytest tests/e2e/node $(PYTEST_ARGS)
 

@@ -17,6 +17,8 @@
 #   tools/envtest/obtain.sh azurite         -> prints the path of Azurite's azurite-blob (Microsoft's Azure
 #                                              Blob emulator, for the azureblob tests), from npm, pinned
 #                                              by tools/azurite/package-lock.json
+#   tools/envtest/obtain.sh syft            -> prints the path of Anchore's syft (the image's SBOM in
+#                                              make release), built from its Go module
 #
 # KUBEBUILDER_ASSETS (controller-runtime's convention) names a directory of binaries the user
 # already has; it wins when it holds both kube-apiserver and etcd.
@@ -206,6 +208,22 @@ build_promtool() {
         "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
 }
 
+syft_version=v1.57.2
+
+syft_binary() {
+    local dir="$cache_root/syft/$syft_version"
+    build_once "$dir" build_syft syft
+    echo "$dir/syft"
+}
+
+build_syft() {
+    need_go
+    log "building syft $syft_version (three minutes, once)"
+    # main.version: what syft names itself as in the SBOMs it writes (its releases set it the same way).
+    CGO_ENABLED=0 GOBIN="$1" GOFLAGS=-mod=mod go install -trimpath \
+        -ldflags "-s -w -X main.version=${syft_version#v}" "github.com/anchore/syft/cmd/syft@$syft_version"
+}
+
 azurite_module="$here/../azurite"
 
 azurite_binary() {
@@ -234,5 +252,6 @@ case "${1:-}" in
     fake-gcs-server) fake_gcs_server_binary ;;
     azurite) azurite_binary ;;
     promtool) promtool_binary ;;
-    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs|fake-gcs-server|azurite|promtool" >&2; exit 2 ;;
+    syft) syft_binary ;;
+    *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs|fake-gcs-server|azurite|promtool|syft" >&2; exit 2 ;;
 esac

@@ -121,8 +121,10 @@ build() {
     log "building $image on $base"
     local started=$SECONDS
     # The classic builder: BuildKit would pull its frontend image from a registry.
-    DOCKER_BUILDKIT=0 docker build --quiet --network host --build-arg "PYTHON_IMAGE=$base" -t "$image" \
-        "$repository" >/dev/null
+    # FILECLEANUP_IMAGE_VERSION and _REVISION (make release): the image's version and revision labels.
+    DOCKER_BUILDKIT=0 docker build --quiet --network host --build-arg "PYTHON_IMAGE=$base" \
+        --build-arg "VERSION=${FILECLEANUP_IMAGE_VERSION:-dev}" \
+        --build-arg "REVISION=${FILECLEANUP_IMAGE_REVISION:-}" -t "$image" "$repository" >/dev/null
     log "built $image in $((SECONDS - started)) s: $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}')"
 }
 
