@@ -173,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as error:
         print(f"filecleanup-operator: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_BAD_SETUP
+    if not os.environ.get("KUBERNETES_SERVICE_HOST") and not kube.kubeconfig_files(None):
+        # Kopf would retry its login for ever, a traceback at each try: say once what is missing.
+        where = os.environ.get("KUBECONFIG") or kube.DEFAULT_KUBECONFIG
+        print(  # noqa: T201
+            f"filecleanup-operator: no kubeconfig found (looked for {where}), and not in a pod: "
+            "set KUBECONFIG",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_SETUP
     import filecleanup.controller.handlers  # noqa: F401, PLC0415  (registers the handlers)
 
     configure_logging(args.log_format, verbose=args.verbose)

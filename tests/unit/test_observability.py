@@ -6,12 +6,13 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 
 from filecleanup import __version__
-from filecleanup.__main__ import configure_logging, parse_args
+from filecleanup.__main__ import EXIT_BAD_SETUP, configure_logging, main, parse_args
 from filecleanup.api.metrics import Metrics
 from filecleanup.controller.kopf_logs import KopfLogLevels
 
@@ -118,3 +119,20 @@ def test_the_probe_and_metrics_endpoints_are_loopback_outside_a_pod(
     assert (args.liveness, args.metrics) == (f"{host}:8080", f"{host}:9090")
     chosen = parse_args(["--liveness", "off", "--metrics", "10.0.0.5:9100"])
     assert (chosen.liveness, chosen.metrics) == ("off", "10.0.0.5:9100")
+
+
+def test_without_a_kubeconfig_outside_a_pod_the_operator_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "defaultStorage: photos\nstorages:\n  photos: {type: http, url: 'https://storage.test/delete', "
+        "policy: {allowedNamespaces: '*', keyPrefix: ''}}\n"
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert main(["--config", str(config)]) == EXIT_BAD_SETUP
+    assert capsys.readouterr().err == (
+        f"filecleanup-operator: no kubeconfig found (looked for {tmp_path / 'missing'}), and not in a pod: "
+        "set KUBECONFIG\n"
+    )
