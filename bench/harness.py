@@ -9,7 +9,6 @@ import concurrent.futures
 import datetime
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,7 +32,6 @@ from tools.envtest.polling import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CRD = REPOSITORY / "crds" / "filecleanup.dev_filecleanups.yaml"
-KEYS_POLICY = CRD.with_name("filecleanup.dev_keys-policy.yaml")
 LATENCY = 0.020
 MAX_CONCURRENT_REQUESTS = 8
 CHUNK = 100
@@ -67,11 +65,9 @@ class Bench:
         *,
         quick: bool,
         crd: Path = CRD,
-        admission: Path | None = KEYS_POLICY,
         operator_env: dict[str, str] | None = None,
     ) -> None:
-        """``crd``, ``admission`` (the policy that checks new keys, where that version has one) and
-        ``operator_env`` run another version of the operator (the same-run baseline)."""
+        """``crd`` and ``operator_env`` run another version of the operator (the same-run baseline)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.quick = quick
@@ -92,12 +88,6 @@ class Bench:
         extensions = client.ApiextensionsV1Api(self.api)
         extensions.create_custom_resource_definition(yaml.safe_load(crd.read_text()))
         eventually("CRD established", lambda: self._established(extensions), timeout=30)
-        if admission is not None:
-            subprocess.run(
-                ["kubectl", "--kubeconfig", str(self.plane.kubeconfig), "apply", "-f", str(admission)],
-                check=True,
-                capture_output=True,
-            )
         self.storage = StorageProcess(workdir / "storage")
         self.storage.start()
         self.storage_config = {

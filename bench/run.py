@@ -63,7 +63,7 @@ def baseline_operator(ref: str, directory: Path) -> tuple[Path, dict[str, str]]:
 
 def run_baseline(ref: str, directory: Path, *, quick: bool) -> dict[str, Any]:
     crd, env = baseline_operator(ref, directory / "code")
-    bench = Bench(directory / "bench", quick=quick, crd=crd, admission=None, operator_env=env)
+    bench = Bench(directory / "bench", quick=quick, crd=crd, operator_env=env)
     try:
         return {
             f"workload_{round(seconds * 1000)}ms": workload(bench, seconds) for seconds in WORKLOAD_LATENCIES

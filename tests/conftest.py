@@ -12,14 +12,12 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from filecleanup.api.models import API_VERSION, KIND
 from tests.kube import Kube
 from tools.devkit.storages import MotoProcess
 from tools.envtest.controlplane import ControlPlane, obtain_binaries
 
 OBTAIN_SCRIPT = Path(__file__).parents[1] / "tools" / "envtest" / "obtain.sh"
 CRD_FILE = Path(__file__).parents[1] / "crds" / "filecleanup.dev_filecleanups.yaml"
-KEYS_POLICY_FILE = CRD_FILE.with_name("filecleanup.dev_keys-policy.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -69,15 +67,7 @@ def kube(api_client: client.ApiClient) -> Kube:
 
 @pytest.fixture(scope="session")
 def crd(kube: Kube) -> None:
-    """The CRD, and the admission policy that checks the keys of a new object."""
     kube.apply_crd(yaml.safe_load(CRD_FILE.read_text()))
-    refused = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": "policy-probe"},
-        "spec": {"keys": ["/etc/passwd"], "managedBy": "example.com/nobody"},
-    }
-    kube.apply_admission_policy(list(yaml.safe_load_all(KEYS_POLICY_FILE.read_text())), refused)
 
 
 @pytest.fixture(scope="module")

@@ -112,23 +112,6 @@ class Kube:
 
         eventually(f"CRD {name} to be served", served)
 
-    def apply_admission_policy(self, manifests: list[Manifest], refused: Manifest) -> None:
-        """Create a ValidatingAdmissionPolicy and its binding (or keep those there), and wait until the
-        API server enforces them: the object ``refused`` is refused on a dry run. A new policy takes
-        effect a moment after it is stored."""
-        for manifest in manifests:
-            with contextlib.suppress(client.ApiException):
-                self.create(manifest)
-
-        def enforced() -> bool:
-            try:
-                self.create(refused, namespace="default", query_params=[("dryRun", "All")])
-            except client.ApiException as error:
-                return "ValidatingAdmissionPolicy" in str(error.body)
-            return False
-
-        eventually("the admission policy to be enforced", enforced)
-
 
 class RevisionCounter:
     def __init__(self, resource: Any, namespace: str, name: str, since: str) -> None:

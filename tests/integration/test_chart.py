@@ -31,12 +31,6 @@ from tools.envtest.polling import eventually
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "filecleanup-operator"
 CRD_NAME = "filecleanups.filecleanup.dev"
-# What the chart installs with the CRD, and keeps: the CRD, and the policy that checks new keys.
-CRD_OBJECTS = [
-    ("crd", CRD_NAME),
-    ("validatingadmissionpolicy", "keys.filecleanup.dev"),
-    ("validatingadmissionpolicybinding", "keys.filecleanup.dev"),
-]
 
 
 def prometheus_operator_crd(kind: str) -> dict[str, Any]:
@@ -415,17 +409,16 @@ def test_helm_test_hook_checks_through_the_service_proxy_with_one_verb(cli: Cli)
 
 
 def adopt_crd(cli: Cli, release: str, namespace: str) -> None:
-    """Mark the suite's CRD and key policy as the release's, as `helm install` would have created them."""
-    for kind, name in CRD_OBJECTS:
-        cli.kubectl(
-            "annotate",
-            "--overwrite",
-            kind,
-            name,
-            f"meta.helm.sh/release-name={release}",
-            f"meta.helm.sh/release-namespace={namespace}",
-        )
-        cli.kubectl("label", "--overwrite", kind, name, "app.kubernetes.io/managed-by=Helm")
+    """Mark the suite's CRD as the release's, as `helm install` would have created it."""
+    cli.kubectl(
+        "annotate",
+        "--overwrite",
+        "crd",
+        CRD_NAME,
+        f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+    cli.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
 
 
 def test_a_second_release_uses_the_crd_another_release_owns(cli: Cli, kube: Kube) -> None:

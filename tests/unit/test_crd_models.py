@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from filecleanup.api.keys import key_problem
 from filecleanup.api.models import (
     API_VERSION,
     GROUP,
@@ -163,3 +167,16 @@ def test_every_schema_node_holds_only_schema_keywords(schema: dict[str, Any]) ->
     for name, node in schema.items():
         walk(node, name)
     assert stray == []
+
+
+KEY_ALPHABET = st.sampled_from(["a", "b", ".", "/", "\x00", "\n", "\x7f", "é", " ", "-"])
+
+
+@given(st.text(KEY_ALPHABET, max_size=12) | st.text(max_size=12))
+def test_the_crds_key_pattern_and_the_operators_key_rules_agree(key: str) -> None:
+    """The API server refuses exactly the keys the operator refuses (up to the length limits, which the
+    schema sets apart): the one pattern is the rules, segment by segment."""
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    pattern = spec["properties"]["keys"]["items"]["pattern"]
+    assert (re.fullmatch(pattern, key) is not None) == (key_problem(key) is None)

@@ -39,12 +39,7 @@ from tools.envtest.polling import eventually
 
 STORAGES = ["http", "s3", "gcs", "azureblob", "filesystem"]
 REPOSITORY = Path(__file__).parents[2]
-CRDS = REPOSITORY / "crds"  # the CRD, and the admission policy that checks a new object's keys
-ADOPTED = [
-    ("crd", f"{PLURAL}.{GROUP}"),
-    ("validatingadmissionpolicy", f"keys.{GROUP}"),
-    ("validatingadmissionpolicybinding", f"keys.{GROUP}"),
-]
+CRDS = REPOSITORY / "crds"
 CHART = REPOSITORY / "charts" / "filecleanup-operator"
 RELEASE = "filecleanup"
 RELEASE_NAMESPACE = "filecleanup-system"
@@ -158,23 +153,19 @@ def sample_storage(kind: str, workdir: Path) -> SampleStorage:
 def install_chart(
     helm: Path, kubeconfig: Path, storage_url: str, workdir: Path
 ) -> tuple[OperatorProcess, list[str]]:
-    # Adopt the CRD and its key policy that `make demo` or kubectl applied, so that the release can
-    # manage them.
-    for kind, name in ADOPTED:
-        if not kubectl(
-            kubeconfig, "get", kind, name, "--ignore-not-found", "-o", "name", capture=True
-        ).strip():
-            continue
+    crd = f"{PLURAL}.{GROUP}"
+    if kubectl(kubeconfig, "get", "crd", crd, "--ignore-not-found", "-o", "name", capture=True).strip():
+        # Adopt a CRD that `make demo` or kubectl created, so that the release can manage it.
         kubectl(
             kubeconfig,
             "annotate",
             "--overwrite",
-            kind,
-            name,
+            "crd",
+            crd,
             f"meta.helm.sh/release-name={RELEASE}",
             f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}",
         )
-        kubectl(kubeconfig, "label", "--overwrite", kind, name, "app.kubernetes.io/managed-by=Helm")
+        kubectl(kubeconfig, "label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
     command = [
         str(helm),
         "upgrade",

@@ -21,7 +21,7 @@ from tools.envtest import controlplane
 from tools.envtest.controlplane import ControlPlane, stop_pid
 
 REPOSITORY = Path(__file__).parents[2]
-CRDS = REPOSITORY / "crds"  # the CRD, and the admission policy that checks a new object's keys
+CRDS = REPOSITORY / "crds"
 NAMESPACE = "default"
 STORAGE = "photos"
 POLICY = {"allowedNamespaces": [NAMESPACE], "keyPrefix": "albums/"}

@@ -1,6 +1,6 @@
-"""Layer api. What a storage key may be. The CRD enforces the same rules (CEL and a pattern), and the
+"""Layer api. What a storage key may be. The CRD enforces the same rules (one pattern), and the
 operator checks them itself before any call, whatever CRD is installed: an older one kept with
-``crds.enabled=false``, a hand-edited one, or a cluster without CEL. With these rules a key is its own
+``crds.enabled=false``, or a hand-edited one. With these rules a key is its own
 normal form: no backend's path normalisation can move it out of the prefix its policy allows."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")  # ASCII controls; a manifest 
 
 
 def key_problem(key: str) -> str | None:  # noqa: PLR0911  (one rule, one message, as in the CRD)
-    """Why ``key`` is not a valid storage key (the CRD's message), or None."""
+    """Why ``key`` is not a valid storage key, in words (the CRD's pattern only says it does not match),
+    or None."""
     if not key:
         return "a key must not be empty"
     if len(key) > MAX_KEY_LENGTH:
