@@ -204,6 +204,9 @@ def test_an_account_key_file_that_is_not_a_key_is_named_never_quoted(tmp_path: P
     with pytest.raises(StorageUnavailable) as caught:
         delete(backend, ["a.jpg"])
     assert str(caught.value) == f"storage azure: account key file {key_file} does not hold a base64 key"
+    key_file.write_text("clé-secrète")  # not ASCII: no base64 either, never an internal error
+    with pytest.raises(StorageUnavailable, match="does not hold a base64 key"):
+        delete(AzureBlobStorage("azure", config, transport=httpx.MockTransport(by_key({}))), ["a.jpg"])
 
 
 def test_a_reply_that_breaks_the_contract_leaves_its_keys_failed() -> None:

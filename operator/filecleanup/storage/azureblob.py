@@ -31,16 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import email.utils
-import errno
 import hashlib
 import hmac
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree as ET
@@ -52,18 +49,18 @@ from filecleanup.api.config import AzureBlobStorageConfig
 from filecleanup.storage import holds, multipart
 from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectPart, chunk_outcome
 from filecleanup.storage.errors import (
-    CallFailed,
     ErrorClasses,
     ReplyBroken,
     StorageThrottled,
     StorageUnavailable,
 )
+from filecleanup.storage.secret_file import SecretFile
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
     Reply,
+    check_each,
     check_status,
-    existence,
     object_part,
     version_condition,
 )
@@ -160,39 +157,22 @@ def blob_names(body: bytes) -> tuple[list[str], str]:
     return names, (root.findtext("NextMarker") or "")
 
 
+# Adds the date and the authorization to a request's headers: (method, path, query, headers).
+Authorize = Callable[[str, str, Mapping[str, str], Mapping[str, str]], dict[str, str]]
+
+
 class TokenCredential(Protocol):
     """What azure-identity's credentials offer: a token and its expiry, for the scopes."""
 
     def get_token(self, *scopes: str) -> Any: ...
 
 
-class AccountKeyFile:
-    """The account key, read from a mounted Secret and read again when the file changes (a rotated
-    Secret takes effect); a file that does not hold a base64 key is an outage, named."""
-
-    def __init__(self, storage: str, path: Path) -> None:
-        self._storage = storage
-        self._path = path
-        self._mtime_ns = -1
-        self._key = b""
-
-    def key(self) -> bytes:
-        try:
-            mtime_ns = self._path.stat().st_mtime_ns
-            if mtime_ns != self._mtime_ns:
-                text = self._path.read_text().strip()
-                redaction.register(text)
-                self._key, self._mtime_ns = base64.b64decode(text, validate=True), mtime_ns
-        except (binascii.Error, UnicodeDecodeError) as error:
-            raise StorageUnavailable(
-                f"storage {self._storage}: account key file {self._path} does not hold a base64 key"
-            ) from error
-        except OSError as error:
-            reason = errno.errorcode.get(error.errno or 0, "unreadable")
-            raise StorageUnavailable(
-                f"storage {self._storage}: cannot read account key file {self._path} ({reason})"
-            ) from error
-        return self._key
+def account_key(text: str) -> bytes:
+    """An account key file's key: base64, on one line."""
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except ValueError as error:  # binascii.Error, or a character that is not ASCII
+        raise ValueError("does not hold a base64 key") from error
 
 
 class AzureBlobStorage:
@@ -220,26 +200,40 @@ class AzureBlobStorage:
             AZURE_PERMANENT, config.permanent_errors, config.transient_errors
         )
         self._account_key = (
-            AccountKeyFile(name, config.account_key_file) if config.account_key_file is not None else None
+            SecretFile(name, config.account_key_file, "account key file", account_key)
+            if config.account_key_file is not None
+            else None
         )
         self._credential = credential
         self._token = ""
         self._token_expires = 0.0
         self._lock = asyncio.Lock()
 
-    async def _authorized(
-        self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]
-    ) -> dict[str, str]:
-        """``headers`` (lower-case names) with the date and the authorization of this request added."""
-        signed = {"x-ms-date": email.utils.formatdate(usegmt=True), **headers}
+    async def _authorizer(self) -> Authorize:
+        """What authorizes requests: the account key or the bearer token, had once for all the requests
+        it is asked for (a batch's sub-requests). It adds the date and the authorization to a request's
+        ``headers`` (lower-case names)."""
+        date = email.utils.formatdate(usegmt=True)
         if self._account_key is not None:
-            signature = shared_key_signature(
-                self._account_key.key(), self._config.account, method, path, query=query, headers=signed
-            )
-            signed["authorization"] = f"SharedKey {self._config.account}:{signature}"
-        else:
-            signed["authorization"] = f"Bearer {await self._bearer_token()}"
-        return signed
+            key, account = self._account_key.value(), self._config.account
+
+            def shared_key(
+                method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]
+            ) -> dict[str, str]:
+                signed = {"x-ms-date": date, **headers}
+                signature = shared_key_signature(key, account, method, path, query=query, headers=signed)
+                return {**signed, "authorization": f"SharedKey {account}:{signature}"}
+
+            return shared_key
+        bearer = f"Bearer {await self._bearer_token()}"
+
+        def token(
+            method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]
+        ) -> dict[str, str]:
+            del method, path, query  # a bearer token is the same for every request
+            return {"x-ms-date": date, **headers, "authorization": bearer}
+
+        return token
 
     async def _bearer_token(self) -> str:
         async with (
@@ -278,9 +272,8 @@ class AzureBlobStorage:
         url = self._origin + path
         if query:
             url += "?" + "&".join(f"{name}={quote(value, safe='')}" for name, value in query.items())
-        return url, await self._authorized(
-            method, path, query, {"x-ms-version": API_VERSION, **(headers or {})}
-        )
+        authorize = await self._authorizer()
+        return url, authorize(method, path, query, {"x-ms-version": API_VERSION, **(headers or {})})
 
     def _blob_path(self, key: str) -> str:
         return f"{self._container_path}/{quote(self._config.key_prefix + key)}"
@@ -289,31 +282,18 @@ class AzureBlobStorage:
         return await chunk_outcome(keys, self._delete(keys))
 
     async def _delete(self, keys: Sequence[str]) -> ChunkResult:
-        confirmed: list[str] = []
-        errors: dict[str, str] = {}
-        permanent: list[str] = []
-        for start in range(0, len(keys), MAX_KEYS_PER_BATCH):
-            batch = keys[start : start + MAX_KEYS_PER_BATCH]
-            replies = await self._batch(batch)
-            for index, key in enumerate(batch):
-                if index not in replies:
-                    continue  # unconfirmed: failed
-                deleted, reason, code = key_outcome(replies[index])
-                if deleted:
-                    confirmed.append(key)
-                else:
-                    errors[key] = reason
-                    if holds.is_held(reason) or self._classes.is_permanent(code):
-                        permanent.append(key)
-        return ChunkResult.from_reply(keys, confirmed, errors, permanent)
+        return await multipart.delete_in_batches(
+            keys, MAX_KEYS_PER_BATCH, self._batch, key_outcome, self._classes
+        )
 
     async def _batch(self, keys: Sequence[str]) -> dict[int, multipart.SubReply]:
         """One Blob Batch of DELETEs, its sub-responses by index; raises for a throttled or failed call."""
         extra = {"x-ms-delete-snapshots": "include"} if self._config.delete_snapshots else {}
+        authorize = await self._authorizer()
         requests = []
         for key in keys:
             path = self._blob_path(key)
-            headers = await self._authorized("DELETE", path, {}, {"content-length": "0", **extra})
+            headers = authorize("DELETE", path, {}, {"content-length": "0", **extra})
             requests.append(
                 f"DELETE {path} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers.items())
             )
@@ -326,12 +306,9 @@ class AzureBlobStorage:
         )
         reply = await self._transport.call("POST", url, keys, content=body, headers=headers)
         self._check(reply)
-        try:
-            replies = multipart.sub_replies(
-                reply.headers.get("Content-Type", ""), reply.body, len(keys), CONTENT_ID
-            )
-        except (ValueError, IndexError, TypeError) as error:
-            raise ReplyBroken(f"the batch reply breaks the contract ({type(error).__name__})") from error
+        replies = multipart.sub_replies(
+            reply.headers.get("Content-Type", ""), reply.body, len(keys), CONTENT_ID
+        )
         if replies and len(replies) == len(keys) and all(map(is_throttling, replies.values())):
             raise StorageThrottled(
                 f"storage {self.name} answered {next(iter(replies.values())).status} to every delete"
@@ -340,7 +317,7 @@ class AzureBlobStorage:
 
     def _check(self, reply: Reply) -> None:
         """A whole call's status, read as every call's is; a 500 OperationTimedOut is throttling."""
-        code = error_code({name.lower(): value for name, value in reply.headers.items()})
+        code = error_code(reply.headers)  # httpx's headers: read by any case of the name
         if code in THROTTLING_CODES and reply.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             raise StorageThrottled(f"storage {self.name} answered {reply.status} {code}")
         if reply.status == HTTPStatus.ACCEPTED:  # a batch's success
@@ -350,18 +327,12 @@ class AzureBlobStorage:
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
         """A dry run's check: each blob's properties (200, 404, 403); any other answer leaves the key
         unknown, and an outage or throttling raises as a delete does."""
-        existing: list[str] = []
-        missing: list[str] = []
-        forbidden: list[str] = []
-        for key in keys:
+
+        async def properties(key: str) -> Reply:
             url, headers = await self._request("HEAD", self._blob_path(key))
-            try:
-                reply = await self._transport.fetch("HEAD", url, OBJECT_REPLY_SLACK, headers=headers)
-                found = existence(self.name, reply, error_code(reply.headers) or "")
-            except CallFailed:
-                continue
-            (existing if found else missing if found is False else forbidden).append(key)
-        return ExistsResult.from_reply(keys, existing, missing, forbidden)
+            return await self._transport.fetch("HEAD", url, OBJECT_REPLY_SLACK, headers=headers)
+
+        return await check_each(self.name, keys, properties, lambda reply: error_code(reply.headers) or "")
 
     async def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:
         """List Blobs under ``keyPrefix`` + ``prefix``, a page at a time, without ``keyPrefix``."""

@@ -36,7 +36,6 @@ from filecleanup.api.config import GcsStorageConfig
 from filecleanup.storage import multipart
 from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectPart, chunk_outcome
 from filecleanup.storage.errors import (
-    CallFailed,
     ErrorClasses,
     ObjectChanged,
     ReplyBroken,
@@ -46,8 +45,8 @@ from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
     Reply,
+    check_each,
     check_status,
-    existence,
 )
 
 MAX_KEYS_PER_BATCH = 100  # the JSON API's limit on sub-requests per batch
@@ -70,8 +69,9 @@ def delete_requests(bucket: str, names: Sequence[str]) -> list[str]:
     ]
 
 
-def key_outcome(status: int) -> tuple[bool, str, str | None]:
-    """(deleted, error, code) for one sub-response's status."""
+def key_outcome(reply: multipart.SubReply) -> multipart.KeyOutcome:
+    """(deleted, error, code) for one sub-response, by its status."""
+    status = reply.status
     if HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES or status == HTTPStatus.NOT_FOUND:
         return True, "", None
     if status == HTTPStatus.FORBIDDEN:
@@ -156,54 +156,33 @@ class GcsStorage:
         return await chunk_outcome(keys, self._delete(keys))
 
     async def _delete(self, keys: Sequence[str]) -> ChunkResult:
-        confirmed: list[str] = []
-        errors: dict[str, str] = {}
-        permanent: list[str] = []
-        for start in range(0, len(keys), MAX_KEYS_PER_BATCH):
-            batch = keys[start : start + MAX_KEYS_PER_BATCH]
-            boundary, body = multipart.batch_body(
-                delete_requests(self._config.bucket, [self._name(key) for key in batch]), "<{index}>"
-            )
-            headers = await self._headers({"Content-Type": f"multipart/mixed; boundary={boundary}"})
-            reply = await self._transport.call(
-                "POST", f"{self._base}/batch/storage/v1", batch, content=body, headers=headers
-            )
-            check_status(self.name, reply)
-            try:
-                replies = multipart.sub_replies(
-                    reply.headers.get("Content-Type", ""), reply.body, len(batch), CONTENT_ID
-                )
-            except (ValueError, IndexError, TypeError) as error:
-                raise ReplyBroken(f"the batch reply breaks the contract ({type(error).__name__})") from error
-            for index, key in enumerate(batch):
-                if index not in replies:
-                    continue  # unconfirmed: failed
-                deleted, reason, code = key_outcome(replies[index].status)
-                if deleted:
-                    confirmed.append(key)
-                else:
-                    errors[key] = reason
-                    if self._classes.is_permanent(code):
-                        permanent.append(key)
-        return ChunkResult.from_reply(keys, confirmed, errors, permanent)
+        return await multipart.delete_in_batches(
+            keys, MAX_KEYS_PER_BATCH, self._batch, key_outcome, self._classes
+        )
+
+    async def _batch(self, keys: Sequence[str]) -> dict[int, multipart.SubReply]:
+        """One JSON-API batch of DELETEs, its sub-responses by index; raises for a throttled or failed
+        call."""
+        boundary, body = multipart.batch_body(
+            delete_requests(self._config.bucket, [self._name(key) for key in keys]), "<{index}>"
+        )
+        headers = await self._headers({"Content-Type": f"multipart/mixed; boundary={boundary}"})
+        reply = await self._transport.call(
+            "POST", f"{self._base}/batch/storage/v1", keys, content=body, headers=headers
+        )
+        check_status(self.name, reply)
+        return multipart.sub_replies(reply.headers.get("Content-Type", ""), reply.body, len(keys), CONTENT_ID)
 
     async def exists(self, keys: Sequence[str]) -> ExistsResult:
         """A dry run's check: an object's metadata per key (200, 404, 403); any other answer leaves the
         key unknown, and an outage or throttling raises as a delete does."""
-        existing: list[str] = []
-        missing: list[str] = []
-        forbidden: list[str] = []
-        for key in keys:
-            url = self._object_url(key)
-            try:
-                reply = await self._transport.fetch(
-                    "GET", url, OBJECT_REPLY_SLACK, headers=await self._headers()
-                )
-                found = existence(self.name, reply)
-            except CallFailed:
-                continue
-            (existing if found else missing if found is False else forbidden).append(key)
-        return ExistsResult.from_reply(keys, existing, missing, forbidden)
+
+        async def metadata(key: str) -> Reply:
+            return await self._transport.fetch(
+                "GET", self._object_url(key), OBJECT_REPLY_SLACK, headers=await self._headers()
+            )
+
+        return await check_each(self.name, keys, metadata)
 
     async def list_keys(self, prefix: str) -> AsyncIterator[list[str]]:
         """``objects.list`` under ``keyPrefix`` + ``prefix``, a page at a time, without ``keyPrefix``."""

@@ -14,7 +14,6 @@ objects for manifests. :func:`open_http` gives the backend with exactly those.
 
 from __future__ import annotations
 
-import errno
 import re
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -25,7 +24,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from filecleanup.api import redaction
 from filecleanup.api.config import HttpStorageConfig
 from filecleanup.storage.base import ChunkResult, ExistsResult, ObjectPart, chunk_outcome
 from filecleanup.storage.errors import (
@@ -33,8 +31,8 @@ from filecleanup.storage.errors import (
     CallFailed,
     ErrorClasses,
     ReplyBroken,
-    StorageUnavailable,
 )
+from filecleanup.storage.secret_file import SecretFile
 from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
@@ -115,38 +113,25 @@ OBJECT_REPLY_STATUSES = frozenset(
 )
 
 
-class TokenFile:
-    """A bearer token read from a mounted Secret, re-read when the file changes (a rotated Secret takes
-    effect), and checked when it is read: a token that could break the request's headers is refused."""
+def bearer_token(text: str) -> str:
+    """A token file's token: one line of RFC 6750 characters, which can never break a request's headers."""
+    token = text.rstrip("\r\n")
+    if not BEARER_TOKEN.fullmatch(token):
+        raise ValueError(
+            "does not hold a bearer token (RFC 6750: letters, digits and -._~+/, then '=' padding, "
+            "on one line)"
+        )
+    return token
+
+
+class TokenFile(SecretFile[str]):
+    """A bearer token read from a mounted Secret (storage/secret_file.py), sent as a header."""
 
     def __init__(self, storage: str, path: Path) -> None:
-        self._storage = storage
-        self._path = path
-        self._mtime_ns = -1
-        self._token = ""
+        super().__init__(storage, path, "token file", bearer_token)
 
     def header(self) -> dict[str, str]:
-        try:
-            mtime_ns = self._path.stat().st_mtime_ns
-            if mtime_ns != self._mtime_ns:
-                token = self._path.read_text().rstrip("\r\n")
-                redaction.register(token)
-                if not BEARER_TOKEN.fullmatch(token):
-                    raise StorageUnavailable(
-                        f"storage {self._storage}: token file {self._path} does not hold a bearer token "
-                        "(RFC 6750: letters, digits and -._~+/, then '=' padding, on one line)"
-                    )
-                self._token, self._mtime_ns = token, mtime_ns
-        except (OSError, UnicodeDecodeError) as error:
-            reason = (
-                errno.errorcode.get(error.errno or 0, "unreadable")
-                if isinstance(error, OSError)
-                else "not UTF-8"
-            )
-            raise StorageUnavailable(
-                f"storage {self._storage}: cannot read token file {self._path} ({reason})"
-            ) from error
-        return {"Authorization": f"Bearer {self._token}"}
+        return {"Authorization": f"Bearer {self.value()}"}
 
 
 class HttpBackend:

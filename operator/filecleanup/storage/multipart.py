@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 
-from filecleanup.storage.errors import ReplyBroken
+from filecleanup.storage import holds
+from filecleanup.storage.base import ChunkResult
+from filecleanup.storage.errors import ErrorClasses, ReplyBroken
 
 STATUS_LINE = re.compile(rb"^HTTP/1\.[01] ([0-9]{3})(?:[ \t][^\r\n]*)?(?:\r?\n|$)")
 
@@ -39,11 +41,54 @@ def batch_body(requests: Sequence[str], content_id: str) -> tuple[str, bytes]:
     return boundary, ("".join(parts) + f"--{boundary}--\r\n").encode()
 
 
+# A key's outcome in a sub-response: (deleted, error, error code).
+KeyOutcome = tuple[bool, str, str | None]
+
+
+async def delete_in_batches(
+    keys: Sequence[str],
+    size: int,
+    send: Callable[[Sequence[str]], Awaitable[dict[int, SubReply]]],
+    outcome: Callable[[SubReply], KeyOutcome],
+    classes: ErrorClasses,
+) -> ChunkResult:
+    """A chunk's keys sent ``size`` at a time (``send``: one batch call, its sub-responses by index),
+    each key's sub-response read by ``outcome``; a key with no sub-response failed (unconfirmed), and a
+    key the storage holds (storage/holds.py) or whose error code is permanent is failed for good."""
+    confirmed: list[str] = []
+    errors: dict[str, str] = {}
+    permanent: list[str] = []
+    for start in range(0, len(keys), size):
+        batch = keys[start : start + size]
+        replies = await send(batch)
+        for index, key in enumerate(batch):
+            if index not in replies:
+                continue  # unconfirmed: failed
+            deleted, reason, code = outcome(replies[index])
+            if deleted:
+                confirmed.append(key)
+            else:
+                errors[key] = reason
+                if holds.is_held(reason) or classes.is_permanent(code):
+                    permanent.append(key)
+    return ChunkResult.from_reply(keys, confirmed, errors, permanent)
+
+
 def sub_replies(
     content_type: str, body: bytes, count: int, content_id: re.Pattern[str]
 ) -> dict[int, SubReply]:
     """Each sub-response, by the index of its sub-request (``content_id`` captures it from a part's
-    Content-ID); raises :class:`ReplyBroken` for a reply that is not multipart."""
+    Content-ID); raises :class:`ReplyBroken` for a reply that is not multipart, or that the parser
+    cannot read at all."""
+    try:
+        return _sub_replies(content_type, body, count, content_id)
+    except (ValueError, IndexError, TypeError) as error:
+        raise ReplyBroken(f"the batch reply breaks the contract ({type(error).__name__})") from error
+
+
+def _sub_replies(
+    content_type: str, body: bytes, count: int, content_id: re.Pattern[str]
+) -> dict[int, SubReply]:
     message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
     if not message.is_multipart():
         raise ReplyBroken("a batch reply that is not multipart/mixed")

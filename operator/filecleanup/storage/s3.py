@@ -47,7 +47,6 @@ from filecleanup.storage import holds
 from filecleanup.storage.base import NOT_CONFIRMED, ChunkResult, ExistsResult, ObjectPart, chunk_outcome
 from filecleanup.storage.errors import (
     S3_PERMANENT,
-    CallFailed,
     ErrorClasses,
     ReplyBroken,
     S3ReplyError,
@@ -66,8 +65,8 @@ from filecleanup.storage.transport import (
     OBJECT_REPLY_SLACK,
     BatchDeleteTransport,
     Reply,
+    check_each,
     check_status,
-    existence,
     object_part,
     version_condition,
 )
@@ -356,19 +355,13 @@ class S3Storage:
         per key checked). 200: it exists; 404: missing; 403: forbidden (S3 also answers 403 for a
         missing key to whoever may not list the bucket). Any other status is read as for a delete
         (transport.check_status: overload and outages raise); a failed call leaves its key unknown."""
-        existing: list[str] = []
-        missing: list[str] = []
-        forbidden: list[str] = []
-        for key in keys:
+
+        async def head(key: str) -> Reply:
             url = self._object_url(key)
             headers = await self._signed("HEAD", url)
-            try:
-                reply = await self._transport.fetch("HEAD", url, OBJECT_REPLY_SLACK, headers=headers)
-                found = existence(self.name, reply, error_code(reply.body))
-            except CallFailed:
-                continue
-            (existing if found else missing if found is False else forbidden).append(key)
-        return ExistsResult.from_reply(keys, existing, missing, forbidden)
+            return await self._transport.fetch("HEAD", url, OBJECT_REPLY_SLACK, headers=headers)
+
+        return await check_each(self.name, keys, head, lambda reply: error_code(reply.body))
 
     async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
         """GetObject with a Range (a manifest is read a part at a time, never whole), and with

@@ -20,7 +20,7 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from http import HTTPStatus
@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from filecleanup.api.config import RemoteStorageBase
-from filecleanup.storage.base import ObjectPart
+from filecleanup.storage.base import ExistsResult, ObjectPart
 from filecleanup.storage.errors import (
     CallFailed,
     CallRefused,
@@ -162,6 +162,28 @@ def existence(storage: str, reply: Reply, detail: str = "") -> bool | None:
             return None
     check_status(storage, reply, detail)
     raise CallRefused(f"{reply.status} from the storage")  # check_status raises for any other status
+
+
+async def check_each(
+    storage: str,
+    keys: Sequence[str],
+    fetch: Callable[[str], Awaitable[Reply]],
+    detail: Callable[[Reply], str] = lambda _: "",
+) -> ExistsResult:
+    """A dry run's check of each key, one call after another (``fetch``: the key's object, or its
+    metadata), read by :func:`existence` (``detail``: what the reply names of a failure). A call that
+    failed leaves its key unknown; an outage or throttling raises as a delete does."""
+    existing: list[str] = []
+    missing: list[str] = []
+    forbidden: list[str] = []
+    for key in keys:
+        try:
+            reply = await fetch(key)
+            found = existence(storage, reply, detail(reply))
+        except CallFailed:
+            continue
+        (existing if found else missing if found is False else forbidden).append(key)
+    return ExistsResult.from_reply(keys, existing, missing, forbidden)
 
 
 def version_condition(version: str) -> dict[str, str]:
