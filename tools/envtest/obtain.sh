@@ -178,50 +178,18 @@ build_seaweedfs() {
         -o "$into/weed" github.com/seaweedfs/seaweedfs/weed)
 }
 
-fake_gcs_server_version=v1.56.1
-
-fake_gcs_server_binary() {
-    local dir="$cache_root/fake-gcs-server/$fake_gcs_server_version"
-    build_once "$dir" build_fake_gcs_server fake-gcs-server
-    echo "$dir/fake-gcs-server"
+# A command `go install`ed once from a module at a pinned version, cached as NAME/VERSION; prints its
+# path. go_installed NAME PACKAGE@VERSION [LDFLAGS]
+go_installed() {
+    local name=$1 package=$2 dir="$cache_root/$1/${2##*@}"
+    go_package=$package go_ldflags="-s -w ${3:-}" build_once "$dir" go_install "$name"
+    echo "$dir/$name"
 }
 
-build_fake_gcs_server() {
+go_install() {
     need_go
-    log "building fake-gcs-server $fake_gcs_server_version (a minute or two, once)"
-    CGO_ENABLED=0 GOBIN="$1" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
-        "github.com/fsouza/fake-gcs-server@$fake_gcs_server_version"
-}
-
-prometheus_version=v0.316.0
-
-promtool_binary() {
-    local dir="$cache_root/promtool/$prometheus_version"
-    build_once "$dir" build_promtool promtool
-    echo "$dir/promtool"
-}
-
-build_promtool() {
-    need_go
-    log "building promtool $prometheus_version (minutes, once)"
-    CGO_ENABLED=0 GOBIN="$1" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
-        "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
-}
-
-syft_version=v1.57.2
-
-syft_binary() {
-    local dir="$cache_root/syft/$syft_version"
-    build_once "$dir" build_syft syft
-    echo "$dir/syft"
-}
-
-build_syft() {
-    need_go
-    log "building syft $syft_version (three minutes, once)"
-    # main.version: what syft names itself as in the SBOMs it writes (its releases set it the same way).
-    CGO_ENABLED=0 GOBIN="$1" GOFLAGS=-mod=mod go install -trimpath \
-        -ldflags "-s -w -X main.version=${syft_version#v}" "github.com/anchore/syft/cmd/syft@$syft_version"
+    log "building $go_package (minutes, once)"
+    CGO_ENABLED=0 GOBIN="$1" GOFLAGS=-mod=mod go install -trimpath -ldflags "$go_ldflags" "$go_package"
 }
 
 azurite_module="$here/../azurite"
@@ -249,9 +217,10 @@ case "${1:-}" in
     node) node_binaries ;;
     pause) pause_binary ;;
     seaweedfs) seaweedfs_binary ;;
-    fake-gcs-server) fake_gcs_server_binary ;;
+    fake-gcs-server) go_installed fake-gcs-server github.com/fsouza/fake-gcs-server@v1.56.1 ;;
     azurite) azurite_binary ;;
-    promtool) promtool_binary ;;
-    syft) syft_binary ;;
+    promtool) go_installed promtool github.com/prometheus/prometheus/cmd/promtool@v0.316.0 ;;
+    # main.version: what syft names itself as in the SBOMs it writes (its releases set it the same way).
+    syft) go_installed syft github.com/anchore/syft/cmd/syft@v1.57.2 "-X main.version=1.57.2" ;;
     *) echo "usage: $0 control-plane|helm|node|pause|seaweedfs|fake-gcs-server|azurite|promtool|syft" >&2; exit 2 ;;
 esac
