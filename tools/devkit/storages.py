@@ -41,6 +41,11 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
+# How long a storage server may take to start: loading its data (fake-gcs-server reads every preloaded
+# file first) on a machine busy with other work. The wait ends at once if its process exits.
+STARTUP_SECONDS = 300
+
+
 def obtained(what: str) -> str:
     """The path of a binary that tools/envtest/obtain.sh builds (or installs) once and caches."""
     found = subprocess.run([str(OBTAIN_SCRIPT), what], check=True, stdout=subprocess.PIPE, text=True)
@@ -395,7 +400,7 @@ class SeaweedProcess:
                 return True if code == "BucketAlreadyOwnedByYou" else None  # started again on its data
             return True
 
-        eventually("SeaweedFS to make its bucket", bucket_made, timeout=120, interval=0.5)
+        eventually("SeaweedFS to make its bucket", bucket_made, timeout=STARTUP_SECONDS, interval=0.5)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -481,12 +486,12 @@ class FakeGcsProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"fake-gcs-server exited ({self.process.returncode}); see {self.log}")
             try:
-                made = httpx.post(f"{self.endpoint}/storage/v1/b", json={"name": S3_BUCKET}, timeout=5)
+                made = httpx.post(f"{self.endpoint}/storage/v1/b", json={"name": S3_BUCKET}, timeout=30)
             except httpx.TransportError:
                 return None
             return True if made.status_code in {HTTPStatus.OK, HTTPStatus.CONFLICT} else None
 
-        eventually("fake-gcs-server to make its bucket", bucket_made, timeout=60, interval=0.2)
+        eventually("fake-gcs-server to make its bucket", bucket_made, timeout=STARTUP_SECONDS, interval=0.2)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -557,7 +562,7 @@ class AzuriteProcess:
                 return None
             return True if made.status_code in {HTTPStatus.CREATED, HTTPStatus.CONFLICT} else None
 
-        eventually("Azurite to make its container", container_made, timeout=60, interval=0.2)
+        eventually("Azurite to make its container", container_made, timeout=STARTUP_SECONDS, interval=0.2)
 
     def stop(self) -> None:
         stop_process(self.process)
