@@ -42,7 +42,8 @@ class Faults:
     retry_after: str | None = None  # Retry-After header sent with those statuses
     hang_calls: int = 0  # the next N calls wait hang_seconds before answering
     hang_seconds: float = 0.0
-    latency_seconds: float = 0.0  # every call waits this long
+    latency_seconds: float = 0.0  # every delete call waits this long
+    read_latency_seconds: float = 0.0  # every object read (GET /objects) waits this long
     fail_keys: dict[str, int] = field(default_factory=dict)  # key -> failures left (-1: always)
     fail_codes: dict[str, str] = field(default_factory=dict)  # key -> the code of its injected error
     broken_replies: int = 0  # the next N calls answer 200 with a body that breaks the contract
@@ -335,6 +336,8 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     path = _object_path(state, request.match_info["key"])
     if path is None or not path.is_file():
         return web.json_response({"error": "no such object"}, status=HTTPStatus.NOT_FOUND)
+    if state.faults.read_latency_seconds:
+        await asyncio.sleep(state.faults.read_latency_seconds)
     info = path.stat()
     size = info.st_size
     etag = f'"{info.st_ino:x}-{size:x}-{info.st_mtime_ns:x}"'  # a new version, a new ETag

@@ -221,15 +221,20 @@ class BatchDeleteTransport:
         self._name = name
         self._read_timeout = config.read_timeout_seconds
         self.deadline = config.connect_timeout_seconds + config.read_timeout_seconds
+        # The calls in flight are bounded here, not by the connection pool: httpcore (1.0.9) loses
+        # for good the place of a request cancelled while it waited in a full pool for a new
+        # connection (encode/httpcore#1093), until no call gets one. A pool without a bound gives
+        # every request its connection at once, so no request ever waits in it.
+        self._calls = asyncio.Semaphore(config.max_concurrent_requests)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 connect=config.connect_timeout_seconds,
                 read=config.read_timeout_seconds,
                 write=config.read_timeout_seconds,
-                pool=None,  # the caller bounds concurrency to the pool size
+                pool=None,  # never waited for: see _calls
             ),
             limits=httpx.Limits(
-                max_connections=config.max_concurrent_requests,
+                max_connections=None,
                 max_keepalive_connections=config.max_concurrent_requests,
             ),
             headers={"Accept-Encoding": "identity"},
@@ -246,7 +251,7 @@ class BatchDeleteTransport:
         when it could not connect, :class:`OutcomeUnknown` when no complete reply came, and
         :class:`ReplyBroken` for a reply that is compressed or too large (fixed, classified messages)."""
         try:
-            async with asyncio.timeout(self.deadline):
+            async with self._calls, asyncio.timeout(self.deadline):
                 return await self._exchange(method, url, limit, request)
         except TimeoutError as error:
             raise OutcomeUnknown(f"no complete reply within {self.deadline:g} s: outcome unknown") from error
