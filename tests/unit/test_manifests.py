@@ -4,6 +4,7 @@ over an in-memory object store that may return short reads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import random
@@ -17,6 +18,8 @@ from filecleanup.api.gate import KeyGate
 from filecleanup.api.models import FileCleanupStatus, ManifestProgress
 from filecleanup.run.manifests import (
     MAX_LINE_BYTES,
+    READ_AHEAD,
+    READ_BLOCK_BYTES,
     Line,
     ManifestError,
     ReportPlace,
@@ -144,6 +147,109 @@ def test_a_source_is_pinned_to_the_version_first_read() -> None:
         asyncio.run(replace_midway())
 
 
+class HeldStore(MemoryStore):
+    """A memory store whose reads wait until the test lets them go: what is in flight can be seen."""
+
+    def __init__(self, data: bytes, most: int | None = None) -> None:
+        super().__init__(data, most)
+        self.go = asyncio.Event()
+        self.free_below = 0  # reads at offsets below this are not held
+        self.in_flight = 0
+        self.offsets: list[int] = []
+        self.cancelled = 0
+        self.new_read = asyncio.Event()
+
+    async def made(self, reads: int) -> None:
+        """Until that many reads were made."""
+        while len(self.offsets) < reads:
+            self.new_read.clear()
+            await self.new_read.wait()
+
+    async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
+        self.in_flight += 1
+        self.offsets.append(offset)
+        self.new_read.set()
+        try:
+            if offset >= self.free_below:
+                await self.go.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+        return await super().read(key, offset, size, version=version)
+
+
+async def read_into_second_block(store: HeldStore) -> None:
+    """Lines up to the first one in the second block: the reads ahead of it are then made."""
+    async with contextlib.aclosing(Source(store, "m").lines(0)) as lines:
+        async for line in lines:
+            if line.start >= READ_BLOCK_BYTES:
+                return
+
+
+def test_reads_keep_ahead_of_the_lines_used() -> None:
+    store = HeldStore(b"t/a/1.jpg\n" * (READ_BLOCK_BYTES * 2))
+
+    async def held_reads() -> int:
+        store.free_below = 1  # the first read goes through, the next ones are held
+        reading = asyncio.ensure_future(read_into_second_block(store))
+        await store.made(1 + READ_AHEAD)
+        in_flight = store.in_flight
+        store.go.set()
+        await reading
+        return in_flight
+
+    assert asyncio.run(held_reads()) == READ_AHEAD
+    assert store.offsets[: 1 + READ_AHEAD] == [n * READ_BLOCK_BYTES for n in range(1 + READ_AHEAD)]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30), st.integers(1, 300))
+def test_whatever_lengths_a_store_answers_every_byte_is_read_once_in_order(
+    answers: list[int], count: int
+) -> None:
+    """A store may answer a read with fewer bytes than asked, each time another number: the reads
+    ahead are then at offsets no answer ended at, and only reads at the right offsets are used."""
+    lengths = itertools.cycle(answers)
+
+    class Varying(MemoryStore):
+        async def read(self, key: str, offset: int, size: int, *, version: str = "") -> ObjectPart:
+            self.most = next(lengths)
+            return await super().read(key, offset, size, version=version)
+
+    raw = b"".join(b"t/%d\n" % n for n in range(count))
+    found = read_all(Varying(raw))
+    assert [line.key for line in found] == [f"t/{n}" for n in range(count)]
+    assert found[-1].end == len(raw)
+
+
+def test_a_small_source_is_read_in_two_reads() -> None:
+    """One block and the read that finds the end: no reads ahead past the end of a report segment."""
+    store = MemoryStore(b"t/a/1.jpg\nt/a/2.jpg\n")
+    assert len(read_all(store)) == 2
+    assert store.reads == 2
+
+
+def test_reads_ahead_are_let_finish_when_reading_stops_early() -> None:
+    """Not cancelled: a request cancelled just after it connected would keep its connection open."""
+    store = HeldStore(b"t/a/1.jpg\n" * (READ_BLOCK_BYTES * 2))
+    store.free_below = 2 * READ_BLOCK_BYTES  # the first two blocks: the rest are held
+
+    async def stop_early() -> bool:
+        reading = asyncio.ensure_future(read_into_second_block(store))
+        await store.made(1 + READ_AHEAD)
+        for _ in range(100):
+            await asyncio.sleep(0)
+        waited = not reading.done()  # the reading stopped, and waits for its reads ahead
+        store.go.set()
+        await reading
+        return waited
+
+    assert asyncio.run(stop_early())
+    assert store.cancelled == 0
+    assert store.in_flight == 0
+
+
 def test_a_line_that_is_not_utf8_is_named_by_its_offset() -> None:
     with pytest.raises(ManifestError, match="the line at byte 6 is not UTF-8"):
         read_all(MemoryStore(b"a.jpg\nb\xff.jpg\nc.jpg\n", 4))
@@ -154,7 +260,7 @@ def test_a_line_longer_than_a_key_can_be_stops_the_read(most: int | None) -> Non
     store = MemoryStore(b"ok\n" + b"x" * (MAX_LINE_BYTES * 30) + b"\n", most)
     with pytest.raises(ManifestError, match="a line at byte 3 is longer than a key can be"):
         read_all(store)
-    assert store.reads < 10  # it stopped: the rest of the object was not read
+    assert store.reads < 10 + READ_AHEAD  # it stopped: the rest of the object (139 reads) was not read
 
 
 @given(st.lists(st.tuples(st.integers(0, 200), st.integers(1, 20)), max_size=20), st.integers(0, 100))

@@ -21,9 +21,12 @@ characters): ``{manifest}.report/{namespace}/{object}/round-{n}/{segment}``.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -39,11 +42,13 @@ from filecleanup.storage.base import (
     ChunkResult,
     ObjectChanged,
     ObjectMissing,
+    ObjectPart,
     ObjectRefused,
     ObjectStore,
 )
 
 READ_BLOCK_BYTES = 256 * 1024
+READ_AHEAD = 8  # reads in flight per source being read: a block takes one storage round trip
 MAX_LINE_BYTES = 4 * 1024 + 512  # a key of 1,024 characters, escaped at worst, with its error
 UTF8_BOM = b"\xef\xbb\xbf"  # some editors start a text file with it; it is no part of the first key
 MAX_ROUNDS = 9999  # round-NNNN
@@ -109,30 +114,75 @@ class Source:
         self.version = version
         self.size = 0  # bytes read up to the end, once read through
 
-    async def lines(self, offset: int) -> AsyncIterator[Line]:
+    async def lines(self, offset: int) -> AsyncGenerator[Line, None]:
         """The lines from ``offset``, read a block at a time; a line is a key, or in a report segment
         a key, a tab and the rest. A UTF-8 byte order mark at the start is skipped; a carriage return
         before the line feed is dropped; an empty line has an empty key."""
         buffer = b""
         position = offset  # where ``buffer`` starts in the source
-        while True:
-            part = await self._store.read(
-                self.key, position + len(buffer), READ_BLOCK_BYTES, version=self.version
-            )
-            self.version = self.version or part.version
-            block = part.data
-            buffer += block
-            if position == 0 and buffer.startswith(UTF8_BOM):
-                buffer, position = buffer[len(UTF8_BOM) :], len(UTF8_BOM)
-            cut = buffer.rfind(b"\n") + 1 if block else len(buffer)  # the last line may lack its line feed
-            for line in _split(buffer[:cut], position):
-                yield line
-            buffer, position = buffer[cut:], position + cut
-            if len(buffer) > MAX_LINE_BYTES:
-                raise ManifestError(f"a line at byte {position} is longer than a key can be")
-            if not block:
-                self.size = position
+        async with contextlib.aclosing(self._blocks(offset)) as blocks:
+            async for block in blocks:
+                buffer += block
+                if position == 0 and buffer.startswith(UTF8_BOM):
+                    buffer, position = buffer[len(UTF8_BOM) :], len(UTF8_BOM)
+                cut = buffer.rfind(b"\n") + 1 if block else len(buffer)  # the last line may lack its feed
+                for line in _split(buffer[:cut], position):
+                    yield line
+                buffer, position = buffer[cut:], position + cut
+                if len(buffer) > MAX_LINE_BYTES:
+                    raise ManifestError(f"a line at byte {position} is longer than a key can be")
+                if not block:
+                    self.size = position
+                    return
+
+    async def _blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
+        """The bytes from ``offset`` a block at a time, in order, ending with an empty block (the end).
+        Up to READ_AHEAD reads are in flight, so that reading keeps ahead of checking and deleting;
+        each block used was read at the offset just past the one before it, as one read after another
+        would be, and from the version pinned (the first read pins it when none was given)."""
+        step, window = READ_BLOCK_BYTES, READ_AHEAD  # how far apart the reads ahead go, how many
+        if not self.version:
+            first = await self._store.read(self.key, offset, READ_BLOCK_BYTES)
+            self.version = first.version
+            yield first.data
+            if not first.data:
                 return
+            offset += len(first.data)
+            step, window = _next_reads(step, len(first.data))
+        ahead: collections.deque[tuple[int, asyncio.Task[ObjectPart]]] = collections.deque()
+        unused: list[asyncio.Task[ObjectPart]] = []
+        try:
+            while True:
+                while len(ahead) < window:
+                    at = ahead[-1][0] + step if ahead else offset
+                    read = self._store.read(self.key, at, READ_BLOCK_BYTES, version=self.version)
+                    ahead.append((at, asyncio.ensure_future(read)))
+                _, reading = ahead.popleft()
+                data = (await reading).data
+                yield data
+                if not data:
+                    return
+                offset += len(data)
+                step, window = _next_reads(step, len(data))
+                if ahead and ahead[0][0] != offset:  # read at offsets the store's answer did not end at
+                    unused += [read for _, read in ahead]
+                    ahead.clear()
+        finally:
+            await _settled([*unused, *(read for _, read in ahead)])
+
+
+def _next_reads(step: int, got: int) -> tuple[int, int]:
+    """How far apart the next reads go (as far as the last block was long), and how many go at once:
+    READ_AHEAD, or one after a block shorter than those before it (most likely the last one)."""
+    return got, 1 if got < step else READ_AHEAD
+
+
+async def _settled(reads: list[asyncio.Task[ObjectPart]]) -> None:
+    """Wait for reads whose outcome (an error too) is of no use any more. They are let finish, each
+    within the storage's deadline, rather than cancelled: a request cancelled just after it connected
+    stays in httpcore's pool for good, with its connection open. Only a reader cancelled itself
+    cancels them (``gather`` passes the cancellation on)."""
+    await asyncio.gather(*reads, return_exceptions=True)
 
 
 def _split(raw: bytes, start: int) -> list[Line]:
@@ -188,15 +238,16 @@ async def check(store: ObjectStore, key: str, gate: KeyGate, shown: int = 3) -> 
     rules, the policy's prefix)."""
     checked = Checked()
     source = Source(store, key)
-    async for line in source.lines(0):
-        if not line.key:
-            continue
-        checked.total += 1
-        problem = gate.problem(line.key)
-        if problem is not None:
-            checked.problem_count += 1
-            if len(checked.problems) < shown:
-                checked.problems.append(f"line {checked.total}: {problem}")
+    async with contextlib.aclosing(source.lines(0)) as lines:
+        async for line in lines:
+            if not line.key:
+                continue
+            checked.total += 1
+            problem = gate.problem(line.key)
+            if problem is not None:
+                checked.problem_count += 1
+                if len(checked.problems) < shown:
+                    checked.problems.append(f"line {checked.total}: {problem}")
     checked.version, checked.size = source.version, source.size
     return checked
 
@@ -291,17 +342,18 @@ class SourceRound:
         self.refused: list[str] = []  # keys the gate refused, each with why
         self.problem: SourceProblem | None = None
 
-    async def chunks(self) -> AsyncIterator[Chunk]:
+    async def chunks(self) -> AsyncGenerator[Chunk, None]:
         pending: list[Line] = []
         try:
-            async for line in self._source.lines(self.progress.offset):
-                if not line.key or any(start <= line.start < end for start, end in self._done):
-                    continue
-                self._verify(line)
-                pending.append(line)
-                if len(pending) == self._chunk_size:
-                    yield Chunk(pending)
-                    pending = []
+            async with contextlib.aclosing(self._source.lines(self.progress.offset)) as lines:
+                async for line in lines:
+                    if not line.key or any(start <= line.start < end for start, end in self._done):
+                        continue
+                    self._verify(line)
+                    pending.append(line)
+                    if len(pending) == self._chunk_size:
+                        yield Chunk(pending)
+                        pending = []
         except (ManifestError, ObjectMissing, ObjectChanged, ObjectRefused) as problem:
             self.problem = problem
             return

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import datetime
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from filecleanup.api.gate import KeyGate
@@ -99,7 +99,7 @@ class StopRule:
 class RoundWork(Protocol[ChunkT]):
     """What a round sends: its chunks, each chunk's keys, and where each call's outcome is recorded."""
 
-    def chunks(self) -> AsyncIterator[ChunkT]: ...
+    def chunks(self) -> AsyncGenerator[ChunkT, None]: ...
 
     def keys(self, chunk: ChunkT) -> list[str]: ...
 
@@ -237,7 +237,7 @@ async def send_chunks(
                 return
 
     try:
-        async with asyncio.TaskGroup() as group:
+        async with contextlib.aclosing(chunks), asyncio.TaskGroup() as group:  # aclosing: reads ahead end
             for _ in range(workers):
                 group.create_task(worker())
     except asyncio.CancelledError:

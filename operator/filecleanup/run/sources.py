@@ -8,7 +8,7 @@ every source."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from filecleanup.api.models import Condition, FileCleanupStatus
@@ -116,7 +116,7 @@ class KeysRound:
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
 
-    async def chunks(self) -> AsyncIterator[list[int]]:
+    async def chunks(self) -> AsyncGenerator[list[int], None]:
         for chunk in self._progress.chunks():
             yield chunk
 
