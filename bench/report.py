@@ -60,12 +60,48 @@ def workload_rows(name: str, run: dict[str, Any], baseline: dict[str, Any] | Non
     ]
 
 
+def manifest_rows(run: dict[str, Any]) -> list[Row]:
+    label = f"{round(run['storage_latency_s'] * 1000)} ms storage, a manifest"
+    return [
+        ("a", f"{label}: direct (storage limit)", f"{run['direct_keys_per_s']:,.0f} keys/s", "baseline"),
+        (
+            "a",
+            f"{label}: operator, create to Succeeded ({run['keys']:,} keys, {run['manifest_mb']:.1f} MB)",
+            f"{run['operator_keys_per_s']:,.0f} keys/s",
+            f"{run['operator_vs_direct']:.2f}x direct",
+        ),
+        (
+            "a",
+            f"{label}: create to first call (the check pass)",
+            f"{run['create_to_first_call_s']:.2f} s",
+            (
+                f"then the calls at {run['calls_vs_direct']:.2f}x direct, "
+                f"{run['mean_calls_in_flight']:.1f} in flight on average"
+            ),
+        ),
+    ]
+
+
 def table(results: dict[str, Any]) -> str:
     rows: list[Row] = []
     baseline = results.get("baseline")
     for name in ("workload_20ms", "workload_50ms"):
         if name in results:
             rows += workload_rows(name, results[name], baseline)
+    if "manifest_50ms" in results:
+        rows += manifest_rows(results["manifest_50ms"])
+    for size, row in results.get("manifest_threshold", {}).items():
+        rows.append(
+            (
+                "a",
+                f"50 ms storage: one album of {int(size):,} keys, in the object / as a manifest",
+                f"{row['inline_seconds']:.2f} s / {row['manifest_seconds']:.2f} s",
+                (
+                    f"API-server CPU s {row['inline_api_server_cpu_s']:.2f} / "
+                    f"{row['manifest_api_server_cpu_s']:.2f}, the 1.5 s after it included"
+                ),
+            )
+        )
     for size, row in results.get("api_cost", {}).items():
         rows.append(
             (

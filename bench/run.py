@@ -1,7 +1,8 @@
-"""``make bench``: two workloads (the storage answering after 20 ms and after 50 ms), API cost, burst,
-latency and memory of the operator, each against a baseline measured in the same run (absolute times
-on a shared machine vary; ratios travel). The API server's CPU per key is also measured for the
-operator as it was before issue 16 (``--baseline-ref``), on a control plane of its own in the same run.
+"""``make bench``: two workloads (the storage answering after 20 ms and after 50 ms), a manifest, API
+cost, burst, latency and memory of the operator, each against a baseline measured in the same run
+(absolute times on a shared machine vary; ratios travel). The API server's CPU per key is also
+measured for the operator as it was at a baseline commit (``--baseline-ref``), on a control plane of
+its own in the same run.
 
 It starts its own control plane (with an audit log, to count the operator's writes), the reference
 storage server, and the operator; prints a table and writes JSON.
@@ -31,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from bench.fairness import fairness
 from bench.harness import MAX_CONCURRENT_REQUESTS, REPOSITORY, Bench
 from bench.report import table
-from bench.scenarios import api_cost, burst, latency, memory, workload
+from bench.scenarios import api_cost, burst, latency, manifest, manifest_threshold, memory, workload
 
 # The operator as it was before its writes, checkpoints and CRD were made lighter: the same-run
 # baseline of the API server's CPU per key.
@@ -41,6 +42,8 @@ Scenario = Callable[[Bench], dict[str, Any]]
 SCENARIOS: dict[str, Scenario] = {
     "workload_20ms": functools.partial(workload, latency=WORKLOAD_LATENCIES[0]),
     "workload_50ms": functools.partial(workload, latency=WORKLOAD_LATENCIES[1]),
+    "manifest_50ms": manifest,
+    "manifest_threshold": manifest_threshold,
     "api_cost": api_cost,
     "burst": burst,
     "latency": latency,

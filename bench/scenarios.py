@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from bench.harness import (
     keys_for,
     rss_mb,
 )
+from filecleanup.album.client import file_cleanup
 from filecleanup.api.models import GROUP, PLURAL, VERSION
 from tools.devkit.processes import OperatorProcess
 from tools.envtest.polling import eventually
@@ -97,6 +99,105 @@ def workload(bench: Bench, latency: float) -> dict[str, Any]:
         "operator_cpu_s_per_1000_keys": 1000 * operator_cpu / total,
         "writes_per_object": {kind: count / objects for kind, count in writes.items()},
     }
+
+
+def manifest(bench: Bench, latency: float = 0.050) -> dict[str, Any]:
+    """One manifest of 100,000 keys (20,000 when quick) against a storage answering every delete and
+    every read after ``latency``: the operator from the create to Succeeded, against direct calls at
+    the storage's limit, with where the time went: the check pass and start before the first call,
+    the calls themselves, and the last reply to Succeeded."""
+    count = 20_000 if bench.quick else 100_000
+    bench.storage.reset()
+    bench.storage.fault(latency_seconds=latency)
+    direct = asyncio.run(direct_seconds(bench.storage.url, keys_for("mdirect", count), concurrent=True))
+    key = "bench/manifest/keys.txt"
+    path = bench.storage.root / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes("".join(f"{k}\n" for k in keys_for("m", count)).encode())
+    namespace = bench.namespace("manifest")
+    operator = bench.operator("manifest", [namespace])
+    operator.start()
+    assert operator.process is not None
+    try:
+        bench.storage.reset()  # the operator's calls alone from here (faults too are reset)
+        bench.storage.fault(latency_seconds=latency, read_latency_seconds=latency)
+        operator_cpu = cpu_seconds(operator.process.pid)
+        started = time.time()
+        bench.objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, file_cleanup("album", manifest=key)
+        )
+        bench.wait_succeeded(namespace, 1, timeout=600)
+        finished = bench.last_completion(namespace)
+        operator_cpu = cpu_seconds(operator.process.pid) - operator_cpu
+    finally:
+        operator.stop()
+    calls = httpx.get(f"{bench.storage.base}/_admin/stats", timeout=60).json()["call_times"]
+    first_call = min(begun for begun, _, _ in calls)
+    last_reply = max(ended for _, ended, _ in calls)
+    in_flight = sum(ended - begun for begun, ended, _ in calls) / (last_reply - first_call)
+    end_to_end = finished - started
+    return {
+        "storage_latency_s": latency,
+        "keys": count,
+        "manifest_mb": path.stat().st_size / 1024 / 1024,
+        "direct_keys_per_s": count / direct,
+        "operator_keys_per_s": count / end_to_end,
+        "operator_vs_direct": direct / end_to_end,
+        "create_to_first_call_s": first_call - started,
+        "calls_s": last_reply - first_call,
+        "calls_vs_direct": direct / (last_reply - first_call),
+        "last_reply_to_succeeded_s": finished - last_reply,
+        "mean_calls_in_flight": in_flight,
+        "operator_cpu_s_per_1000_keys": 1000 * operator_cpu / count,
+    }
+
+
+def manifest_threshold(bench: Bench, latency: float = 0.050) -> dict[str, Any]:
+    """One album of each size deleted twice against a storage answering every call after
+    ``latency``: its keys in the object, and as a manifest the album service writes first (timed from
+    that write). Each from the start to Succeeded, with the API server's CPU: where the manifest's
+    fixed cost (a write, the check pass, one more read) stops paying for itself."""
+    sizes = (1_000, 10_000) if bench.quick else (1_000, 5_000, 10_000)
+    namespace = bench.namespace("threshold")
+    operator = bench.operator("threshold", [namespace])
+    operator.start()
+    manifests = httpx.Client(base_url=f"{bench.storage.base}/objects/", timeout=60)
+    rows: dict[str, dict[str, float]] = {}
+    finished = 0
+    try:
+        for size in sizes:
+            for path in ("inline", "manifest"):
+                name = f"{path}-{size}"
+                keys = keys_for(f"t{name}", size)
+                bench.storage.reset()
+                bench.storage.fault(latency_seconds=latency, read_latency_seconds=latency)
+                time.sleep(1)  # quiet: the CPU below is this album's
+                api_cpu = cpu_seconds(bench.apiserver_pid)
+                started = time.time()
+                if path == "inline":
+                    bench.create(namespace, name, keys)
+                else:
+                    key = f"{name}/keys.txt"
+                    time.sleep(latency)  # the write, as the storage would answer it
+                    manifests.put(key, content="".join(f"{k}\n" for k in keys)).raise_for_status()
+                    bench.objects.create_namespaced_custom_object(
+                        GROUP, VERSION, namespace, PLURAL, file_cleanup(name, manifest=key)
+                    )
+                finished += 1
+                bench.wait_succeeded(namespace, finished, timeout=300)
+                done = bench.objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+                completed = cast("dict[str, Any]", done)["status"]["completionTime"]
+                time.sleep(1.5)  # Kopf's closing patches, after the last status write
+                rows.setdefault(str(size), {}).update(
+                    {
+                        f"{path}_seconds": datetime.datetime.fromisoformat(completed).timestamp() - started,
+                        f"{path}_api_server_cpu_s": cpu_seconds(bench.apiserver_pid) - api_cpu,
+                    }
+                )
+    finally:
+        manifests.close()
+        operator.stop()
+    return rows
 
 
 def api_cost(bench: Bench) -> dict[str, Any]:
