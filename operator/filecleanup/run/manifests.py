@@ -165,7 +165,7 @@ class Source:
                 offset += len(data)
                 step, window = _next_reads(step, len(data))
                 if ahead and ahead[0][0] != offset:  # read at offsets the store's answer did not end at
-                    unused += [read for _, read in ahead]
+                    unused = [*_in_flight(unused), *(read for _, read in ahead)]
                     ahead.clear()
         finally:
             await _settled([*unused, *(read for _, read in ahead)])
@@ -173,8 +173,17 @@ class Source:
 
 def _next_reads(step: int, got: int) -> tuple[int, int]:
     """How far apart the next reads go (as far as the last block was long), and how many go at once:
-    READ_AHEAD, or one after a block shorter than those before it (most likely the last one)."""
-    return got, 1 if got < step else READ_AHEAD
+    READ_AHEAD after a block as long as the one before it; else one (after the last block, most
+    likely, or from a store that answers each read with another length)."""
+    return got, READ_AHEAD if got == step else 1
+
+
+def _in_flight(reads: list[asyncio.Task[ObjectPart]]) -> list[asyncio.Task[ObjectPart]]:
+    """The reads not done yet; those done are let go, their outcome (an error too) taken."""
+    for read in reads:
+        if read.done() and not read.cancelled():
+            read.exception()
+    return [read for read in reads if not read.done()]
 
 
 async def _settled(reads: list[asyncio.Task[ObjectPart]]) -> None:
