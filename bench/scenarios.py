@@ -332,7 +332,8 @@ def memory(bench: Bench) -> dict[str, Any]:
     idle.stop()
 
     # What a previous run of the operator would have left: finished objects with Kopf's diff-base,
-    # kept for a day (creating 50,000 takes minutes: the default retention would sweep the first).
+    # kept for a day: they all carry the template's completionTime, and creating 50,000 can take
+    # longer than the default retention, which would then sweep them while they are counted.
     kept = {"ttlSecondsAfterFinished": 86_400}
     bench.create(namespace, "album-0", ["m/0.jpg"], **kept)
     operator = bench.operator("memory-template", [namespace])
