@@ -331,11 +331,8 @@ def memory(bench: Bench) -> dict[str, Any]:
     idle_mb = rss_mb(idle.process.pid)
     idle.stop()
 
-    # What a previous run of the operator would have left: finished objects with Kopf's diff-base,
-    # kept for a day: they all carry the template's completionTime, and creating 50,000 can take
-    # longer than the default retention, which would then sweep them while they are counted.
-    kept = {"ttlSecondsAfterFinished": 86_400}
-    bench.create(namespace, "album-0", ["m/0.jpg"], **kept)
+    # What a previous run of the operator would have left: finished objects with Kopf's diff-base.
+    bench.create(namespace, "album-0", ["m/0.jpg"])
     operator = bench.operator("memory-template", [namespace])
     operator.start()
     try:
@@ -352,7 +349,7 @@ def memory(bench: Bench) -> dict[str, Any]:
 
     def finished(n: int) -> None:
         name = f"album-{n}"
-        bench.create(namespace, name, [f"m/{n}.jpg"], metadata=metadata, **kept)
+        bench.create(namespace, name, [f"m/{n}.jpg"], metadata=metadata)
         bench.objects.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}
         )
